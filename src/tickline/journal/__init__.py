@@ -1,0 +1,1 @@
+"""tickline.journal"""

@@ -1,0 +1,46 @@
+"""tickline.matching: instruments, orders, commands, events, order books and the matching
+engine. Pure Python: no I/O, no clock, no randomness; imports nothing else from tickline."""
+
+from tickline.matching.book import BookSide, Level, Order, OrderBook
+from tickline.matching.commands import (
+    COMMAND_TYPES,
+    Cancel,
+    Command,
+    NewOrder,
+    Replace,
+    SetTradingStatus,
+    TimeTick,
+)
+from tickline.matching.engine import EngineConfig, EngineSnapshot, MatchingEngine
+from tickline.matching.events import (
+    EVENT_TYPES,
+    Accepted,
+    Cancelled,
+    Event,
+    Expired,
+    LevelChanged,
+    Rejected,
+    Replaced,
+    StatusChanged,
+    Trade,
+)
+from tickline.matching.instruments import Instrument, InstrumentError
+from tickline.matching.types import (
+    BUY,
+    SELL,
+    CancelReason,
+    OrderType,
+    RejectReason,
+    Side,
+    STPMode,
+    TimeInForce,
+)
+
+__all__ = [
+    "BUY", "COMMAND_TYPES", "EVENT_TYPES", "SELL", "Accepted", "BookSide", "Cancel",
+    "CancelReason", "Cancelled", "Command", "EngineConfig", "EngineSnapshot", "Event",
+    "Expired", "Instrument", "InstrumentError", "Level", "LevelChanged", "MatchingEngine",
+    "NewOrder", "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace",
+    "Replaced", "STPMode", "SetTradingStatus", "Side", "StatusChanged", "TimeInForce",
+    "TimeTick", "Trade",
+]

@@ -1,0 +1,107 @@
+"""Commands: the only inputs of the matching engine.
+
+Each command carries the sequence number and timestamp (nanoseconds, engine time) that the
+sequencer stamped on it; the engine never reads a clock. Commands are ``msgspec`` structs
+with stable integer tags, so a command encodes to a compact MessagePack array for the
+journal and the wire, and :data:`Command` decodes as a tagged union.
+
+Tag codes (stable, journaled; never renumber):
+
+====  ===============  =========================================
+tag   command          mutates state when accepted
+====  ===============  =========================================
+1     NewOrder         yes
+2     Cancel           yes
+3     Replace          yes
+4     SetTradingStatus yes (halt / resume one symbol)
+5     TimeTick         yes (advances engine time: GTD expiry)
+====  ===============  =========================================
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickline.matching.types import GTC, LIMIT, STP_ACCOUNT_DEFAULT
+
+
+class NewOrder(msgspec.Struct, tag=1, array_like=True, gc=False, kw_only=True):
+    """Enter a new order.
+
+    ``price`` is ignored for market orders. ``expire_time`` (engine ns) is required for GTD.
+    ``client_order_id`` is optional ("" = none); when given it must be unique per account
+    among live and recently finished orders.
+    """
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    symbol: str
+    side: int
+    quantity: int
+    price: int = 0
+    order_type: int = LIMIT
+    tif: int = GTC
+    client_order_id: str = ""
+    expire_time: int = 0
+    post_only: bool = False
+    stp: int = STP_ACCOUNT_DEFAULT
+
+
+class Cancel(msgspec.Struct, tag=2, array_like=True, gc=False, kw_only=True):
+    """Cancel a live order of ``account``, by engine ``order_id`` or, when that is 0, by the
+    account's ``orig_client_order_id``."""
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    symbol: str
+    order_id: int = 0
+    orig_client_order_id: str = ""
+    client_order_id: str = ""
+
+
+class Replace(msgspec.Struct, tag=3, array_like=True, gc=False, kw_only=True):
+    """Cancel/replace a live order: a new price and/or a new total quantity.
+
+    ``price`` 0 keeps the price; ``quantity`` 0 keeps the total quantity. ``quantity`` is the
+    new *total* order quantity (as FIX OrderQty): the open quantity becomes
+    ``quantity - filled`` and must stay positive. A quantity decrease at the same price keeps
+    time priority; a price change or a quantity increase moves the order to the back of its
+    (new) level, and a new price that crosses the book trades first.
+    """
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    symbol: str
+    order_id: int = 0
+    orig_client_order_id: str = ""
+    price: int = 0
+    quantity: int = 0
+    client_order_id: str = ""
+
+
+class SetTradingStatus(msgspec.Struct, tag=4, array_like=True, gc=False, kw_only=True):
+    """Halt (``halted=True``) or resume trading in one symbol. While halted, new orders and
+    replaces are rejected; cancels are still accepted."""
+
+    seq: int = 0
+    ts: int = 0
+    symbol: str
+    halted: bool
+
+
+class TimeTick(msgspec.Struct, tag=5, array_like=True, gc=False, kw_only=True):
+    """Advance engine time with no other effect, so GTD orders expire on time when no other
+    command arrives. The sequencer emits these on a timer; they are journaled like any
+    command so replay expires the same orders at the same point."""
+
+    seq: int = 0
+    ts: int = 0
+
+
+Command = NewOrder | Cancel | Replace | SetTradingStatus | TimeTick
+"""The tagged union of every engine input."""
+
+COMMAND_TYPES: tuple[type[Command], ...] = (NewOrder, Cancel, Replace, SetTradingStatus, TimeTick)

@@ -1,0 +1,121 @@
+"""Events: the only outputs of the matching engine.
+
+Events are immutable-by-convention ``msgspec`` structs with stable integer tags (never
+renumber); they encode to MessagePack or JSON arrays for journals, wires and byte-for-byte
+comparison of runs. They do not repeat the command's sequence number and timestamp: the
+engine returns the events of one command together, and the caller pairs them with it.
+
+====  ==============  ===============================================================
+tag   event           meaning
+====  ==============  ===============================================================
+1     Accepted        a new order passed validation and got an engine order id
+2     Rejected        a command failed validation; nothing changed
+3     Trade           a maker and a taker traded at the maker's price
+4     Cancelled       an order or its remainder left the book (reason says why)
+5     Replaced        an order took a new price and/or quantity
+6     Expired         a GTD order reached its expiry time
+7     LevelChanged    a price level's new total quantity and order count (0/0 = gone)
+8     StatusChanged   a symbol was halted or resumed
+====  ==============  ===============================================================
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Accepted(msgspec.Struct, tag=1, array_like=True, gc=False):
+    order_id: int
+    account: int
+    client_order_id: str
+    symbol: str
+    side: int
+    order_type: int
+    tif: int
+    price: int
+    quantity: int
+
+
+class Rejected(msgspec.Struct, tag=2, array_like=True, gc=False):
+    """``order_id`` is the target of a rejected cancel/replace (0 for a new order)."""
+
+    account: int
+    client_order_id: str
+    symbol: str
+    order_id: int
+    reason: int
+    text: str
+
+
+class Trade(msgspec.Struct, tag=3, array_like=True, gc=False):
+    """One execution. ``maker_leaves``/``taker_leaves`` are the open quantities after it."""
+
+    trade_id: int
+    symbol: str
+    price: int
+    quantity: int
+    aggressor_side: int
+    maker_order_id: int
+    maker_account: int
+    maker_leaves: int
+    taker_order_id: int
+    taker_account: int
+    taker_leaves: int
+
+
+class Cancelled(msgspec.Struct, tag=4, array_like=True, gc=False):
+    """``quantity`` is the open quantity that was cancelled."""
+
+    order_id: int
+    account: int
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    reason: int
+
+
+class Replaced(msgspec.Struct, tag=5, array_like=True, gc=False):
+    """``quantity`` is the new total, ``leaves`` the new open quantity."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+    kept_priority: bool
+
+
+class Expired(msgspec.Struct, tag=6, array_like=True, gc=False):
+    order_id: int
+    account: int
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+
+
+class LevelChanged(msgspec.Struct, tag=7, array_like=True, gc=False):
+    """Depth delta: the level's new total open quantity and order count (both 0: removed)."""
+
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    order_count: int
+
+
+class StatusChanged(msgspec.Struct, tag=8, array_like=True, gc=False):
+    symbol: str
+    halted: bool
+
+
+Event = Accepted | Rejected | Trade | Cancelled | Replaced | Expired | LevelChanged | StatusChanged
+"""The tagged union of every engine output."""
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Accepted, Rejected, Trade, Cancelled, Replaced, Expired, LevelChanged, StatusChanged,
+)

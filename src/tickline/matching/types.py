@@ -1,0 +1,111 @@
+"""Stable codes shared by commands, events and the wire: sides, order types, time in force,
+self-trade prevention modes, reject reasons and cancel reasons.
+
+Every code is an ``IntEnum`` whose integer value is part of the journal and wire format:
+never renumber one, only add. Structs store the plain ``int`` (fast to compare and to
+encode); the enums give the codes names at the edges.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(IntEnum):
+    """How long an order may live.
+
+    GTC rests until filled or cancelled; IOC trades what it can now and cancels the rest;
+    FOK trades its whole quantity now or nothing; GTD rests until ``expire_time`` (engine time).
+    """
+
+    GTC = 1
+    IOC = 2
+    FOK = 3
+    GTD = 4
+
+
+class STPMode(IntEnum):
+    """Self-trade prevention: what happens when an order would trade with its own account.
+
+    ``CANCEL_NEWEST`` (the default) cancels the incoming order's remainder; ``CANCEL_OLDEST``
+    cancels the resting order and keeps matching; ``CANCEL_BOTH`` cancels both; ``OFF``
+    lets the trade happen. ``ACCOUNT_DEFAULT`` on an order means "use the account's mode".
+    """
+
+    ACCOUNT_DEFAULT = 0
+    CANCEL_NEWEST = 1
+    CANCEL_OLDEST = 2
+    CANCEL_BOTH = 3
+    OFF = 4
+
+
+class RejectReason(IntEnum):
+    """Why a command was rejected. A rejected command changes nothing.
+
+    Grouped by subsystem: 1xx instrument, 2xx order shape, 3xx order lookup, 4xx session and
+    gateway (used outside the engine), 5xx sequencing.
+    """
+
+    UNKNOWN_SYMBOL = 101
+    INSTRUMENT_HALTED = 102
+    INVALID_SIDE = 201
+    INVALID_ORDER_TYPE = 202
+    INVALID_TIME_IN_FORCE = 203
+    NON_POSITIVE_QUANTITY = 204
+    OFF_LOT_QUANTITY = 205
+    QUANTITY_TOO_LARGE = 206
+    NON_POSITIVE_PRICE = 207
+    OFF_TICK_PRICE = 208
+    PRICE_OUT_OF_BAND = 209
+    EXPIRE_TIME_IN_PAST = 210
+    POST_ONLY_WOULD_TAKE = 211
+    MARKET_ORDER_NOT_ALLOWED = 212
+    REPLACE_QUANTITY_TOO_LOW = 213
+    UNKNOWN_ORDER = 301
+    NOT_ORDER_OWNER = 302
+    DUPLICATE_CLIENT_ORDER_ID = 303
+    NOT_AUTHENTICATED = 401
+    RATE_LIMITED = 402
+    MALFORMED_MESSAGE = 403
+    MESSAGE_TOO_LARGE = 404
+    THROTTLED = 405
+    OUT_OF_SEQUENCE = 501
+
+
+class CancelReason(IntEnum):
+    """Why an order (or its remainder) left the book without trading."""
+
+    USER = 1
+    IOC_REMAINDER = 2
+    FOK_UNFILLABLE = 3
+    SELF_TRADE = 4
+    MARKET_REMAINDER = 5
+    PRICE_PROTECTION = 6
+    REPLACED_TO_ZERO = 7
+
+
+# Plain-int aliases for hot paths (an IntEnum member lookup costs more than a global int).
+BUY: Final = 1
+SELL: Final = 2
+LIMIT: Final = 1
+MARKET: Final = 2
+GTC: Final = 1
+IOC: Final = 2
+FOK: Final = 3
+GTD: Final = 4
+STP_ACCOUNT_DEFAULT: Final = 0
+STP_CANCEL_NEWEST: Final = 1
+STP_CANCEL_OLDEST: Final = 2
+STP_CANCEL_BOTH: Final = 3
+STP_OFF: Final = 4
