@@ -59,7 +59,8 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     def price_from_str(self, text: str | Decimal) -> int:
         """Convert a decimal price (``"101.25"``) to integer price units, exactly.
 
-        Raises :class:`InstrumentError` if it has more decimals than the instrument allows.
+        Raises :class:`InstrumentError` if it has more decimals than the instrument allows or
+        does not fit a signed 64-bit integer (the journal and wire format).
         """
         return _to_units(text, self.price_decimals, "price")
 
@@ -83,10 +84,31 @@ def _to_units(text: str | Decimal, decimals: int, what: str) -> int:
         raise InstrumentError(f"{what} must be a decimal number, got {text!r}") from None
     if not value.is_finite():
         raise InstrumentError(f"{what} must be finite, got {text!r}")
-    scaled = value.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
-        raise InstrumentError(f"{what} {text!r} has more than {decimals} decimal places")
-    return int(scaled)
+    # Exact integer arithmetic on the digits: Decimal.scaleb rounds to the context precision
+    # (28 digits), flushes tiny values to 0 and would let "1e999990" expand to a
+    # million-digit int, so the exponent is bounded before anything is multiplied out.
+    _sign, digits, exponent = value.as_tuple()
+    coefficient = int("".join(map(str, digits)))
+    shift = int(exponent) + decimals
+    if coefficient and shift < 0:
+        if -shift > len(digits):
+            raise InstrumentError(f"{what} {text!r} has more than {decimals} decimal places")
+        coefficient, rest = divmod(coefficient, 10 ** -shift)
+        if rest:
+            raise InstrumentError(f"{what} {text!r} has more than {decimals} decimal places")
+    elif coefficient and shift > 0:
+        if len(digits) + shift > _INT64_DIGITS:
+            raise InstrumentError(f"{what} {text!r} is out of the 64-bit integer range")
+        coefficient *= 10**shift
+    units = -coefficient if value.is_signed() else coefficient
+    if not _INT64_MIN <= units <= _INT64_MAX:
+        raise InstrumentError(f"{what} {text!r} is out of the 64-bit integer range")
+    return units
+
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_INT64_DIGITS = 19  # len(str(_INT64_MAX))
 
 
 def _from_units(units: int, decimals: int) -> str:
