@@ -131,11 +131,16 @@ class BookSide:
 class OrderBook:
     """The book of one instrument: bids, asks and the trading status."""
 
-    __slots__ = ("asks", "bids", "halted", "instrument", "symbol")
+    __slots__ = ("asks", "bids", "halted", "instrument", "max_price", "min_price", "symbol",
+                 "tick_size")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
+        # The instrument's price rules, flattened for the engine's hot path.
+        self.tick_size = instrument.tick_size
+        self.min_price = max(instrument.min_price, 1)  # also rejects price <= 0
+        self.max_price = instrument.max_price or (1 << 62)
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
         self.halted = False

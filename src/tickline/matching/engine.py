@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from bisect import insort
 from collections import deque
 from collections.abc import Iterable
 
@@ -71,6 +72,7 @@ from tickline.matching.types import (
 )
 
 _NO_LIMIT = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
+_NEVER = 1 << 62  # an engine time after every real one
 
 R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
 R_HALTED = int(RejectReason.INSTRUMENT_HALTED)
@@ -153,6 +155,7 @@ class MatchingEngine:
         self._recent_client_ids: set[tuple[int, str]] = set()
         self._recent_client_order: deque[tuple[int, str]] = deque()
         self._expiry: list[tuple[int, int]] = []  # heap of (expire_time, order_id), lazy
+        self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
 
@@ -174,11 +177,9 @@ class MatchingEngine:
         """
         out: list[Event] = []
         ts = cmd.ts
-        if ts > self.now:
-            self.now = ts
+        self.now = ts
         self.last_seq = cmd.seq
-        expiry = self._expiry
-        if expiry and expiry[0][0] <= ts:
+        if ts >= self._next_expiry:
             self._expire(ts, out)
         kind = type(cmd)
         if kind is Replace:
@@ -320,47 +321,122 @@ class MatchingEngine:
                                 len(level.orders)))
 
     def _replace(self, cmd: Replace, out: list[Event]) -> None:
-        order = self._find_owned(cmd, out)
-        if order is None:
-            return
-        book = self.books[order.symbol]
+        """Fast path for the commonest command of all (82% of the exchange-core mix): a
+        price-only move of a plain order to a valid new price. Everything else, and every
+        reject, takes :meth:`_replace_general`. Inlined by profile; same contract."""
+        order = self.orders.get(cmd.order_id)
+        if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
+                or order.account != cmd.account or order.symbol != cmd.symbol):
+            return self._replace_general(cmd, out)
+        symbol = order.symbol
+        book = self.books[symbol]
+        price = cmd.price
+        old_price = order.price
+        if (price == old_price or book.halted or price < book.min_price
+                or price > book.max_price or price % book.tick_size):
+            return self._replace_general(cmd, out)
+        order_id = order.order_id
+        side = order.side
+        leaves = order.leaves
+        if side == BUY:
+            own_side = book.bids
+            opposite = book.asks
+            limit_key = -price
+        else:
+            own_side = book.asks
+            opposite = book.bids
+            limit_key = price
+        levels = own_side.levels
+        level = levels[old_price]
+        level_orders = level.orders
+        del level_orders[order_id]
+        if level_orders:
+            total = level.total - leaves
+            level.total = total
+            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
+        else:
+            own_side.drop_level(old_price)
+            out.append(LevelChanged(symbol, side, old_price, 0, 0))
+        order.price = price
+        order.priority = cmd.seq
+        out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
+                            price, order.quantity, leaves, False))
+        opp_keys = opposite.keys
+        if opp_keys and opp_keys[-1] >= limit_key:
+            self._match(opposite, order, self._protect(book, opposite, limit_key), out)
+            leaves = order.leaves
+            if leaves == 0:  # filled, or cancelled by self-trade prevention
+                self._finish(order)
+                return None
+            if opp_keys and opp_keys[-1] >= limit_key:  # stopped by price protection
+                self._cancel_rest(order, out, C_PROTECTION)
+                return None
+        level = levels.get(price)  # type: ignore[assignment]
+        if level is None:
+            levels[price] = Level(price, {order_id: order}, leaves)
+            insort(own_side.keys, price * own_side.sign)
+            out.append(LevelChanged(symbol, side, price, leaves, 1))
+        else:
+            level_orders = level.orders
+            level_orders[order_id] = order
+            total = level.total + leaves
+            level.total = total
+            out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
+        return None
+
+    def _replace_general(self, cmd: Replace, out: list[Event]) -> None:
+        """Every replace: lookup by client order id, quantity changes, new client ids,
+        post-only orders, same-price changes, and all the rejects."""
+        order = self.orders.get(cmd.order_id)
+        if order is None or order.account != cmd.account or order.symbol != cmd.symbol:
+            order = self._find_owned(cmd, out)  # by client order id, or the reject
+            if order is None:
+                return None
+        order_id = order.order_id
+        symbol = order.symbol
+        book = self.books[symbol]
         if book.halted:
-            return self._reject(out, cmd, order.order_id, R_HALTED, f"{book.symbol} is halted")
-        instrument = book.instrument
-        price = cmd.price or order.price
+            return self._reject(out, cmd, order_id, R_HALTED, f"{symbol} is halted")
+        old_price = order.price
+        price = cmd.price or old_price
         quantity = cmd.quantity or order.quantity
-        if price != order.price:
-            reason = self._check_price(instrument, price)
-            if reason:
-                return self._reject(out, cmd, order.order_id, reason,
-                                    self._price_text(instrument, price))
+        if price != old_price and (
+            price <= 0 or price % book.tick_size or price < book.min_price
+            or price > book.max_price
+        ):
+            instrument = book.instrument
+            return self._reject(out, cmd, order_id, self._check_price(instrument, price),
+                                self._price_text(instrument, price))
         if quantity != order.quantity:
-            reason = self._check_quantity(instrument, quantity)
+            reason = self._check_quantity(book.instrument, quantity)
             if reason:
-                return self._reject(out, cmd, order.order_id, reason,
-                                    self._quantity_text(instrument, quantity))
-        if quantity <= order.filled:
+                return self._reject(out, cmd, order_id, reason,
+                                    self._quantity_text(book.instrument, quantity))
+        filled = order.filled
+        if quantity <= filled:
             return self._reject(
-                out, cmd, order.order_id, R_REPLACE_QTY,
-                f"new quantity {quantity} is not above the filled quantity {order.filled}",
+                out, cmd, order_id, R_REPLACE_QTY,
+                f"new quantity {quantity} is not above the filled quantity {filled}",
             )
         clid = cmd.client_order_id
         account = order.account
         if clid and clid != order.client_order_id and self._client_id_taken(account, clid):
-            return self._reject(out, cmd, order.order_id, R_DUP_CLID,
+            return self._reject(out, cmd, order_id, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
         side = order.side
         if side == BUY:
+            own_side = book.bids
             opposite = book.asks
             limit_key = -price
         else:
+            own_side = book.asks
             opposite = book.bids
             limit_key = price
         opp_keys = opposite.keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if crosses and order.post_only:
-            return self._reject(out, cmd, order.order_id, R_POST_ONLY,
-                                f"post-only order {order.order_id} at {price} would take liquidity")
+            return self._reject(out, cmd, order_id, R_POST_ONLY,
+                                f"post-only order {order_id} at {price} would take liquidity")
 
         # Validated: from here on the replace happens.
         if clid and clid != order.client_order_id:
@@ -369,28 +445,36 @@ class MatchingEngine:
                 old_key = (account, order.client_order_id)
                 del live[old_key]
                 self._remember_client_id(old_key)
-            live[(account, clid)] = order.order_id
+            live[(account, clid)] = order_id
             order.client_order_id = clid
-        leaves = quantity - order.filled
-        own_side = book.bids if side == BUY else book.asks
-        if price == order.price and leaves <= order.leaves:
-            level = own_side.levels[price]
-            level.total -= order.leaves - leaves
-            changed = leaves != order.leaves
+        leaves = quantity - filled
+        old_leaves = order.leaves
+        levels = own_side.levels
+        level = levels[old_price]
+        if price == old_price and leaves <= old_leaves:  # keeps its place in the queue
+            level.total -= old_leaves - leaves
             order.leaves = leaves
             order.quantity = quantity
-            out.append(Replaced(order.order_id, account, order.client_order_id, order.symbol,
+            out.append(Replaced(order_id, account, order.client_order_id, symbol,
                                 side, price, quantity, leaves, True))
-            if changed:
-                out.append(LevelChanged(order.symbol, side, price, level.total, len(level.orders)))
+            if leaves != old_leaves:
+                out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
             return None
-        level = own_side.remove(order)
-        out.append(LevelChanged(order.symbol, side, level.price, level.total, len(level.orders)))
+        # Out of its old level (inlined BookSide.remove) ...
+        level_orders = level.orders
+        del level_orders[order_id]
+        total = level.total - old_leaves
+        level.total = total
+        if level_orders:
+            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
+        else:
+            own_side.drop_level(old_price)
+            out.append(LevelChanged(symbol, side, old_price, 0, 0))
         order.price = price
         order.quantity = quantity
         order.leaves = leaves
         order.priority = cmd.seq
-        out.append(Replaced(order.order_id, account, order.client_order_id, order.symbol,
+        out.append(Replaced(order_id, account, order.client_order_id, symbol,
                             side, price, quantity, leaves, False))
         if crosses:
             self._match(opposite, order, self._protect(book, opposite, limit_key), out)
@@ -400,8 +484,20 @@ class MatchingEngine:
             if opp_keys and opp_keys[-1] >= limit_key:  # stopped by price protection
                 self._cancel_rest(order, out, C_PROTECTION)
                 return None
-        own_level = own_side.add(order)
-        out.append(LevelChanged(order.symbol, side, price, own_level.total, len(own_level.orders)))
+            leaves = order.leaves
+        # ... and onto the back of its new one (inlined BookSide.add).
+        level = levels.get(price)  # type: ignore[assignment]
+        if level is None:
+            level = Level(price, {order_id: order}, leaves)
+            levels[price] = level
+            insort(own_side.keys, price * own_side.sign)
+            out.append(LevelChanged(symbol, side, price, leaves, 1))
+        else:
+            level_orders = level.orders
+            level_orders[order_id] = order
+            total = level.total + leaves
+            level.total = total
+            out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
         return None
 
     # -- matching -------------------------------------------------------------------------
@@ -516,7 +612,7 @@ class MatchingEngine:
         level = own_side.add(order)
         self.orders[order.order_id] = order
         if order.tif == GTD:
-            heapq.heappush(self._expiry, (order.expire_time, order.order_id))
+            self._schedule_expiry(order)
         out.append(LevelChanged(order.symbol, order.side, order.price, level.total,
                                 len(level.orders)))
 
@@ -537,14 +633,19 @@ class MatchingEngine:
                 del self._live_client_ids[key]
                 self._remember_client_id(key)
 
+    def _schedule_expiry(self, order: Order) -> None:
+        heapq.heappush(self._expiry, (order.expire_time, order.order_id))
+        self._next_expiry = self._expiry[0][0]
+
     def _expire(self, now: int, out: list[Event]) -> None:
         expiry = self._expiry
         orders = self.orders
         while expiry and expiry[0][0] <= now:
             expire_time, order_id = heapq.heappop(expiry)
+            self._next_expiry = expiry[0][0] if expiry else _NEVER
             order = orders.get(order_id)
             if order is None or order.expire_time != expire_time:
-                continue  # finished or replaced since: a stale heap entry
+                continue  # finished since: a stale heap entry
             level = self.books[order.symbol].side(order.side).remove(order)
             out.append(Expired(order.order_id, order.account, order.symbol, order.side,
                                order.price, order.leaves))
@@ -697,7 +798,7 @@ class MatchingEngine:
             if order.client_order_id:
                 self._live_client_ids[(order.account, order.client_order_id)] = order.order_id
             if order.tif == GTD:
-                heapq.heappush(self._expiry, (order.expire_time, order.order_id))
+                self._schedule_expiry(order)
         for account, clid in snap.recent_client_ids:
             self._remember_client_id((account, clid))
 
