@@ -1,0 +1,292 @@
+"""Single-writer metrics: plain counters and HDR latency histograms, with Prometheus export.
+
+Contract: **one writer per metric object.** Every counter and histogram here is updated by one
+thread of control (the consumer that owns it); readers on other threads take a snapshot, which
+may be a few records stale but is never corrupt under the GIL. There are no locks on the hot
+path, and no "average of averages": a distribution is an HDR histogram, a rate is a counter.
+
+Why a raw buffer in front of HdrHistogram: ``HdrHistogram.record_value`` is pure Python and costs
+about 0.75 µs per call on the development machine (measured), which would dominate a
+processor that handles an event in well under a microsecond. :class:`LatencyRecorder` appends
+raw values to a preallocated ``array('q')`` (C speed) and *folds* them into the histogram when
+the buffer fills or on a snapshot. Folding groups equal values with a C ``Counter`` and
+quantizes each to its HDR counts slot (the same slot ``record_value`` would pick, so the
+histogram is identical), then records one ``record_value(v, count)`` per distinct slot.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "PERCENTILES",
+    "HistogramSnapshot",
+    "LatencyRecorder",
+    "prometheus_text",
+]
+
+#: The percentiles every report prints (and the Prometheus summary exports as quantiles).
+PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9, 99.99)
+
+_DEFAULT_HIGHEST = 3_600_000_000_000  # one hour in ns: anything longer is an outage, not a tail
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A frozen view of one histogram: count, exact sum/min/max and the standard percentiles.
+
+    ``percentiles`` maps the percentile (e.g. ``99.9``) to the value at it, in the recorder's
+    unit (ns for latencies, events for batch sizes).
+    """
+
+    name: str
+    count: int
+    total: int
+    min: int
+    max: int
+    percentiles: Mapping[float, int]
+
+    @property
+    def mean(self) -> float:
+        """Exact mean (total / count) -- of the raw values, never an average of averages."""
+        return self.total / self.count if self.count else 0.0
+
+
+class LatencyRecorder:
+    """A single-writer HDR histogram with a raw ``array('q')`` buffer in front of it.
+
+    ``record(v)`` costs one ``array.append`` (~30 ns); ``record_n(v, n)`` records ``n``
+    occurrences of ``v`` (used when a whole batch shares one enqueue timestamp). The buffer is
+    folded into the histogram when it reaches ``buffer_size`` values or on :meth:`snapshot`.
+    Values are clamped into ``[lowest, highest]`` (a negative latency from a clock step becomes
+    ``lowest`` and is counted in :attr:`clamped`).
+
+    Not thread-safe by design: exactly one thread records; read via :meth:`snapshot` from
+    the same thread, or accept a slightly stale view from another.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_buffer_size",
+        "_highest",
+        "_hist",
+        "_lowest",
+        "_max",
+        "_min",
+        "_shift_base",
+        "_sub_mask",
+        "_total",
+        "clamped",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        lowest: int = 1,
+        highest: int = _DEFAULT_HIGHEST,
+        significant_figures: int = 3,
+        buffer_size: int = 8192,
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {buffer_size!r}")
+        if not 1 <= lowest < highest:
+            raise ValueError(f"need 1 <= lowest < highest, got lowest={lowest!r} "
+                             f"highest={highest!r}")
+        self.name = name
+        self._hist = HdrHistogram(lowest, highest, significant_figures)
+        self._lowest = lowest
+        self._highest = highest
+        self._buf: array[int] = array("q")
+        self._buffer_size = buffer_size
+        self._total = 0
+        self._min = 0
+        self._max = 0
+        self.clamped = 0
+        # Slot arithmetic copied from HdrHistogram's _counts_index_for: values v, w share a
+        # counts slot iff they share (v | mask).bit_length() and v >> shift.
+        self._sub_mask: int = self._hist.sub_bucket_mask
+        self._shift_base: int = (self._hist.sub_bucket_half_count_magnitude + 1
+                                 + self._hist.unit_magnitude)
+
+    # -- writer side ---------------------------------------------------------------------
+
+    def record(self, value: int) -> None:
+        """Record one value. O(1) amortized; folds when the buffer is full."""
+        buf = self._buf
+        buf.append(value)
+        if len(buf) >= self._buffer_size:
+            self.fold()
+
+    def record_n(self, value: int, count: int) -> None:
+        """Record ``count`` occurrences of ``value`` (one histogram update, exact)."""
+        if count <= 0:
+            return
+        if count == 1:
+            self.record(value)
+            return
+        self._fold_counts({value: count})
+
+    def record_many(self, values: Iterable[int]) -> None:
+        """Record every value of ``values`` (C-speed extend, then fold if full)."""
+        buf = self._buf
+        buf.extend(values)
+        if len(buf) >= self._buffer_size:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the raw buffer into the histogram. O(distinct values)."""
+        buf = self._buf
+        if not buf:
+            return
+        counts = Counter(buf)
+        del buf[:]
+        self._fold_counts(counts)
+
+    def _fold_counts(self, counts: Mapping[int, int]) -> None:
+        lowest = self._lowest
+        highest = self._highest
+        mask = self._sub_mask
+        base = self._shift_base
+        slots: dict[int, int] = {}
+        total = 0
+        vmin: int | None = self._min if self._hist.get_total_count() else None
+        vmax = self._max
+        for value, n in counts.items():
+            v = value
+            if v < lowest or v > highest:
+                self.clamped += n
+                v = lowest if v < lowest else highest
+            total += v * n
+            if vmin is None or v < vmin:
+                vmin = v
+            if v > vmax:
+                vmax = v
+            shift = (v | mask).bit_length() - base
+            q = (v >> shift) << shift if shift > 0 else v
+            slots[q] = slots.get(q, 0) + n
+        rec = self._hist.record_value
+        for q, n in slots.items():
+            rec(q, n)
+        self._total += total
+        self._min = vmin if vmin is not None else 0
+        self._max = vmax
+
+    # -- reader side ---------------------------------------------------------------------
+
+    @property
+    def histogram(self) -> HdrHistogram:
+        """The underlying HdrHistogram (folds the buffer first)."""
+        self.fold()
+        return self._hist
+
+    def count(self) -> int:
+        """Number of values recorded (including those still in the raw buffer)."""
+        return int(self._hist.get_total_count()) + len(self._buf)
+
+    def snapshot(self) -> HistogramSnapshot:
+        """Fold and return a frozen :class:`HistogramSnapshot`."""
+        self.fold()
+        h = self._hist
+        n = int(h.get_total_count())
+        pct = {p: int(h.get_value_at_percentile(p)) if n else 0 for p in PERCENTILES}
+        return HistogramSnapshot(self.name, n, self._total, self._min if n else 0,
+                                 self._max if n else 0, pct)
+
+    def reset(self) -> None:
+        """Forget everything recorded so far (e.g. after a warm-up)."""
+        del self._buf[:]
+        self._hist.reset()
+        self._total = self._min = self._max = 0
+        self.clamped = 0
+
+    def check(self) -> None:
+        """Invariant checker: buffer below its bound, sums and extremes consistent."""
+        assert len(self._buf) < self._buffer_size, "raw buffer exceeded its bound"
+        n = int(self._hist.get_total_count())
+        if n:
+            assert self._min <= self._max, (self._min, self._max)
+            assert self._min * n <= self._total <= self._max * n, "sum outside [min, max] * n"
+        else:
+            assert self._total == 0
+
+
+def _prom_name(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if not out[:1].isdigit() else "_" + out
+
+
+def _prom_value(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(labels: Mapping[str, str], extra: Mapping[str, str] | None = None) -> str:
+    items = dict(labels)
+    if extra:
+        items.update(extra)
+    if not items:
+        return ""
+    body = ",".join(f'{_prom_name(k)}="{_escape(str(v))}"' for k, v in items.items())
+    return "{" + body + "}"
+
+
+def prometheus_text(
+    prefix: str,
+    counters: Mapping[str, int | float],
+    histograms: Iterable[HistogramSnapshot],
+    *,
+    labels: Mapping[str, str] | None = None,
+    scale: Mapping[str, float] | None = None,
+    help_text: Mapping[str, str] | None = None,
+) -> str:
+    """Render counters and histogram snapshots in the Prometheus text exposition format 0.0.4.
+
+    Counters become ``<prefix>_<name>_total``; each histogram becomes a ``summary`` with the
+    :data:`PERCENTILES` as quantiles plus ``_count`` and ``_sum``, and a ``<name>_max`` gauge.
+    ``scale`` multiplies a histogram's values (e.g. ``1e-9`` to export ns as seconds, the
+    Prometheus base unit). The output parses with
+    ``prometheus_client.parser.text_string_to_metric_families``.
+    """
+    lab = dict(labels or {})
+    sc = scale or {}
+    helps = help_text or {}
+    lines: list[str] = []
+    for name, value in counters.items():
+        full = _prom_name(f"{prefix}_{name}")
+        lines.append(f"# HELP {full}_total {helps.get(name, name.replace('_', ' '))}")
+        lines.append(f"# TYPE {full}_total counter")
+        lines.append(f"{full}_total{_labels(lab)} {_prom_value(value)}")
+    for snap in histograms:
+        k = sc.get(snap.name, 1.0)
+        full = _prom_name(f"{prefix}_{snap.name}")
+        lines.append(f"# HELP {full} {helps.get(snap.name, snap.name.replace('_', ' '))}")
+        lines.append(f"# TYPE {full} summary")
+        for p, v in snap.percentiles.items():
+            q = repr(p / 100.0)
+            val = v * k if k != 1.0 else v
+            lines.append(f"{full}{_labels(lab, {'quantile': q})} {_prom_value(val)}")
+        total = snap.total * k if k != 1.0 else snap.total
+        lines.append(f"{full}_count{_labels(lab)} {snap.count}")
+        lines.append(f"{full}_sum{_labels(lab)} {_prom_value(total)}")
+        lines.append(f"# HELP {full}_max largest value recorded")
+        lines.append(f"# TYPE {full}_max gauge")
+        mx = snap.max * k if k != 1.0 else snap.max
+        lines.append(f"{full}_max{_labels(lab)} {_prom_value(mx)}")
+    return "\n".join(lines) + "\n"
