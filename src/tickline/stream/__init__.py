@@ -1,1 +1,51 @@
-"""tickline.stream"""
+"""tickline.stream: the in-process pub/sub bus and the sequenced market-data products.
+
+* :class:`Bus` -- named topics with ``*``/``>`` wildcards; subscribers (callbacks or async
+  iterators) each with a bounded queue and a slow-consumer :class:`Policy`; synchronous,
+  batch-friendly publishing; :meth:`Bus.statistics`.
+* :class:`MarketDataPublisher` -- engine events to trades, BBO, depth deltas, L3 order
+  events, OHLCV/VWAP bars, status and private execution reports, every message with a
+  per-topic sequence number; snapshots for late joiners and resync.
+"""
+
+from tickline.stream.bus import (
+    Bus,
+    BusStatistics,
+    Chunk,
+    Policy,
+    SubscriberDisconnected,
+    Subscription,
+    SubscriptionStatistics,
+    default_conflation_key,
+    topic_matches,
+)
+from tickline.stream.marketdata import (
+    Bar,
+    Bbo,
+    DepthBook,
+    DepthDelta,
+    DepthSnapshot,
+    ExecKind,
+    ExecReport,
+    L3Reason,
+    L3Snapshot,
+    MarketDataMessage,
+    MarketDataPublisher,
+    OrderAdded,
+    OrderDeleted,
+    OrderExecuted,
+    OrderModified,
+    SequenceTracker,
+    StatusUpdate,
+    TradeTick,
+    window_label,
+)
+
+__all__ = [
+    "Bar", "Bbo", "Bus", "BusStatistics", "Chunk", "DepthBook", "DepthDelta", "DepthSnapshot",
+    "ExecKind", "ExecReport", "L3Reason", "L3Snapshot", "MarketDataMessage",
+    "MarketDataPublisher", "OrderAdded", "OrderDeleted", "OrderExecuted", "OrderModified",
+    "Policy", "SequenceTracker", "StatusUpdate", "SubscriberDisconnected", "Subscription",
+    "SubscriptionStatistics", "TradeTick", "default_conflation_key", "topic_matches",
+    "window_label",
+]
