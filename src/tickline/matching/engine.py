@@ -139,6 +139,12 @@ class MatchingEngine:
     ['Accepted', 'Trade', 'LevelChanged']
     """
 
+    __slots__ = (
+        "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
+        "_recent_client_ids", "_recent_client_order", "books", "config", "last_seq",
+        "next_order_id", "next_trade_id", "now", "orders",
+    )
+
     def __init__(
         self, instruments: Iterable[Instrument], config: EngineConfig | None = None
     ) -> None:
@@ -322,8 +328,10 @@ class MatchingEngine:
 
     def _replace(self, cmd: Replace, out: list[Event]) -> None:
         """Fast path for the commonest command of all (82% of the exchange-core mix): a
-        price-only move of a plain order to a valid new price. Everything else, and every
-        reject, takes :meth:`_replace_general`. Inlined by profile; same contract."""
+        price-only move of a plain order to a valid new price that does not cross.
+        Everything else — crossing moves, quantity or client-id changes, post-only orders,
+        every reject — takes :meth:`_replace_general`. Inlined by profile (each Python call
+        and each line costs here); the contract is the same."""
         order = self.orders.get(cmd.order_id)
         if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
                 or order.account != cmd.account or order.symbol != cmd.symbol):
@@ -332,20 +340,20 @@ class MatchingEngine:
         book = self.books[symbol]
         price = cmd.price
         old_price = order.price
-        if (price == old_price or book.halted or price < book.min_price
+        side = order.side
+        if side == BUY:
+            own_side = book.bids
+            opp_keys = book.asks.keys
+            crosses = opp_keys and opp_keys[-1] >= -price
+        else:
+            own_side = book.asks
+            opp_keys = book.bids.keys
+            crosses = opp_keys and opp_keys[-1] >= price
+        if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
         order_id = order.order_id
-        side = order.side
         leaves = order.leaves
-        if side == BUY:
-            own_side = book.bids
-            opposite = book.asks
-            limit_key = -price
-        else:
-            own_side = book.asks
-            opposite = book.bids
-            limit_key = price
         levels = own_side.levels
         level = levels[old_price]
         level_orders = level.orders
@@ -361,16 +369,6 @@ class MatchingEngine:
         order.priority = cmd.seq
         out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
                             price, order.quantity, leaves, False))
-        opp_keys = opposite.keys
-        if opp_keys and opp_keys[-1] >= limit_key:
-            self._match(opposite, order, self._protect(book, opposite, limit_key), out)
-            leaves = order.leaves
-            if leaves == 0:  # filled, or cancelled by self-trade prevention
-                self._finish(order)
-                return None
-            if opp_keys and opp_keys[-1] >= limit_key:  # stopped by price protection
-                self._cancel_rest(order, out, C_PROTECTION)
-                return None
         level = levels.get(price)  # type: ignore[assignment]
         if level is None:
             levels[price] = Level(price, {order_id: order}, leaves)
