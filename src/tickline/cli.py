@@ -46,6 +46,72 @@ def bench_matching(
 
 # --- (other subsystems register their commands below) --------------------------------------
 
+# --- journal: replay, journal verify/dump, bench journal (issue 3, part 2) ----------------
+
+@app.command("replay")
+def replay_cmd(
+    directory: Annotated[Path, typer.Argument(help="Journal directory.")],
+    to: Annotated[int | None, typer.Option("--to", help="Stop after this sequence number.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Print only this symbol's book.")] = None,
+    json_path: JsonOption = None,
+    compare: Annotated[Path | None, typer.Option(
+        help="Replay this second journal alongside, event by event; exit 1 on divergence.")
+    ] = None,
+    levels: Annotated[int, typer.Option(help="Depth levels to print per side.")] = 10,
+    snapshot: Annotated[bool, typer.Option(
+        help="Start from the newest snapshot at or before --to (same result, faster).")] = True,
+) -> None:
+    """Rebuild the engine state from a journal; print the book(s) and the state digest."""
+    from tickline.journal.tools import run_replay
+
+    raise typer.Exit(run_replay(directory, to_seq=to, symbol=symbol, json_path=json_path,
+                                compare=compare, levels=levels, use_snapshot=snapshot))
+
+
+@journal_app.command("verify")
+def journal_verify(
+    directory: Annotated[Path, typer.Argument(help="Journal directory.")],
+) -> None:
+    """Check every segment and snapshot; exit 1 on corruption, naming file and offset."""
+    from tickline.journal.tools import run_verify
+
+    raise typer.Exit(run_verify(directory))
+
+
+@journal_app.command("dump")
+def journal_dump(
+    directory: Annotated[Path, typer.Argument(help="Journal directory.")],
+    from_seq: Annotated[int, typer.Option("--from", help="First sequence number.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many records (0 = all).")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print journal records (sequence, type, file:offset, decoded command)."""
+    from tickline.journal.tools import run_dump
+
+    raise typer.Exit(run_dump(directory, from_seq=from_seq, limit=limit or None,
+                              as_json=as_json))
+
+
+@bench_app.command("journal")
+def bench_journal(
+    records: Annotated[int, typer.Option(help="Exchange-core commands to journal.")] = 1_000_000,
+    keep: Annotated[Path | None, typer.Option(
+        help="Leave the exchange-loop journal here (for tickline replay).")] = None,
+    json_path: JsonOption = None,
+    recovery_records: Annotated[int, typer.Option(
+        help="Size of the journal for the recovery benchmark (0 = skip).")] = 10_000_000,
+    batch: Annotated[int, typer.Option(help="Records per commit.")] = 500,
+    seed: Annotated[int, typer.Option(help="Workload generator seed.")] = 1,
+    full_recovery: Annotated[bool, typer.Option(
+        help="Also time recovery with no snapshot (replays every record).")] = True,
+) -> None:
+    """Journal appends/s and MB/s per durability policy, replay rate and recovery time."""
+    from tickline.bench.journal import run
+
+    run(records=records, keep=keep, json_path=json_path, recovery_records=recovery_records,
+        batch=batch, seed=seed, full_recovery=full_recovery)
+
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -110,7 +110,7 @@ def exchange_core_mix(
 
     def passive_price(state: _SymbolState, side: int) -> int:
         """A price that does not cross: below the best ask for a buy, above the best bid
-        for a sell, spread over ``levels / 2`` ticks from the mid."""
+        for a sell, spread uniformly over ``levels`` ticks from the mid."""
         offset = rng.randint(1, half) * tick
         book = engine.books[state.symbol]
         if side == BUY:
@@ -153,11 +153,11 @@ def exchange_core_mix(
         for _ in range(resting):
             seq += 1
             side = BUY if rng.random() < 0.5 else SELL
-            cmd = NewOrder(seq=seq, ts=seq * NS_PER_COMMAND, account=rng.randint(1, accounts),
-                           symbol=state.symbol, side=side, price=passive_price(state, side),
-                           quantity=rng.randint(1, 100), tif=GTC)
-            prefill.append(cmd)
-            apply(cmd, state)
+            order = NewOrder(seq=seq, ts=seq * NS_PER_COMMAND, account=rng.randint(1, accounts),
+                             symbol=state.symbol, side=side, price=passive_price(state, side),
+                             quantity=rng.randint(1, 100), tif=GTC)
+            prefill.append(order)
+            apply(order, state)
 
     out: list[Command] = []
     counts = {"new_gtc": 0, "ioc": 0, "cancel": 0, "move": 0}
@@ -198,23 +198,24 @@ def exchange_core_mix(
             counts["ioc"] += 1
         else:
             order_id = state.live[rng.randrange(len(state.live))]
-            order = engine.orders[order_id]
+            resting_order = engine.orders[order_id]
             # Cancels are 6% at the target depth; they ease off below it and pick up above
             # it, which keeps the book near ``resting`` orders over any run length.
             cancel_share = min(0.09, max(0.03, 0.05 * len(state.live) / resting))
             if roll < 0.12 + cancel_share:
-                cmd = Cancel(seq=seq, ts=ts, account=order.account, symbol=state.symbol,
-                             order_id=order_id)
+                cmd = Cancel(seq=seq, ts=ts, account=resting_order.account,
+                             symbol=state.symbol, order_id=order_id)
                 counts["cancel"] += 1
             else:
+                side = resting_order.side
                 if rng.random() < 0.015:
-                    price = crossing_price(state, order.side)
+                    price = crossing_price(state, side)
                 else:
-                    price = passive_price(state, order.side)
-                if price == order.price:
-                    price += tick if order.side == SELL else -tick
-                cmd = Replace(seq=seq, ts=ts, account=order.account, symbol=state.symbol,
-                              order_id=order_id, price=price)
+                    price = passive_price(state, side)
+                if price == resting_order.price:
+                    price += tick if side == SELL else -tick
+                cmd = Replace(seq=seq, ts=ts, account=resting_order.account,
+                              symbol=state.symbol, order_id=order_id, price=price)
                 counts["move"] += 1
         out.append(cmd)
         if apply(cmd, state):

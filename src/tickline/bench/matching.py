@@ -1,0 +1,280 @@
+"""``tickline bench matching``: the exchange-core mix through the matching engine.
+
+What is timed, in four passes over the same pre-generated commands:
+
+1. **throughput** — a fresh engine (books prefilled, untimed) processes every command in a
+   plain loop; every event is produced (and dropped). ``commands_per_second``.
+2. **latency** — another fresh engine, each ``process()`` call timed with a
+   ``perf_counter_ns`` pair into a preallocated array, folded into an HDR histogram
+   afterwards. The timer's own cost is measured and reported (it is *included* in every
+   sample). Garbage-collector pauses during the pass are timed through ``gc.callbacks``.
+3. **seed port** — the seed document's order book, ported straight
+   (:mod:`tickline.bench.seed_port`), on the first ``seed_port_commands`` of the same stream.
+4. **memory** — RSS growth of an engine holding ``memory_orders`` resting orders.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from tickline.bench.report import (
+    console,
+    current_rss_mb,
+    histogram_of,
+    latency_table,
+    machine,
+    peak_rss_mb,
+    percentiles,
+    progress,
+    timer_overhead_ns,
+    write_json,
+)
+from tickline.bench.seed_port import SeedPortRunner
+from tickline.bench.workload import Workload, exchange_core_mix
+from tickline.matching import BUY, SELL, Instrument, MatchingEngine, NewOrder
+
+CHUNK = 50_000
+
+
+class GcPauses:
+    """Times every collection while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses_ns: list[int] = []
+        self.by_generation = [0, 0, 0]
+        self._start = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter_ns()
+        else:
+            self.pauses_ns.append(time.perf_counter_ns() - self._start)
+            self.by_generation[info["generation"]] += 1
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> dict[str, Any]:
+        pauses = self.pauses_ns
+        return {
+            "collections": len(pauses),
+            "by_generation": self.by_generation,
+            "max_pause_us": max(pauses) / 1000 if pauses else 0.0,
+            "total_pause_ms": sum(pauses) / 1e6,
+        }
+
+
+def _prefilled(workload: Workload) -> MatchingEngine:
+    engine = workload.engine()
+    process = engine.process
+    for cmd in workload.prefill:
+        process(cmd)
+    return engine
+
+
+def run_throughput(workload: Workload, advance: Any = None) -> tuple[float, MatchingEngine]:
+    """Commands per second of a plain loop over every command (all events produced)."""
+    engine = _prefilled(workload)
+    process = engine.process
+    commands = workload.commands
+    elapsed = 0
+    clock = time.perf_counter_ns
+    for start in range(0, len(commands), CHUNK):
+        chunk = commands[start:start + CHUNK]
+        t0 = clock()
+        for cmd in chunk:
+            process(cmd)
+        elapsed += clock() - t0
+        if advance is not None:
+            advance(len(chunk))
+    return len(commands) / (elapsed / 1e9), engine
+
+
+def run_latency(workload: Workload, advance: Any = None) -> tuple[array[int], int, GcPauses]:
+    """Per-command service time in ns (timer cost included), events produced, GC pauses."""
+    engine = _prefilled(workload)
+    process = engine.process
+    commands = workload.commands
+    samples = array("q", bytes(8 * len(commands)))
+    clock = time.perf_counter_ns
+    events = 0
+    with GcPauses() as pauses:
+        i = 0
+        for start in range(0, len(commands), CHUNK):
+            for cmd in commands[start:start + CHUNK]:
+                t0 = clock()
+                out = process(cmd)
+                samples[i] = clock() - t0
+                i += 1
+                events += len(out)
+            if advance is not None:
+                advance(min(CHUNK, len(commands) - start))
+    return samples, events, pauses
+
+
+def run_seed_port(workload: Workload, limit: int, advance: Any = None) -> tuple[float, int]:
+    """Commands per second of the seed's order book on the first ``limit`` commands."""
+    runner = SeedPortRunner([inst.symbol for inst in workload.instruments])
+    for cmd in workload.prefill:
+        runner.apply(cmd)
+    commands = workload.commands[:limit]
+    clock = time.perf_counter_ns
+    elapsed = 0
+    for start in range(0, len(commands), CHUNK // 5):
+        chunk = commands[start:start + CHUNK // 5]
+        t0 = clock()
+        for cmd in chunk:
+            runner.apply(cmd)
+        elapsed += clock() - t0
+        if advance is not None:
+            advance(len(chunk))
+    return len(commands) / (elapsed / 1e9), runner.engine.trades
+
+
+def _resting_orders(n: int) -> Iterator[NewOrder]:
+    """``n`` non-crossing GTC orders, 10 per level, bids below 500,000 and asks above."""
+    for i in range(n):
+        side = BUY if i % 2 == 0 else SELL
+        level = (i // 2) // 10
+        price = 500_000 - 1 - level if side == BUY else 500_000 + 1 + level
+        yield NewOrder(seq=i + 1, ts=i + 1, account=1 + i % 1000, symbol="MEM", side=side,
+                       price=price, quantity=100)
+
+
+def run_memory(n: int, advance: Any = None) -> dict[str, float]:
+    """RSS growth (MB) of an engine holding ``n`` resting orders, and bytes per order."""
+    gc.collect()
+    before = current_rss_mb()
+    engine = MatchingEngine([Instrument(symbol="MEM")])
+    process = engine.process
+    for i, cmd in enumerate(_resting_orders(n)):
+        process(cmd)
+        if advance is not None and i % CHUNK == CHUNK - 1:
+            advance(CHUNK)
+    gc.collect()
+    grown = current_rss_mb() - before
+    resting = len(engine.orders)
+    del engine, process
+    gc.collect()
+    return {"resting_orders": resting, "rss_mb": round(grown, 1),
+            "bytes_per_order": round(grown * (1 << 20) / max(1, resting), 1)}
+
+
+def run(
+    *, commands: int = 1_000_000, seed: int = 1, symbols: int = 1, with_seed_port: bool = True,
+    seed_port_commands: int = 200_000, memory_orders: int = 1_000_000,
+    json_path: Path | None = None,
+) -> dict[str, Any]:
+    """Run every pass, print the report, write ``json_path``; return the results."""
+    overhead = timer_overhead_ns()
+    seed_limit = min(commands, seed_port_commands)
+    with progress() as bar:
+        gen = bar.add_task("generate workload", total=commands)
+        workload = exchange_core_mix(commands, seed, symbols,
+                                     progress=lambda done: bar.update(gen, completed=done))
+        bar.update(gen, completed=commands)
+        task = bar.add_task("throughput pass", total=commands)
+        cps, engine = run_throughput(workload, lambda k: bar.advance(task, k))
+        levels = sum(len(b.bids.levels) + len(b.asks.levels) for b in engine.books.values())
+        digest = engine.digest()
+        del engine
+        task = bar.add_task("latency pass", total=commands)
+        samples, events, pauses = run_latency(workload, lambda k: bar.advance(task, k))
+        seed_cps, seed_trades = 0.0, 0
+        if with_seed_port:
+            task = bar.add_task("seed port", total=seed_limit)
+            seed_cps, seed_trades = run_seed_port(workload, seed_limit,
+                                                  lambda k: bar.advance(task, k))
+        memory: dict[str, float] = {}
+        if memory_orders > 0:
+            task = bar.add_task("1M-order book memory", total=memory_orders)
+            memory = run_memory(memory_orders, lambda k: bar.advance(task, k))
+
+    hist = histogram_of(samples)
+    latency = percentiles(hist)
+    trades_engine = workload.engine()
+    result: dict[str, Any] = {
+        "benchmark": "matching",
+        "workload": {
+            "name": "exchange-core mix", "commands": commands, "seed": seed, "symbols": symbols,
+            "mix": workload.counts, "trading_command_fraction": round(workload.trade_fraction, 4),
+            "resting_orders_at_end": workload.resting_at_end, "price_levels_at_end": levels,
+        },
+        "commands_per_second": round(cps),
+        "events": events,
+        "events_per_command": round(events / max(1, commands), 3),
+        "latency_ns": {k: round(v) for k, v in latency.items()},
+        "timer_overhead_ns": overhead,
+        "gc": pauses.summary(),
+        "trades": _count_trades(workload, trades_engine),
+        "engine_digest": digest,
+        "seed_port_commands": seed_limit if with_seed_port else 0,
+        "seed_port_commands_per_second": round(seed_cps),
+        "seed_port_trades": seed_trades,
+        "speedup_vs_seed_port": round(cps / seed_cps, 2) if seed_cps else None,
+        "memory": memory,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine": machine(),
+    }
+    _print(result)
+    write_json(json_path, result)
+    return result
+
+
+def _count_trades(workload: Workload, engine: MatchingEngine) -> int:
+    """Trades executed by the timed commands (counted on a separate, untimed run)."""
+    from tickline.matching import Trade
+
+    for cmd in workload.prefill:
+        engine.process(cmd)
+    trades = 0
+    for cmd in workload.commands:
+        for event in engine.process(cmd):
+            if type(event) is Trade:
+                trades += 1
+    return trades
+
+
+def _print(r: dict[str, Any]) -> None:
+    w = r["workload"]
+    table = Table(title=f"tickline bench matching — {w['name']}, {w['commands']:,} commands, "
+                        f"{w['symbols']} symbol(s), seed {w['seed']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("commands/s (tickline engine)", f"{r['commands_per_second']:,}")
+    if r["seed_port_commands_per_second"]:
+        table.add_row(f"commands/s (seed port, first {r['seed_port_commands']:,})",
+                      f"{r['seed_port_commands_per_second']:,}")
+        table.add_row("speed-up vs seed port", f"{r['speedup_vs_seed_port']}x")
+    table.add_row("events produced (per command)",
+                  f"{r['events']:,} ({r['events_per_command']})")
+    table.add_row("trades executed", f"{r['trades']:,}")
+    table.add_row("commands that traded", f"{w['trading_command_fraction']:.1%}")
+    table.add_row("mix (new GTC / IOC / cancel / move)",
+                  " / ".join(f"{w['mix'][k]:,}" for k in ("new_gtc", "ioc", "cancel", "move")))
+    table.add_row("resting orders / price levels at end",
+                  f"{w['resting_orders_at_end']:,} / {w['price_levels_at_end']:,}")
+    table.add_row("timer overhead per sample (included)", f"{r['timer_overhead_ns']} ns")
+    gc_info = r["gc"]
+    table.add_row("GC during latency pass",
+                  f"{gc_info['collections']} collections, max {gc_info['max_pause_us']:.1f} µs, "
+                  f"total {gc_info['total_pause_ms']:.1f} ms")
+    if r["memory"]:
+        m = r["memory"]
+        table.add_row(f"memory of {m['resting_orders']:,} resting orders",
+                      f"{m['rss_mb']:,} MB ({m['bytes_per_order']} B/order)")
+    table.add_row("peak RSS", f"{r['peak_rss_mb']:,} MB")
+    console.print(table)
+    lat = {k: v / 1000 for k, v in r["latency_ns"].items()}
+    console.print(latency_table("per-command latency", {"engine.process()": lat}, "µs"))
