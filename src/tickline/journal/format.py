@@ -253,12 +253,15 @@ class SegmentScan:
 def scan_tail_extent(data: memoryview, start: int) -> int:
     """Offset just past the last non-zero byte at or after ``start`` (``start`` if all zero):
     how far garbage after the last valid record reaches."""
-    chunk = 1 << 20
+    chunk = len(_ZERO_CHUNK)
     hi = len(data)
     while hi > start:
         lo = max(start, hi - chunk)
-        part = bytes(data[lo:hi]).rstrip(b"\0")
-        if part:
-            return lo + len(part)
+        part = data[lo:hi].tobytes()
+        if part != _ZERO_CHUNK[:hi - lo]:  # memcmp: ~10 ms for a 64 MiB segment of zeros
+            return lo + len(part.rstrip(b"\0"))
         hi = lo
     return start
+
+
+_ZERO_CHUNK = bytes(1 << 20)

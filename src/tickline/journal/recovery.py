@@ -126,10 +126,13 @@ def _start_position(segments: list[tuple[int, Path]], from_seq: int) -> int:
 class _Walk:
     """Walk the records of a journal from a sequence number on, checking segment headers,
     seals and continuity. Stops at the first problem and records it in :attr:`problem`
-    as ``(segment position, offset, reason)``."""
+    as ``(segment position, offset, reason)``. ``check_tail`` also checks that the unused
+    space after the last record is zero (a full read of the pre-allocated tail; recovery
+    and verification need it, plain reading does not)."""
 
-    def __init__(self, directory: Path, from_seq: int = 0) -> None:
+    def __init__(self, directory: Path, from_seq: int = 0, *, check_tail: bool = True) -> None:
         self.directory = directory
+        self.check_tail = check_tail
         self.segments = list_segments(directory)
         self.start = _start_position(self.segments, from_seq) if from_seq > 1 else 0
         self.problem: tuple[int, int, str] | None = None
@@ -165,7 +168,7 @@ class _Walk:
                 self.problem = (pos, scan.end, f"{path}: offset {scan.end}: {scan.error}")
                 return
             if not scan.sealed:
-                extent = scan_tail_extent(view, scan.end)
+                extent = scan_tail_extent(view, scan.end) if self.check_tail else scan.end
                 if extent > scan.end:
                     self.problem = (pos, scan.end,
                                     f"{path}: offset {scan.end}: non-zero bytes after the "
@@ -183,7 +186,7 @@ def iter_records(directory: Path | str, from_seq: int = 0, *,
     """Every valid record with ``seq >= from_seq`` (seals excluded), in order. Stops at the
     first invalid record (a torn tail ends the valid prefix); with ``strict`` it raises
     :class:`JournalCorruptError` naming file and offset instead."""
-    walk = _Walk(Path(directory), from_seq)
+    walk = _Walk(Path(directory), from_seq, check_tail=False)
     for path, scan in walk.scans():
         for off, seq, rtype, payload in scan.records():
             if seq >= from_seq:
@@ -196,7 +199,7 @@ def iter_commands(directory: Path | str, from_seq: int = 0, *, to_seq: int | Non
                   strict: bool = False) -> Iterator[Command]:
     """Decode the commands with ``from_seq <= seq <= to_seq`` in order (the valid prefix; see
     :func:`iter_records` for ``strict``)."""
-    walk = _Walk(Path(directory), from_seq)
+    walk = _Walk(Path(directory), from_seq, check_tail=False)
     decode = _decoder.decode
     stop = to_seq if to_seq is not None else 1 << 63
     for path, scan in walk.scans():
@@ -242,7 +245,7 @@ class _Rebuild:
 
 def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
              config: EngineConfig | None, *, to_seq: int | None,
-             use_snapshot: bool) -> _Rebuild:
+             use_snapshot: bool, check_tail: bool) -> _Rebuild:
     t0 = time.perf_counter()
     instruments = list(instruments) if instruments is not None else None
     engine, _meta = _engine_for(directory, instruments, config)
@@ -263,7 +266,7 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
             report.snapshot_seq = snap.last_seq
             break
     after = report.snapshot_seq
-    walk = _Walk(directory, after + 1)
+    walk = _Walk(directory, after + 1, check_tail=check_tail)
     decode = _decoder.decode
     process = engine.process
     replayed = 0
@@ -297,7 +300,8 @@ def recover(directory: Path | str, instruments: Iterable[Instrument] | None = No
     recorded in ``journal.meta``.
     """
     directory = Path(directory)
-    rebuilt = _rebuild(directory, instruments, config, to_seq=None, use_snapshot=True)
+    rebuilt = _rebuild(directory, instruments, config, to_seq=None, use_snapshot=True,
+                       check_tail=True)
     report = rebuilt.report
     if rebuilt.problem is not None:
         pos, offset, reason = rebuilt.problem
@@ -322,7 +326,7 @@ def replay(directory: Path | str, *, to_seq: int | None = None, use_snapshot: bo
     records after it. The report's ``truncation_reason`` names a problem that stopped the
     replay early (a torn tail not yet recovered), but nothing is truncated."""
     rebuilt = _rebuild(Path(directory), instruments, config, to_seq=to_seq,
-                       use_snapshot=use_snapshot)
+                       use_snapshot=use_snapshot, check_tail=False)
     if rebuilt.problem is not None:
         rebuilt.report.truncation_reason = rebuilt.problem[2]
     return rebuilt.engine, rebuilt.report

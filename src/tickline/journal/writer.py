@@ -200,7 +200,7 @@ class Journal:
         self.segment_index = 0
         self.syncs = 0
         self.commits = 0
-        self.records_appended = 0
+        self.bytes_committed = 0
         self._buf = bytearray()
         self._pos = 0
         self._limit = 0  # last offset a record may end at (room is kept for the seal)
@@ -340,6 +340,7 @@ class Journal:
             if buf:
                 mm[pos:pos + len(buf)] = buf
                 pos += len(buf)
+                self.bytes_committed += len(buf)
                 buf.clear()
             body = BODY_HEADER.pack(last, RECORD_SEAL, 0, 0)
             mm[pos:pos + RECORD_HEADER_SIZE] = LENGTH_CRC.pack(RECORD_HEADER_SIZE,
@@ -437,6 +438,7 @@ class Journal:
             end = pos + len(buf)
             mm[pos:end] = buf
             self._pos = end
+            self.bytes_committed += end - pos
             buf.clear()
         self.commits += 1
         self.committed_seq = self.last_seq
@@ -503,7 +505,8 @@ class Journal:
             "durability": str(self.durability), "last_seq": self.last_seq,
             "committed_seq": self.committed_seq, "segment_index": self.segment_index,
             "segment_offset": self._pos, "commits": self.commits, "syncs": self.syncs,
-            "buffered_bytes": len(self._buf), "last_snapshot_seq": self.last_snapshot_seq,
+            "buffered_bytes": len(self._buf), "bytes_committed": self.bytes_committed,
+            "last_snapshot_seq": self.last_snapshot_seq,
         }
 
 
