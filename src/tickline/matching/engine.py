@@ -291,8 +291,9 @@ class MatchingEngine:
             if match_key != limit_key and opp_keys and opp_keys[-1] >= limit_key:
                 self._cancel_rest(order, out, C_PROTECTION)
                 return None
-        if tif == IOC or tif == FOK:
-            self._cancel_rest(order, out, C_MARKET if order_type == MARKET else C_IOC)
+        if tif == IOC or tif == FOK:  # a FOK gets here only when nothing crossed at all
+            self._cancel_rest(order, out, C_FOK if tif == FOK else
+                              C_MARKET if order_type == MARKET else C_IOC)
             return None
         self._rest(book, order, out)
         return None
