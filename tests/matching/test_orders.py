@@ -460,3 +460,17 @@ def test_config_default_stp_applies_to_every_account() -> None:
     h = Harness(config=EngineConfig(default_stp=int(STPMode.OFF)))
     h.sell(1, 5, 100)
     assert of_type(h.buy(1, 5, 100), Trade)
+
+
+@pytest.mark.parametrize("order_type", [LIMIT, MARKET])
+def test_fok_that_crosses_nothing_is_cancelled_as_fok_unfillable(order_type: int) -> None:
+    # (a regression: it used to fall through to IOC_REMAINDER / MARKET_REMAINDER)
+    h = Harness()
+    h.sell(1, 5, 105)
+    price = 100 if order_type == LIMIT else 0
+    assert h.buy(2, 5, price, tif=FOK, order_type=order_type) == [
+        acc(2, 2, BUY, price, 5, tif=FOK, order_type=order_type),
+        cxl(2, 2, BUY, price, 5, CancelReason.FOK_UNFILLABLE)]
+    h2 = Harness()
+    assert h2.sell(1, 5, 100, tif=FOK)[-1] == cxl(1, 1, SELL, 100, 5,
+                                                  CancelReason.FOK_UNFILLABLE)
