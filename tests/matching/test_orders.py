@@ -466,11 +466,13 @@ def test_config_default_stp_applies_to_every_account() -> None:
 def test_fok_that_crosses_nothing_is_cancelled_as_fok_unfillable(order_type: int) -> None:
     # (a regression: it used to fall through to IOC_REMAINDER / MARKET_REMAINDER)
     h = Harness()
-    h.sell(1, 5, 105)
+    if order_type == LIMIT:
+        h.sell(1, 5, 105)  # present but out of reach; a market order needs an empty book
     price = 100 if order_type == LIMIT else 0
+    oid = 2 if order_type == LIMIT else 1
     assert h.buy(2, 5, price, tif=FOK, order_type=order_type) == [
-        acc(2, 2, BUY, price, 5, tif=FOK, order_type=order_type),
-        cxl(2, 2, BUY, price, 5, CancelReason.FOK_UNFILLABLE)]
+        acc(oid, 2, BUY, price, 5, tif=FOK, order_type=order_type),
+        cxl(oid, 2, BUY, price, 5, CancelReason.FOK_UNFILLABLE)]
     h2 = Harness()
     assert h2.sell(1, 5, 100, tif=FOK)[-1] == cxl(1, 1, SELL, 100, 5,
                                                   CancelReason.FOK_UNFILLABLE)
