@@ -46,6 +46,25 @@ def bench_matching(
 
 # --- (other subsystems register their commands below) --------------------------------------
 
+
+# --- bench stream (issue 4) ---------------------------------------------------------------
+
+@bench_app.command("stream")
+def bench_stream(
+    commands: Annotated[int, typer.Option(help="Commands of the exchange-core mix.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Workload generator seed.")] = 1,
+    batch: Annotated[int, typer.Option(help="Commands per publish_batch call.")] = 100,
+    capacity: Annotated[int, typer.Option(help="Per-subscriber queue capacity.")] = 10_000,
+    uvloop: Annotated[bool, typer.Option(help="Run on uvloop (else asyncio).")] = True,
+    json_path: JsonOption = None,
+) -> None:
+    """Fan out the mix's market data to 1, 10, 100 subscribers (and with one stalled)."""
+    from tickline.bench.stream import run
+
+    run(commands=commands, seed=seed, batch=batch, capacity=capacity, use_uvloop=uvloop,
+        json_path=json_path)
+
+
 # --- journal: replay, journal verify/dump, bench journal (issue 3, part 2) ----------------
 
 @app.command("replay")

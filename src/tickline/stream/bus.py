@@ -521,6 +521,7 @@ class Bus:
         self.pump_batch = pump_batch
         self._subs: list[Subscription] = []
         self._cache: dict[str, tuple[Subscription, ...]] = {}
+        self._prefix_cache: dict[str, bool] = {}
         self._ready: list[Subscription] = []
         self._pump_pending = False
         self._names = itertools.count(1)
@@ -587,6 +588,7 @@ class Bus:
         )
         self._subs.append(sub)
         self._cache.clear()
+        self._prefix_cache.clear()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -605,6 +607,7 @@ class Bus:
         except ValueError:
             return
         self._cache.clear()
+        self._prefix_cache.clear()
         self._gone_dropped += sub._dropped
         self._gone_conflated += sub._conflated
         self._gone_errors += sub._errors
@@ -634,6 +637,21 @@ class Bus:
         if subs is None:
             subs = self._match(topic)
         return bool(subs)
+
+    def has_subscribers_under(self, first_token: str) -> bool:
+        """Whether any subscription could match some topic whose first token is
+        ``first_token`` (e.g. ``"exec"``): lets a publisher skip a whole family of topics
+        (every account's reports) with one check. O(1) when cached, else O(subscribers)."""
+        cached = self._prefix_cache.get(first_token)
+        if cached is None:
+            private = first_token in self.private_prefixes
+            cached = any(
+                sub._tokens[0] == first_token
+                or (sub._tokens[0] in ("*", ">") and (not private or sub.admin))
+                for sub in self._subs
+            )
+            self._prefix_cache[first_token] = cached
+        return cached
 
     # -- publishing -----------------------------------------------------------------------
 

@@ -511,6 +511,8 @@ class MarketDataPublisher:
             st.status = None
             touched.append(st)
 
+        want_exec = bus.has_subscribers_under("exec")
+
         def account_list(account: int) -> list[ExecReport] | None:
             acct = accounts.get(account)
             if acct is None:
@@ -600,7 +602,7 @@ class MarketDataPublisher:
                             order.price = ev.price
                             order.leaves = ev.leaves
                             pending.append((st, order))
-                    out = account_list(ev.account)
+                    out = account_list(ev.account) if want_exec else None
                     if out is not None:
                         out.append(ExecReport(next_exec_seq(ev.account), ts, ev.account,
                                               _REPLACED, ev.symbol, ev.order_id,
@@ -653,14 +655,14 @@ class MarketDataPublisher:
                         taker.leaves = ev.taker_leaves
                         if ev.taker_leaves == 0:
                             del orders[ev.taker_order_id]
-                    out = account_list(ev.maker_account)
+                    out = account_list(ev.maker_account) if want_exec else None
                     if out is not None and maker is not None:
                         out.append(ExecReport(next_exec_seq(ev.maker_account), ts,
                                               ev.maker_account, _FILL, ev.symbol,
                                               ev.maker_order_id, maker.client_order_id,
                                               maker.side, maker.price, maker.quantity,
                                               maker_leaves, price, qty, ev.trade_id))
-                    out = account_list(ev.taker_account)
+                    out = account_list(ev.taker_account) if want_exec else None
                     if out is not None and taker is not None:
                         out.append(ExecReport(next_exec_seq(ev.taker_account), ts,
                                               ev.taker_account, _FILL, ev.symbol,
@@ -676,7 +678,7 @@ class MarketDataPublisher:
                                        ev.price, ev.quantity, ev.quantity, False)
                         st.orders[ev.order_id] = order
                         pending.append((st, order))
-                    out = account_list(ev.account)
+                    out = account_list(ev.account) if want_exec else None
                     if out is not None:
                         out.append(ExecReport(next_exec_seq(ev.account), ts, ev.account, _NEW,
                                               ev.symbol, ev.order_id, ev.client_order_id,
@@ -695,7 +697,7 @@ class MarketDataPublisher:
                             l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, ev.order_id,
                                                    ev.side, ev.price,
                                                    _L3_EXPIRED if expired else _L3_CANCELLED))
-                    out = account_list(ev.account)
+                    out = account_list(ev.account) if want_exec else None
                     if out is not None:
                         out.append(ExecReport(
                             next_exec_seq(ev.account), ts, ev.account,
@@ -705,7 +707,7 @@ class MarketDataPublisher:
                             reason=0 if expired else ev.reason,
                         ))
                 elif kind is Rejected:
-                    if ev.account:
+                    if ev.account and want_exec:
                         out = account_list(ev.account)
                         if out is not None:
                             out.append(ExecReport(
