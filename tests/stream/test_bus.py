@@ -16,6 +16,7 @@ from tickline.stream import (
     Bus,
     Policy,
     SubscriberDisconnected,
+    SubscriptionClosed,
     topic_matches,
 )
 
@@ -300,7 +301,8 @@ def test_async_iterators_are_woken_without_a_task_per_message() -> None:
             while True:
                 try:
                     batches.append(await batch_sub.get_batch())
-                except StopAsyncIteration:
+                except SubscriptionClosed as exc:
+                    assert exc.reason == "unsubscribed"
                     return
 
         tasks = [asyncio.create_task(reader()), asyncio.create_task(batch_reader())]
@@ -329,3 +331,30 @@ def test_statistics_are_frozen() -> None:
         stats.queued = 5  # type: ignore[misc]
     assert stats.name == "ticker" and stats.queued == 1
     assert bus.statistics().subscribers == (stats,)
+
+
+def test_has_subscribers_under_a_first_token() -> None:
+    bus = Bus()
+    assert not bus.has_subscribers_under("exec")
+    public = bus.subscribe(">")
+    assert bus.has_subscribers_under("trades") and not bus.has_subscribers_under("exec")
+    own = bus.subscribe("exec.3")
+    assert bus.has_subscribers_under("exec")
+    own.close()
+    public.close()
+    bus.subscribe("*.>", admin=True)
+    assert bus.has_subscribers_under("exec")
+
+
+def test_callbacks_queued_without_a_loop_run_once_a_loop_publishes() -> None:
+    bus = Bus()
+    got: list[int] = []
+    bus.subscribe("t", got.append)
+    bus.publish("t", 1)  # no loop running: waits for pump()
+
+    async def main() -> None:
+        bus.publish("t", 2)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert got == [1, 2]

@@ -47,7 +47,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tickline.matching.events import Event
-from tickline.stream import Bus, MarketDataPublisher, Subscription
+from tickline.stream import Bus, MarketDataPublisher, Subscription, SubscriptionClosed
 
 Batch = list[tuple[int, int, list[Event]]]
 
@@ -93,7 +93,7 @@ async def _reader(sub: Subscription, clock: _Clock, hist: HdrHistogram,
                 n += len(msgs)
             received += n
             hist.record_value(lat if lat > 0 else 1, n)
-    except StopAsyncIteration:
+    except SubscriptionClosed:
         pass
     finally:
         counts[index] = received

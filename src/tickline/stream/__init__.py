@@ -15,6 +15,7 @@ from tickline.stream.bus import (
     Policy,
     SubscriberDisconnected,
     Subscription,
+    SubscriptionClosed,
     SubscriptionStatistics,
     default_conflation_key,
     topic_matches,
@@ -46,6 +47,6 @@ __all__ = [
     "ExecKind", "ExecReport", "L3Reason", "L3Snapshot", "MarketDataMessage",
     "MarketDataPublisher", "OrderAdded", "OrderDeleted", "OrderExecuted", "OrderModified",
     "Policy", "SequenceTracker", "StatusUpdate", "SubscriberDisconnected", "Subscription",
-    "SubscriptionStatistics", "TradeTick", "default_conflation_key", "topic_matches",
-    "window_label",
+    "SubscriptionClosed", "SubscriptionStatistics", "TradeTick", "default_conflation_key",
+    "topic_matches", "window_label",
 ]

@@ -54,6 +54,7 @@ __all__ = [
     "Policy",
     "SubscriberDisconnected",
     "Subscription",
+    "SubscriptionClosed",
     "SubscriptionStatistics",
     "default_conflation_key",
     "topic_matches",
@@ -84,14 +85,20 @@ class Policy(enum.StrEnum):
     gets :class:`SubscriberDisconnected`."""
 
 
-class SubscriberDisconnected(Exception):
-    """Raised to an async-iterator consumer whose subscription was closed by its
-    ``disconnect`` policy or after too many errors; ``reason`` says which."""
+class SubscriptionClosed(Exception):
+    """Raised by ``get``/``get_batch``/``get_chunks`` once a subscription is closed and its
+    queue is empty (``async for`` simply ends)."""
 
     def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"subscription {name!r} was disconnected: {reason}")
+        super().__init__(f"subscription {name!r} is closed: {reason}")
         self.name = name
         self.reason = reason
+
+
+class SubscriberDisconnected(SubscriptionClosed):
+    """The subscription was closed by its ``disconnect`` policy or after ``max_errors``
+    failures (not by its owner); ``reason`` says which. Raised to consumers, including
+    ``async for``, once what was queued before has been read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,10 +361,13 @@ class Subscription:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        elif (self._callback is not None or self._batch_callback is not None) \
-                and not self._scheduled:
-            self._scheduled = True
-            self._bus._schedule(self)
+        elif self._callback is not None or self._batch_callback is not None:
+            bus = self._bus
+            if not self._scheduled:
+                self._scheduled = True
+                bus._ready.append(self)
+            if not bus._pump_pending:
+                bus._request_pump()
 
     def _fail(self, exc: BaseException) -> None:
         self._errors += 1
@@ -442,11 +452,11 @@ class Subscription:
     def _raise_if_ended(self) -> None:
         if self._closed:
             if self.close_reason == "unsubscribed":
-                raise StopAsyncIteration
+                raise SubscriptionClosed(self.name, self.close_reason)
             raise SubscriberDisconnected(self.name, self.close_reason)
 
     async def get(self) -> Any:
-        """Wait for and take the oldest message. Raises :class:`StopAsyncIteration` once
+        """Wait for and take the oldest message. Raises :class:`SubscriptionClosed` once
         unsubscribed and empty, :class:`SubscriberDisconnected` once disconnected and empty."""
         while not self._size:
             self._raise_if_ended()
@@ -474,7 +484,12 @@ class Subscription:
     async def __anext__(self) -> Any:
         if self._size:
             return self.get_nowait()
-        return await self.get()
+        try:
+            return await self.get()
+        except SubscriberDisconnected:
+            raise
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
 
     def close(self) -> None:
         """Unsubscribe. Queued messages stay readable; then iteration stops."""
@@ -683,15 +698,14 @@ class Bus:
 
     # -- running callback subscribers -----------------------------------------------------
 
-    def _schedule(self, sub: Subscription) -> None:
-        self._ready.append(sub)
-        if not self._pump_pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop: the owner calls pump() by hand
-            self._pump_pending = True
-            loop.call_soon(self._pump_from_loop)
+    def _request_pump(self) -> None:
+        """Schedule one :meth:`pump` on the running loop (if any; else pump() by hand)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pump_pending = True
+        loop.call_soon(self._pump_from_loop)
 
     def _pump_from_loop(self) -> None:
         self._pump_pending = False
@@ -714,7 +728,9 @@ class Bus:
             handled += self._run_callback(sub, limit)
             if sub._size and not sub._closed and not sub._scheduled:
                 sub._scheduled = True
-                self._schedule(sub)
+                self._ready.append(sub)
+        if self._ready and not self._pump_pending:
+            self._request_pump()
         return handled
 
     @staticmethod

@@ -449,6 +449,7 @@ class MarketDataPublisher:
         self._accounts: dict[int, _Account] = {}
         self._epoch = 0
         self._open_bars: list[tuple[_Symbol, _Bar]] = []
+        self._bars_out: dict[str, list[Bar]] = {}
         self._next_close = 1 << 62
         self.last_seq = 0
         self.last_ts = 0
@@ -774,11 +775,17 @@ class MarketDataPublisher:
                 messages += len(acct.pending)
                 publish_many(acct.topic, acct.pending)
             acct.pending = None
+        if self._bars_out:
+            bars_out = self._bars_out
+            self._bars_out = {}
+            for topic, bars in bars_out.items():
+                messages += len(bars)
+                publish_many(topic, bars)
         self.messages += messages
 
     def _close_bars(self, ts: int) -> None:
-        """Publish every open bar whose window ended at or before ``ts``; bars publish
-        immediately (they are rare) rather than with the batch's other messages."""
+        """Close every open bar whose window ended at or before ``ts``; the bars go out
+        with the rest of the publish call (after its other topics)."""
         still_open: list[tuple[_Symbol, _Bar]] = []
         next_close = 1 << 62
         has_subs = self.bus.has_subscribers
@@ -790,8 +797,7 @@ class MarketDataPublisher:
                 continue
             if has_subs(bar.topic):
                 bar.seq += 1
-                self.messages += 1
-                self.bus.publish(bar.topic, Bar(
+                self._bars_out.setdefault(bar.topic, []).append(Bar(
                     bar.seq, st.symbol, bar.label, bar.start, bar.end, bar.open, bar.high,
                     bar.low, bar.close, bar.volume, bar.notional, bar.count,
                     bar.notional / bar.volume,
