@@ -118,6 +118,8 @@ def _new_order(rng: random.Random, seq: int, ts: int, account: int, symbol: str,
     fields: dict[str, Any] = {"side": rng.choice((BUY, SELL)),
                               "order_type": 2 if rng.random() < 0.1 else 1, "tif": tif}
     if rng.random() < 0.04:  # invalid input of some kind
+        field: str
+        value: Any
         field, value = rng.choice([
             ("quantity", 0), ("quantity", lot * 3 + (1 if lot > 1 else -10)),
             ("quantity", 10_000), ("price", 0), ("price", price + 1), ("price", 10_000),

@@ -33,7 +33,7 @@ from tickline.matching import (
 
 # Hypothesis budget: small by default so the suite stays well under a minute on 2 cores;
 # TICKLINE_MATCHING_EXAMPLES=2000 for a long soak.
-EXAMPLES = int(os.environ.get("TICKLINE_MATCHING_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("TICKLINE_MATCHING_EXAMPLES", "100"))
 BOUNDED = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -63,15 +63,15 @@ class Harness:
         self.engine.check()
         return events
 
-    def _stamp(self, ts: int | None) -> dict[str, int]:
+    def _stamp(self, ts: int | None) -> None:
         self.seq += 1
         self.ts = self.ts + 1 if ts is None else ts
-        return {"seq": self.seq, "ts": self.ts}
 
     def new(self, account: int, side: int, quantity: int, price: int = 0, *,
             symbol: str = SYM, ts: int | None = None, **kw: Any) -> list[Event]:
-        return self.send(NewOrder(**self._stamp(ts), account=account, symbol=symbol, side=side,
-                                  quantity=quantity, price=price, **kw))
+        self._stamp(ts)
+        return self.send(NewOrder(seq=self.seq, ts=self.ts, account=account, symbol=symbol,
+                                  side=side, quantity=quantity, price=price, **kw))
 
     def buy(self, account: int, quantity: int, price: int = 0, **kw: Any) -> list[Event]:
         return self.new(account, BUY, quantity, price, **kw)
@@ -81,19 +81,23 @@ class Harness:
 
     def cancel(self, account: int, order_id: int = 0, *, symbol: str = SYM,
                ts: int | None = None, **kw: Any) -> list[Event]:
-        return self.send(Cancel(**self._stamp(ts), account=account, symbol=symbol,
+        self._stamp(ts)
+        return self.send(Cancel(seq=self.seq, ts=self.ts, account=account, symbol=symbol,
                                 order_id=order_id, **kw))
 
     def replace(self, account: int, order_id: int = 0, *, symbol: str = SYM,
                 ts: int | None = None, **kw: Any) -> list[Event]:
-        return self.send(Replace(**self._stamp(ts), account=account, symbol=symbol,
+        self._stamp(ts)
+        return self.send(Replace(seq=self.seq, ts=self.ts, account=account, symbol=symbol,
                                  order_id=order_id, **kw))
 
     def status(self, halted: bool, *, symbol: str = SYM, ts: int | None = None) -> list[Event]:
-        return self.send(SetTradingStatus(**self._stamp(ts), symbol=symbol, halted=halted))
+        self._stamp(ts)
+        return self.send(SetTradingStatus(seq=self.seq, ts=self.ts, symbol=symbol, halted=halted))
 
     def tick(self, ts: int) -> list[Event]:
-        return self.send(TimeTick(**self._stamp(ts)))
+        self._stamp(ts)
+        return self.send(TimeTick(seq=self.seq, ts=self.ts))
 
     # -- queries used by assertions ----------------------------------------------------
 
@@ -138,15 +142,14 @@ class OrderTracker:
 
     def apply(self, events: Iterable[Event]) -> None:
         for e in events:
-            kind = type(e)
-            if kind is Accepted:
+            if isinstance(e, Accepted):
                 assert e.order_id not in self.quantity, f"order id {e.order_id} reused"
                 assert e.order_id == max(self.quantity, default=0) + 1, "order ids not dense"
                 self.quantity[e.order_id] = e.quantity
                 self.filled[e.order_id] = 0
                 self.open[e.order_id] = e.quantity
                 self.cancelled[e.order_id] = 0
-            elif kind is Trade:
+            elif isinstance(e, Trade):
                 assert e.trade_id == self.last_trade_id + 1, "trade ids not monotonic"
                 self.last_trade_id = e.trade_id
                 assert e.quantity > 0
@@ -156,13 +159,13 @@ class OrderTracker:
                     self.open[oid] -= e.quantity
                     assert self.open[oid] == leaves, f"order {oid}: leaves {leaves} != tracked"
                     assert leaves >= 0
-            elif kind is Cancelled or kind is Expired:
+            elif isinstance(e, (Cancelled, Expired)):
                 oid = e.order_id
                 assert e.quantity == self.open[oid], f"order {oid} cancelled {e.quantity}"
                 assert e.quantity > 0, f"order {oid}: empty cancel {e}"
                 self.cancelled[oid] += e.quantity
                 self.open[oid] = 0
-            elif kind is Replaced:
+            elif isinstance(e, Replaced):
                 oid = e.order_id
                 assert self.open[oid] > 0, f"replaced finished order {oid}"
                 assert e.leaves == e.quantity - self.filled[oid]

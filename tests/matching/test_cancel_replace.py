@@ -3,6 +3,8 @@ client order ids."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.matching.helpers import SYM, Harness, non_depth, of_type
@@ -239,7 +241,7 @@ def test_replace_validates_price_and_quantity_on_the_instrument_grid() -> None:
     h = Harness([inst])
     h.buy(1, 100, 100)
     before = h.books_digest()
-    cases = [
+    cases: list[tuple[dict[str, Any], RejectReason, str]] = [
         ({"price": 102}, RejectReason.OFF_TICK_PRICE,
          "price 102 is not a multiple of the tick size 5"),
         ({"price": -5}, RejectReason.NON_POSITIVE_PRICE, "limit price must be positive, got -5"),
@@ -406,7 +408,7 @@ def _dup(account: int, clid: str) -> Rejected:
 @pytest.mark.parametrize("how", ["live", "filled", "cancelled", "ioc", "fok", "stp", "expired"])
 def test_duplicate_client_order_id_of_a_live_or_finished_order(how: str) -> None:
     h = Harness()
-    kw: dict[str, int] = {}
+    kw: dict[str, Any] = {}
     if how == "ioc":
         kw = {"tif": int(TimeInForce.IOC)}
     elif how == "fok":

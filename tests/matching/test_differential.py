@@ -17,7 +17,7 @@ from tests.matching.commands import INSTRUMENTS, make_config, random_commands
 from tests.matching.reference import ReferenceMatcher
 from tickline.matching import Event, LevelChanged, MatchingEngine, Rejected
 
-N_COMMANDS = int(os.environ.get("TICKLINE_DIFF_COMMANDS", "4000"))
+N_COMMANDS = int(os.environ.get("TICKLINE_DIFF_COMMANDS", "6000"))
 SEEDS = range(int(os.environ.get("TICKLINE_DIFF_SEEDS", "6")))
 
 
@@ -33,7 +33,10 @@ def comparable(events: list[Event]) -> list[Event]:
     return out
 
 
-def engine_book(engine: MatchingEngine, symbol: str) -> list[tuple[int, ...] | tuple]:
+BookRow = tuple[int, int, str, int, int, int, int, int]
+
+
+def engine_book(engine: MatchingEngine, symbol: str) -> list[BookRow]:
     return [(o.order_id, o.account, o.client_order_id, o.side, o.price, o.quantity, o.leaves,
              o.filled) for o in engine.book(symbol).orders()]
 

@@ -351,7 +351,8 @@ def test_post_only_that_would_take_is_rejected_and_changes_nothing() -> None:
                                "post-only buy at 101 would take liquidity")]
     assert h.books_digest() == before
     # the client id of a rejected order is not burnt, and the order id was not consumed
-    assert h.buy(2, 5, 100, post_only=True, client_order_id="p1")[0].order_id == 2
+    assert h.buy(2, 5, 100, post_only=True, client_order_id="p1")[0] == acc(
+        2, 2, BUY, 100, 5, clid="p1")
 
 
 def test_post_only_against_only_own_liquidity_is_still_rejected() -> None:
