@@ -69,6 +69,7 @@ class CaseResult:
     latency_ns: dict[str, int] = field(default_factory=dict)
     stalled_queue: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float = 0.0
+    deliveries_per_cpu_second: float = 0.0
     repeats: int = 1
     deliveries_per_second_runs: list[float] = field(default_factory=list)
     histogram: Any = field(default=None, repr=False)
@@ -165,6 +166,7 @@ async def _run_case(
         deliveries_per_second=deliveries / elapsed, messages_per_second=messages / elapsed,
         commands_per_second=commands / elapsed,
         latency_ns=_percentiles(merged), cpu_seconds=cpu, histogram=merged,
+        deliveries_per_cpu_second=deliveries / cpu if cpu > 0 else 0.0,
         deliveries_per_second_runs=[deliveries / elapsed],
     )
     if slow is not None:
@@ -316,6 +318,8 @@ def run(
     if ten is not None and ten_slow is not None:
         ratio = ten_slow.deliveries_per_second / ten.deliveries_per_second
         out["slow_subscriber_ratio"] = ratio
+        out["slow_subscriber_ratio_cpu"] = (ten_slow.deliveries_per_cpu_second
+                                            / max(1e-9, ten.deliveries_per_cpu_second))
         console.print(f"10 subscribers: {ten.deliveries_per_second:,.0f} deliveries/s; with a "
                       f"stalled one: {ten_slow.deliveries_per_second:,.0f} ({ratio:.2f}x); "
                       f"stalled queue high water {ten_slow.stalled_queue['high_water']} "
