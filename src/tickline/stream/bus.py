@@ -398,6 +398,10 @@ class Subscription:
         """Messages queued now. O(1)."""
         return self._size
 
+    def __bool__(self) -> bool:
+        """Always true: an empty subscription is still a subscription (``len`` is 0)."""
+        return True
+
     def get_nowait(self) -> Any:
         """Take the oldest queued message. O(1). Raises :class:`asyncio.QueueEmpty` if none."""
         if not self._size:
