@@ -272,14 +272,11 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
     replayed = 0
     done = False
     for path, scan in walk.scans():
-        for off, seq, rtype, payload in scan.records():
-            if seq <= after or rtype != RECORD_COMMAND:
-                continue
-            if seq > stop:
-                done = True
-                break
-            process(_decode(decode, payload, path, off))
-            replayed += 1
+        try:
+            done = scan.apply(after, stop, decode, process)
+            replayed += scan.applied
+        except JournalCorruptError as exc:
+            raise JournalCorruptError(f"{path}: {exc}") from None
         if done:
             break
     report.segments = walk.visited
