@@ -734,6 +734,12 @@ class MatchingEngine:
         except KeyError:
             raise KeyError(f"unknown symbol {symbol!r}") from None
 
+    @property
+    def next_expiry(self) -> int | None:
+        """The engine time at which the next GTD order expires, or ``None``: the sequencer
+        sends a :class:`~tickline.matching.commands.TimeTick` then, if nothing else arrives."""
+        return None if self._next_expiry == _NEVER else self._next_expiry
+
     def order(self, order_id: int) -> Order | None:
         """The live order with this id, or ``None`` if it is unknown or finished."""
         return self.orders.get(order_id)

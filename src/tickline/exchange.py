@@ -1,0 +1,308 @@
+"""The exchange loop: sequencer → matching engine → journal → publishers, in one place.
+
+Every command a gateway accepts goes through four named stages, one natural batch at a time,
+on the :class:`~tickline.core.processor.EventProcessor` (one consumer, a bounded inbound
+ring, backpressure ``reject``)::
+
+    submit() ─► [inbound ring] ─► 1 SEQUENCE ─► 2 MATCH ─┐   per command, as the batch is taken
+                                                          │
+                        batch end ◄───────────────────────┘
+                            │
+                            ├─► 3 JOURNAL  append the batch, commit (durability policy)
+                            └─► 4 RELEASE  market data + private reports, then each
+                                           submitter's reply — only after stage 3
+
+1. **SEQUENCE** stamps the next sequence number and the engine time (wall-clock ns, never
+   going backwards) on the command.
+2. **MATCH** applies it to the deterministic :class:`~tickline.matching.MatchingEngine`; the
+   events are held back.
+3. **JOURNAL** appends every sequenced command of the batch (rejected ones too, so a replay
+   reproduces every event byte for byte) and commits once. With durability ``batch`` the
+   batch is on disk before anything is released. Matching before journaling is safe because
+   nothing leaves the process before the commit: a crash in between loses only commands
+   nobody was told about, and recovery rebuilds exactly the journaled state. A journal error
+   is fatal (the exchange stops rather than acknowledge what it could not record).
+4. **RELEASE** publishes market data and execution reports on the bus and calls each
+   submitter's ``reply(cmd, events)``.
+
+GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run` submits a
+:class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
+instant, not a polling loop). Snapshots are written every ``snapshot_every`` commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.processor import EventProcessor, ProcessorFull
+from tickline.journal import Journal, RecoveryReport, recover
+from tickline.matching import (
+    Command,
+    EngineConfig,
+    Event,
+    Instrument,
+    MatchingEngine,
+    TimeTick,
+)
+from tickline.stream import Bus, MarketDataPublisher
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[Command, list[Event]], None]
+
+
+class ExchangeBusy(Exception):
+    """The inbound ring is full: the command was not accepted (backpressure ``reject``)."""
+
+
+class ExchangeStopped(Exception):
+    """The exchange is stopping or has stopped and accepts nothing more."""
+
+
+class _Inbound:
+    """One accepted command waiting in the inbound ring."""
+
+    __slots__ = ("cmd", "reply", "submitted_ns")
+
+    def __init__(self, cmd: Command, reply: Reply | None, submitted_ns: int) -> None:
+        self.cmd = cmd
+        self.reply = reply
+        self.submitted_ns = submitted_ns
+
+
+class Exchange:
+    """A running exchange: one engine, its journal, its market-data publisher.
+
+    Single consumer: :meth:`run` (an asyncio task) or :meth:`pump` (tests, tools) drives the
+    stages; :meth:`submit` may be called from the same event loop by any number of gateway
+    sessions. ``journal_dir=None`` runs without a journal (tests, benchmarks of the other
+    stages only).
+    """
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        engine_config: EngineConfig | None = None,
+        journal_dir: Path | str | None = None,
+        durability: str = "batch",
+        interval_ms: int = 5,
+        segment_bytes: int = 64 << 20,
+        snapshot_every: int = 0,
+        bus: Bus | None = None,
+        capacity: int = 65536,
+        max_batch: int = 1024,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.instruments = list(instruments)
+        self.engine_config = engine_config or EngineConfig()
+        self.recovery: RecoveryReport | None = None
+        self.journal: Journal | None = None
+        if journal_dir is not None:
+            journal_dir = Path(journal_dir)
+            self.engine, self.recovery = recover(journal_dir, self.instruments,
+                                                 self.engine_config)
+            self.journal = Journal.open(journal_dir, durability=durability,
+                                        interval_ms=interval_ms, segment_bytes=segment_bytes,
+                                        instruments=self.instruments,
+                                        config=self.engine_config)
+        else:
+            self.engine = MatchingEngine(self.instruments, self.engine_config)
+        self.bus = bus if bus is not None else Bus()
+        self.publisher = MarketDataPublisher(self.bus, self.instruments,
+                                             books=self.engine.books)
+        self.snapshot_every = snapshot_every
+        self._clock = clock
+        self._seq = self.engine.last_seq
+        self._last_ts = self.engine.now
+        self._since_snapshot = 0
+        self._pending: list[tuple[_Inbound, list[Event]]] = []
+        self._stopping = False
+        self._wakeup: asyncio.TimerHandle | None = None
+        self.processor: EventProcessor[_Inbound] = EventProcessor(
+            name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
+            clock=time.monotonic_ns, timestamp_of=_submitted_ns, batch_end=self._end_of_batch,
+        )
+        self.processor.register(_Inbound, self._sequence_and_match)
+        # Stage timings, one sample per batch (ns); written by the consumer only.
+        self.stage_match = LatencyRecorder("match_ns")
+        self.stage_journal = LatencyRecorder("journal_ns")
+        self.stage_publish = LatencyRecorder("publish_ns")
+        self.commands = 0
+        self.events = 0
+        self._batch_started = 0
+
+    # -- producer side ------------------------------------------------------------------
+
+    def submit(self, cmd: Command, reply: Reply | None = None) -> None:
+        """Accept ``cmd`` for sequencing; ``reply(cmd, events)`` is called once its batch is
+        journaled. Raises :class:`ExchangeBusy` when the inbound ring is full and
+        :class:`ExchangeStopped` once stopping. The command's ``seq``/``ts`` are overwritten
+        by the sequencer."""
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        try:
+            self.processor.submit(_Inbound(cmd, reply, time.monotonic_ns()))
+        except ProcessorFull:
+            raise ExchangeBusy(
+                f"inbound ring full ({self.processor.queued()} commands waiting)") from None
+
+    # -- stages 1 and 2 (per command) ---------------------------------------------------
+
+    def _sequence_and_match(self, item: _Inbound) -> None:
+        if not self._pending:
+            self._batch_started = time.perf_counter_ns()
+        cmd = item.cmd
+        # 1 SEQUENCE
+        self._seq += 1
+        now = self._clock()
+        ts = now if now > self._last_ts else self._last_ts
+        self._last_ts = ts
+        cmd.seq = self._seq
+        cmd.ts = ts
+        # 2 MATCH
+        self._pending.append((item, self.engine.process(cmd)))
+
+    # -- stages 3 and 4 (per batch) -----------------------------------------------------
+
+    def _end_of_batch(self, n: int) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        t1 = time.perf_counter_ns()
+        self.stage_match.record(t1 - self._batch_started)
+        # 3 JOURNAL
+        journal = self.journal
+        if journal is not None:
+            journal.append_many([item.cmd for item, _ in pending])
+            journal.commit()
+        t2 = time.perf_counter_ns()
+        self.stage_journal.record(t2 - t1)
+        # 4 RELEASE
+        publish = self.publisher.publish
+        events_out = 0
+        for item, events in pending:
+            cmd = item.cmd
+            events_out += len(events)
+            publish(cmd.seq, cmd.ts, events)
+            if item.reply is not None:
+                try:
+                    item.reply(cmd, events)
+                except Exception:  # a broken session must not stop the exchange
+                    log.exception("reply callback failed for seq %d", cmd.seq)
+        self.stage_publish.record(time.perf_counter_ns() - t2)
+        self.commands += len(pending)
+        self.events += events_out
+        self._since_snapshot += len(pending)
+        pending.clear()
+        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+            self.snapshot()
+
+    def snapshot(self) -> Path | None:
+        """Write a snapshot of the engine now (between batches); returns its path."""
+        self._since_snapshot = 0
+        if self.journal is None:
+            return None
+        return self.journal.write_snapshot(self.engine.snapshot())
+
+    # -- driving --------------------------------------------------------------------------
+
+    def pump(self) -> int:
+        """Process everything waiting now (all stages); return the number of commands. For
+        tests and tools that drive the exchange synchronously."""
+        return self.processor.drain()
+
+    def process_now(self, cmd: Command) -> list[Event]:
+        """Submit one command, pump, and return its events (synchronous convenience)."""
+        result: list[Event] = []
+        self.submit(cmd, lambda _c, events: result.extend(events))
+        self.pump()
+        return result
+
+    async def run(self) -> None:
+        """Drive the stages on the running event loop until :meth:`stop`. Arms a timer for
+        the next GTD expiry so engine time moves even when no orders arrive."""
+        processor = self.processor
+        while True:
+            self._arm_expiry_timer()
+            await processor.wait_for_work()
+            processor.drain()
+            if processor.stopping and not processor.has_work():
+                return
+
+    def _arm_expiry_timer(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        due = self.engine.next_expiry
+        if due is None or self._stopping:
+            return
+        delay = max(0.0, (due - self._clock()) / 1e9)
+        self._wakeup = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._wakeup = None
+        with contextlib.suppress(ExchangeBusy, ExchangeStopped):
+            self.submit(TimeTick())
+
+    async def stop(self) -> None:
+        """Accept nothing more, drain what was accepted (all stages), sync and close the
+        journal. Safe to call twice."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop accepting, drain synchronously (this thread is the consumer), wake a
+        :meth:`run` task so it returns, and close the journal after a final sync."""
+        self._stopping = True
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        self.processor.stop()
+        self.processor.drain()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    # -- observability ------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        """A snapshot of every counter: exchange, processor, journal, publisher, bus."""
+        stats: dict[str, Any] = {
+            "last_seq": self._seq,
+            "commands": self.commands,
+            "events": self.events,
+            "resting_orders": len(self.engine.orders),
+            "processor": self.processor.statistics().as_dict(),
+            "publisher": self.publisher.statistics(),
+        }
+        if self.journal is not None:
+            stats["journal"] = self.journal.statistics()
+        return stats
+
+    def prometheus(self) -> str:
+        """Every metric in the Prometheus text format: stage histograms and counters."""
+        counters: dict[str, int | float] = {
+            "commands": self.commands,
+            "events": self.events,
+        }
+        gauges_note = prometheus_text(
+            "tickline_exchange", counters,
+            [self.stage_match.snapshot(), self.stage_journal.snapshot(),
+             self.stage_publish.snapshot()],
+            scale={"match_ns": 1.0, "journal_ns": 1.0, "publish_ns": 1.0},
+        )
+        return gauges_note + self.processor.prometheus("tickline_inbound")
+
+
+def _submitted_ns(item: _Inbound) -> int:
+    return item.submitted_ns
+
+
+__all__ = ["Exchange", "ExchangeBusy", "ExchangeStopped", "Reply"]
