@@ -364,6 +364,9 @@ def test_exchange_core_mix_long_run_rebuilds_depth_and_l3() -> None:
     snap, sub = md.subscribe_depth(symbol)
     book = DepthBook(symbol)
     book.apply_snapshot(snap)
+    l3_snap, l3_sub = md.subscribe_l3(symbol)
+    l3 = {oid: [side, price, qty] for oid, side, price, qty in l3_snap.orders}
+    assert len(l3) == len(engine.orders) > 500
     seqs = SequenceTracker()
     trades = bus.subscribe(f"trades.{symbol}")
     batch: list[tuple[int, int, list[Any]]] = []
@@ -379,6 +382,24 @@ def test_exchange_core_mix_long_run_rebuilds_depth_and_l3() -> None:
                 md.check(engine.books)
     md.publish_batch(batch)
     md.check(engine.books)
+    l3_seqs = [l3_snap.seq]
+    for msg in l3_sub.drain():
+        l3_seqs.append(msg.seq)
+        if type(msg) is OrderAdded:
+            l3[msg.order_id] = [msg.side, msg.price, msg.quantity]
+        elif type(msg) is OrderModified:
+            l3[msg.order_id][2] = msg.quantity
+        elif type(msg) is OrderExecuted:
+            l3[msg.order_id][2] = msg.leaves
+            if msg.leaves == 0:
+                del l3[msg.order_id]
+        else:
+            del l3[msg.order_id]
+    assert l3_seqs == list(range(l3_snap.seq, l3_snap.seq + len(l3_seqs)))
+    assert l3 == {o.order_id: [o.side, o.price, o.leaves] for o in engine.books[symbol].orders()}
+    stats = md.statistics()
+    assert stats.commands == len(work.prefill) + len(work.commands)
+    assert stats.last_seq == work.commands[-1].seq
     for t in trades.drain():
         assert seqs.observe("t", t.seq) == 0
     assert seqs.last["t"] > 100  # the mix trades

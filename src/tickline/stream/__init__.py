@@ -36,6 +36,7 @@ from tickline.stream.marketdata import (
     OrderDeleted,
     OrderExecuted,
     OrderModified,
+    PublisherStatistics,
     SequenceTracker,
     StatusUpdate,
     TradeTick,
@@ -46,7 +47,7 @@ __all__ = [
     "Bar", "Bbo", "Bus", "BusStatistics", "Chunk", "DepthBook", "DepthDelta", "DepthSnapshot",
     "ExecKind", "ExecReport", "L3Reason", "L3Snapshot", "MarketDataMessage",
     "MarketDataPublisher", "OrderAdded", "OrderDeleted", "OrderExecuted", "OrderModified",
-    "Policy", "SequenceTracker", "StatusUpdate", "SubscriberDisconnected", "Subscription",
-    "SubscriptionClosed", "SubscriptionStatistics", "TradeTick", "default_conflation_key",
-    "topic_matches", "window_label",
+    "Policy", "PublisherStatistics", "SequenceTracker", "StatusUpdate",
+    "SubscriberDisconnected", "Subscription", "SubscriptionClosed", "SubscriptionStatistics",
+    "TradeTick", "default_conflation_key", "topic_matches", "window_label",
 ]

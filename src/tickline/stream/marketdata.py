@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, cast
 
@@ -80,6 +81,7 @@ __all__ = [
     "OrderDeleted",
     "OrderExecuted",
     "OrderModified",
+    "PublisherStatistics",
     "SequenceTracker",
     "StatusUpdate",
     "TradeTick",
@@ -320,6 +322,22 @@ def window_label(width_ns: int) -> str:
         if width_ns % size == 0:
             return f"{width_ns // size}{unit}"
     return f"{width_ns}ns"
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStatistics:
+    """Counters of a :class:`MarketDataPublisher`: commands and events seen, messages
+    published (messages nobody subscribed to are not built and not counted), the last
+    command's ``seq``/``ts``, symbols and accounts known, bars currently open."""
+
+    commands: int
+    events: int
+    messages: int
+    last_seq: int
+    last_ts: int
+    symbols: int
+    accounts: int
+    open_bars: int
 
 
 # --- internal state ----------------------------------------------------------------------------
@@ -891,9 +909,13 @@ class MarketDataPublisher:
             assert not live, f"{symbol} orders in flight after a command: {sorted(live)}"
             assert st.bbo_last == st.best(), f"{symbol} BBO is stale"
 
-    def statistics(self) -> dict[str, int]:
-        """Counters: commands and events seen, messages published."""
-        return {"commands": self.commands, "events": self.events, "messages": self.messages}
+    def statistics(self) -> PublisherStatistics:
+        """A frozen snapshot of the publisher's counters. O(1)."""
+        return PublisherStatistics(
+            commands=self.commands, events=self.events, messages=self.messages,
+            last_seq=self.last_seq, last_ts=self.last_ts, symbols=len(self._symbols),
+            accounts=len(self._accounts), open_bars=len(self._open_bars),
+        )
 
 
 # --- client-side helpers ------------------------------------------------------------------------
