@@ -496,7 +496,8 @@ class Subscription:
             raise StopAsyncIteration from None
 
     def close(self) -> None:
-        """Unsubscribe. Queued messages stay readable; then iteration stops."""
+        """Unsubscribe (idempotent). A callback is not called again; an iterator consumer
+        can still read what was queued, then ``async for`` ends."""
         self._bus.unsubscribe(self)
 
     def statistics(self) -> SubscriptionStatistics:
