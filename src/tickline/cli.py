@@ -7,7 +7,7 @@ one subsystem's dependencies never slow another's start.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,48 @@ def bench_matching(
 
     run(commands=commands, seed=seed, symbols=symbols, with_seed_port=seed_port,
         json_path=json_path)
+
+
+# --- serve (issue 5) -----------------------------------------------------------------------
+
+@app.command("serve")
+def serve_command(
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="TOML configuration (default: embedded demo defaults).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Binary order-entry port (0: any).")] = None,
+    http_port: Annotated[int | None, typer.Option(
+        "--http-port", help="HTTP/WebSocket port (0: any).")] = None,
+    journal_dir: Annotated[str | None, typer.Option(
+        "--journal-dir", help="Journal directory.")] = None,
+    durability: Annotated[str | None, typer.Option(
+        help="Journal durability: none, batch or interval.")] = None,
+) -> None:
+    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
+    import logging
+
+    from tickline.config import ConfigError, load_config
+    from tickline.server import event_loop_name, run_event_loop, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(config, host=host, port=port, http_port=http_port,
+                          journal_dir=journal_dir, durability=durability)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+    def ready(server: Any) -> None:
+        rec = server.exchange.recovery
+        if rec is not None and rec.records_replayed:
+            typer.echo(f"recovered {rec.records_replayed} commands up to seq {rec.last_seq} "
+                       f"in {rec.seconds:.2f}s")
+        typer.echo(f"tickline serving on {cfg.server.host} ({event_loop_name()}): "
+                   f"binary port {server.port}, http://{cfg.server.host}:{server.http_port}/ "
+                   f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
+        typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
+
+    raise typer.Exit(run_event_loop(serve(cfg, ready=ready)))
 
 
 # --- (other subsystems register their commands below) --------------------------------------

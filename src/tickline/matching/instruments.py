@@ -18,7 +18,7 @@ class InstrumentError(ValueError):
     """A value at the edge does not fit an instrument's grid; the message names it."""
 
 
-class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One tradable symbol and its rules.
 
     ``min_price``/``max_price`` form an optional static price band (limit prices outside it

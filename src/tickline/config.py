@@ -1,0 +1,179 @@
+"""Server configuration: a TOML file, embedded defaults, command-line overrides.
+
+``tickline serve`` with no file runs on :data:`DEFAULT_CONFIG` — a few demo instruments and
+demo accounts with the documented keys below — so that it works with one command. A TOML file
+replaces any part of it::
+
+    [server]
+    host = "127.0.0.1"        # bind address (loopback unless told otherwise)
+    port = 7001               # binary order entry
+    http_port = 8080          # /metrics, /health, /book/<symbol>, dashboard, WebSocket
+    journal_dir = "data/journal"
+    durability = "batch"      # none | batch | interval
+    interval_ms = 5
+    snapshot_every = 100000
+
+    [limits]
+    max_frame_bytes = 4096
+    orders_per_second = 50000 # per session, token bucket; excess rejected (RATE_LIMITED)
+    burst = 5000
+    max_sessions = 256
+    max_in_flight = 10000     # per session: requests sent but not yet answered
+
+    [[instruments]]
+    symbol = "AAPL"
+    tick_size = 1
+    price_decimals = 2
+
+    [[accounts]]
+    id = 1
+    name = "demo"
+    key = "demo-key-1"
+    stp = 1                   # self-trade prevention: 1 newest, 2 oldest, 3 both, 4 off
+
+Demo accounts (embedded defaults; change them for anything but a demo): ``demo`` (id 1, key
+``demo-key-1``), ``alice`` (2, ``alice-key``), ``bob`` (3, ``bob-key-3``), and market makers
+``mm1``..``mm4`` (11..14, ``mm1-key-0``..``mm4-key-0``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tickline.matching import EngineConfig, Instrument, STPMode
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and the value."""
+
+
+class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 7001
+    http_port: int = 8080
+    journal_dir: str = "data/journal"
+    durability: str = "batch"
+    interval_ms: int = 5
+    snapshot_every: int = 100_000
+    inbound_capacity: int = 65_536
+    max_batch: int = 1_024
+
+
+class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_frame_bytes: int = 4_096
+    orders_per_second: float = 50_000.0
+    burst: int = 5_000
+    max_sessions: int = 256
+    max_in_flight: int = 10_000
+    heartbeat_seconds: float = 10.0
+    login_timeout_seconds: float = 5.0
+
+
+class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: int
+    name: str
+    key: str
+    stp: int = int(STPMode.CANCEL_NEWEST)
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    instruments: list[Instrument] = msgspec.field(default_factory=list)
+    accounts: list[Account] = msgspec.field(default_factory=list)
+
+    def validate(self) -> ServerConfig:
+        """Check cross-field rules; return self. Raises :class:`ConfigError`."""
+        if not self.instruments:
+            raise ConfigError("at least one [[instruments]] entry is required")
+        symbols = [i.symbol for i in self.instruments]
+        if len(set(symbols)) != len(symbols):
+            raise ConfigError(f"instrument symbols must be unique, got {symbols}")
+        ids = [a.id for a in self.accounts]
+        keys = [a.key for a in self.accounts]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"account ids must be unique, got {ids}")
+        if len(set(keys)) != len(keys):
+            raise ConfigError("account keys must be unique")
+        for a in self.accounts:
+            if a.id <= 0:
+                raise ConfigError(f"account id must be positive, got {a.id} ({a.name!r})")
+            if len(a.key) < 8:
+                raise ConfigError(f"account {a.name!r}: key must be at least 8 characters")
+            if a.stp not in (1, 2, 3, 4):
+                raise ConfigError(f"account {a.name!r}: stp must be 1..4, got {a.stp}")
+        if self.server.durability not in ("none", "batch", "interval"):
+            raise ConfigError(
+                f"server.durability must be none, batch or interval, got "
+                f"{self.server.durability!r}")
+        for name in ("port", "http_port"):
+            port = getattr(self.server, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"server.{name} must be 0..65535, got {port}")
+        if self.limits.max_frame_bytes < 64:
+            raise ConfigError(
+                f"limits.max_frame_bytes must be >= 64, got {self.limits.max_frame_bytes}")
+        return self
+
+    def engine_config(self) -> EngineConfig:
+        """The engine settings implied by the accounts (self-trade prevention modes)."""
+        return EngineConfig(account_stp={a.id: a.stp for a in self.accounts})
+
+    def account_by_key(self) -> dict[str, Account]:
+        return {a.key: a for a in self.accounts}
+
+
+DEFAULT_INSTRUMENTS = [
+    Instrument(symbol="AAPL", tick_size=1, lot_size=1, price_decimals=2, max_quantity=1_000_000),
+    Instrument(symbol="MSFT", tick_size=1, lot_size=1, price_decimals=2, max_quantity=1_000_000),
+    Instrument(symbol="BTC-USD", tick_size=50, lot_size=1, price_decimals=2, qty_decimals=4,
+               max_quantity=100_000_000),
+]
+
+DEFAULT_ACCOUNTS = [
+    Account(id=1, name="demo", key="demo-key-1"),
+    Account(id=2, name="alice", key="alice-key"),
+    Account(id=3, name="bob", key="bob-key-3"),
+    *(Account(id=10 + i, name=f"mm{i}", key=f"mm{i}-key-0") for i in range(1, 5)),
+]
+
+
+def default_config() -> ServerConfig:
+    """The embedded defaults: demo instruments and demo accounts, loopback, a local journal."""
+    return ServerConfig(instruments=list(DEFAULT_INSTRUMENTS),
+                        accounts=list(DEFAULT_ACCOUNTS)).validate()
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfig:
+    """Load ``path`` (TOML) over the embedded defaults, then apply ``overrides`` to the
+    ``[server]`` section (``port=...``, ``journal_dir=...``; ``None`` values are ignored).
+
+    Sections given in the file replace the defaults' (a file with ``[[instruments]]``
+    lists exactly its instruments)."""
+    base = msgspec.to_builtins(default_config())
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {path} is not valid TOML: {e}") from None
+        for section in ("server", "limits"):
+            if section in data:
+                if not isinstance(data[section], dict):
+                    raise ConfigError(f"[{section}] must be a table")
+                base[section].update(data.pop(section))
+        base.update(data)
+    for key, value in overrides.items():
+        if value is not None:
+            base["server"][key] = value
+    try:
+        config = msgspec.convert(base, ServerConfig)
+    except (msgspec.ValidationError, ValueError) as e:
+        raise ConfigError(f"invalid configuration: {e}") from None
+    return config.validate()

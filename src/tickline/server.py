@@ -1,0 +1,142 @@
+"""``tickline serve``: the exchange loop with its gateways on one asyncio event loop.
+
+The :class:`Server` owns one :class:`~tickline.exchange.Exchange` (recovered from its journal
+on start) and the network edges that feed it and read from it:
+
+* :class:`~tickline.gateway.binary.BinaryGateway` — length-prefixed binary order entry;
+* :class:`~tickline.gateway.http.HttpGateway` — ``/metrics``, ``/health``, ``/book/<symbol>``,
+  the dashboard page and its WebSocket feed.
+
+Lifecycle: :meth:`Server.start` recovers, binds and starts the exchange task; SIGTERM or
+SIGINT (or :meth:`Server.stop`) stops accepting connections, drains every accepted command
+through all stages, syncs and closes the journal, then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tickline.config import ServerConfig
+from tickline.exchange import Exchange
+
+if TYPE_CHECKING:
+    from tickline.gateway.binary import BinaryGateway
+    from tickline.gateway.http import HttpGateway
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Server:
+    """An exchange and its gateways. Ports 0 mean "any free port": read :attr:`port` and
+    :attr:`http_port` after :meth:`start`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        section = config.server
+        self.exchange = Exchange(
+            config.instruments, engine_config=config.engine_config(),
+            journal_dir=section.journal_dir, durability=section.durability,
+            interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
+            capacity=section.inbound_capacity, max_batch=section.max_batch,
+        )
+        self.binary: BinaryGateway | None = None
+        self.http: HttpGateway | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self.port = 0
+        self.http_port = 0
+
+    async def start(self) -> None:
+        from tickline.gateway.binary import BinaryGateway
+        from tickline.gateway.http import HttpGateway
+
+        self._runner = asyncio.create_task(self.exchange.run(), name="exchange")
+        section = self.config.server
+        self.binary = BinaryGateway(self.exchange, self.config)
+        self.port = await self.binary.start(section.host, section.port)
+        self.http = HttpGateway(self)
+        self.http_port = await self.http.start(section.host, section.http_port)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain, sync the journal, close everything. Idempotent."""
+        if self._stopped.is_set():
+            return
+        if self.binary is not None:
+            await self.binary.stop_accepting()
+        await self.exchange.stop()
+        if self._runner is not None:
+            await self._runner
+        if self.binary is not None:
+            await self.binary.close()
+        if self.http is not None:
+            await self.http.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def prometheus(self) -> str:
+        """Every metric of the exchange and its gateways, Prometheus text format."""
+        parts = [self.exchange.prometheus()]
+        if self.binary is not None:
+            parts.append(self.binary.prometheus())
+        return "".join(parts)
+
+    def health(self) -> dict[str, Any]:
+        ex = self.exchange
+        return {
+            "status": "ok" if not ex.processor.stopping else "stopping",
+            "last_seq": ex.engine.last_seq,
+            "resting_orders": len(ex.engine.orders),
+            "sessions": self.binary.session_count() if self.binary is not None else 0,
+            "journal": ex.journal.statistics() if ex.journal is not None else None,
+            "recovery": {
+                "records_replayed": ex.recovery.records_replayed,
+                "snapshot_seq": ex.recovery.snapshot_seq,
+                "truncated_bytes": ex.recovery.truncated_bytes,
+                "seconds": round(ex.recovery.seconds, 3),
+            } if ex.recovery is not None else None,
+        }
+
+
+async def serve(config: ServerConfig, *, ready: Any = None) -> int:
+    """Run a server until SIGTERM/SIGINT; return the exit code. ``ready(server)`` is called
+    once it listens (the CLI prints the ports there)."""
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    log.info("stopping: draining and syncing the journal")
+    await server.stop()
+    return 0
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (a dependency on Linux and macOS: a
+    faster event loop for the gateways), else on the standard asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def event_loop_name() -> str:
+    """Which event loop :func:`run_event_loop` uses."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return "asyncio"
+    return "uvloop"
