@@ -11,6 +11,9 @@ from tickline.bench.workload import exchange_core_mix
 from tickline.journal import Journal
 from tickline.matching import Command, EngineConfig, Instrument, MatchingEngine
 
+SMALL = 64 << 10
+"""Segment size for tests: the default 64 MiB is pre-allocated on disk, per journal."""
+
 
 class Mix:
     """A small exchange-core mix: instruments and sequenced commands (prefill included)."""

@@ -18,7 +18,7 @@ from tickline.journal import (
 )
 from tickline.matching import Replace
 
-from .conftest import Mix, write_journal
+from .conftest import SMALL, Mix, write_journal
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -67,7 +67,7 @@ def test_leftover_snapshot_temp_file_is_ignored(journal_of: Callable[..., Path],
 
 def test_write_snapshot_is_atomic_and_keeps_the_newest(tmp_path: Path, mix: Mix) -> None:
     engine = mix.engine()
-    j = Journal.open(tmp_path, instruments=mix.instruments, keep_snapshots=2)
+    j = Journal.open(tmp_path, segment_bytes=SMALL, instruments=mix.instruments, keep_snapshots=2)
     for i, cmd in enumerate(mix.commands[:4000], 1):
         j.append_command(cmd)
         engine.process(cmd)
@@ -88,7 +88,7 @@ def test_snapshot_ahead_of_a_lost_tail_never_reuses_sequence_numbers(
         seg.unlink()  # the journal is gone, the snapshot survived
     engine, rep = recover(tmp_path)
     assert rep.last_seq == 2000 and engine.digest() == mix.digest_after(2000)
-    with Journal.open(tmp_path) as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         assert j.last_seq == 2000
         j.append_many(mix.commands[2000:2100])
     engine, rep = recover(tmp_path)
@@ -110,7 +110,7 @@ def test_compare_reports_the_first_divergence(tmp_path: Path, mix: Mix) -> None:
     moved = cmds[k]
     assert isinstance(moved, Replace)
     cmds[k] = msgspec.structs.replace(moved, price=moved.price + 1)
-    with Journal.open(c, instruments=mix.instruments) as j:
+    with Journal.open(c, segment_bytes=SMALL, instruments=mix.instruments) as j:
         j.append_many(cmds)
     div, agreed, _, _ = compare_replays(a, c)
     assert div is not None and agreed == k and div.seq == moved.seq

@@ -25,7 +25,7 @@ from tickline.journal.format import (
 )
 from tickline.matching import NewOrder, TimeTick
 
-from .conftest import Mix, write_journal
+from .conftest import SMALL, Mix, write_journal
 
 
 def _order(seq: int) -> NewOrder:
@@ -35,7 +35,7 @@ def _order(seq: int) -> NewOrder:
 
 def test_records_round_trip_with_their_frame(tmp_path: Path) -> None:
     cmds = [_order(s) for s in range(1, 51)]
-    with Journal.open(tmp_path, durability="batch") as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL, durability="batch") as j:
         j.append_many(cmds[:20])
         for cmd in cmds[20:]:
             j.append_command(cmd)
@@ -55,7 +55,7 @@ def test_records_round_trip_with_their_frame(tmp_path: Path) -> None:
 
 
 def test_uncommitted_records_are_not_in_the_segment(tmp_path: Path) -> None:
-    j = Journal.open(tmp_path, durability="none")
+    j = Journal.open(tmp_path, segment_bytes=SMALL, durability="none")
     j.append_command(_order(1))
     j.commit()
     j.append_command(_order(2))
@@ -66,9 +66,9 @@ def test_uncommitted_records_are_not_in_the_segment(tmp_path: Path) -> None:
 
 
 def test_reopen_positions_after_the_last_record(tmp_path: Path) -> None:
-    with Journal.open(tmp_path) as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         j.append_many([_order(s) for s in range(1, 11)])
-    j = Journal.open(tmp_path)
+    j = Journal.open(tmp_path, segment_bytes=SMALL)
     assert j.last_seq == 10
     with pytest.raises(JournalError, match="sequence numbers must increase: got 10 after 10"):
         j.append_command(_order(10))
@@ -79,7 +79,7 @@ def test_reopen_positions_after_the_last_record(tmp_path: Path) -> None:
 
 
 def test_decreasing_seq_in_append_many_keeps_the_valid_prefix(tmp_path: Path) -> None:
-    with Journal.open(tmp_path) as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         with pytest.raises(JournalError, match="got 3 after 4"):
             j.append_many([_order(1), _order(2), _order(4), _order(3)])
         assert j.last_seq == 4
@@ -118,7 +118,7 @@ def test_iter_from_seq_starts_in_the_right_segment(tmp_path: Path, mix: Mix) -> 
 
 
 def test_raw_records_and_types(tmp_path: Path) -> None:
-    with Journal.open(tmp_path) as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         j.append(1, 7, b"hello")
         j.append(2, RECORD_COMMAND, msgspec.msgpack.encode(TimeTick(seq=2, ts=5)))
         with pytest.raises(JournalError, match=r"record_type must be in 1\.\.65534, got 65535"):
@@ -151,7 +151,7 @@ def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, object],
 def test_durability_policies_sync_as_stated(tmp_path: Path) -> None:
     def syncs(durability: str, interval_ms: int = 5) -> int:
         d = tmp_path / f"{durability}-{interval_ms}"
-        j = Journal.open(d, durability=durability, interval_ms=interval_ms)
+        j = Journal.open(d, segment_bytes=SMALL, durability=durability, interval_ms=interval_ms)
         for s in range(1, 21):
             j.append_command(_order(s))
             j.commit()
@@ -166,23 +166,23 @@ def test_durability_policies_sync_as_stated(tmp_path: Path) -> None:
 
 
 def test_metadata_is_recorded_and_checked(tmp_path: Path, mix: Mix) -> None:
-    Journal.open(tmp_path, instruments=mix.instruments).close()
+    Journal.open(tmp_path, segment_bytes=SMALL, instruments=mix.instruments).close()
     inst = mix.instruments[0]
     changed = msgspec.structs.replace(inst, tick_size=5)
     with pytest.raises(JournalError, match="instrument 'XCH' differs from the one recorded"):
-        Journal.open(tmp_path, instruments=[changed])
+        Journal.open(tmp_path, segment_bytes=SMALL, instruments=[changed])
     extra = msgspec.structs.replace(inst, symbol="NEW")
-    Journal.open(tmp_path, instruments=[inst, extra]).close()
+    Journal.open(tmp_path, segment_bytes=SMALL, instruments=[inst, extra]).close()
     from tickline.journal import read_meta
     meta = read_meta(tmp_path)
     assert meta is not None and [i.symbol for i in meta.instruments] == ["XCH", "NEW"]
 
 
 def test_leftover_segment_temp_file_is_removed(tmp_path: Path) -> None:
-    Journal.open(tmp_path).close()
+    Journal.open(tmp_path, segment_bytes=SMALL).close()
     tmp = tmp_path / ".segment-0000000001.tkj.tmp"
     tmp.write_bytes(b"half a segment")
-    with Journal.open(tmp_path) as j:
+    with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         j.append_command(_order(1))
     assert not tmp.exists()
     assert os.listdir(tmp_path) == ["segment-0000000001.tkj"]
