@@ -29,6 +29,7 @@ from tickline.matching import (
 )
 
 ABC = Instrument(symbol="ABC", tick_size=1, lot_size=1)
+SEGMENT = 1 << 20  # small segments: every test gets a real journal, none reserves 64 MiB
 
 
 class FakeClock:
@@ -41,7 +42,7 @@ class FakeClock:
 
 def test_sequencer_stamps_increasing_seq_and_non_decreasing_ts(tmp_path: Path) -> None:
     clock = FakeClock()
-    ex = Exchange([ABC], journal_dir=tmp_path, clock=clock)
+    ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path, clock=clock)
     seen: list[tuple[int, int]] = []
     for i in range(5):
         clock.now -= 10 * i  # a wall clock stepping backwards must not move engine time back
@@ -54,7 +55,7 @@ def test_sequencer_stamps_increasing_seq_and_non_decreasing_ts(tmp_path: Path) -
 
 
 def test_every_reply_comes_after_its_command_is_committed(tmp_path: Path) -> None:
-    ex = Exchange([ABC], journal_dir=tmp_path, durability="batch")
+    ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path, durability="batch")
     committed_at_reply: list[tuple[int, int]] = []
 
     def reply(cmd: Command, _events: list[Event]) -> None:
@@ -72,7 +73,8 @@ def test_every_reply_comes_after_its_command_is_committed(tmp_path: Path) -> Non
 
 def test_restart_recovers_the_same_engine_and_continues_the_sequence(tmp_path: Path) -> None:
     workload = exchange_core_mix(3_000, seed=3)
-    ex = Exchange(workload.instruments, journal_dir=tmp_path, snapshot_every=1_000)
+    ex = Exchange(workload.instruments, segment_bytes=SEGMENT, journal_dir=tmp_path,
+                  snapshot_every=1_000)
     for cmd in workload.prefill + workload.commands:
         ex.submit(msgspec.structs.replace(cmd))
         if ex.processor.queued() >= 512:
@@ -81,7 +83,7 @@ def test_restart_recovers_the_same_engine_and_continues_the_sequence(tmp_path: P
     digest, last_seq = ex.engine.digest(), ex.engine.last_seq
     ex.close()
 
-    again = Exchange(workload.instruments, journal_dir=tmp_path)
+    again = Exchange(workload.instruments, segment_bytes=SEGMENT, journal_dir=tmp_path)
     assert again.engine.digest() == digest
     assert again.recovery is not None and again.recovery.snapshot_seq > 0
     events = again.process_now(NewOrder(account=9, symbol="XCH", side=BUY, price=1,
@@ -90,12 +92,14 @@ def test_restart_recovers_the_same_engine_and_continues_the_sequence(tmp_path: P
     assert again.engine.last_seq == last_seq + 1
     again.close()
     replayed, _ = replay(tmp_path, use_snapshot=False)
-    assert replayed.digest() == Exchange(workload.instruments, journal_dir=tmp_path).engine.digest()
+    recovered = Exchange(workload.instruments, segment_bytes=SEGMENT, journal_dir=tmp_path)
+    assert replayed.digest() == recovered.engine.digest()
+    recovered.close()
 
 
 def test_replay_reproduces_the_released_events_byte_for_byte(tmp_path: Path) -> None:
     workload = exchange_core_mix(2_000, seed=5)
-    ex = Exchange(workload.instruments, journal_dir=tmp_path)
+    ex = Exchange(workload.instruments, segment_bytes=SEGMENT, journal_dir=tmp_path)
     released: list[bytes] = []
     encode = msgspec.msgpack.encode
     for cmd in workload.prefill + workload.commands:
@@ -115,7 +119,7 @@ def test_replay_reproduces_the_released_events_byte_for_byte(tmp_path: Path) -> 
 def test_full_inbound_ring_rejects_with_a_typed_error_and_loses_nothing_accepted(
     tmp_path: Path,
 ) -> None:
-    ex = Exchange([ABC], journal_dir=tmp_path, capacity=8)
+    ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path, capacity=8)
     accepted = 0
     with pytest.raises(ExchangeBusy, match="inbound ring full"):
         for i in range(100):
@@ -130,7 +134,7 @@ def test_full_inbound_ring_rejects_with_a_typed_error_and_loses_nothing_accepted
 
 
 def test_rejects_flow_back_to_the_submitter(tmp_path: Path) -> None:
-    ex = Exchange([ABC], journal_dir=tmp_path)
+    ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path)
     events = ex.process_now(NewOrder(account=1, symbol="ABC", side=BUY, price=0, quantity=1))
     assert len(events) == 1 and isinstance(events[0], Rejected)
     assert events[0].reason == RejectReason.NON_POSITIVE_PRICE
@@ -139,7 +143,7 @@ def test_rejects_flow_back_to_the_submitter(tmp_path: Path) -> None:
 
 def test_gtd_orders_expire_on_the_timer_without_other_traffic(tmp_path: Path) -> None:
     async def scenario() -> list[Event]:
-        ex = Exchange([ABC], journal_dir=tmp_path)
+        ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path)
         runner = asyncio.create_task(ex.run())
         now = ex._clock()
         ex.submit(NewOrder(account=7, symbol="ABC", side=BUY, price=100, quantity=5,
@@ -166,7 +170,7 @@ def _events_of(ex: Exchange) -> list[Event]:
 
 def test_stop_drains_everything_accepted(tmp_path: Path) -> None:
     async def scenario() -> int:
-        ex = Exchange([ABC], journal_dir=tmp_path)
+        ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path)
         runner = asyncio.create_task(ex.run())
         replies = 0
 

@@ -230,9 +230,20 @@ class Exchange:
         """Drive the stages on the running event loop until :meth:`stop`. Arms a timer for
         the next GTD expiry so engine time moves even when no orders arrive."""
         processor = self.processor
+        journal = self.journal
+        idle_sync = journal is not None and journal.durability == "interval"
         while True:
             self._arm_expiry_timer()
-            await processor.wait_for_work()
+            if idle_sync and journal is not None and journal.unsynced:
+                # durability "interval": bound the loss window even when no commit comes
+                try:
+                    async with asyncio.timeout(journal.interval_ns / 1e9):
+                        await processor.wait_for_work()
+                except TimeoutError:
+                    journal.sync()
+                    continue
+            else:
+                await processor.wait_for_work()
             processor.drain()
             if processor.stopping and not processor.has_work():
                 return

@@ -450,6 +450,11 @@ class Journal:
             if now - self._last_sync_ns >= self.interval_ns:
                 self._sync()
 
+    @property
+    def unsynced(self) -> bool:
+        """True if committed records may still be only in the page cache."""
+        return self._mm is not None and self._pos > self._synced
+
     def sync(self) -> None:
         """Force committed records to disk now, whatever the policy (e.g. on an idle timer
         with ``interval``, so the loss window holds even when no commit comes)."""
