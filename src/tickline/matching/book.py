@@ -6,10 +6,10 @@ Layout (chosen by profile of the exchange-core mix, where 82% of commands move a
   exchange-core's ``OrdersBucketNaive``: O(1) append at the back, O(1) removal of any order
   (cancel, move), and iteration in arrival order for matching. Each order keeps its own
   place and quantity: nothing is aggregated away;
-* a **side** is a ``dict[price, Level]`` plus a sorted ``list`` of *keys* with the best price
-  **last**: bids are keyed by price, asks by ``-price``, so "best" is always ``keys[-1]`` and
-  removing an exhausted best level is an O(1) ``pop()``. A new level is placed with
-  ``bisect.insort`` (a C ``memmove``; activity clusters near the top, so it moves little).
+* a **side** is a ``dict[price, Level]`` plus the *key* of its best level (bids are keyed by
+  price, asks by ``-price``, so bigger is better on both sides): adding or dropping a level
+  is O(1), and finding the next best after the best level goes is a short tick-by-tick
+  probe (see :class:`BookSide`).
 
 The book holds data and answers queries; the matching itself (which emits events and assigns
 ids) lives in :mod:`tickline.matching.engine`. Complexities are stated per method.
@@ -18,7 +18,7 @@ ids) lives in :mod:`tickline.matching.engine`. Complexities are stated per metho
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, insort
+import heapq
 
 import msgspec
 
@@ -61,38 +61,61 @@ class Level(msgspec.Struct, gc=False):
     total: int = 0
 
 
+EMPTY = -(1 << 63)
+"""The ``best`` key of an empty side: below every real key and below "any price" (market)."""
+
+NEXT_BEST_SCAN = 32
+"""How many ticks :meth:`BookSide.drop_level` steps through, looking for the next best level,
+before it falls back to a C-speed ``max()`` over all levels."""
+
+
 class BookSide:
-    """One side of a book. ``keys`` is sorted ascending with the best price last."""
+    """One side of a book: ``levels`` by price, and the key of the best one.
 
-    __slots__ = ("keys", "levels", "side", "sign")
+    A *key* orders prices so that bigger is better on both sides: ``price`` for bids,
+    ``-price`` for asks. ``best`` is the best key (``EMPTY`` when the side is empty), so
+    "does an order at limit key L cross?" is one comparison, ``best >= L``.
 
-    def __init__(self, side: int) -> None:
+    Why no sorted list of prices: the exchange-core mix moves orders across ~750 levels, so
+    levels are created and dropped all the time, and keeping a sorted list (``insort`` /
+    ``bisect`` + ``del``) cost ~12% of the engine's time by profile. Only the *best* level is
+    needed on the hot path. When it empties, the next best is almost always a few ticks away:
+    :meth:`drop_level` steps tick by tick (``NEXT_BEST_SCAN`` dict lookups at most) and only
+    then scans all levels (``max()`` in C, O(L)). Sorted views (depth, snapshots) sort on
+    demand.
+    """
+
+    __slots__ = ("best", "levels", "side", "sign", "step")
+
+    def __init__(self, side: int, tick_size: int = 1) -> None:
         self.side = side
         self.sign = 1 if side == BUY else -1
+        self.step = tick_size
         self.levels: dict[int, Level] = {}
-        self.keys: list[int] = []
+        self.best = EMPTY
 
     def best_price(self) -> int | None:
         """Best price on this side, or ``None`` if empty. O(1)."""
-        keys = self.keys
-        return keys[-1] * self.sign if keys else None
+        best = self.best
+        return None if best == EMPTY else best * self.sign
 
     def add(self, order: Order) -> Level:
-        """Append ``order`` at the back of its price level (creating it). O(1), or
-        O(log L + moved) when the level is new."""
+        """Append ``order`` at the back of its price level (creating it). O(1)."""
         price = order.price
         level = self.levels.get(price)
         if level is None:
             level = Level(price, {})
             self.levels[price] = level
-            insort(self.keys, price * self.sign)
+            key = price * self.sign
+            if key > self.best:
+                self.best = key
         level.orders[order.order_id] = order
         level.total += order.leaves
         return level
 
     def remove(self, order: Order) -> Level:
-        """Take ``order`` out of its level (dropping the level when it empties). O(1), or
-        O(log L + moved) when the level goes."""
+        """Take ``order`` out of its level (dropping the level when it empties). O(1), except
+        when the best level goes (see :meth:`drop_level`)."""
         price = order.price
         level = self.levels[price]
         del level.orders[order.order_id]
@@ -102,30 +125,48 @@ class BookSide:
         return level
 
     def drop_level(self, price: int) -> None:
-        """Forget an empty level. O(1) for the best level, O(log L + moved) otherwise."""
-        del self.levels[price]
-        keys = self.keys
-        key = price * self.sign
-        if keys[-1] == key:
-            keys.pop()
-        else:
-            del keys[bisect_left(keys, key)]
+        """Forget an empty level. O(1); when it was the best, finding the next best takes up
+        to ``NEXT_BEST_SCAN`` lookups, or O(L) in C for a sparse book."""
+        levels = self.levels
+        del levels[price]
+        sign = self.sign
+        key = price * sign
+        if key != self.best:
+            return
+        if not levels:
+            self.best = EMPTY
+            return
+        step = self.step
+        for _ in range(NEXT_BEST_SCAN):
+            key -= step
+            if key * sign in levels:
+                self.best = key
+                return
+        self.best = max(levels) if sign == 1 else -min(levels)
+
+    def sorted_keys(self) -> list[int]:
+        """Every level's key, ascending (best last). O(L log L)."""
+        sign = self.sign
+        return sorted(price * sign for price in self.levels)
 
     def depth(self, n: int) -> list[tuple[int, int, int]]:
-        """The best ``n`` levels as ``(price, total quantity, order count)``. O(n)."""
+        """The best ``n`` levels as ``(price, total quantity, order count)``. O(L log n)."""
+        if n <= 0:
+            return []
         levels = self.levels
         sign = self.sign
+        keys = heapq.nlargest(n, (price * sign for price in levels))
         out = []
-        for key in reversed(self.keys[-n:] if n > 0 else ()):
+        for key in keys:
             level = levels[key * sign]
             out.append((level.price, level.total, len(level.orders)))
         return out
 
     def iter_levels_best_first(self) -> list[Level]:
-        """All levels, best first. O(L)."""
+        """All levels, best first. O(L log L)."""
         levels = self.levels
         sign = self.sign
-        return [levels[key * sign] for key in reversed(self.keys)]
+        return [levels[key * sign] for key in reversed(self.sorted_keys())]
 
 
 class OrderBook:
@@ -141,8 +182,8 @@ class OrderBook:
         self.tick_size = instrument.tick_size
         self.min_price = max(instrument.min_price, 1)  # also rejects price <= 0
         self.max_price = instrument.max_price or (1 << 62)
-        self.bids = BookSide(BUY)
-        self.asks = BookSide(SELL)
+        self.bids = BookSide(BUY, instrument.tick_size)
+        self.asks = BookSide(SELL, instrument.tick_size)
         self.halted = False
 
     def side(self, side: int) -> BookSide:
@@ -195,15 +236,15 @@ class OrderBook:
 
     def check(self) -> None:
         """Raise :class:`AssertionError` unless every structural invariant holds:
-        keys sorted and matching the levels; each level non-empty, its total equal to the sum
+        each side's best key is its best level's; each level non-empty, its total equal to the sum
         of its orders' open quantity; each order on the right side and price, positive open
         quantity, ``filled + leaves <= quantity``; FIFO (strictly increasing ``priority``)
         within each level; and the book not crossed."""
         for book_side in (self.bids, self.asks):
-            keys = book_side.keys
-            assert keys == sorted(set(keys)), f"{self.symbol}: keys not sorted/unique"
-            assert {k * book_side.sign for k in keys} == set(book_side.levels), (
-                f"{self.symbol}: keys and levels disagree"
+            keys = book_side.sorted_keys()
+            expected_best = keys[-1] if keys else EMPTY
+            assert book_side.best == expected_best, (
+                f"{self.symbol}: best key {book_side.best} != {expected_best}"
             )
             for price, level in book_side.levels.items():
                 assert level.price == price

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from bisect import insort
 from collections import deque
 from collections.abc import Iterable
 
 import msgspec
 
-from tickline.matching.book import BookSide, Level, Order, OrderBook
+from tickline.matching.book import EMPTY, BookSide, Level, Order, OrderBook
 from tickline.matching.commands import (
     Cancel,
     Command,
@@ -258,8 +257,7 @@ class MatchingEngine:
         else:
             opposite = book.bids
             limit_key = price if order_type == LIMIT else _NO_LIMIT
-        opp_keys = opposite.keys
-        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
+        crosses = opposite.best >= limit_key
         if cmd.post_only and crosses:
             return self._reject(
                 out, cmd, 0, R_POST_ONLY,
@@ -288,7 +286,7 @@ class MatchingEngine:
             if order.leaves == 0:  # filled, or cancelled by self-trade prevention
                 self._finish(order)
                 return None
-            if match_key != limit_key and opp_keys and opp_keys[-1] >= limit_key:
+            if match_key != limit_key and opposite.best >= limit_key:
                 self._cancel_rest(order, out, C_PROTECTION)
                 return None
         if tif == IOC or tif == FOK:  # a FOK gets here only when nothing crossed at all
@@ -344,12 +342,10 @@ class MatchingEngine:
         side = order.side
         if side == BUY:
             own_side = book.bids
-            opp_keys = book.asks.keys
-            crosses = opp_keys and opp_keys[-1] >= -price
+            crosses = book.asks.best >= -price
         else:
             own_side = book.asks
-            opp_keys = book.bids.keys
-            crosses = opp_keys and opp_keys[-1] >= price
+            crosses = book.bids.best >= price
         if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
@@ -373,7 +369,9 @@ class MatchingEngine:
         level = levels.get(price)  # type: ignore[assignment]
         if level is None:
             levels[price] = Level(price, {order_id: order}, leaves)
-            insort(own_side.keys, price * own_side.sign)
+            key = price * own_side.sign
+            if key > own_side.best:
+                own_side.best = key
             out.append(LevelChanged(symbol, side, price, leaves, 1))
         else:
             level_orders = level.orders
@@ -431,8 +429,7 @@ class MatchingEngine:
             own_side = book.asks
             opposite = book.bids
             limit_key = price
-        opp_keys = opposite.keys
-        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
+        crosses = opposite.best >= limit_key
         if crosses and order.post_only:
             return self._reject(out, cmd, order_id, R_POST_ONLY,
                                 f"post-only order {order_id} at {price} would take liquidity")
@@ -480,7 +477,7 @@ class MatchingEngine:
             if order.leaves == 0:  # filled, or cancelled by self-trade prevention
                 self._finish(order)
                 return None
-            if opp_keys and opp_keys[-1] >= limit_key:  # stopped by price protection
+            if opposite.best >= limit_key:  # stopped by price protection
                 self._cancel_rest(order, out, C_PROTECTION)
                 return None
             leaves = order.leaves
@@ -489,7 +486,9 @@ class MatchingEngine:
         if level is None:
             level = Level(price, {order_id: order}, leaves)
             levels[price] = level
-            insort(own_side.keys, price * own_side.sign)
+            key = price * own_side.sign
+            if key > own_side.best:
+                own_side.best = key
             out.append(LevelChanged(symbol, side, price, leaves, 1))
         else:
             level_orders = level.orders
@@ -508,7 +507,6 @@ class MatchingEngine:
         level touched. On return the taker's ``leaves`` is what is left; if STP cancelled the
         taker, its leaves is 0 and it is already finished.
         """
-        keys = opposite.keys
         levels = opposite.levels
         sign = opposite.sign
         opp_side = opposite.side
@@ -518,8 +516,8 @@ class MatchingEngine:
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
-        while keys and keys[-1] >= limit_key:
-            price = keys[-1] * sign
+        while opposite.best >= limit_key:
+            price = opposite.best * sign
             level = levels[price]
             level_orders = level.orders
             total_before = level.total
@@ -582,7 +580,7 @@ class MatchingEngine:
         account = taker.account
         sign = opposite.sign
         levels = opposite.levels
-        for key in reversed(opposite.keys):
+        for key in reversed(opposite.sorted_keys()):
             if key < limit_key:
                 break
             for maker in levels[key * sign].orders.values():
@@ -599,9 +597,9 @@ class MatchingEngine:
         """Tighten ``limit_key`` to the instrument's protection band around the best opposite
         price found on arrival (no-op when the band is off)."""
         ticks = book.instrument.protection_ticks
-        if ticks == 0 or not opposite.keys:
+        if ticks == 0 or opposite.best == EMPTY:
             return limit_key
-        band = opposite.keys[-1] - ticks * book.instrument.tick_size
+        band = opposite.best - ticks * book.instrument.tick_size
         return band if band > limit_key else limit_key
 
     # -- resting, finishing ----------------------------------------------------------------
