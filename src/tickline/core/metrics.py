@@ -279,7 +279,7 @@ def prometheus_text(
         lines.append(f"# HELP {full} {helps.get(snap.name, snap.name.replace('_', ' '))}")
         lines.append(f"# TYPE {full} summary")
         for p, v in snap.percentiles.items():
-            q = repr(p / 100.0)
+            q = f"{p / 100.0:.6g}"
             val = v * k if k != 1.0 else v
             lines.append(f"{full}{_labels(lab, {'quantile': q})} {_prom_value(val)}")
         total = snap.total * k if k != 1.0 else snap.total

@@ -26,9 +26,10 @@ Shape (seed section 1, done as DESIGN.md "Event processor" says)::
   :class:`DeadlineMissed`; *firm* -- an event already past its deadline when its turn comes is
   discarded unprocessed and counted; *soft* -- processed late, lateness recorded in a
   histogram.
-* **Priorities.** Lane 0 is served first (strict priority), but a non-empty lower lane that
-  has been passed over for ``starvation_bound`` consecutive batches is served next. With L
-  lanes a waiting lane is served within ``starvation_bound + L - 2`` batches.
+* **Priorities.** Lane 0 is served first (strict priority), but a waiting lane that has been
+  passed over for ``starvation_bound`` batches in a row is served next (the longest-waiting
+  one first). With L lanes a waiting lane is served within ``starvation_bound + L - 2``
+  batches (checked by a property test).
 * **Stop.** :meth:`EventProcessor.stop` refuses new submissions and drains everything
   already accepted before it returns.
 
@@ -348,9 +349,10 @@ class EventProcessor(Generic[E]):
 
         ``reject``: the prefix that fits is accepted, the rest counted as rejected.
         ``block``: waits up to ``block_timeout`` for room for all of them (in chunks); what did
-        not fit by then is counted as a block timeout. ``drop_oldest``: all are accepted, the
-        oldest waiting events (or, for a batch larger than the lane, the batch's own head) are
-        dropped and counted. Raises :class:`ProcessorStopped` after :meth:`stop`.
+        not fit by then is counted as a block timeout. ``drop_oldest``: all are accepted (the
+        return value is ``len(events)``), and the oldest waiting events -- for a batch larger
+        than the lane, the batch's own head too -- are dropped and counted. Raises
+        :class:`ProcessorStopped` after :meth:`stop`.
         """
         ln = self._lanes[lane]
         k = len(events)
@@ -359,6 +361,7 @@ class EventProcessor(Generic[E]):
         policy = self.policy
         if policy == "block":
             return self._submit_blocking(ln, events, k)
+        accepted = 0
         with ln.lock:
             if self._stopping:
                 raise ProcessorStopped(f"{self.name} is stopped; event not accepted")
@@ -370,9 +373,12 @@ class EventProcessor(Generic[E]):
                     k = room
                     events = events[:k]
                 else:  # drop_oldest: the consumer also holds ln.lock while draining
-                    if k > self._capacity:
-                        ln.dropped += k - self._capacity
-                        events = events[k - self._capacity:]
+                    if k > self._capacity:  # accepted, and at once the oldest of them drop
+                        excess = k - self._capacity
+                        ln.dropped += excess
+                        ln.submitted += excess
+                        accepted += excess
+                        events = events[excess:]
                         k = self._capacity
                     ln.dropped += ring.discard(k - room)
                     head = ring.head
@@ -385,7 +391,7 @@ class EventProcessor(Generic[E]):
                 ln.submitted += k
         if k:
             self._wake()
-        return k
+        return accepted + k
 
     def _submit_blocking(self, ln: _Lane, events: Sequence[E], k: int) -> int:
         deadline = time.monotonic() + self.block_timeout
@@ -513,18 +519,21 @@ class EventProcessor(Generic[E]):
                 break
         if chosen < 0:
             return None
+        # Starvation bound: a waiting lane passed over for `bound` batches in a row is served
+        # next; among several such lanes the longest-waiting one (ties: higher priority).
         bound = self.starvation_bound
         pick = chosen
+        worst = max(bound - 1, lanes[chosen].skipped)
         for j in range(chosen + 1, len(lanes)):
             lj = lanes[j]
-            if lj.skipped >= bound and lj.ring.tail != lj.ring.head:
+            if lj.skipped > worst and lj.ring.tail != lj.ring.head:
                 pick = j
-                self._starvation_overrides += 1
-                break
-        # Every waiting lane below the one served was passed over by a higher lane once more.
-        for j in range(pick + 1, len(lanes)):
+                worst = lj.skipped
+        if pick != chosen:
+            self._starvation_overrides += 1
+        for j in range(chosen, len(lanes)):
             lj = lanes[j]
-            if lj.ring.tail != lj.ring.head:
+            if j != pick and lj.ring.tail != lj.ring.head:
                 lj.skipped += 1
         lanes[pick].skipped = 0
         return lanes[pick]

@@ -204,9 +204,11 @@ class SpscShmRing:
         self._ctr = buf[:_HEADER].cast("Q")
         ctr = self._ctr
         if ctr[0] != _MAGIC or ctr[3] != _VERSION:
-            self._release()
+            magic, version = ctr[0], ctr[3]
+            ctr.release()
+            shm.close()
             raise ValueError(f"shared memory {shm.name!r} is not a tickline ring "
-                             f"(magic={ctr[0]:#x}, version={ctr[3]})")
+                             f"(magic={magic:#x}, version={version})")
         self._capacity = int(ctr[1])
         self._slot = int(ctr[2])
         self._mask = self._capacity - 1
@@ -502,9 +504,18 @@ class SpscShmRing:
             return out
         if self._ctr[_CLOSED]:
             return self.read_packed(max_records)  # a last publish may race the close flag
-        self._empty_waits += 1
-        self._park(_CONS_WAIT, self._data_bell, self._readable, timeout)
+        self.wait_readable(timeout)
         return self.read_packed(max_records)
+
+    def wait_readable(self, timeout: float | None = None) -> bool:
+        """Wait (per the strategy) until a record is waiting or the writer closed.
+
+        Consumes nothing; ``False`` on timeout.
+        """
+        if self._readable():
+            return True
+        self._empty_waits += 1
+        return self._park(_CONS_WAIT, self._data_bell, self._readable, timeout)
 
     def _readable(self) -> bool:
         ctr = self._ctr
