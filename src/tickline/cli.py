@@ -35,13 +35,20 @@ def bench_matching(
     symbols: Annotated[int, typer.Option(help="Symbols the mix is spread over.")] = 1,
     seed_port: Annotated[bool, typer.Option(
         help="Also run the straight port of the seed's order book for the ratio.")] = True,
+    seed_port_commands: Annotated[int, typer.Option(
+        help="Commands the (slow) seed port runs; its rate is compared per second.")] = 200_000,
+    memory_orders: Annotated[int, typer.Option(
+        help="Resting orders for the memory pass (0: skip).")] = 1_000_000,
+    latency_runs: Annotated[int, typer.Option(
+        help="Latency passes; >1 tells engine tails (same commands) from machine noise.")] = 1,
     json_path: JsonOption = None,
 ) -> None:
     """Run the exchange-core mix through the matching engine (and the seed's port)."""
     from tickline.bench.matching import run
 
     run(commands=commands, seed=seed, symbols=symbols, with_seed_port=seed_port,
-        json_path=json_path)
+        seed_port_commands=seed_port_commands, memory_orders=memory_orders,
+        latency_runs=latency_runs, json_path=json_path)
 
 
 # --- serve (issue 5) -----------------------------------------------------------------------
@@ -87,6 +94,30 @@ def serve_command(
 
 
 # --- (other subsystems register their commands below) --------------------------------------
+
+
+# --- bench processor (issue 3, part 1: tickline.core) -------------------------------------
+
+@bench_app.command("processor")
+def bench_processor(
+    events: Annotated[int, typer.Option(help="Events through the processor.")] = 2_000_000,
+    chunk: Annotated[int, typer.Option(help="Events per submit_many call.")] = 256,
+    baseline_events: Annotated[int, typer.Option(
+        help="Events through queue.Queue and the seed port.")] = 300_000,
+    workers: Annotated[int, typer.Option(help="Threads for the baselines.")] = 2,
+    paced_rate: Annotated[int, typer.Option(
+        help="Open-loop rate (events/s) for the latency run (0 = skip).")] = 100_000,
+    shm_records: Annotated[int, typer.Option(help="64-byte records via the shm ring.")
+                           ] = 4_000_000,
+    mpq_records: Annotated[int, typer.Option(help="64-byte records via mp.Queue.")] = 200_000,
+    json_path: JsonOption = None,
+) -> None:
+    """Event processor vs queue.Queue vs the seed's port; shm ring vs multiprocessing.Queue."""
+    from tickline.bench.processor import run
+
+    run(events=events, chunk=chunk, baseline_events=baseline_events, workers=workers,
+        paced_rate=paced_rate, shm_records=shm_records, mpq_records=mpq_records,
+        json_path=json_path)
 
 
 # --- bench stream (issue 4) ---------------------------------------------------------------
