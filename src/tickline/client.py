@@ -1,0 +1,508 @@
+"""An asyncio client for tickline's binary order entry (:mod:`tickline.gateway.protocol`).
+
+>>> async with await Client.connect("127.0.0.1", 7001, "demo-key-1") as c:  # doctest: +SKIP
+...     ack = await c.new_order("AAPL", "buy", 10, "101.25")
+...     print(ack.order_id, ack.status)
+...     await c.cancel("AAPL", ack.order_id)
+...     async for report in c.reports():   # passive fills, expiries, other sessions' doings
+...         print(report)
+
+Prices and quantities are decimals at this edge (``"101.25"``, ``Decimal("0.5")`` or an
+``int`` meaning whole units) and are converted exactly with the instrument definitions the
+server sends at logon (or the ``instruments`` given to :meth:`Client.connect`); the wire
+carries integer units. The raw, integer-unit path is :meth:`Client.send_request`.
+
+**Pipelining.** ``send_new_order`` / ``send_cancel`` / ``send_replace`` / ``send_request``
+queue the request and return an ``asyncio.Future`` of its
+:class:`~tickline.gateway.protocol.Response` at once; many may be in flight (up to the
+server's ``max_in_flight``). Requests queued in one event-loop turn go out in one write.
+``new_order`` / ``cancel`` / ``replace`` await the response and turn a reject into
+:class:`OrderRejectedError`.
+
+**Unsolicited reports** (everything about this account not caused by this client's own
+requests) are kept in a bounded queue (``report_capacity``; when full the oldest is dropped
+and counted in :attr:`Client.reports_dropped`) read with ``async for r in c.reports()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
+
+import msgspec
+
+from tickline.gateway import protocol as p
+from tickline.matching import Instrument, OrderType, RejectReason, Side, TimeInForce
+
+__all__ = ["Client", "ClientError", "OrderAck", "OrderRejectedError"]
+
+Decimalish = str | Decimal | int
+
+
+class ClientError(Exception):
+    """The connection failed, logon was refused, or the server sent an Error and closed."""
+
+
+class OrderRejectedError(ClientError):
+    """A request was rejected. ``reason`` is a :class:`RejectReason` (or the raw int if this
+    client does not know the code), ``text`` the server's explanation."""
+
+    def __init__(self, request_id: int, report: p.OrderRejected) -> None:
+        try:
+            reason: RejectReason | int = RejectReason(report.reason)
+        except ValueError:
+            reason = report.reason
+        name = reason.name if isinstance(reason, RejectReason) else str(reason)
+        super().__init__(f"request {request_id} rejected: {name}: {report.text}")
+        self.request_id = request_id
+        self.reason = reason
+        self.text = report.text
+        self.report = report
+
+
+@dataclass(slots=True)
+class OrderAck:
+    """A new order's outcome: accepted with ``order_id``; ``fills`` it got on arrival;
+    ``leaves`` (integer units) open after them; ``status`` one of ``new``,
+    ``partially_filled``, ``filled``, ``cancelled`` (e.g. an IOC remainder)."""
+
+    request_id: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    leaves: int
+    status: str
+    accepted: p.OrderAccepted
+    fills: list[p.Fill] = field(default_factory=list)
+    reports: list[p.Report] = field(default_factory=list)
+
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL, "b": Side.BUY, "s": Side.SELL}
+
+
+def _side(side: str | int) -> int:
+    if isinstance(side, str):
+        try:
+            return int(_SIDES[side.lower()])
+        except KeyError:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
+    return int(Side(side))
+
+
+def _enum(value: str | int, enum: type[OrderType] | type[TimeInForce], what: str) -> int:
+    if isinstance(value, str):
+        try:
+            return int(enum[value.upper()])
+        except KeyError:
+            raise ValueError(f"{what} must be one of {[m.name.lower() for m in enum]}, "
+                             f"got {value!r}") from None
+    return int(enum(value))
+
+
+def _dec(value: Decimalish) -> str | Decimal:
+    if isinstance(value, bool):
+        raise TypeError(f"expected a decimal, got {value!r}")
+    if isinstance(value, int):
+        return Decimal(value)
+    return value
+
+
+class _ClientProtocol(asyncio.Protocol):
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.client._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client._data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._connection_lost(exc)
+
+
+class Client:
+    """One binary order-entry session. Create with :meth:`connect`; use from one event
+    loop. Not thread-safe."""
+
+    def __init__(self, *, report_capacity: int = 100_000, max_frame: int = 1 << 24) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._reader = p.FrameReader(max_frame)
+        self._out = bytearray()
+        self._flush_scheduled = False
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[p.Response]] = {}
+        self._reports: deque[p.Report] = deque()
+        self._report_capacity = report_capacity
+        self._report_waiter: asyncio.Future[None] | None = None
+        self._logon: asyncio.Future[p.LogonAck] | None = None
+        self._logout: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._hb_timer: asyncio.TimerHandle | None = None
+        self._last_tx = time.monotonic()
+        self.ack: p.LogonAck | None = None
+        self.account = 0
+        self.name = ""
+        self.instruments: dict[str, Instrument] = {}
+        self.errors: deque[p.Error] = deque(maxlen=100)
+        self.reports_dropped = 0
+        self.close_reason: str | None = None
+        self.on_response: Any = None  # optional hook(response, t_ns) for load generators
+
+    # -- connecting ------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, host: str, port: int, key: str, *,
+                      instruments: Iterable[Instrument] | None = None,
+                      client_name: str = "tickline.client", timeout: float = 10.0,
+                      report_capacity: int = 100_000) -> Client:
+        """Open a session and log on with ``key``; return the logged-on client. Raises
+        :class:`ClientError` if the server refuses the logon or does not answer in time.
+        ``instruments`` override/extend the definitions the server sends."""
+        client = cls(report_capacity=report_capacity)
+        loop = asyncio.get_running_loop()
+        client._closed = loop.create_future()
+        client._logon = loop.create_future()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: _ClientProtocol(client), host, port), timeout)
+        except (OSError, TimeoutError) as e:
+            raise ClientError(f"cannot connect to {host}:{port}: {e}") from None
+        client._send(p.Logon(key, client_name))
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(client._logon), timeout)
+        except TimeoutError:
+            client.close()
+            raise ClientError(f"no logon answer from {host}:{port} within {timeout}s") from None
+        except ClientError:
+            client.close()
+            raise
+        client.ack = ack
+        client.account = ack.account
+        client.name = ack.name
+        client.instruments = {i.symbol: i for i in ack.instruments}
+        for i in instruments or ():
+            client.instruments[i.symbol] = i
+        client._arm_heartbeat()
+        return client
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            with contextlib.suppress(ClientError, TimeoutError):
+                await self.logout()
+        self.close()
+        await self.wait_closed()
+
+    # -- requests: decimal edge --------------------------------------------------------------
+
+    def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self.instruments[symbol]
+        except KeyError:
+            raise ValueError(f"unknown symbol {symbol!r}; known: "
+                             f"{sorted(self.instruments)}") from None
+
+    def new_order_request(self, symbol: str, side: str | int, quantity: Decimalish,
+                          price: Decimalish | None = None, *, order_type: str | int = "limit",
+                          tif: str | int = "gtc", client_order_id: str = "",
+                          expire_time: int = 0, post_only: bool = False,
+                          stp: int = 0) -> p.NewOrderRequest:
+        """Build (not send) a request from decimal values; ``request_id`` is assigned."""
+        inst = self.instrument(symbol)
+        otype = _enum(order_type, OrderType, "order_type")
+        if price is None and otype == OrderType.LIMIT:
+            raise ValueError("a limit order needs a price")
+        return p.NewOrderRequest(
+            request_id=next(self._ids), symbol=symbol, side=_side(side),
+            quantity=inst.qty_from_str(_dec(quantity)),
+            price=inst.price_from_str(_dec(price)) if price is not None else 0,
+            order_type=otype, tif=_enum(tif, TimeInForce, "tif"),
+            client_order_id=client_order_id, expire_time=expire_time, post_only=post_only,
+            stp=stp)
+
+    def send_new_order(self, symbol: str, side: str | int, quantity: Decimalish,
+                       price: Decimalish | None = None, **kw: Any) -> asyncio.Future[p.Response]:
+        """Queue a new order; return the future of its Response (pipelining)."""
+        return self.send_request(self.new_order_request(symbol, side, quantity, price, **kw))
+
+    def send_cancel(self, symbol: str, order_id: int = 0, *, orig_client_order_id: str = "",
+                    client_order_id: str = "") -> asyncio.Future[p.Response]:
+        self.instrument(symbol)
+        return self.send_request(p.CancelRequest(
+            request_id=0, symbol=symbol, order_id=order_id,
+            orig_client_order_id=orig_client_order_id, client_order_id=client_order_id))
+
+    def send_replace(self, symbol: str, order_id: int = 0, *, price: Decimalish | None = None,
+                     quantity: Decimalish | None = None, orig_client_order_id: str = "",
+                     client_order_id: str = "") -> asyncio.Future[p.Response]:
+        inst = self.instrument(symbol)
+        return self.send_request(p.ReplaceRequest(
+            request_id=0, symbol=symbol, order_id=order_id,
+            orig_client_order_id=orig_client_order_id,
+            price=inst.price_from_str(_dec(price)) if price is not None else 0,
+            quantity=inst.qty_from_str(_dec(quantity)) if quantity is not None else 0,
+            client_order_id=client_order_id))
+
+    async def new_order(self, symbol: str, side: str | int, quantity: Decimalish,
+                        price: Decimalish | None = None, **kw: Any) -> OrderAck:
+        """Enter an order and wait for the outcome. Raises :class:`OrderRejectedError`."""
+        resp = await self.send_new_order(symbol, side, quantity, price, **kw)
+        return _ack(resp)
+
+    async def cancel(self, symbol: str, order_id: int = 0, *,
+                     orig_client_order_id: str = "") -> p.OrderCancelled:
+        """Cancel one of this account's orders; return the Cancelled report."""
+        resp = await self.send_cancel(symbol, order_id, orig_client_order_id=orig_client_order_id)
+        return _expect(resp, p.OrderCancelled)
+
+    async def replace(self, symbol: str, order_id: int = 0, *, price: Decimalish | None = None,
+                      quantity: Decimalish | None = None,
+                      orig_client_order_id: str = "") -> p.OrderReplaced:
+        """Cancel/replace: new price and/or new total quantity; return the Replaced report."""
+        resp = await self.send_replace(symbol, order_id, price=price, quantity=quantity,
+                                       orig_client_order_id=orig_client_order_id)
+        return _expect(resp, p.OrderReplaced)
+
+    # -- raw path ----------------------------------------------------------------------------
+
+    def send_request(self, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest
+                     ) -> asyncio.Future[p.Response]:
+        """Send a request in integer units. A ``request_id`` of 0 is replaced by the next id
+        (the request struct is updated). Returns the future of its Response."""
+        if self._transport is None or self._transport.is_closing():
+            raise ClientError(f"session closed: {self.close_reason or 'not connected'}")
+        if req.request_id == 0:
+            req.request_id = next(self._ids)
+        fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
+        self._pending[req.request_id] = fut
+        self._send(req)
+        return fut
+
+    def next_request_id(self) -> int:
+        return next(self._ids)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._pending)
+
+    # -- unsolicited reports -----------------------------------------------------------------
+
+    async def reports(self) -> AsyncIterator[p.Report]:
+        """Unsolicited reports in arrival order; ends when the session closes."""
+        while True:
+            while self._reports:
+                yield self._reports.popleft()
+            if self._closed is None or self._closed.done():
+                return
+            loop = asyncio.get_running_loop()
+            waiter = self._report_waiter = loop.create_future()
+            await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
+            self._report_waiter = None
+
+    def reports_nowait(self) -> list[p.Report]:
+        """Take every queued unsolicited report."""
+        out = list(self._reports)
+        self._reports.clear()
+        return out
+
+    # -- session ------------------------------------------------------------------------------
+
+    async def logout(self, timeout: float = 10.0) -> None:
+        """Log out cleanly: the server answers once every in-flight request is answered."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._logout = asyncio.get_running_loop().create_future()
+        self._send(p.Logout())
+        await asyncio.wait_for(asyncio.shield(self._logout), timeout)
+
+    def close(self) -> None:
+        """Close the connection now (no logout)."""
+        if self._hb_timer is not None:
+            self._hb_timer.cancel()
+            self._hb_timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._flush()
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is None or self._closed.done()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _send(self, msg: msgspec.Struct) -> None:
+        out = self._out
+        start = len(out)
+        _encode_into(msg, out, start + p.HEADER)
+        out[start:start + p.HEADER] = (len(out) - start - p.HEADER).to_bytes(p.HEADER, "big")
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out or self._transport is None or self._transport.is_closing():
+            return
+        data = self._out
+        self._out = bytearray()
+        self._last_tx = time.monotonic()
+        self._transport.write(data)
+
+    def _data_received(self, data: bytes) -> None:
+        try:
+            payloads = self._reader.feed(data)
+        except p.FrameError as e:
+            self._fail(f"server sent a broken frame: {e}")
+            return
+        decode = p.decode_server
+        pending = self._pending
+        hook = self.on_response
+        for payload in payloads:
+            try:
+                msg = decode(payload)
+            except (msgspec.DecodeError, ValueError) as e:
+                self._fail(f"server sent a malformed message: {e}")
+                return
+            kind = type(msg)
+            if kind is p.Response:
+                assert isinstance(msg, p.Response)
+                if hook is not None:
+                    hook(msg)
+                fut = pending.pop(msg.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            elif kind is p.Heartbeat:
+                pass
+            elif kind is p.TestRequest:
+                assert isinstance(msg, p.TestRequest)
+                self._send(p.Heartbeat(msg.test_id))
+            elif kind is p.LogonAck:
+                assert isinstance(msg, p.LogonAck)
+                if self._logon is not None and not self._logon.done():
+                    self._logon.set_result(msg)
+            elif kind is p.LogonReject:
+                assert isinstance(msg, p.LogonReject)
+                if self._logon is not None and not self._logon.done():
+                    self._logon.set_exception(ClientError(f"logon rejected: {msg.text}"))
+                self.close_reason = f"logon rejected: {msg.text}"
+            elif kind is p.Logout:
+                assert isinstance(msg, p.Logout)
+                self.close_reason = f"logout: {msg.text}"
+                if self._logout is not None and not self._logout.done():
+                    self._logout.set_result(None)
+            elif kind is p.Error:
+                assert isinstance(msg, p.Error)
+                self.errors.append(msg)
+            else:
+                self._queue_report(msg)  # type: ignore[arg-type]
+
+    def _queue_report(self, report: p.Report) -> None:
+        reports = self._reports
+        if len(reports) >= self._report_capacity:
+            reports.popleft()
+            self.reports_dropped += 1
+        reports.append(report)
+        waiter = self._report_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, reason: str) -> None:
+        self.close_reason = reason
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._hb_timer is not None:
+            self._hb_timer.cancel()
+            self._hb_timer = None
+        reason = self.close_reason or (f"connection lost: {exc}" if exc else "connection closed")
+        self.close_reason = reason
+        err = ClientError(f"session closed: {reason}")
+        if self._logon is not None and not self._logon.done():
+            self._logon.set_exception(err)
+        if self._logout is not None and not self._logout.done():
+            self._logout.set_result(None)
+        pending = self._pending
+        self._pending = {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+                fut.exception()  # mark retrieved: a dropped pipelined future is not an error
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        if self._report_waiter is not None and not self._report_waiter.done():
+            self._report_waiter.set_result(None)
+
+    def _arm_heartbeat(self) -> None:
+        hb = self.ack.heartbeat_seconds if self.ack is not None else 0.0
+        if hb > 0:
+            self._hb_timer = asyncio.get_running_loop().call_later(hb / 2, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._hb_timer = None
+        if self._transport is None or self._transport.is_closing():
+            return
+        hb = self.ack.heartbeat_seconds if self.ack is not None else 0.0
+        if time.monotonic() - self._last_tx >= hb / 2:
+            self._send(p.Heartbeat())
+        self._arm_heartbeat()
+
+
+_encode_into = msgspec.msgpack.Encoder().encode_into
+T = TypeVar("T")
+
+
+def _first(resp: p.Response) -> p.Report:
+    if not resp.reports:
+        raise ClientError(f"request {resp.request_id}: empty response")
+    return resp.reports[0]
+
+
+def _ack(resp: p.Response) -> OrderAck:
+    first = _first(resp)
+    if isinstance(first, p.OrderRejected):
+        raise OrderRejectedError(resp.request_id, first)
+    if not isinstance(first, p.OrderAccepted):
+        raise ClientError(f"request {resp.request_id}: unexpected first report {first!r}")
+    fills = [r for r in resp.reports if isinstance(r, p.Fill) and r.order_id == first.order_id]
+    leaves = fills[-1].leaves if fills else first.leaves
+    cancelled = any(isinstance(r, p.OrderCancelled) and r.order_id == first.order_id
+                    for r in resp.reports)
+    if cancelled:
+        status, leaves = "cancelled", 0
+    elif leaves == 0:
+        status = "filled"
+    elif fills:
+        status = "partially_filled"
+    else:
+        status = "new"
+    return OrderAck(resp.request_id, first.order_id, first.client_order_id, first.symbol,
+                    leaves, status, first, fills, list(resp.reports))
+
+
+def _expect(resp: p.Response, kind: type[T]) -> T:
+    first = _first(resp)
+    if isinstance(first, p.OrderRejected):
+        raise OrderRejectedError(resp.request_id, first)
+    for r in resp.reports:
+        if isinstance(r, kind):
+            return r
+    raise ClientError(f"request {resp.request_id}: expected {kind.__name__}, got {first!r}")

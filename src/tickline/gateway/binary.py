@@ -1,0 +1,708 @@
+"""Binary order entry over TCP: sessions, authentication, limits, execution reports.
+
+:class:`BinaryGateway` listens on a TCP port and runs one :class:`_Session` (an
+``asyncio.Protocol``: no stream reader/writer objects and no task per connection) per client.
+The wire format is :mod:`tickline.gateway.protocol`.
+
+Session life
+------------
+
+1. **Connect.** Over ``limits.max_sessions`` connections, the newcomer gets
+   :class:`~tickline.gateway.protocol.LogonReject` and is closed.
+2. **Logon** within ``limits.login_timeout_seconds`` with a configured account key, else
+   ``Error(LOGON_TIMEOUT)`` and close. A wrong key gets ``LogonReject`` and close. Before
+   logon every request is answered with ``Error(NOT_LOGGED_ON)`` and does nothing.
+3. **Requests** (new / cancel / replace) are checked in order: logout pending or server
+   stopping (reject ``THROTTLED``), token-bucket rate (``limits.orders_per_second`` refilling
+   up to ``limits.burst``; reject ``RATE_LIMITED``), in-flight limit (``limits.max_in_flight``
+   requests sent and not yet answered; reject ``THROTTLED``), then
+   :meth:`Exchange.submit` (``ExchangeBusy`` → reject ``THROTTLED``). The account is always
+   the session's: a session cannot name another account, and the engine rejects a cancel or
+   replace of another account's order with ``NOT_ORDER_OWNER``. Each request gets exactly one
+   :class:`~tickline.gateway.protocol.Response`.
+4. **Heartbeats.** A gateway timer sends a Heartbeat to sessions it has written nothing to
+   for ``heartbeat_seconds``, a TestRequest to sessions silent for 1.5x that, and closes
+   (``HEARTBEAT_TIMEOUT``) those silent for 3x.
+5. **Logout**: no new requests; once every in-flight request is answered the gateway sends
+   Logout and closes.
+
+Bad input. A frame whose length prefix is 0 or above ``limits.max_frame_bytes`` gets
+``Error(FRAME_TOO_LARGE | EMPTY_FRAME)`` and the connection is closed (the stream cannot be
+resynchronised, and the payload is never buffered). A frame that does not decode as a client
+message (msgspec typed decode: nothing is executed or looked up by name) gets
+``Error(MALFORMED)`` and the session continues. Neither touches the exchange.
+
+Reports: requests versus unsolicited (the design choice)
+-------------------------------------------------------
+
+Each logged-on account has one :class:`_AccountFeed`: a queue subscription to the exchange's
+private stream ``exec.<account>`` (built by the
+:class:`~tickline.stream.MarketDataPublisher`), shared by that account's sessions. Every
+report an account receives is taken from this one stream — the gateway never builds reports
+of its own from engine events — so requests and unsolicited reports cannot disagree or be
+duplicated. Attribution uses two facts of the exchange's RELEASE stage:
+
+* for each command, in order, it calls ``publisher.publish(command)`` — which appends the
+  command's reports for account *A* to ``exec.A`` as **one chunk** — and then immediately the
+  submitter's ``reply(command)``;
+* every new order, cancel or replace of account *A* yields at least one report for *A*
+  (accepted, rejected, cancelled or replaced).
+
+So when ``reply(C)`` runs for a command of session *S* (account *A*), the **last** chunk
+queued on *A*'s feed holds exactly the reports caused by *C*; earlier chunks were caused by
+other commands (another gateway, another account's order trading against *A*'s resting
+order, a GTD expiry). The gateway sends the earlier chunks as unsolicited reports to every
+session of *A*, then *C*'s chunk as ``Response(request_id, reports)`` to *S* and as
+unsolicited reports to *A*'s other sessions. Chunks still queued when the exchange's batch
+ends (nobody of ours replied after them) are delivered unsolicited by the bus's callback
+pump. Each session thus sees every report of its account exactly once and in engine order:
+inside a Response when its own request caused it, alone otherwise. The chunk's timestamp is
+checked against the command's (a mismatch is counted as ``attribution_errors`` and the reports
+go out unsolicited; never observed). Request ids are matched to replies by order: one
+session's commands pass the exchange's single inbound ring in FIFO order.
+
+Output. Frames are encoded straight into a per-session ``bytearray``; a session with
+output is flushed once per event-loop turn (``loop.call_soon``), i.e. one
+``transport.write`` per release batch, however many reports it holds. If the transport's
+unsent bytes exceed ``max_output_bytes`` (the client stopped reading) the session is
+aborted and counted (``slow_consumer_disconnects``): a stalled reader never holds up the
+exchange or other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from tickline.config import Account, ServerConfig
+from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
+from tickline.gateway import protocol as p
+from tickline.matching import Cancel, Command, Event, NewOrder, RejectReason, Replace
+from tickline.stream import Subscription
+from tickline.stream.marketdata import ExecKind, ExecReport
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BinaryGateway"]
+
+_NEW = int(ExecKind.NEW)
+_REJECTED = int(ExecKind.REJECTED)
+_FILL = int(ExecKind.FILL)
+_CANCELLED = int(ExecKind.CANCELLED)
+_REPLACED = int(ExecKind.REPLACED)
+_EXPIRED = int(ExecKind.EXPIRED)
+
+_RATE_LIMITED = int(RejectReason.RATE_LIMITED)
+_THROTTLED = int(RejectReason.THROTTLED)
+_NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
+
+_FEED_CAPACITY = 1_000_000
+"""Reports one account feed may hold between two drains (it is drained at every reply for
+that account and once per loop turn); past it the feed disconnects its sessions."""
+
+
+def to_wire(r: ExecReport) -> p.Report:
+    """One published :class:`ExecReport` as its wire report."""
+    kind = r.kind
+    if kind == _NEW:
+        return p.OrderAccepted(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
+                               r.price, r.quantity, r.leaves)
+    if kind == _FILL:
+        return p.Fill(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side, r.price,
+                      r.quantity, r.leaves, r.last_price, r.last_quantity, r.trade_id)
+    if kind == _CANCELLED:
+        return p.OrderCancelled(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
+                                r.price, r.quantity, r.reason)
+    if kind == _REPLACED:
+        return p.OrderReplaced(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
+                               r.price, r.quantity, r.leaves)
+    if kind == _EXPIRED:
+        return p.OrderExpired(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
+                              r.price, r.quantity)
+    return p.OrderRejected(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.reason,
+                           r.text)
+
+
+class _AccountFeed:
+    """One account's private report stream and the sessions logged on as that account."""
+
+    __slots__ = ("account", "gateway", "sessions", "sub")
+
+    def __init__(self, gateway: BinaryGateway, account: int) -> None:
+        self.gateway = gateway
+        self.account = account
+        self.sessions: list[_Session] = []
+        self.sub: Subscription = gateway.exchange.publisher.subscribe_account(
+            account, batch_callback=self._on_chunk, capacity=_FEED_CAPACITY,
+            policy="disconnect", name=f"binary-gateway-exec-{account}")
+
+    def _on_chunk(self, _topic: str, msgs: Sequence[Any]) -> None:
+        """Bus pump: chunks no reply of ours claimed are unsolicited."""
+        self.unsolicited(msgs)
+
+    def unsolicited(self, msgs: Sequence[Any]) -> None:
+        wire = [to_wire(r) for r in msgs]
+        for s in self.sessions:
+            s.send_many(wire)
+
+    def take(self) -> list[tuple[str, Sequence[Any]]]:
+        if self.sub.closed:
+            self.gateway._feed_broken(self)
+            return []
+        return self.sub.get_chunks_nowait()
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+class _Session(asyncio.Protocol):
+    """One TCP connection. All methods run on the gateway's event loop."""
+
+    def __init__(self, gateway: BinaryGateway) -> None:
+        self.gw = gateway
+        self.transport: asyncio.Transport | None = None
+        self.reader = p.FrameReader(gateway.config.limits.max_frame_bytes)
+        self.account: Account | None = None
+        self.feed: _AccountFeed | None = None
+        self.peer = "?"
+        self.out = bytearray()
+        self.dirty = False
+        self.closed = False
+        self.logout_pending = False
+        self.pending: deque[int] = deque()  # request ids submitted, in order
+        limits = gateway.config.limits
+        self.rate = float(limits.orders_per_second)
+        self.burst = float(limits.burst)
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
+        self.max_in_flight = limits.max_in_flight
+        self.last_rx = self.last_tx = self.refilled
+        self.test_sent = False
+        self.login_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        gw = self.gw
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        transport.set_write_buffer_limits(high=gw.max_output_bytes)
+        gw.connections_total += 1
+        if len(gw.sessions) >= gw.config.limits.max_sessions or not gw.accepting:
+            gw.sessions_refused += 1
+            text = ("server is stopping" if not gw.accepting
+                    else f"too many sessions (max_sessions={gw.config.limits.max_sessions})")
+            self.send(p.LogonReject(_THROTTLED, text))
+            self.close_after_flush()
+            return
+        gw.sessions.add(self)
+        self.login_timer = asyncio.get_running_loop().call_later(
+            gw.config.limits.login_timeout_seconds, self._login_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        # The transport buffer passed max_output_bytes: the client is not reading.
+        self.gw.slow_consumer_disconnects += 1
+        log.warning("binary session %s: slow consumer (%d bytes unsent), disconnecting",
+                    self.peer, self.transport.get_write_buffer_size() if self.transport else 0)
+        self.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        gw = self.gw
+        gw.bytes_in += len(data)
+        now = time.monotonic()
+        self.last_rx = now
+        self.test_sent = False
+        try:
+            payloads = self.reader.feed(data)
+        except p.FrameError as e:
+            # Deliver the complete frames that came before the broken one first? No: the
+            # stream is untrustworthy from here; answer and close.
+            gw.frame_errors += 1
+            self.send(p.Error(int(e.code), e.text))
+            self.close_after_flush()
+            return
+        if not payloads:
+            return
+        gw.frames_in += len(payloads)
+        decode = p.decode_client
+        record = gw.stage_decode.record
+        clock = time.perf_counter_ns
+        for payload in payloads:
+            if self.closed:
+                return
+            t0 = clock()
+            try:
+                msg = decode(payload)
+            except (msgspec.DecodeError, ValueError) as e:
+                gw.malformed += 1
+                self.send(p.Error(int(p.ErrorCode.MALFORMED), f"malformed message: {e}"))
+                continue
+            record(clock() - t0)
+            kind = type(msg)
+            if kind is p.NewOrderRequest or kind is p.CancelRequest or kind is p.ReplaceRequest:
+                self._request(msg, now)  # type: ignore[arg-type]
+            elif kind is p.Heartbeat:
+                pass
+            elif kind is p.TestRequest:
+                assert isinstance(msg, p.TestRequest)
+                self.send(p.Heartbeat(msg.test_id))
+            elif kind is p.Logon:
+                assert isinstance(msg, p.Logon)
+                self._logon(msg)
+            elif kind is p.Logout:
+                self._logout()
+            else:  # pragma: no cover - the union is exhaustive
+                self.send(p.Error(int(p.ErrorCode.UNEXPECTED_MESSAGE),
+                                  f"unexpected message {kind.__name__}"))
+
+    # -- session layer ---------------------------------------------------------------------
+
+    def _logon(self, msg: p.Logon) -> None:
+        gw = self.gw
+        if self.account is not None:
+            self.send(p.Error(int(p.ErrorCode.ALREADY_LOGGED_ON), "already logged on as "
+                              f"{self.account.name!r}"))
+            return
+        account = gw.authenticate(msg.key)
+        if account is None:
+            gw.logon_rejects += 1
+            self.send(p.LogonReject(_NOT_AUTHENTICATED, "unknown account key"))
+            self.close_after_flush()
+            return
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
+        self.account = account
+        gw.logons += 1
+        limits = gw.config.limits
+        self.send(p.LogonAck(
+            account=account.id, name=account.name, heartbeat_seconds=limits.heartbeat_seconds,
+            max_in_flight=limits.max_in_flight, orders_per_second=limits.orders_per_second,
+            burst=limits.burst, max_frame_bytes=limits.max_frame_bytes,
+            instruments=list(gw.exchange.instruments)))
+        self.feed = gw._join_feed(self, account.id)
+
+    def _logout(self) -> None:
+        if self.account is None:
+            self.send(p.Logout("logged out"))
+            self.close_after_flush()
+            return
+        self.logout_pending = True
+        if not self.pending:
+            self.send(p.Logout("logged out"))
+            self.close_after_flush()
+
+    def _login_expired(self) -> None:
+        self.login_timer = None
+        if self.account is None and not self.closed:
+            self.gw.login_timeouts += 1
+            self.send(p.Error(int(p.ErrorCode.LOGON_TIMEOUT),
+                              f"no Logon within {self.gw.config.limits.login_timeout_seconds}s"))
+            self.close_after_flush()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _reject(self, rid: int, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest,
+                reason: int, text: str) -> None:
+        self.gw.count_reject(reason)
+        order_id = 0 if type(req) is p.NewOrderRequest else req.order_id  # type: ignore[union-attr]
+        self.send(p.Response(rid, [p.OrderRejected(0, 0, order_id, req.client_order_id,
+                                                   req.symbol, reason, text)]))
+
+    def _request(self, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest,
+                 now: float) -> None:
+        gw = self.gw
+        rid = req.request_id
+        account = self.account
+        if account is None:
+            gw.not_logged_on += 1
+            self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
+                              f"request {rid} before Logon: ignored"))
+            return
+        if self.logout_pending or not gw.accepting:
+            self._reject(rid, req, _THROTTLED, "session is logging out" if self.logout_pending
+                         else "server is stopping")
+            return
+        tokens = self.tokens + (now - self.refilled) * self.rate
+        self.refilled = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < 1.0:
+            self.tokens = tokens
+            gw.rate_limited += 1
+            self._reject(rid, req, _RATE_LIMITED,
+                         f"rate limit {self.rate:g} orders/s (burst {self.burst:g}) exceeded")
+            return
+        if len(self.pending) >= self.max_in_flight:
+            self.tokens = tokens
+            self._reject(rid, req, _THROTTLED,
+                         f"{self.max_in_flight} requests in flight (max_in_flight)")
+            return
+        self.tokens = tokens - 1.0
+        cmd: Command
+        kind = type(req)
+        if kind is p.NewOrderRequest:
+            assert isinstance(req, p.NewOrderRequest)
+            cmd = NewOrder(account=account.id, symbol=req.symbol, side=req.side,
+                           quantity=req.quantity, price=req.price, order_type=req.order_type,
+                           tif=req.tif, client_order_id=req.client_order_id,
+                           expire_time=req.expire_time, post_only=req.post_only, stp=req.stp)
+        elif kind is p.CancelRequest:
+            assert isinstance(req, p.CancelRequest)
+            cmd = Cancel(account=account.id, symbol=req.symbol, order_id=req.order_id,
+                         orig_client_order_id=req.orig_client_order_id,
+                         client_order_id=req.client_order_id)
+        else:
+            assert isinstance(req, p.ReplaceRequest)
+            cmd = Replace(account=account.id, symbol=req.symbol, order_id=req.order_id,
+                          orig_client_order_id=req.orig_client_order_id, price=req.price,
+                          quantity=req.quantity, client_order_id=req.client_order_id)
+        try:
+            gw.exchange.submit(cmd, self._on_reply)
+        except ExchangeBusy:
+            gw.busy += 1
+            self._reject(rid, req, _THROTTLED, "exchange busy: inbound queue full")
+            return
+        except ExchangeStopped:
+            self._reject(rid, req, _THROTTLED, "server is stopping")
+            return
+        self.pending.append(rid)
+        gw.requests += 1
+
+    def _on_reply(self, cmd: Command, events: list[Event]) -> None:
+        """Exchange RELEASE stage, right after ``cmd`` was published (see module doc)."""
+        rid = self.pending.popleft()
+        gw = self.gw
+        feed = gw.feeds.get(getattr(cmd, "account", 0))
+        own: Sequence[Any] = ()
+        if feed is not None:
+            chunks = feed.take()
+            if chunks:
+                last = chunks[-1][1]
+                if last and last[-1].ts == cmd.ts and last[0].ts == cmd.ts:
+                    own = last
+                    chunks.pop()
+                else:
+                    gw.attribution_errors += 1
+                for _topic, msgs in chunks:
+                    feed.unsolicited(msgs)
+        wire = [to_wire(r) for r in own]
+        for r in wire:
+            if type(r) is p.OrderRejected:
+                gw.count_reject(r.reason)
+        if not self.closed:
+            self.send(p.Response(rid, wire))
+        if feed is not None and len(feed.sessions) > 1:
+            for s in feed.sessions:
+                if s is not self:
+                    s.send_many(wire)
+        if self.logout_pending and not self.pending and not self.closed:
+            self.send(p.Logout("logged out"))
+            self.close_after_flush()
+
+    # -- output ----------------------------------------------------------------------------
+
+    def send(self, msg: msgspec.Struct) -> None:
+        """Queue one frame; flushed at the end of this loop turn."""
+        if self.closed:
+            return
+        out = self.out
+        start = len(out)
+        self.gw._encode_into(msg, out, start + p.HEADER)
+        out[start:start + p.HEADER] = (len(out) - start - p.HEADER).to_bytes(p.HEADER, "big")
+        self.gw.frames_out += 1
+        if not self.dirty:
+            self.dirty = True
+            self.gw._mark_dirty(self)
+
+    def send_many(self, msgs: Sequence[msgspec.Struct]) -> None:
+        for m in msgs:
+            self.send(m)
+
+    def flush(self) -> None:
+        self.dirty = False
+        transport = self.transport
+        if self.closed or transport is None or not self.out:
+            return
+        data = self.out
+        self.out = bytearray()
+        self.gw.bytes_out += len(data)
+        self.last_tx = time.monotonic()
+        transport.write(data)
+
+    def close_after_flush(self) -> None:
+        """Send what is queued, then close (the transport closes after its buffer drains)."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._teardown()
+
+    def abort(self) -> None:
+        """Drop the connection now (slow consumer, shutdown)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        self.closed = True
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
+        self.gw._leave(self)
+
+
+class BinaryGateway:
+    """The binary order-entry server for one :class:`~tickline.exchange.Exchange`.
+
+    Runs on the exchange's event loop. ``max_output_bytes`` bounds each session's unsent
+    output (default 8 MiB): past it the session is disconnected as a slow consumer.
+    """
+
+    def __init__(self, exchange: Exchange, config: ServerConfig, *,
+                 max_output_bytes: int = 8 << 20) -> None:
+        self.exchange = exchange
+        self.config = config
+        self.max_output_bytes = max_output_bytes
+        self._accounts: list[Account] = list(config.accounts)
+        self.sessions: set[_Session] = set()
+        self.feeds: dict[int, _AccountFeed] = {}
+        self.accepting = False
+        self._server: asyncio.Server | None = None
+        self._dirty: list[_Session] = []
+        self._flush_scheduled = False
+        self._hb_timer: asyncio.TimerHandle | None = None
+        self._encode_into = msgspec.msgpack.Encoder().encode_into
+        self.stage_decode = LatencyRecorder("decode_ns")
+        # counters (single writer: the event loop)
+        self.connections_total = 0
+        self.sessions_refused = 0
+        self.sessions_closed = 0
+        self.logons = 0
+        self.logon_rejects = 0
+        self.login_timeouts = 0
+        self.heartbeat_timeouts = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.malformed = 0
+        self.frame_errors = 0
+        self.not_logged_on = 0
+        self.requests = 0
+        self.rate_limited = 0
+        self.busy = 0
+        self.slow_consumer_disconnects = 0
+        self.attribution_errors = 0
+        self.feed_disconnects = 0
+        self.rejects: dict[int, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on ``host:port`` (0: any free port); return the bound port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Session(self), host, port,
+                                                reuse_address=True)
+        self.accepting = True
+        self._arm_heartbeat()
+        sock = self._server.sockets[0]
+        bound: int = sock.getsockname()[1]
+        log.info("binary gateway listening on %s:%d", host, bound)
+        return bound
+
+    async def stop_accepting(self) -> None:
+        """Accept no new connection or request (requests get ``THROTTLED``); sessions stay
+        open so reports of what the exchange drains are still delivered."""
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        """Flush and close every session, drop the account feeds, stop the listener."""
+        self.accepting = False
+        if self._hb_timer is not None:
+            self._hb_timer.cancel()
+            self._hb_timer = None
+        for feed in list(self.feeds.values()):
+            chunks = feed.take()
+            for _topic, msgs in chunks:
+                feed.unsolicited(msgs)
+        for s in list(self.sessions):
+            s.send(p.Logout("server shutting down"))
+            s.close_after_flush()
+        for feed in list(self.feeds.values()):
+            feed.close()
+        self.feeds.clear()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    def session_count(self) -> int:
+        """Open connections (logged on or not)."""
+        return len(self.sessions)
+
+    # -- helpers used by sessions ----------------------------------------------------------
+
+    def authenticate(self, key: str) -> Account | None:
+        """The account whose key equals ``key`` (constant-time comparisons), or None."""
+        found = None
+        given = key.encode()
+        for a in self._accounts:
+            if hmac.compare_digest(a.key.encode(), given):
+                found = a
+        return found
+
+    def count_reject(self, reason: int) -> None:
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
+
+    def _join_feed(self, session: _Session, account: int) -> _AccountFeed:
+        feed = self.feeds.get(account)
+        if feed is None:
+            feed = self.feeds[account] = _AccountFeed(self, account)
+        feed.sessions.append(session)
+        return feed
+
+    def _leave(self, session: _Session) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.sessions_closed += 1
+        feed = session.feed
+        if feed is not None:
+            session.feed = None
+            if session in feed.sessions:
+                feed.sessions.remove(session)
+            if not feed.sessions and self.feeds.get(feed.account) is feed:
+                # Reports still queued belong to nobody now; in-flight replies find no feed.
+                del self.feeds[feed.account]
+                feed.close()
+
+    def _feed_broken(self, feed: _AccountFeed) -> None:
+        """The feed's queue overflowed (cannot happen while the loop runs): its sessions
+        would miss reports, so they are disconnected."""
+        self.feed_disconnects += 1
+        log.error("account %d report feed overflowed; disconnecting its sessions",
+                  feed.account)
+        if self.feeds.get(feed.account) is feed:
+            del self.feeds[feed.account]
+        for s in list(feed.sessions):
+            s.send(p.Error(int(p.ErrorCode.SLOW_CONSUMER), "report feed overflowed"))
+            s.close_after_flush()
+
+    def _mark_dirty(self, session: _Session) -> None:
+        self._dirty.append(session)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        for s in dirty:
+            s.flush()
+
+    def _arm_heartbeat(self) -> None:
+        hb = self.config.limits.heartbeat_seconds
+        if hb > 0:
+            self._hb_timer = asyncio.get_running_loop().call_later(
+                min(hb / 2, 1.0), self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        hb = self.config.limits.heartbeat_seconds
+        now = time.monotonic()
+        for s in list(self.sessions):
+            if s.closed or s.account is None:
+                continue
+            silent = now - s.last_rx
+            if silent > 3 * hb:
+                self.heartbeat_timeouts += 1
+                s.send(p.Error(int(p.ErrorCode.HEARTBEAT_TIMEOUT),
+                               f"no data for {silent:.1f}s (heartbeat {hb}s)"))
+                s.close_after_flush()
+                continue
+            if silent > 1.5 * hb and not s.test_sent:
+                s.test_sent = True
+                s.send(p.TestRequest(int(now * 1000)))
+            elif now - s.last_tx > hb and not s.dirty:
+                s.send(p.Heartbeat())
+        self._arm_heartbeat()
+
+    # -- observability ---------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        """Every counter, plus the sessions open now and the decode histogram."""
+        snap = self.stage_decode.snapshot()
+        return {
+            "sessions": len(self.sessions),
+            "accounts_logged_on": len(self.feeds),
+            **self._counters(),
+            "rejects_by_reason": {RejectReason(r).name if r in RejectReason._value2member_map_
+                                  else str(r): n for r, n in self.rejects.items()},
+            "decode_ns": {"count": snap.count, "p50": snap.percentiles[50.0],
+                          "p99": snap.percentiles[99.0], "max": snap.max},
+        }
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "connections": self.connections_total,
+            "sessions_refused": self.sessions_refused,
+            "disconnects": self.sessions_closed,
+            "logons": self.logons,
+            "logon_rejects": self.logon_rejects,
+            "login_timeouts": self.login_timeouts,
+            "heartbeat_timeouts": self.heartbeat_timeouts,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "malformed_frames": self.malformed,
+            "broken_frames": self.frame_errors,
+            "requests_before_logon": self.not_logged_on,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "exchange_busy": self.busy,
+            "slow_consumer_disconnects": self.slow_consumer_disconnects,
+            "attribution_errors": self.attribution_errors,
+            "feed_disconnects": self.feed_disconnects,
+        }
+
+    def prometheus(self) -> str:
+        """Prometheus text: counters, the sessions gauge, rejects by reason, decode times."""
+        prefix = "tickline_binary"
+        text = prometheus_text(prefix, self._counters(), [self.stage_decode.snapshot()],
+                               scale={"decode_ns": 1.0},
+                               help_text={"decode_ns": "frame decode time (ns), stage decode"})
+        lines = [
+            f"# HELP {prefix}_sessions open binary order-entry connections",
+            f"# TYPE {prefix}_sessions gauge",
+            f"{prefix}_sessions {len(self.sessions)}",
+            f"# HELP {prefix}_rejects_total rejected requests by reason",
+            f"# TYPE {prefix}_rejects_total counter",
+        ]
+        for reason, n in sorted(self.rejects.items()):
+            name = (RejectReason(reason).name if reason in RejectReason._value2member_map_
+                    else str(reason))
+            lines.append(f'{prefix}_rejects_total{{reason="{name}"}} {n}')
+        return text + "\n".join(lines) + "\n"

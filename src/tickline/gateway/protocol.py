@@ -1,0 +1,423 @@
+"""The binary order-entry wire format: length-prefixed MessagePack frames of typed messages.
+
+Frame layout (every message, both directions)::
+
+     0                   1                   2                   3
+     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |              payload length N (unsigned, big-endian)          |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |                                                               |
+    :      payload: N bytes of MessagePack, one message:            :
+    :      an array [tag, field1, field2, ...] (msgspec array_like) :
+    |                                                               |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+``N`` counts the payload only (not the 4 header bytes) and must be ``1..max_frame_bytes``
+(the server's ``limits.max_frame_bytes``, sent in :class:`LogonAck`). The length is checked
+*before* any payload byte is buffered beyond it: a frame that announces more is answered with
+:class:`Error` (``FRAME_TOO_LARGE``) and the connection is closed, because the stream cannot be
+resynchronised. A payload that does not decode to a known message is answered with
+:class:`Error` (``MALFORMED``) and the session continues with the next frame.
+
+Decoding is ``msgspec.msgpack.Decoder(type=<tagged union>)``: typed, schema-checked, no
+object construction beyond the declared structs, nothing from the wire is ever executed or
+looked up by name. Prices and quantities are integers in the instrument's units; the client
+converts decimal strings at the edge with :meth:`~tickline.matching.Instrument.price_from_str`
+using the instrument definitions the server sends in :class:`LogonAck`.
+
+Messages (tags are stable; never renumber):
+
+====  ===================  =========  ====================================================
+tag   message              direction  meaning
+====  ===================  =========  ====================================================
+1     Logon                c → s      authenticate with an account key (first frame)
+2     Logout               both       end the session cleanly (the peer answers Logout)
+3     Heartbeat            both       liveness; answers a TestRequest with its ``test_id``
+4     TestRequest          both       "are you there?": the peer must send a Heartbeat
+10    NewOrderRequest      c → s      enter an order (``request_id`` chosen by the client)
+11    CancelRequest        c → s      cancel by engine ``order_id`` or ``orig_client_order_id``
+12    ReplaceRequest       c → s      cancel/replace (new price and/or total quantity)
+20    LogonAck             s → c      account, limits and the instrument definitions
+21    LogonReject          s → c      bad key / too many sessions; the server then closes
+29    Error                s → c      a frame-level problem (``ErrorCode``); nothing changed
+30    Response             s → c      every report one request caused for this account,
+                                      tagged with its ``request_id`` (exactly one per request)
+40    OrderAccepted        s → c      report: a new order got an engine order id
+41    OrderRejected        s → c      report: a request was rejected (``RejectReason``)
+42    Fill                 s → c      report: one execution of an order of this account
+43    OrderCancelled       s → c      report: an order left the book (``CancelReason``)
+44    OrderReplaced        s → c      report: an order took a new price/quantity
+45    OrderExpired         s → c      report: a GTD order expired
+====  ===================  =========  ====================================================
+
+Reports appear either inside a :class:`Response` (caused by that request) or alone as
+unsolicited frames (passive fills, expiries, and anything another session or gateway did to
+this account's orders). ``exec_seq`` numbers the account's reports from 1 without gaps as the
+exchange publishes them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import msgspec
+
+from tickline.matching import Instrument
+
+__all__ = [
+    "HEADER",
+    "MAX_FRAME_DEFAULT",
+    "CancelRequest",
+    "ClientMessage",
+    "Error",
+    "ErrorCode",
+    "Fill",
+    "FrameError",
+    "FrameReader",
+    "Heartbeat",
+    "Logon",
+    "LogonAck",
+    "LogonReject",
+    "Logout",
+    "NewOrderRequest",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderExpired",
+    "OrderRejected",
+    "OrderReplaced",
+    "ReplaceRequest",
+    "Report",
+    "Response",
+    "ServerMessage",
+    "TestRequest",
+    "decode_client",
+    "decode_server",
+    "encode_frame",
+    "encode_frames",
+]
+
+HEADER: Final = 4
+"""Bytes of the length prefix."""
+
+MAX_FRAME_DEFAULT: Final = 4096
+"""Default maximum payload size (the server's ``limits.max_frame_bytes``)."""
+
+
+class ErrorCode(enum.IntEnum):
+    """Frame-level error codes carried by :class:`Error` (stable)."""
+
+    MALFORMED = 1
+    """The payload is not a valid message (bad MessagePack, unknown tag, wrong types)."""
+    FRAME_TOO_LARGE = 2
+    """The length prefix exceeds ``max_frame_bytes`` (the connection is closed)."""
+    EMPTY_FRAME = 3
+    """The length prefix is 0 (the connection is closed)."""
+    NOT_LOGGED_ON = 4
+    """A request before a successful Logon (ignored)."""
+    ALREADY_LOGGED_ON = 5
+    """A second Logon on a logged-on session (ignored)."""
+    UNEXPECTED_MESSAGE = 6
+    """A server-to-client message sent by the client (ignored)."""
+    LOGON_TIMEOUT = 7
+    """No Logon within ``login_timeout_seconds`` (the connection is closed)."""
+    HEARTBEAT_TIMEOUT = 8
+    """The peer was silent too long after a TestRequest (the connection is closed)."""
+    SLOW_CONSUMER = 9
+    """The client stopped reading and its output buffer overflowed (closed; best effort)."""
+    SHUTTING_DOWN = 10
+    """The server is stopping."""
+
+
+# --- client -> server ------------------------------------------------------------------------
+
+
+class Logon(msgspec.Struct, tag=1, array_like=True, gc=False, frozen=True):
+    """Authenticate with an account key. Must be the first frame."""
+
+    key: str
+    client_name: str = ""
+
+
+class Logout(msgspec.Struct, tag=2, array_like=True, gc=False, frozen=True):
+    """End the session. The receiver answers with Logout and closes."""
+
+    text: str = ""
+
+
+class Heartbeat(msgspec.Struct, tag=3, array_like=True, gc=False, frozen=True):
+    """Liveness; ``test_id`` echoes the :class:`TestRequest` it answers (0: none)."""
+
+    test_id: int = 0
+
+
+class TestRequest(msgspec.Struct, tag=4, array_like=True, gc=False, frozen=True):
+    """Ask the peer for a :class:`Heartbeat` carrying ``test_id``."""
+
+    __test__ = False  # not a pytest test class
+    test_id: int
+
+
+class NewOrderRequest(msgspec.Struct, tag=10, array_like=True, gc=False, kw_only=True):
+    """Enter an order. Fields as :class:`tickline.matching.NewOrder` (integer units); the
+    account is the session's. ``request_id`` is echoed in the :class:`Response`."""
+
+    request_id: int
+    symbol: str
+    side: int
+    quantity: int
+    price: int = 0
+    order_type: int = 1
+    tif: int = 1
+    client_order_id: str = ""
+    expire_time: int = 0
+    post_only: bool = False
+    stp: int = 0
+
+
+class CancelRequest(msgspec.Struct, tag=11, array_like=True, gc=False, kw_only=True):
+    """Cancel one of the session account's orders by ``order_id`` (or, when 0, by
+    ``orig_client_order_id``)."""
+
+    request_id: int
+    symbol: str
+    order_id: int = 0
+    orig_client_order_id: str = ""
+    client_order_id: str = ""
+
+
+class ReplaceRequest(msgspec.Struct, tag=12, array_like=True, gc=False, kw_only=True):
+    """Cancel/replace: ``price`` 0 keeps the price, ``quantity`` 0 keeps the total."""
+
+    request_id: int
+    symbol: str
+    order_id: int = 0
+    orig_client_order_id: str = ""
+    price: int = 0
+    quantity: int = 0
+    client_order_id: str = ""
+
+
+# --- server -> client ------------------------------------------------------------------------
+
+
+class LogonAck(msgspec.Struct, tag=20, array_like=True, kw_only=True):
+    """The session is authenticated as ``account``; the limits that apply to it and every
+    tradable instrument (tick, lot, decimals), so clients hard-code nothing."""
+
+    account: int
+    name: str
+    heartbeat_seconds: float
+    max_in_flight: int
+    orders_per_second: float
+    burst: int
+    max_frame_bytes: int
+    instruments: list[Instrument]
+
+
+class LogonReject(msgspec.Struct, tag=21, array_like=True, gc=False, frozen=True):
+    """Logon refused (``RejectReason`` code and text); the server closes the connection."""
+
+    reason: int
+    text: str
+
+
+class Error(msgspec.Struct, tag=29, array_like=True, gc=False, frozen=True):
+    """A frame-level error (:class:`ErrorCode`). The offending frame changed nothing."""
+
+    code: int
+    text: str
+
+
+class OrderAccepted(msgspec.Struct, tag=40, array_like=True, gc=False):
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+
+
+class OrderRejected(msgspec.Struct, tag=41, array_like=True, gc=False):
+    """``reason`` is a :class:`~tickline.matching.RejectReason`; ``order_id`` is the target of a
+    rejected cancel/replace (0 for a new order). Gateway rejects (rate limit, in-flight limit,
+    busy) have ``exec_seq`` 0: they never reached the exchange."""
+
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    reason: int
+    text: str
+
+
+class Fill(msgspec.Struct, tag=42, array_like=True, gc=False):
+    """One execution: ``last_price``/``last_quantity`` traded, ``leaves`` open after it."""
+
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+    last_price: int
+    last_quantity: int
+    trade_id: int
+
+
+class OrderCancelled(msgspec.Struct, tag=43, array_like=True, gc=False):
+    """``reason`` is a :class:`~tickline.matching.CancelReason`."""
+
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    reason: int
+
+
+class OrderReplaced(msgspec.Struct, tag=44, array_like=True, gc=False):
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+
+
+class OrderExpired(msgspec.Struct, tag=45, array_like=True, gc=False):
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+
+
+Report = OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced | OrderExpired
+"""An execution report for the session's account."""
+
+
+class Response(msgspec.Struct, tag=30, array_like=True, gc=False):
+    """The answer to one request: every report it caused for this account, in engine order.
+    The first report is the outcome (accepted / rejected / cancelled / replaced); fills of
+    the request's own order follow."""
+
+    request_id: int
+    reports: list[Report]
+
+
+ClientMessage = (Logon | Logout | Heartbeat | TestRequest | NewOrderRequest | CancelRequest
+                 | ReplaceRequest)
+"""Everything a client may send."""
+
+ServerMessage = (LogonAck | LogonReject | Logout | Heartbeat | TestRequest | Error | Response
+                 | OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced
+                 | OrderExpired)
+"""Everything a server may send."""
+
+_client_decoder: msgspec.msgpack.Decoder[ClientMessage] = msgspec.msgpack.Decoder(ClientMessage)
+_server_decoder: msgspec.msgpack.Decoder[ServerMessage] = msgspec.msgpack.Decoder(ServerMessage)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def decode_client(payload: bytes | memoryview) -> ClientMessage:
+    """Decode one client payload (no header). Raises ``msgspec.DecodeError`` (a
+    ``ValueError``) for anything that is not exactly one valid message."""
+    return _client_decoder.decode(payload)
+
+
+def decode_server(payload: bytes | memoryview) -> ServerMessage:
+    """Decode one server payload (no header); raises ``msgspec.DecodeError``."""
+    return _server_decoder.decode(payload)
+
+
+def encode_frame(msg: msgspec.Struct) -> bytes:
+    """One message as a complete frame (header + payload)."""
+    buf = bytearray(HEADER)
+    _encoder.encode_into(msg, buf, HEADER)
+    buf[0:HEADER] = (len(buf) - HEADER).to_bytes(HEADER, "big")
+    return bytes(buf)
+
+
+def encode_frames(msgs: list[msgspec.Struct], out: bytearray | None = None) -> bytearray:
+    """Append each message as a frame to ``out`` (a new buffer if None); return it. One
+    ``encode_into`` per message, no intermediate ``bytes``."""
+    buf = out if out is not None else bytearray()
+    encode_into = _encoder.encode_into
+    for msg in msgs:
+        start = len(buf)
+        encode_into(msg, buf, start + HEADER)
+        buf[start:start + HEADER] = (len(buf) - start - HEADER).to_bytes(HEADER, "big")
+    return buf
+
+
+class FrameError(Exception):
+    """The byte stream cannot continue: a length of 0 or above the maximum. ``code`` is the
+    :class:`ErrorCode`."""
+
+    def __init__(self, code: ErrorCode, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class FrameReader:
+    """Incremental splitter of a byte stream into payloads (no decoding).
+
+    ``feed(data)`` returns the complete payloads now available (as ``bytes``) and keeps a
+    partial frame for the next call. The announced length is checked as soon as the 4 header
+    bytes are in: above ``max_frame`` or 0 raises :class:`FrameError` before the payload is
+    buffered, so a peer can make this reader hold at most ``max_frame + 4`` bytes plus one
+    ``data`` chunk. Single-threaded.
+    """
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME_DEFAULT) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held now."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        max_frame = self.max_frame
+        while end - pos >= HEADER:
+            n = int.from_bytes(buf[pos:pos + HEADER], "big")
+            if n > max_frame or n == 0:
+                del buf[:pos]
+                if n == 0:
+                    raise FrameError(ErrorCode.EMPTY_FRAME, "frame length is 0")
+                raise FrameError(ErrorCode.FRAME_TOO_LARGE,
+                                 f"frame length {n} exceeds max_frame_bytes {max_frame}")
+            stop = pos + HEADER + n
+            if stop > end:
+                break
+            out.append(bytes(buf[pos + HEADER:stop]))
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return out
