@@ -8,10 +8,12 @@ path, and no "average of averages": a distribution is an HDR histogram, a rate i
 Why a raw buffer in front of HdrHistogram: ``HdrHistogram.record_value`` is pure Python and costs
 about 0.75 µs per call on the development machine (measured), which would dominate a
 processor that handles an event in well under a microsecond. :class:`LatencyRecorder` appends
-raw values to a preallocated ``array('q')`` (C speed) and *folds* them into the histogram when
-the buffer fills or on a snapshot. Folding groups equal values with a C ``Counter`` and
-quantizes each to its HDR counts slot (the same slot ``record_value`` would pick, so the
-histogram is identical), then records one ``record_value(v, count)`` per distinct slot.
+raw values to an ``array('q')`` (C speed) and *folds* them into the histogram when the buffer
+fills (1,024 values by default) or on a snapshot. Folding groups equal values with a C
+``Counter`` and bumps the histogram's counts array at the index ``record_value`` would compute
+(so the histogram is identical -- a test checks it), ~0.25 µs per distinct value. The buffer
+is small on purpose: a fold is a stall of the recording thread, and an 8,192-value buffer
+measured as a ~3 ms stall in the processor's tail (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -74,14 +76,15 @@ class LatencyRecorder:
     __slots__ = (
         "_buf",
         "_buffer_size",
+        "_half_count",
+        "_half_mag",
         "_highest",
         "_hist",
         "_lowest",
-        "_max",
-        "_min",
         "_shift_base",
         "_sub_mask",
         "_total",
+        "_unit",
         "clamped",
         "name",
     )
@@ -93,7 +96,7 @@ class LatencyRecorder:
         lowest: int = 1,
         highest: int = _DEFAULT_HIGHEST,
         significant_figures: int = 3,
-        buffer_size: int = 8192,
+        buffer_size: int = 1024,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size!r}")
@@ -107,14 +110,15 @@ class LatencyRecorder:
         self._buf: array[int] = array("q")
         self._buffer_size = buffer_size
         self._total = 0
-        self._min = 0
-        self._max = 0
         self.clamped = 0
         # Slot arithmetic copied from HdrHistogram's _counts_index_for: values v, w share a
         # counts slot iff they share (v | mask).bit_length() and v >> shift.
         self._sub_mask: int = self._hist.sub_bucket_mask
         self._shift_base: int = (self._hist.sub_bucket_half_count_magnitude + 1
                                  + self._hist.unit_magnitude)
+        self._half_mag: int = self._hist.sub_bucket_half_count_magnitude
+        self._half_count: int = self._hist.sub_bucket_half_count
+        self._unit: int = self._hist.unit_magnitude
 
     # -- writer side ---------------------------------------------------------------------
 
@@ -151,33 +155,39 @@ class LatencyRecorder:
         self._fold_counts(counts)
 
     def _fold_counts(self, counts: Mapping[int, int]) -> None:
+        # Bumps the HdrHistogram's counts array directly, at the index its record_value would
+        # compute (~0.25 µs per distinct value instead of ~0.75 µs); tests check the result
+        # equals recording every value with record_value.
+        hist = self._hist
+        slots = hist.counts
         lowest = self._lowest
         highest = self._highest
         mask = self._sub_mask
         base = self._shift_base
-        slots: dict[int, int] = {}
+        half_mag = self._half_mag
+        half_count = self._half_count
+        unit = self._unit
         total = 0
-        vmin: int | None = self._min if self._hist.get_total_count() else None
-        vmax = self._max
+        n_total = 0
+        vmin = hist.min_value
+        vmax = hist.max_value
         for value, n in counts.items():
             v = value
             if v < lowest or v > highest:
                 self.clamped += n
                 v = lowest if v < lowest else highest
             total += v * n
-            if vmin is None or v < vmin:
+            n_total += n
+            if v < vmin:
                 vmin = v
             if v > vmax:
                 vmax = v
-            shift = (v | mask).bit_length() - base
-            q = (v >> shift) << shift if shift > 0 else v
-            slots[q] = slots.get(q, 0) + n
-        rec = self._hist.record_value
-        for q, n in slots.items():
-            rec(q, n)
+            bucket = (v | mask).bit_length() - base
+            slots[((bucket + 1) << half_mag) + (v >> (bucket + unit)) - half_count] += n
+        hist.total_count += n_total
+        hist.min_value = vmin
+        hist.max_value = vmax
         self._total += total
-        self._min = vmin if vmin is not None else 0
-        self._max = vmax
 
     # -- reader side ---------------------------------------------------------------------
 
@@ -197,25 +207,27 @@ class LatencyRecorder:
         h = self._hist
         n = int(h.get_total_count())
         pct = {p: int(h.get_value_at_percentile(p)) if n else 0 for p in PERCENTILES}
-        return HistogramSnapshot(self.name, n, self._total, self._min if n else 0,
-                                 self._max if n else 0, pct)
+        return HistogramSnapshot(self.name, n, self._total, int(h.min_value) if n else 0,
+                                 int(h.max_value) if n else 0, pct)
 
     def reset(self) -> None:
         """Forget everything recorded so far (e.g. after a warm-up)."""
         del self._buf[:]
         self._hist.reset()
-        self._total = self._min = self._max = 0
+        self._total = 0
         self.clamped = 0
 
     def check(self) -> None:
         """Invariant checker: buffer below its bound, sums and extremes consistent."""
         assert len(self._buf) < self._buffer_size, "raw buffer exceeded its bound"
-        n = int(self._hist.get_total_count())
+        h = self._hist
+        n = int(h.get_total_count())
         if n:
-            assert self._min <= self._max, (self._min, self._max)
-            assert self._min * n <= self._total <= self._max * n, "sum outside [min, max] * n"
+            assert h.min_value <= h.max_value, (h.min_value, h.max_value)
+            assert h.min_value * n <= self._total <= h.max_value * n, "sum outside [min, max]*n"
         else:
             assert self._total == 0
+        assert sum(h.counts) == n, "counts do not add up to total_count"
 
 
 def _prom_name(name: str) -> str:
