@@ -329,7 +329,7 @@ class _Sampler:
         except Exception:  # the dashboard must never take the server down
             log.exception("stats sample failed")
 
-    def sample(self, *, force_histogram: bool = False) -> dict[str, Any]:
+    def sample(self) -> dict[str, Any]:
         """Take one sample now; returns the stats dict (also kept as :attr:`latest`)."""
         now = self._counters()
         prev = self._prev or now
@@ -342,7 +342,7 @@ class _Sampler:
             "ws_messages_per_s": (now[4] - prev[4]) / dt if dt > 0 else 0.0,
         }
         self.history.append({"t": round(now[0] - self.started, 3), **rates})
-        watched = force_histogram or self.gw._stats_watchers > 0
+        watched = self.gw._stats_watchers > 0
         stats: dict[str, Any] = {
             "type": "stats",
             "uptime_s": round(now[0] - self.started, 3),
@@ -353,7 +353,7 @@ class _Sampler:
             "last_seq": self.gw.exchange.engine.last_seq,
             "rates": rates,
             "history": list(self.history),
-            "stages": self._stages() if watched else self.latest.get("stages", {}),
+            "stages": self._stages(),
             "latency": self._distribution() if watched else self.latest.get("latency", {}),
             "gateway": {
                 "ws_sessions": self.gw._ws_active,
@@ -1071,9 +1071,9 @@ class HttpGateway:
 
     def stats(self) -> dict[str, Any]:
         """The ``/stats.json`` document (the latest sample, with fresh stage percentiles)."""
-        latest = dict(self._sampler.latest) if self._sampler.latest else \
-            self._sampler.sample(force_histogram=True)
-        latest["stages"] = self._sampler._stages()
+        sampler = self._sampler
+        latest = dict(sampler.latest) if sampler.latest else sampler.sample()
+        latest["stages"] = sampler._stages()
         latest.pop("type", None)
         return latest
 
