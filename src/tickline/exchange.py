@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,20 @@ class Exchange:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
 
+    def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None) -> int:
+        """Accept several commands at once (e.g. every frame of one socket read): one ring
+        operation and one enqueue timestamp for all of them. Returns how many were accepted
+        — a prefix of ``cmds``; the rest met a full ring (the caller rejects them as busy).
+        Raises :class:`ExchangeStopped` once stopping."""
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        now = time.monotonic_ns()
+        items = [_Inbound(cmd, reply, now) for cmd in cmds]
+        try:
+            return self.processor.submit_many(items)
+        except ProcessorFull:
+            return 0
+
     # -- stages 1 and 2 (per command) ---------------------------------------------------
 
     def _sequence_and_match(self, item: _Inbound) -> None:
@@ -185,18 +199,18 @@ class Exchange:
             journal.commit()
         t2 = time.perf_counter_ns()
         self.stage_journal.record(t2 - t1)
-        # 4 RELEASE
-        publish = self.publisher.publish
+        # 4 RELEASE: market data for the whole batch at once (one publish per topic
+        # touched), then each submitter's reply.
+        self.publisher.publish_batch([(item.cmd.seq, item.cmd.ts, events)
+                                      for item, events in pending])
         events_out = 0
         for item, events in pending:
-            cmd = item.cmd
             events_out += len(events)
-            publish(cmd.seq, cmd.ts, events)
             if item.reply is not None:
                 try:
-                    item.reply(cmd, events)
+                    item.reply(item.cmd, events)
                 except Exception:  # a broken session must not stop the exchange
-                    log.exception("reply callback failed for seq %d", cmd.seq)
+                    log.exception("reply callback failed for seq %d", item.cmd.seq)
         self.stage_publish.record(time.perf_counter_ns() - t2)
         self.commands += len(pending)
         self.events += events_out

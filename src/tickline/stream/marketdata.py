@@ -41,7 +41,6 @@ per call; use ``ts`` and the per-topic ``seq`` to interleave if needed.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -343,22 +342,21 @@ class PublisherStatistics:
 # --- internal state ----------------------------------------------------------------------------
 
 
-class _Order:
-    """The publisher's view of a live order (resting, or in flight within one command)."""
+_EMPTY = -(1 << 63)  # the best key of an empty side, as in tickline.matching.book
 
-    __slots__ = ("account", "client_order_id", "leaves", "order_id", "price", "quantity",
-                 "resting", "side")
 
-    def __init__(self, order_id: int, account: int, client_order_id: str, side: int,
-                 price: int, quantity: int, leaves: int, resting: bool) -> None:
-        self.order_id = order_id
-        self.account = account
-        self.client_order_id = client_order_id
-        self.side = side
-        self.price = price
-        self.quantity = quantity
-        self.leaves = leaves
-        self.resting = resting
+class _Order(msgspec.Struct, gc=False):
+    """The publisher's view of a live order (resting, or in flight within one command).
+    A ``gc=False`` struct: built in C (one per accepted order), never scanned by the GC."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+    resting: bool
 
 
 class _Bar:
@@ -392,15 +390,38 @@ class _Symbol:
     """Per-symbol mirror, sequence counters and this publish call's pending messages."""
 
     __slots__ = (
-        "ask_keys", "asks", "bars", "bbo", "bbo_last", "bbo_mark", "bbo_seq", "bid_keys",
+        "ask_best",
+        "asks",
+        "bars",
+        "bbo",
+        "bbo_last",
+        "bbo_mark",
+        "bbo_seq",
+        "bid_best",
         "bids",
-        "depth", "depth_seq", "epoch", "l3", "l3_seq", "orders", "status", "status_seq",
-        "symbol", "t_bbo", "t_depth", "t_l3", "t_status", "t_trades", "trades", "trades_seq",
+        "depth",
+        "depth_seq",
+        "epoch",
+        "l3",
+        "l3_seq",
+        "orders",
+        "status",
+        "status_seq",
+        "step",
+        "symbol",
+        "t_bbo",
+        "t_depth",
+        "t_l3",
+        "t_status",
+        "t_trades",
+        "trades",
+        "trades_seq",
         "want_bbo",
     )
 
-    def __init__(self, symbol: str, bar_windows: Sequence[int]) -> None:
+    def __init__(self, symbol: str, bar_windows: Sequence[int], step: int = 1) -> None:
         self.symbol = symbol
+        self.step = step  # the tick size: how far apart two price levels can be
         self.t_trades = f"trades.{symbol}"
         self.t_bbo = f"bbo.{symbol}"
         self.t_depth = f"depth.{symbol}"
@@ -415,23 +436,45 @@ class _Symbol:
         self.depth: list[Any] | None = None
         self.l3: list[Any] | None = None
         self.status: list[Any] | None = None
-        # Mirror: levels as price -> [total, count]; keys sorted ascending, best last
-        # (bids by price, asks by -price), as in the engine's BookSide.
+        # Mirror: levels as price -> (total, count), and the best key of each side (bids
+        # by price, asks by -price; _EMPTY when empty), as in the engine's BookSide: no
+        # sorted list to maintain per level change; sorted views are built on demand.
         self.bids: dict[int, tuple[int, int]] = {}
         self.asks: dict[int, tuple[int, int]] = {}
-        self.bid_keys: list[int] = []
-        self.ask_keys: list[int] = []
+        self.bid_best = _EMPTY
+        self.ask_best = _EMPTY
         self.bbo_last: tuple[int, int, int, int] = (0, 0, 0, 0)
         # Live orders of this symbol; resting ones in arrival order at their level.
         self.orders: dict[int, _Order] = {}
         self.bars = [_Bar(symbol, width) for width in bar_windows]
 
     def best(self) -> tuple[int, int, int, int]:
-        bk = self.bid_keys
-        ak = self.ask_keys
-        bp = bk[-1] if bk else 0
-        ap = -ak[-1] if ak else 0
-        return (bp, self.bids[bp][0] if bk else 0, ap, self.asks[ap][0] if ak else 0)
+        bb = self.bid_best
+        ab = self.ask_best
+        bp = 0 if bb == _EMPTY else bb
+        ap = 0 if ab == _EMPTY else -ab
+        return (bp, self.bids[bp][0] if bp else 0, ap, self.asks[ap][0] if ap else 0)
+
+    def sorted_bid_prices(self) -> list[int]:
+        """Bid prices, best (highest) first. O(L log L)."""
+        return sorted(self.bids, reverse=True)
+
+    def sorted_ask_prices(self) -> list[int]:
+        """Ask prices, best (lowest) first. O(L log L)."""
+        return sorted(self.asks)
+
+
+def _next_best(levels: Mapping[int, tuple[int, int]], key: int, sign: int, step: int) -> int:
+    """The best key below ``key`` (just dropped) on a side: a short probe tick by tick,
+    then a scan of every level (C speed)."""
+    if not levels:
+        return _EMPTY
+    probe = key
+    for _ in range(32):
+        probe -= step
+        if probe * sign in levels:
+            return probe
+    return max(levels) if sign == 1 else -min(levels)
 
 
 class MarketDataPublisher:
@@ -463,7 +506,8 @@ class MarketDataPublisher:
         self._symbols: dict[str, _Symbol] = {}
         for inst in instruments:
             symbol = inst if isinstance(inst, str) else inst.symbol
-            self._symbols[symbol] = _Symbol(symbol, self.bar_windows)
+            step = 1 if isinstance(inst, str) else inst.tick_size
+            self._symbols[symbol] = _Symbol(symbol, self.bar_windows, step)
         self._accounts: dict[int, _Account] = {}
         self._epoch = 0
         self._open_bars: list[tuple[_Symbol, _Bar]] = []
@@ -483,12 +527,11 @@ class MarketDataPublisher:
 
     @staticmethod
     def _seed(st: _Symbol, book: OrderBook) -> None:
-        for side_book, levels, keys, sign in ((book.bids, st.bids, st.bid_keys, 1),
-                                              (book.asks, st.asks, st.ask_keys, -1)):
+        for side_book, levels in ((book.bids, st.bids), (book.asks, st.asks)):
             for level in side_book.iter_levels_best_first():
                 levels[level.price] = (level.total, len(level.orders))
-                keys.append(level.price * sign)
-            keys.sort()
+        st.bid_best = max(st.bids) if st.bids else _EMPTY
+        st.ask_best = -min(st.asks) if st.asks else _EMPTY
         for order in book.orders():
             st.orders[order.order_id] = _Order(order.order_id, order.account,
                                                order.client_order_id, order.side, order.price,
@@ -526,7 +569,13 @@ class MarketDataPublisher:
             st.trades = [] if has_subs(st.t_trades) else None
             st.depth = [] if has_subs(st.t_depth) else None
             st.l3 = [] if has_subs(st.t_l3) else None
-            st.bbo = [] if has_subs(st.t_bbo) else None
+            want_bbo = has_subs(st.t_bbo)
+            if want_bbo and not st.want_bbo:
+                # BBO is only tracked while someone listens: re-baseline from the mirror,
+                # which is still at the state before this batch's first event here.
+                st.bbo_last = st.best()
+            st.want_bbo = want_bbo
+            st.bbo = [] if want_bbo else None
             st.status = None
             touched.append(st)
 
@@ -564,31 +613,30 @@ class MarketDataPublisher:
                     price = ev.price
                     if ev.side == BUY:
                         levels = st.bids
-                        keys = st.bid_keys
-                        key = price
+                        if ev.order_count:
+                            levels[price] = (ev.quantity, ev.order_count)
+                            if price > st.bid_best:
+                                st.bid_best = price
+                        elif price in levels:
+                            del levels[price]
+                            if price == st.bid_best:
+                                st.bid_best = _next_best(levels, price, 1, st.step)
                     else:
                         levels = st.asks
-                        keys = st.ask_keys
-                        key = -price
-                    if ev.order_count:
-                        if price not in levels:
-                            if not keys or key > keys[-1]:
-                                keys.append(key)
-                            else:
-                                insort(keys, key)
-                        levels[price] = (ev.quantity, ev.order_count)
-                    elif price in levels:
-                        del levels[price]
-                        if keys[-1] == key:
-                            keys.pop()
-                        else:
-                            del keys[bisect_left(keys, key)]
+                        if ev.order_count:
+                            levels[price] = (ev.quantity, ev.order_count)
+                            if -price > st.ask_best:
+                                st.ask_best = -price
+                        elif price in levels:
+                            del levels[price]
+                            if -price == st.ask_best:
+                                st.ask_best = _next_best(levels, -price, -1, st.step)
                     depth = st.depth
                     if depth is not None:
                         st.depth_seq += 1
                         depth.append(DepthDelta(st.depth_seq, ts, st.symbol, ev.side, price,
                                                 ev.quantity, ev.order_count))
-                    if st.bbo_mark != cmd_no:
+                    if st.bbo_mark != cmd_no and st.bbo is not None:
                         st.bbo_mark = cmd_no
                         bbo_dirty.append(st)
                 elif kind is Replaced:
@@ -840,8 +888,8 @@ class MarketDataPublisher:
         asks = st.asks
         return DepthSnapshot(
             st.depth_seq, self.last_ts, symbol,
-            [(k, *bids[k]) for k in reversed(st.bid_keys)],
-            [(-k, *asks[-k]) for k in reversed(st.ask_keys)],
+            [(p, *bids[p]) for p in st.sorted_bid_prices()],
+            [(p, *asks[p]) for p in st.sorted_ask_prices()],
         )
 
     def l3_snapshot(self, symbol: str) -> L3Snapshot:
@@ -857,7 +905,7 @@ class MarketDataPublisher:
     def bbo(self, symbol: str) -> Bbo:
         """The current best bid/offer, tagged with the last ``bbo.SYM`` sequence number."""
         st = self._symbol(symbol)
-        return Bbo(st.bbo_seq, self.last_ts, symbol, *st.bbo_last)
+        return Bbo(st.bbo_seq, self.last_ts, symbol, *st.best())
 
     def subscribe_depth(
         self, symbol: str, callback: Callback | None = None, **options: Any
@@ -907,7 +955,8 @@ class MarketDataPublisher:
             assert mine == theirs, f"{symbol} resting orders differ"
             live = {oid for oid, o in st.orders.items() if not o.resting}
             assert not live, f"{symbol} orders in flight after a command: {sorted(live)}"
-            assert st.bbo_last == st.best(), f"{symbol} BBO is stale"
+            if st.want_bbo:
+                assert st.bbo_last == st.best(), f"{symbol} BBO is stale"
 
     def statistics(self) -> PublisherStatistics:
         """A frozen snapshot of the publisher's counters. O(1)."""
