@@ -29,6 +29,7 @@ def test_folded_histogram_equals_direct_recording(values: list[int], buffer_size
     for p in PERCENTILES:
         assert snap.percentiles[p] == direct.get_value_at_percentile(p)
     assert list(rec.histogram.counts) == list(direct.counts)
+    rec.check_counts()
 
 
 def test_record_n_and_clamping() -> None:

@@ -264,7 +264,7 @@ def test_higher_lane_always_first_below_the_bound() -> None:
     assert order == ["a", "a", "b", "c"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 5)), min_size=1, max_size=30),
        st.integers(1, 4), st.integers(2, 4))
 def test_no_lane_waits_longer_than_the_bound(

@@ -227,7 +227,11 @@ class LatencyRecorder:
             assert h.min_value * n <= self._total <= h.max_value * n, "sum outside [min, max]*n"
         else:
             assert self._total == 0
-        assert sum(h.counts) == n, "counts do not add up to total_count"
+
+    def check_counts(self) -> None:
+        """Slow invariant (O(histogram size), ~1 ms): the counts add up to total_count."""
+        self.check()
+        assert sum(self._hist.counts) == self._hist.get_total_count(), "counts != total_count"
 
 
 def _prom_name(name: str) -> str:
