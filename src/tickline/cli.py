@@ -135,7 +135,9 @@ def bench_stream(
     from tickline.bench.stream import run
 
     run(commands=commands, seed=seed, batch=batch, capacity=capacity, use_uvloop=uvloop,
-        json_path=json_path)
+        gc_events=gc_events, json_path=json_path)
+    gc_events: Annotated[int, typer.Option(
+        help="Events per gc-settings trial (0 = skip the gc comparison).")] = 1_000_000,
 
 
 # --- journal: replay, journal verify/dump, bench journal (issue 3, part 2) ----------------

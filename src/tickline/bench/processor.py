@@ -15,8 +15,15 @@ What is timed, in one run (each rate is wall-clock, first submit to last event h
    spinning on one shared queue with ``sleep(1 µs)`` when empty, a mutex-guarded batch each,
    a flush ticker, and mutex-guarded "average = (average + x) / 2" metrics.
 5. **shm ring vs multiprocessing.Queue** -- 64-byte records from a child process to this one:
-   :class:`~tickline.core.shm_ring.SpscShmRing` with ``write_packed``/``get_packed`` vs
-   ``multiprocessing.Queue.put``/``get`` of one 64-byte ``bytes`` each.
+   :class:`~tickline.core.shm_ring.SpscShmRing` with ``write_packed``/``get_packed`` (the
+   consumer splits every record into its own ``bytes`` and compares it -- the headline -- and
+   once more moving packed blocks only) vs ``multiprocessing.Queue.put``/``get`` of one
+   64-byte ``bytes`` each.
+
+Also: the processor fed by one ``submit()`` per event (what batching on the producer side buys),
+and 6. **gc settings** -- a handler that adds one live object per event to a 300k-object heap,
+run with default collector settings, ``gc.freeze()`` after warm-up, raised thresholds, and
+both, each in a fresh interpreter; per-batch service-time tail and collector pauses.
 
 The handler is the same function in 1, 3 and 4 (it does nothing), so the rates compare the
 machinery. Results are printed and written, never asserted.
@@ -24,7 +31,9 @@ machinery. Results are printed and written, never asserted.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import struct
 import threading
 import time
 from array import array
@@ -93,6 +102,29 @@ def bench_processor(events: int, chunk: int, max_batch: int, prog: Any) -> dict[
         "latency_us": percentiles(e2e, 1000.0),
         "queue_wait_us": percentiles(proc.queue_wait.histogram, 1000.0),
     }
+
+
+def bench_processor_single(events: int, prog: Any) -> dict[str, Any]:
+    """The processor fed one ``submit()`` call per event (no producer-side batching)."""
+    proc: EventProcessor[Event] = EventProcessor(
+        name="bench1", capacity=1 << 16, max_batch=4096, policy="block", block_timeout=60,
+        clock=time.perf_counter_ns)
+    proc.register(Event, trivial_handler)
+    ev = Event(0, 0)
+    task = prog.add_task("processor, submit() per event", total=events)
+    proc.start()
+    submit = proc.submit
+    t0 = time.perf_counter()
+    for i in range(events):
+        submit(ev)
+        if i % 50_000 == 0:
+            prog.update(task, completed=i)
+    proc.stop(timeout=120)
+    dt = time.perf_counter() - t0
+    prog.update(task, completed=events)
+    st = proc.statistics()
+    return {"events": st.processed, "seconds": dt, "events_per_second": st.processed / dt,
+            "mean_batch": st.batch_size.mean}
 
 
 def bench_paced(rate: int, seconds: float, prog: Any) -> dict[str, Any]:
@@ -317,11 +349,17 @@ def _mpq_producer(q: Any, records: int) -> None:
     put(None)
 
 
-def bench_shm(records: int, chunk: int, prog: Any) -> dict[str, Any]:
-    """64-byte records child -> parent through SpscShmRing (packed batches)."""
+def bench_shm(records: int, chunk: int, prog: Any, *, split: bool = True) -> dict[str, Any]:
+    """64-byte records child -> parent through SpscShmRing (packed batches).
+
+    ``split``: the consumer turns every record into its own ``bytes`` and compares it (what a
+    ``multiprocessing.Queue`` consumer gets); without it, it only moves the packed blocks.
+    """
     ctx = mp.get_context("spawn")
     ring = SpscShmRing.create(capacity=1 << 14, slot_size=RECORD, wait=BlockingWait())
-    task = prog.add_task("shm ring (64-byte records)", total=records)
+    iter_unpack = struct.Struct(f"{RECORD}s").iter_unpack
+    label = "per-record bytes" if split else "packed blocks only"
+    task = prog.add_task(f"shm ring (64-byte records, {label})", total=records)
     try:
         p = ctx.Process(target=_shm_producer, args=(ring.name, records, chunk))
         p.start()
@@ -338,9 +376,16 @@ def bench_shm(records: int, chunk: int, prog: Any) -> dict[str, Any]:
                 continue
             if not got:
                 first = time.perf_counter()
-            got += len(data) // RECORD
-            if data[-RECORD:] != expect:  # spot-check the last record of each read
-                raise RuntimeError("shm ring delivered a corrupt record")
+            if split:
+                # One bytes object per record, as multiprocessing.Queue hands out.
+                for (rec,) in iter_unpack(data):
+                    if rec != expect:
+                        raise RuntimeError("shm ring delivered a corrupt record")
+                    got += 1
+            else:
+                got += len(data) // RECORD
+                if data[-RECORD:] != expect:  # spot-check the last record of each read
+                    raise RuntimeError("shm ring delivered a corrupt record")
             checked += 1
             if checked % 64 == 0:
                 prog.update(task, completed=got)
@@ -378,20 +423,88 @@ def bench_mpq(records: int, prog: Any) -> dict[str, Any]:
     return {"records": got, "seconds": dt, "records_per_second": got / dt}
 
 
+# -- 6. gc settings under a growing heap ----------------------------------------------------
+
+class _Order:
+    __slots__ = ("fills", "id", "px")
+
+    def __init__(self, i: int, px: int) -> None:
+        self.id = i
+        self.px = px
+        self.fills: list[int] = []
+
+
+def _gc_trial(mode: str, events: int, live: int, out: Any) -> None:
+    """One fresh interpreter: build ``live`` objects, then each event adds one more."""
+    import gc
+
+    from tickline.core.gctune import GcPauseMonitor, freeze_after_warmup, realtime_thresholds
+
+    book = {i: _Order(i, i % 1000) for i in range(live)}
+
+    def handler(ev: int) -> None:
+        book[live + ev] = _Order(ev, ev)
+
+    proc: EventProcessor[int] = EventProcessor(capacity=1 << 12, max_batch=64,
+                                               clock=time.perf_counter_ns)
+    proc.register(int, handler)
+    for s in range(0, 64_000, 64):  # warm-up
+        proc.submit_many(range(-s - 64, -s))
+        proc.poll()
+    if "freeze" in mode:
+        freeze_after_warmup()
+    ctx = (realtime_thresholds() if "thresholds" in mode
+           else contextlib.nullcontext(gc.get_threshold()))
+    proc.service.reset()
+    with ctx, GcPauseMonitor() as mon:
+        t0 = time.perf_counter()
+        for s in range(0, events, 64):
+            proc.submit_many(range(s, s + 64))
+            proc.poll()
+        dt = time.perf_counter() - t0
+    st = mon.statistics()
+    out.put({"mode": mode, "events_per_second": events / dt,
+             "batch_service_us": percentiles(proc.service.histogram, 1000.0),
+             "gc_collections": list(st.collections),
+             "gc_max_pause_ms": [m / 1e6 for m in st.max_pause_ns_by_generation]})
+
+
+GC_MODES = ("default", "freeze", "thresholds", "freeze+thresholds")
+
+
+def bench_gc(events: int, live: int, prog: Any) -> list[dict[str, Any]]:
+    """Each gc mode in its own spawned interpreter (clean collector state)."""
+    ctx = mp.get_context("spawn")
+    task = prog.add_task("gc modes, growing heap", total=len(GC_MODES))
+    results = []
+    for mode in GC_MODES:
+        q = ctx.Queue()
+        p = ctx.Process(target=_gc_trial, args=(mode, events, live, q))
+        p.start()
+        results.append(q.get(timeout=300))
+        p.join(30)
+        prog.advance(task)
+    return results
+
+
 # -- the command ---------------------------------------------------------------------------
 
 def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
         baseline_events: int = 300_000, workers: int = 2, paced_rate: int = 100_000,
         paced_seconds: float = 2.0, shm_records: int = 4_000_000,
-        mpq_records: int = 200_000, json_path: Path | None = None) -> dict[str, Any]:
+        mpq_records: int = 200_000, gc_events: int = 1_000_000, gc_live: int = 300_000,
+        json_path: Path | None = None) -> dict[str, Any]:
     """Run every measurement, print tables, write JSON; return the results dict."""
     with progress() as prog:
         proc = bench_processor(events, chunk, max_batch, prog)
+        single = bench_processor_single(baseline_events, prog)
         paced = bench_paced(paced_rate, paced_seconds, prog) if paced_rate else None
         queue = bench_queue(baseline_events, workers, prog)
         seed = bench_seed(baseline_events, workers, prog)
         shm = bench_shm(shm_records, 1024, prog)
+        shm_raw = bench_shm(shm_records, 1024, prog, split=False)
         mpq = bench_mpq(mpq_records, prog)
+        gcr = bench_gc(gc_events, gc_live, prog) if gc_events else []
 
     rates = Table(title="tickline bench processor: throughput")
     rates.add_column("")
@@ -400,11 +513,17 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
     rates.add_row(f"EventProcessor (submit_many x{chunk}, trivial handler)",
                   f"{proc['events_per_second']:,.0f}",
                   f"{proc['events_per_second'] / queue['events_per_second']:.1f}x queue.Queue")
+    rates.add_row("EventProcessor (submit() per event)", f"{single['events_per_second']:,.0f}",
+                  f"{single['events_per_second'] / queue['events_per_second']:.1f}x queue.Queue")
     rates.add_row(f"queue.Queue + {workers} threads", f"{queue['events_per_second']:,.0f}", "1.0x")
     rates.add_row(f"seed port ({workers} spinning workers)", f"{seed['events_per_second']:,.0f}",
                   f"{seed['events_per_second'] / queue['events_per_second']:.2f}x queue.Queue")
-    rates.add_row("SpscShmRing, 64-byte records", f"{shm['records_per_second']:,.0f}",
+    rates.add_row("SpscShmRing, 64-byte records (one bytes each)",
+                  f"{shm['records_per_second']:,.0f}",
                   f"{shm['records_per_second'] / mpq['records_per_second']:.1f}x mp.Queue")
+    rates.add_row("SpscShmRing, 64-byte records (packed blocks)",
+                  f"{shm_raw['records_per_second']:,.0f}",
+                  f"{shm_raw['records_per_second'] / mpq['records_per_second']:.1f}x mp.Queue")
     rates.add_row("multiprocessing.Queue, 64-byte records", f"{mpq['records_per_second']:,.0f}",
                   "1.0x")
     console.print(rates)
@@ -413,6 +532,20 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
     if paced is not None:
         rows[f"processor paced {paced_rate:,}/s (planned -> handled)"] = paced["latency_us"]
     console.print(latency_table("tickline bench processor: latency", rows, "µs"))
+    if gcr:
+        gtab = Table(title=f"gc settings: {gc_live:,} live objects, each event adds one "
+                           f"({gc_events:,} events, batches of 64, caller-driven poll)")
+        for col in ("mode", "events/s", "p99 µs", "p99.9 µs", "p99.99 µs", "max µs",
+                    "collections g0/g1/g2", "max pause ms g0/g1/g2"):
+            gtab.add_column(col, justify="right")
+        for r in gcr:
+            b = r["batch_service_us"]
+            gtab.add_row(r["mode"], f"{r['events_per_second']:,.0f}", f"{b['p99']:,.0f}",
+                         f"{b['p99_9']:,.0f}", f"{b['p99_99']:,.0f}", f"{b['max']:,.0f}",
+                         "/".join(str(c) for c in r["gc_collections"]),
+                         "/".join(f"{m:.1f}" for m in r["gc_max_pause_ms"]))
+        gtab.caption = "per-batch service time"
+        console.print(gtab)
     console.print(f"processor: {proc['events']:,} events in {proc['batches']:,} batches "
                   f"(mean {proc['mean_batch']:.0f}); seed port: {seed['queue_full_retries']:,} "
                   f"queue-full retries, its 'average latency' says "
@@ -423,11 +556,14 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
         "queue_baseline_events_per_second": queue["events_per_second"],
         "seed_port_events_per_second": seed["events_per_second"],
         "shm_ring_records_per_second": shm["records_per_second"],
+        "shm_ring_packed_records_per_second": shm_raw["records_per_second"],
         "mp_queue_records_per_second": mpq["records_per_second"],
+        "single_submit_events_per_second": single["events_per_second"],
         "speedup_vs_queue": proc["events_per_second"] / queue["events_per_second"],
         "shm_speedup_vs_mp_queue": shm["records_per_second"] / mpq["records_per_second"],
         "processor": proc, "paced": paced, "queue_baseline": queue, "seed_port": seed,
-        "shm_ring": shm, "mp_queue": mpq,
+        "shm_ring": shm, "shm_ring_packed": shm_raw, "mp_queue": mpq,
+        "processor_single_submit": single, "gc": gcr,
         "config": {"events": events, "chunk": chunk, "max_batch": max_batch,
                    "baseline_events": baseline_events, "workers": workers,
                    "paced_rate": paced_rate, "shm_records": shm_records,

@@ -162,32 +162,35 @@ class LatencyRecorder:
         slots = hist.counts
         lowest = self._lowest
         highest = self._highest
+        if not counts:
+            return
+        lo = min(counts)
+        hi = max(counts)
+        if lo < lowest or hi > highest:  # rare: clamp into range, counting what was clamped
+            clamped: dict[int, int] = {}
+            for value, n in counts.items():
+                v = value
+                if v < lowest or v > highest:
+                    self.clamped += n
+                    v = lowest if v < lowest else highest
+                clamped[v] = clamped.get(v, 0) + n
+            counts = clamped
+            lo = min(counts)
+            hi = max(counts)
         mask = self._sub_mask
         base = self._shift_base
         half_mag = self._half_mag
         half_count = self._half_count
         unit = self._unit
-        total = 0
-        n_total = 0
-        vmin = hist.min_value
-        vmax = hist.max_value
-        for value, n in counts.items():
-            v = value
-            if v < lowest or v > highest:
-                self.clamped += n
-                v = lowest if v < lowest else highest
-            total += v * n
-            n_total += n
-            if v < vmin:
-                vmin = v
-            if v > vmax:
-                vmax = v
+        for v, n in counts.items():
             bucket = (v | mask).bit_length() - base
             slots[((bucket + 1) << half_mag) + (v >> (bucket + unit)) - half_count] += n
-        hist.total_count += n_total
-        hist.min_value = vmin
-        hist.max_value = vmax
-        self._total += total
+        hist.total_count += sum(counts.values())
+        if lo < hist.min_value:
+            hist.min_value = lo
+        if hi > hist.max_value:
+            hist.max_value = hi
+        self._total += sum(v * n for v, n in counts.items())
 
     # -- reader side ---------------------------------------------------------------------
 

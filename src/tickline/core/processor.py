@@ -336,7 +336,22 @@ class EventProcessor(Generic[E]):
 
         Raises :class:`ProcessorFull` (``reject``), :class:`SubmitTimeout` (``block``),
         :class:`ProcessorStopped` after :meth:`stop`. ``drop_oldest`` never raises for room.
+        Fast path (room available, the common case): one lock, one slot store.
         """
+        ln = self._lanes[lane]
+        ring = ln.ring
+        with ln.lock:
+            if not self._stopping and ring.free() > 0:
+                ln.runs.append((ring.tail + 1, self._clock()))
+                ring.offer(event)
+                ln.submitted += 1
+                fast = True
+            else:
+                fast = False
+        if fast:
+            if self._thread_waiting or self._async_waiter is not None:
+                self._wake()
+            return
         if self.submit_many((event,), lane=lane) != 1:
             if self.policy == "block":
                 raise SubmitTimeout(f"{self.name}: lane {lane} full for "
@@ -672,9 +687,13 @@ class EventProcessor(Generic[E]):
         self.service.record(t1 - t0)
         qw = self.queue_wait
         e2e = self.end_to_end
-        for count, stamp in segs:
-            qw.record_n(t0 - stamp, count)
-            e2e.record_n(t1 - stamp, count)
+        if len(segs) == n:  # one submit() per event: bulk-record (C-speed extend)
+            qw.record_many([t0 - stamp for _, stamp in segs])
+            e2e.record_many([t1 - stamp for _, stamp in segs])
+        else:
+            for count, stamp in segs:
+                qw.record_n(t0 - stamp, count)
+                e2e.record_n(t1 - stamp, count)
         be = self._batch_end
         if be is not None:
             be(n)
