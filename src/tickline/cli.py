@@ -110,6 +110,8 @@ def bench_processor(
     shm_records: Annotated[int, typer.Option(help="64-byte records via the shm ring.")
                            ] = 4_000_000,
     mpq_records: Annotated[int, typer.Option(help="64-byte records via mp.Queue.")] = 200_000,
+    gc_events: Annotated[int, typer.Option(
+        help="Events per gc-settings trial (0 = skip the gc comparison).")] = 1_000_000,
     json_path: JsonOption = None,
 ) -> None:
     """Event processor vs queue.Queue vs the seed's port; shm ring vs multiprocessing.Queue."""
@@ -117,7 +119,7 @@ def bench_processor(
 
     run(events=events, chunk=chunk, baseline_events=baseline_events, workers=workers,
         paced_rate=paced_rate, shm_records=shm_records, mpq_records=mpq_records,
-        json_path=json_path)
+        gc_events=gc_events, json_path=json_path)
 
 
 # --- bench stream (issue 4) ---------------------------------------------------------------
@@ -135,9 +137,7 @@ def bench_stream(
     from tickline.bench.stream import run
 
     run(commands=commands, seed=seed, batch=batch, capacity=capacity, use_uvloop=uvloop,
-        gc_events=gc_events, json_path=json_path)
-    gc_events: Annotated[int, typer.Option(
-        help="Events per gc-settings trial (0 = skip the gc comparison).")] = 1_000_000,
+        json_path=json_path)
 
 
 # --- journal: replay, journal verify/dump, bench journal (issue 3, part 2) ----------------
