@@ -95,6 +95,7 @@ import functools
 import http
 import importlib.resources
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -286,6 +287,8 @@ class GatewayStatistics:
     ws_gaps: int
     ws_errors: int
     ws_orders: int
+    ws_pending_max: int
+    """The most messages waiting in any one session's buffers now (each is bounded)."""
 
 
 #: Latency distribution buckets for the dashboard: powers of two in ns, 1 us .. ~17 s.
@@ -474,7 +477,8 @@ class _SequencedFeed:
     """Trades or bars for one session and symbol: a bounded deque (drop oldest); a hole in
     the sequence becomes a ``gap`` message."""
 
-    __slots__ = ("channel", "convert", "last_seq", "pending", "session", "sub", "symbol")
+    __slots__ = ("channel", "convert", "last_seq", "lost_from", "pending", "session", "sub",
+                 "symbol")
 
     def __init__(self, session: _Session, channel: str, symbol: str, capacity: int,
                  convert: Callable[[Any], dict[str, Any]]) -> None:
@@ -484,10 +488,15 @@ class _SequencedFeed:
         self.convert = convert
         self.pending: deque[Any] = deque(maxlen=capacity)
         self.last_seq = -1  # unknown until the first message
+        self.lost_from = 0  # the oldest seq the deque dropped since the last take (0 = none)
         self.sub: Subscription | None = None
 
     def on_batch(self, _topic: str, msgs: Sequence[Any]) -> None:
-        self.pending.extend(msgs)
+        pending = self.pending
+        overflow = len(pending) + len(msgs) - (pending.maxlen or 0)
+        if overflow > 0 and not self.lost_from:
+            self.lost_from = pending[0].seq if pending else msgs[0].seq
+        pending.extend(msgs)
         self.session.wake()
 
     def take(self, out: list[Any]) -> None:
@@ -495,6 +504,9 @@ class _SequencedFeed:
         if not pending:
             return
         last = self.last_seq
+        if self.lost_from:
+            last = self.lost_from - 1 if last < 0 else min(last, self.lost_from - 1)
+            self.lost_from = 0
         convert = self.convert
         for m in pending:
             if last >= 0 and m.seq != last + 1:
@@ -588,6 +600,18 @@ class _Session:
         self.gw._ws_slow += 1
         self.unsubscribe_all()
         self.wake()
+
+    def pending(self) -> int:
+        """Messages waiting to be sent (depth counts pending levels). O(feeds)."""
+        n = len(self.control) + len(self.execs) + (self.stats is not None)
+        for feed in self.feeds.values():
+            if isinstance(feed, _DepthFeed):
+                n += len(feed.levels)
+            elif isinstance(feed, _SequencedFeed):
+                n += len(feed.pending)
+            else:
+                n += feed.latest is not None
+        return n
 
     # -- the sender ----------------------------------------------------------------------------
 
@@ -886,7 +910,10 @@ class HttpGateway:
     free port) and ``await close()``. Limits: ``max_message_bytes`` per WebSocket request
     (``too_large`` error), ``max_frame_bytes`` the library's hard limit (close 1009),
     ``max_sessions`` concurrent WebSocket sessions (503 beyond), ``max_subscriptions`` per
-    session, ``send_timeout`` seconds for one frame before a slow consumer is closed.
+    session, ``send_timeout`` seconds for one frame before a slow consumer is closed,
+    ``write_limit`` bytes buffered in user space per connection before a send waits, and
+    ``send_buffer`` the kernel send buffer per WebSocket (``SO_SNDBUF``; ``None`` keeps the
+    OS's autotuned default) -- together they bound what one slow client can hold.
     Single-threaded: everything runs on the server's event loop.
     """
 
@@ -900,6 +927,7 @@ class HttpGateway:
         max_subscriptions: int = 64,
         send_timeout: float = 5.0,
         write_limit: int = 256 * 1024,
+        send_buffer: int | None = None,
         bus_capacity: int = 65536,
         max_depth_levels: int = 4096,
         trades_capacity: int = 1000,
@@ -918,6 +946,7 @@ class HttpGateway:
         self.max_subscriptions = max_subscriptions
         self.send_timeout = send_timeout
         self.write_limit = write_limit
+        self.send_buffer = send_buffer
         self.bus_capacity = bus_capacity
         self.max_depth_levels = max_depth_levels
         self.trades_capacity = trades_capacity
@@ -1038,7 +1067,8 @@ class HttpGateway:
         if fmt is None:
             return _error(404, "unknown_symbol", f"unknown symbol {symbol[:64]!r}")
         try:
-            params = parse_qs(query, strict_parsing=bool(query), max_num_fields=8)
+            params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query),
+                              max_num_fields=8)
         except ValueError:
             return _error(400, "bad_query", f"malformed query string {query[:100]!r}")
         values = params.get("depth", ["10"])
@@ -1080,6 +1110,10 @@ class HttpGateway:
     # -- WebSocket -------------------------------------------------------------------------
 
     async def _session(self, ws: ServerConnection) -> None:
+        if self.send_buffer is not None:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         session = _Session(self, ws)
         self._sessions.add(session)
         self._ws_opened += 1
@@ -1150,6 +1184,7 @@ class HttpGateway:
             ws_bytes_sent=self._ws_bytes, ws_slow_consumer_disconnects=self._ws_slow,
             ws_resyncs=self._ws_resyncs, ws_gaps=self._ws_gaps,
             ws_errors=sum(self._ws_errors.values()), ws_orders=self._ws_orders,
+            ws_pending_max=max((s.pending() for s in self._sessions), default=0),
         )
 
     def prometheus(self) -> str:
@@ -1170,6 +1205,9 @@ class HttpGateway:
             "# HELP tickline_ws_sessions WebSocket sessions open now",
             "# TYPE tickline_ws_sessions gauge",
             f"tickline_ws_sessions {self._ws_active}",
+            "# HELP tickline_ws_pending_max most messages waiting in one session now",
+            "# TYPE tickline_ws_pending_max gauge",
+            f"tickline_ws_pending_max {self.statistics().ws_pending_max}",
         ]
         text = "\n".join(lines) + "\n"
         st = self.statistics()
