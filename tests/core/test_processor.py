@@ -432,3 +432,32 @@ def test_wait_for_work_returns_immediately_when_work_is_waiting() -> None:
         return p.poll()
 
     assert asyncio.run(main()) == 1
+
+
+def test_submit_async_awaits_room_from_a_consumer_on_the_same_loop() -> None:
+    p: EventProcessor[int] = EventProcessor(capacity=4, max_batch=2, policy="reject")
+    got: list[int] = []
+    p.register(int, got.append)
+
+    async def main() -> None:
+        consumer = asyncio.create_task(p.run_async())
+        assert await p.submit_async(list(range(50))) == 50  # 12x more than fits at once
+        assert await p.submit_async([50]) == 1
+        p.stop()
+        await asyncio.wait_for(consumer, 10)
+
+    asyncio.run(main())
+    assert got == list(range(51))
+    st_ = p.statistics()
+    assert (st_.rejected, st_.block_timeouts, st_.processed) == (0, 0, 51)
+    p.check()
+
+
+def test_submit_async_times_out_and_counts() -> None:
+    p: EventProcessor[int] = EventProcessor(capacity=2)
+
+    async def main() -> int:
+        return await p.submit_async([1, 2, 3, 4], timeout=0.02)
+
+    assert asyncio.run(main()) == 2
+    assert p.statistics().block_timeouts == 2

@@ -185,8 +185,8 @@ class _Lane:
     *before* publishing the events, so the consumer always finds the run of an event it sees.
     """
 
-    __slots__ = ("block_timeouts", "dropped", "lock", "rejected", "ring", "runs", "skipped",
-                 "space", "space_waiting", "submitted")
+    __slots__ = ("async_space", "block_timeouts", "dropped", "lock", "rejected", "ring", "runs",
+                 "skipped", "space", "space_waiting", "submitted")
 
     def __init__(self, capacity: int) -> None:
         self.ring: SpscRing[Any] = SpscRing(capacity, check_threads=False)
@@ -195,6 +195,8 @@ class _Lane:
         self.skipped = 0
         self.space = threading.Event()
         self.space_waiting = False
+        # Tasks awaiting room (submit_async): (loop, future, loop thread id).
+        self.async_space: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None], int]] = []
         # Producer-side counters, written only under ``lock``.
         self.submitted = 0
         self.rejected = 0
@@ -451,6 +453,53 @@ class EventProcessor(Generic[E]):
             ln.block_timeouts += k - done
         return done
 
+    def _offer_prefix(self, ln: _Lane, events: Sequence[E]) -> int:
+        """Accept the prefix of ``events`` that fits, counting nothing as refused."""
+        with ln.lock:
+            if self._stopping:
+                raise ProcessorStopped(f"{self.name} is stopped; event not accepted")
+            ring = ln.ring
+            k = min(len(events), ring.free())
+            if k:
+                ln.runs.append((ring.tail + k, self._clock()))
+                ring.offer_many(events if k == len(events) else events[:k])
+                ln.submitted += k
+        if k:
+            self._wake()
+        return k
+
+    async def submit_async(self, events: Sequence[E], *, lane: int = 0,
+                           timeout: float | None = None) -> int:
+        """Producer side for asyncio tasks: accept all of ``events``, *awaiting* room.
+
+        The ``block`` policy for code on an event loop: instead of blocking the thread (which
+        would stall a consumer running on the same loop), the task awaits a future the
+        consumer resolves after each batch it takes. Returns the number accepted -- all of
+        them, unless ``timeout`` (seconds) expires first, in which case the rest is counted in
+        ``block_timeouts``. Raises :class:`ProcessorStopped` after :meth:`stop`. Works under
+        any policy (it never rejects or drops).
+        """
+        ln = self._lanes[lane]
+        k = len(events)
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        done = self._offer_prefix(ln, events)
+        while done < k:
+            fut: asyncio.Future[None] = loop.create_future()
+            ln.async_space.append((loop, fut, threading.get_ident()))
+            if ln.ring.free() == 0 and not self._stopping:
+                remaining = None if end is None else end - loop.time()
+                try:
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError
+                    await asyncio.wait_for(fut, remaining)
+                except TimeoutError:
+                    with ln.lock:
+                        ln.block_timeouts += k - done
+                    return done
+            done += self._offer_prefix(ln, events[done:])
+        return done
+
     def _wake(self) -> None:
         """Wake the consumer if (and only if) it is waiting."""
         if self._thread_waiting:
@@ -591,6 +640,8 @@ class EventProcessor(Generic[E]):
         if ln.space_waiting:
             ln.space_waiting = False
             ln.space.set()
+        if ln.async_space:
+            _resolve_all(ln)
         clock = self._clock
         t0 = clock()
         try:
@@ -756,6 +807,7 @@ class EventProcessor(Generic[E]):
             with ln.lock:
                 self._stopping = True
             ln.space.set()
+            _resolve_all(ln)
         self._stopping = True
         self._data.set()
         w = self._async_waiter
@@ -853,6 +905,20 @@ class EventProcessor(Generic[E]):
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _resolve_all(ln: _Lane) -> None:
+    """Wake every task awaiting room in ``ln`` (from whichever thread the consumer runs on)."""
+    waiters, ln.async_space = ln.async_space, []
+    me = threading.get_ident()
+    for loop, fut, ident in waiters:
+        if ident == me:
+            _resolve(fut)
+        else:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # that loop is closed
+                pass
 
 
 class PartitionedProcessor(Generic[E]):
