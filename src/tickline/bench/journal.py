@@ -46,7 +46,7 @@ from tickline.journal import Journal, recover, replay
 from tickline.journal.format import list_segments
 from tickline.journal.recovery import _Walk
 from tickline.journal.snapshot import META_NAME, list_snapshots
-from tickline.matching import Command, EngineConfig, Instrument, MatchingEngine
+from tickline.matching import Command, EngineConfig, Instrument
 
 BYTES_PER_RECORD_ESTIMATE = 60
 _JOURNAL_ARTEFACTS = ("segment-", "snapshot-", ".segment-", ".snapshot-", META_NAME,
@@ -135,34 +135,37 @@ def _exchange_loop(directory: Path, instruments: list[Instrument],
                    batches: list[Sequence[Command]], *, durability: str,
                    snapshot_every: int, snapshot_before: int,
                    tick: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Journal then apply each batch, as the exchange does; snapshot every
-    ``snapshot_every`` records while fewer than ``snapshot_before`` are done."""
-    engine = MatchingEngine(instruments, EngineConfig())
-    j = Journal.open(directory, durability=durability, instruments=instruments,
-                     config=EngineConfig(), keep_snapshots=2)
-    process = engine.process
+    """Run the commands through the real exchange loop (:class:`tickline.exchange.Exchange`:
+    sequence, match, journal + commit, publish), one batch at a time; snapshot every
+    ``snapshot_every`` commands while fewer than ``snapshot_before`` are done. The journal it
+    leaves is exactly what ``tickline serve`` would have written."""
+    from tickline.exchange import Exchange
+
+    exchange = Exchange(instruments, engine_config=EngineConfig(), journal_dir=directory,
+                        durability=durability, max_batch=max(len(b) for b in batches))
+    submit = exchange.submit
+    replace = msgspec.structs.replace
     done = 0
     next_snap = snapshot_every
     snap_seconds = 0.0
     t0 = time.perf_counter()
     for batch in batches:
-        j.append_many(batch)
-        j.commit()
         for cmd in batch:
-            process(cmd)
+            submit(replace(cmd))  # the sequencer stamps its own seq/ts on a fresh copy
+        exchange.pump()
         done += len(batch)
         if done >= next_snap and done < snapshot_before:
             ts = time.perf_counter()
-            j.write_snapshot(engine.snapshot())
+            exchange.snapshot()
             snap_seconds += time.perf_counter() - ts
             next_snap += snapshot_every
         if tick is not None:
             tick(done)
     dt = time.perf_counter() - t0
-    j.close()
+    digest, last = exchange.engine.digest(), exchange.engine.last_seq
+    exchange.close()
     return {"records": done, "seconds": dt, "per_second": done / dt,
-            "snapshot_seconds": snap_seconds, "digest": engine.digest(),
-            "last_sequence": engine.last_seq}
+            "snapshot_seconds": snap_seconds, "digest": digest, "last_sequence": last}
 
 
 def _scan_rate(directory: Path) -> tuple[int, float]:
