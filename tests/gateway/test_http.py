@@ -23,8 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickline.config import ServerConfig, default_config
+from tickline.core.metrics import LatencyRecorder
 from tickline.exchange import Exchange
-from tickline.gateway.http import HttpGateway
+from tickline.gateway.http import HttpGateway, hdr_summary
 from tickline.matching import BUY, SELL, Cancel, NewOrder
 
 CONFIG = default_config()
@@ -209,6 +210,19 @@ async def read_until(ws: ClientConnection, done: Callable[[dict[str, Any]], bool
 
 
 # --- HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 20_000])
+def test_hdr_summary_equals_recorder_snapshot(n: int) -> None:
+    rnd = random.Random(n)
+    rec = LatencyRecorder("x")
+    for _ in range(n):
+        rec.record(int(rnd.lognormvariate(11, 2)) + 1)
+    snap = rec.snapshot()
+    got = hdr_summary(rec)
+    assert got["count"] == snap.count == n
+    assert {p: got[f"p{p:g}"] for p in snap.percentiles} == dict(snap.percentiles)
+    assert snap.max <= got["max"] <= snap.max * 1.001 + 1  # HDR's highest equivalent value
 
 
 def test_metrics_health_and_stats(tmp_path: Path) -> None:
@@ -652,10 +666,20 @@ def test_stalled_client_is_bounded_and_does_not_stall_the_exchange(tmp_path: Pat
 
 def test_session_limit_and_close_with_open_sessions(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, max_sessions=1) as (_ex, gw):
+        async with running(tmp_path, max_sessions=1, stats_interval=0.1) as (ex, gw):
             first = await ws_connect(gw.port)
             await request(first, {"op": "subscribe", "channels": ["stats"]})
             await read_until(first, lambda m: m["type"] == "subscribed")
+            for cmd in random_orders(random.Random(6), 100):
+                ex.submit(cmd)
+            got = await read_until(first, lambda m: m["type"] == "stats"
+                                   and m["commands"] == 100 and m["latency"])
+            stats = got[-1]
+            assert stats["stages"]["end_to_end"]["count"] == 100
+            buckets = stats["latency"]["buckets"]
+            uppers = [u for u, _c in buckets]
+            assert uppers[:-1] == sorted(uppers[:-1]) and uppers[-1] == 0  # last: the rest
+            assert sum(c for _u, c in buckets) <= 100
             r = await get(gw.port, "/ws", headers={
                 "Upgrade": "websocket", "Connection": "Upgrade",
                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})

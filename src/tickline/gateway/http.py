@@ -110,7 +110,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.metrics import PERCENTILES, LatencyRecorder, prometheus_text
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
 from tickline.matching import BUY, SELL, Cancel, Instrument, InstrumentError, NewOrder, RejectReason
 from tickline.matching.types import FOK, GTC, IOC, LIMIT, MARKET
@@ -127,7 +127,7 @@ from tickline.stream import (
 if TYPE_CHECKING:
     from tickline.config import ServerConfig
 
-__all__ = ["GatewayStatistics", "HttpGateway", "ServerLike"]
+__all__ = ["GatewayStatistics", "HttpGateway", "ServerLike", "hdr_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,8 @@ class _Sampler:
     """Once a second: throughput from the exchange's counters, stage percentiles and the
     distribution of the last second's end-to-end latencies (difference of two cumulative
     HDR bucket scans). Runs on a ``call_later`` timer on the loop, not a polling task; the
-    histogram scan (about 34k counters summed in C) is done only while someone watches."""
+    histogram work (about 2 ms per sample: six recorders' counters summed in C) is done only
+    while a WebSocket session watches the ``stats`` channel."""
 
     def __init__(self, gateway: HttpGateway, interval: float) -> None:
         self.gw = gateway
@@ -356,7 +357,7 @@ class _Sampler:
             "last_seq": self.gw.exchange.engine.last_seq,
             "rates": rates,
             "history": list(self.history),
-            "stages": self._stages(),
+            "stages": self._stages() if watched else {},
             "latency": self._distribution() if watched else self.latest.get("latency", {}),
             "gateway": {
                 "ws_sessions": self.gw._ws_active,
@@ -376,12 +377,7 @@ class _Sampler:
             ("publish", ex.stage_publish),
             ("end_to_end", ex.processor.end_to_end),
         ]
-        out: dict[str, dict[str, int]] = {}
-        for name, rec in recorders:
-            snap = rec.snapshot()
-            out[name] = {"count": snap.count, "max": snap.max,
-                         **{f"p{p:g}": v for p, v in snap.percentiles.items()}}
-        return out
+        return {name: hdr_summary(rec) for name, rec in recorders}
 
     def _distribution(self) -> dict[str, Any]:
         rec = self.gw.exchange.processor.end_to_end
@@ -403,6 +399,42 @@ class _Sampler:
             "unit": "ns",
             "buckets": [[u, c] for u, c in zip(uppers, interval, strict=True)],
         }
+
+
+def hdr_summary(rec: LatencyRecorder) -> dict[str, int]:
+    """``count``, ``max`` and the :data:`~tickline.core.metrics.PERCENTILES` of ``rec``, the
+    values :meth:`LatencyRecorder.snapshot` reports, in about 0.5 ms instead of ~2.5 ms.
+
+    ``HdrHistogram.get_value_at_percentile`` walks the counts array in Python once per
+    percentile (about 34,000 counters for a 1 ns..1 h range). Here the counts are summed per
+    HDR bucket in C (``sum`` over a memoryview slice), and only the one bucket holding each
+    percentile is walked in Python. Runs on the event loop, so it matters.
+    """
+    hist = rec.histogram  # folds the raw buffer
+    total = int(hist.get_total_count())
+    if not total:
+        return {"count": 0, "max": 0, **{f"p{p:g}": 0 for p in PERCENTILES}}
+    counts = memoryview(hist.counts).cast("B").cast("Q")
+    n = int(hist.counts_len)
+    chunk = int(hist.sub_bucket_half_count)
+    sums = [sum(counts[i:i + chunk]) for i in range(0, n, chunk)]
+    out: dict[str, int] = {"count": total, "max": int(hist.get_max_value())}
+    for p in PERCENTILES:
+        target = max(int(p * total / 100 + 0.5), 1)
+        seen = 0
+        index = n - 1
+        for k, s in enumerate(sums):
+            if seen + s >= target:
+                for i in range(k * chunk, min(n, (k + 1) * chunk)):
+                    seen += counts[i]
+                    if seen >= target:
+                        index = i
+                        break
+                break
+            seen += s
+        out[f"p{p:g}"] = int(hist.get_highest_equivalent_value(
+            hist.get_value_from_index(index)))
+    return out
 
 
 # --- per-session feeds -------------------------------------------------------------------------
@@ -740,7 +772,9 @@ class _Session:
         if "stats" in channels and not self.watch_stats:
             self.watch_stats = True
             self.gw._stats_watchers += 1
-            self.stats = self.gw._sampler.latest or None  # else the next tick brings it
+            sampler = self.gw._sampler
+            if sampler.latest:  # else the next tick brings it
+                self.stats = {**sampler.latest, "stages": sampler._stages()}
         for channel in market:
             assert fmt is not None
             self._drop_feed(channel, op.symbol)
