@@ -1014,8 +1014,10 @@ class HttpGateway:
         self._ws_errors: dict[str, int] = {}
         self._ws_orders = 0
         self._stats_watchers = 0
-        self._http_latency = LatencyRecorder("http_request_seconds")
-        self._ws_send = LatencyRecorder("frame_send_seconds")
+        # Two significant figures (1 %) keep these histograms small (~4.6k counters), so a
+        # scrape's percentile walk costs ~0.3 ms of loop time rather than ~3 ms.
+        self._http_latency = LatencyRecorder("http_request_seconds", significant_figures=2)
+        self._ws_send = LatencyRecorder("frame_send_seconds", significant_figures=2)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
