@@ -228,8 +228,9 @@ class EventProcessor(Generic[E]):
     Parameters: ``capacity`` per lane (power of two); ``max_batch`` natural-batch limit;
     ``policy`` and ``block_timeout`` (seconds) for a full lane; ``lanes`` and
     ``starvation_bound`` for priorities; ``type_of`` maps an event to its handler key (default
-    ``type``); ``timestamp_of`` gives an event's own creation time on ``clock`` for deadlines
-    and end-to-end latency (default: its enqueue time); ``clock`` returns ns;
+    ``type``); ``timestamp_of`` gives an event's own creation time on ``clock``, from which
+    deadlines are measured (default: its enqueue time; the latency histograms always use the
+    enqueue time); ``clock`` returns ns;
     ``on_deadline_miss(event, lateness_ns)`` is the hard-deadline alarm; ``on_error(event,
     exc)`` sees handler exceptions (default: log them); ``batch_end(n)`` runs after every
     batch -- flush outputs there.
@@ -645,7 +646,7 @@ class EventProcessor(Generic[E]):
         clock = self._clock
         t0 = clock()
         try:
-            if self._deadlines or self._timestamp_of is not None:
+            if self._deadlines:
                 self._dispatch_timed(items, segs)
             else:
                 self._dispatch_fast(items)
