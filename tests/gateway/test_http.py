@@ -691,3 +691,34 @@ def test_session_limit_and_close_with_open_sessions(tmp_path: Path) -> None:
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
     asyncio.run(scenario())
+
+
+def test_real_server_serves_metrics_health_and_book(tmp_path: Path) -> None:
+    """The gateway as ``tickline.server.Server`` starts it, next to the binary gateway."""
+    from tickline.config import load_config
+    from tickline.server import Server
+
+    async def scenario() -> None:
+        config = load_config(None, port=0, http_port=0, journal_dir=str(tmp_path / "j"),
+                             durability="none")
+        server = Server(config)
+        await server.start()
+        try:
+            assert server.http is not None and server.http_port == server.http.port > 0
+            server.exchange.submit(order(1, BUY, "99.50", "3"))
+            await settle(server.exchange)
+            r = await get(server.http_port, "/metrics")
+            names = {f.name for f in text_string_to_metric_families(r.body.decode())}
+            for name in ("tickline_exchange_match_ns", "tickline_exchange_journal_ns",
+                         "tickline_exchange_publish_ns", "tickline_ws_sessions",
+                         "tickline_http_requests"):
+                assert name in names, name
+            assert any(n.startswith("tickline_binary_") for n in names)
+            r = await get(server.http_port, "/health")
+            assert r.status == 200 and r.json()["last_seq"] == 1
+            r = await get(server.http_port, "/book/AAPL")
+            assert r.json()["bids"] == [{"price": "99.50", "quantity": "3", "orders": 1}]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
