@@ -20,10 +20,14 @@ What is timed, in one run (each rate is wall-clock, first submit to last event h
    once more moving packed blocks only) vs ``multiprocessing.Queue.put``/``get`` of one
    64-byte ``bytes`` each.
 
-Also: the processor fed by one ``submit()`` per event (what batching on the producer side buys),
-and 6. **gc settings** -- a handler that adds one live object per event to a 300k-object heap,
-run with default collector settings, ``gc.freeze()`` after warm-up, raised thresholds, and
-both, each in a fresh interpreter; per-batch service-time tail and collector pauses.
+6. **shm wait strategies** -- one record every 250 µs from a child; the parent waits with
+   each strategy: wake-up latency (write -> consumer holds it, one CLOCK_MONOTONIC across
+   both processes) and the consumer's CPU time over wall time.
+7. **gc settings** -- a handler that adds one live object per event to a 300k-object heap,
+   run with default collector settings, ``gc.freeze()`` after warm-up, raised thresholds,
+   and both, each in a fresh interpreter; per-batch service-time tail and collector pauses.
+
+Also: the processor fed by one ``submit()`` per event (what batching on the producer side buys).
 
 The handler is the same function in 1, 3 and 4 (it does nothing), so the rates compare the
 machinery. Results are printed and written, never asserted.
@@ -38,6 +42,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from queue import Queue
 from typing import Any
@@ -423,7 +428,70 @@ def bench_mpq(records: int, prog: Any) -> dict[str, Any]:
     return {"records": got, "seconds": dt, "records_per_second": got / dt}
 
 
-# -- 6. gc settings under a growing heap ----------------------------------------------------
+# -- 6. shm wake-up latency and idle CPU per wait strategy ---------------------------------
+
+def _shm_paced_producer(name: str, records: int, interval_ns: int) -> None:
+    ring = SpscShmRing.attach(name, wait=BackoffWait())
+    rec = bytearray(RECORD)
+    clock = time.perf_counter_ns  # CLOCK_MONOTONIC: comparable across processes
+    nxt = clock() + 20_000_000
+    for _ in range(records):
+        delay = nxt - clock()
+        if delay > 0:
+            time.sleep(delay / 1e9)
+        struct.pack_into("<q", rec, 0, clock())
+        ring.put_packed(rec)
+        nxt += interval_ns
+    ring.close_writer()
+    ring.close()
+
+
+def bench_shm_wait(strategy: str, records: int, interval_us: int, prog: Any) -> dict[str, Any]:
+    """One record every ``interval_us`` from a child; the parent waits with ``strategy``.
+
+    Latency: the producer's write to the consumer holding the record (one clock, two
+    processes). CPU: the consumer's process time over wall time while mostly idle.
+    """
+    from tickline.core.shm_ring import SpinWait, WaitStrategy, YieldWait
+
+    waits: dict[str, Callable[[], WaitStrategy]] = {
+        "spin": SpinWait, "yield": YieldWait, "backoff": BackoffWait, "blocking": BlockingWait}
+    ctx = mp.get_context("spawn")
+    ring = SpscShmRing.create(capacity=1 << 10, slot_size=RECORD, wait=waits[strategy]())
+    task = prog.add_task(f"shm wake-up, {strategy} wait", total=records)
+    lat = array("q")
+    clock = time.perf_counter_ns
+    unpack = struct.Struct("<q56x").iter_unpack
+    try:
+        p = ctx.Process(target=_shm_paced_producer,
+                        args=(ring.name, records, interval_us * 1000))
+        p.start()
+        cpu0 = 0.0
+        wall0 = 0.0
+        while True:
+            data = ring.get_packed(64, 30.0)
+            now = clock()
+            if not data:
+                if ring.writer_closed and len(ring) == 0:
+                    break
+                continue
+            if not lat:
+                cpu0 = time.process_time()
+                wall0 = time.perf_counter()
+            lat.extend(now - t for (t,) in unpack(data))
+            if len(lat) % 500 == 0:
+                prog.update(task, completed=len(lat))
+        cpu = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        p.join(30)
+    finally:
+        ring.close()
+        ring.unlink()
+    prog.update(task, completed=records)
+    return {"strategy": strategy, "records": len(lat), "interval_us": interval_us,
+            "consumer_cpu_fraction": cpu, "latency_us": percentiles(histogram_of(lat), 1000.0)}
+
+
+# -- 7. gc settings under a growing heap ----------------------------------------------------
 
 class _Order:
     __slots__ = ("fills", "id", "px")
@@ -493,7 +561,7 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
         baseline_events: int = 300_000, workers: int = 2, paced_rate: int = 100_000,
         paced_seconds: float = 2.0, shm_records: int = 4_000_000,
         mpq_records: int = 200_000, gc_events: int = 1_000_000, gc_live: int = 300_000,
-        json_path: Path | None = None) -> dict[str, Any]:
+        wait_records: int = 4_000, json_path: Path | None = None) -> dict[str, Any]:
     """Run every measurement, print tables, write JSON; return the results dict."""
     with progress() as prog:
         proc = bench_processor(events, chunk, max_batch, prog)
@@ -504,6 +572,8 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
         shm = bench_shm(shm_records, 1024, prog)
         shm_raw = bench_shm(shm_records, 1024, prog, split=False)
         mpq = bench_mpq(mpq_records, prog)
+        waits = ([bench_shm_wait(w, wait_records, 250, prog)
+                  for w in ("spin", "yield", "backoff", "blocking")] if wait_records else [])
         gcr = bench_gc(gc_events, gc_live, prog) if gc_events else []
 
     rates = Table(title="tickline bench processor: throughput")
@@ -532,6 +602,12 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
     if paced is not None:
         rows[f"processor paced {paced_rate:,}/s (planned -> handled)"] = paced["latency_us"]
     console.print(latency_table("tickline bench processor: latency", rows, "µs"))
+    if waits:
+        rows_w = {f"shm {w['strategy']} wait (CPU {w['consumer_cpu_fraction']:.0%})":
+                  w["latency_us"] for w in waits}
+        console.print(latency_table(
+            "SpscShmRing wake-up latency, 1 record / 250 µs (producer write -> consumer "
+            "has it)", rows_w, "µs; CPU = consumer process time / wall time"))
     if gcr:
         gtab = Table(title=f"gc: {gc_live:,} live objects + 1 per event, {gc_events:,} events")
         for col in ("mode", "ev/s", "p99.9", "p99.99", "max", "gc g0/g1/g2", "g2 max ms"):
@@ -562,7 +638,7 @@ def run(*, events: int = 2_000_000, chunk: int = 256, max_batch: int = 4096,
         "shm_speedup_vs_mp_queue": shm["records_per_second"] / mpq["records_per_second"],
         "processor": proc, "paced": paced, "queue_baseline": queue, "seed_port": seed,
         "shm_ring": shm, "shm_ring_packed": shm_raw, "mp_queue": mpq,
-        "processor_single_submit": single, "gc": gcr,
+        "processor_single_submit": single, "gc": gcr, "shm_wait_strategies": waits,
         "config": {"events": events, "chunk": chunk, "max_batch": max_batch,
                    "baseline_events": baseline_events, "workers": workers,
                    "paced_rate": paced_rate, "shm_records": shm_records,

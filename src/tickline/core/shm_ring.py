@@ -82,9 +82,10 @@ class WaitStrategy(Protocol):
 
 
 class SpinWait:
-    """Re-check immediately, forever: the lowest wake-up latency (one loop iteration, well under
-    a microsecond) at the price of a whole core at 100% while waiting. Only for a dedicated
-    core; on a shared 2-core machine it steals time from the very process it waits for."""
+    """Re-check immediately, forever: the lowest wake-up latency (measured p50 ~3.5 µs
+    producer-write to consumer-has-it, in Python) at the price of a whole core at 100% while
+    waiting. Only for a dedicated core; on a shared 2-core machine it steals time from the
+    very process it waits for."""
 
     blocking = False
 
@@ -93,8 +94,8 @@ class SpinWait:
 
 
 class YieldWait:
-    """``sched_yield()`` between re-checks: near-spin latency (a few µs) when the core is
-    otherwise idle, and gives the core away when another thread is runnable. Still shows as
+    """``sched_yield()`` between re-checks: spin-like latency (measured p50 ~3.5 µs) when the
+    core is otherwise idle, and gives the core away when another thread is runnable. Still
     100% CPU while waiting."""
 
     blocking = False
@@ -106,9 +107,11 @@ class YieldWait:
 
 class BackoffWait:
     """Spin ``spins`` times, yield ``yields`` times, then sleep with exponential back-off from
-    ``min_sleep`` up to ``max_sleep`` seconds. Fast under load (it is still spinning when the
-    next batch comes), near-zero CPU when idle, and an idle wake-up latency bounded by
-    ``max_sleep`` (plus timer slack, ~50 µs on Linux). The default for throughput work."""
+    ``min_sleep`` up to ``max_sleep`` seconds. Under sustained load it is still spinning when
+    the next batch lands (throughput of a spin); when idle its wake-up latency is bounded by
+    ``max_sleep`` plus timer slack and CPU falls toward zero. At a trickle it is the worst of
+    both: one record per 250 µs measured p50 ~55 µs at 38% CPU. The default for bulk transfer
+    (the producer side of a saturated ring)."""
 
     blocking = False
 
@@ -135,11 +138,13 @@ class BackoffWait:
 
 
 class BlockingWait:
-    """Park in the kernel on a doorbell (a FIFO) until the other side rings it: zero CPU while
-    idle; wake-up latency is a write + a ``select`` + a scheduler wake-up (tens of µs). The
-    other side pays one shared-memory load per call to see whether it must ring. A lost
-    wake-up (the flag and the counter are two stores that x86 may reorder against the
-    following load) is bounded by ``recheck`` seconds, after which the waiter re-checks."""
+    """Park in the kernel on a doorbell (a FIFO) until the other side rings it: near-zero CPU
+    while idle; wake-up latency is a write + a ``select`` + a scheduler wake-up (measured p50
+    ~18 µs at 5% CPU for one record per 250 µs). The other side pays one shared-memory load
+    per call to see whether it must ring. A lost wake-up (the flag and the counter are two
+    stores that x86 may reorder against the following load) is bounded by ``recheck``
+    seconds, after which the waiter re-checks. The default choice for a consumer that is
+    often idle."""
 
     blocking = True
 
