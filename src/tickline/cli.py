@@ -93,7 +93,60 @@ def serve_command(
     raise typer.Exit(run_event_loop(serve(cfg, ready=ready)))
 
 
+@app.command("demo")
+def demo_command(
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds to run (default: until Ctrl-C).")] = None,
+    port: Annotated[int, typer.Option(help="Binary order-entry port (0: any).")] = 7001,
+    http_port: Annotated[int, typer.Option(
+        "--http-port", help="Dashboard/HTTP port (0: any).")] = 8080,
+    journal_dir: Annotated[str | None, typer.Option(
+        "--journal-dir", help="Journal directory (default: a fresh temporary one).")] = None,
+    makers: Annotated[int, typer.Option(help="Simulated market makers (1-4).")] = 4,
+    takers: Annotated[int, typer.Option(help="Simulated takers (0-3).")] = 2,
+    pace: Annotated[float, typer.Option(
+        help="Mean seconds between one maker's orders (takers: 4x).")] = 0.002,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traders.")] = 1,
+) -> None:
+    """A live local market: the exchange, simulated traders and the dashboard."""
+    import logging
+
+    from tickline.demo import demo, demo_config
+    from tickline.server import run_event_loop
+
+    logging.basicConfig(level=logging.WARNING)
+    cfg = demo_config(journal_dir, port, http_port)
+    run_event_loop(demo(cfg, duration=duration, makers=makers, takers=takers, pace=pace,
+                        seed=seed))
+
+
 # --- (other subsystems register their commands below) --------------------------------------
+
+
+# --- loadgen (issue 5: binary order entry) -------------------------------------------------
+
+@app.command("loadgen")
+def loadgen_command(
+    port: Annotated[int, typer.Option(help="Binary order-entry port of the server.")] = 7001,
+    host: Annotated[str, typer.Option(help="Server address.")] = "127.0.0.1",
+    rate: Annotated[float, typer.Option(help="Offered orders per second (open loop).")] = 10_000,
+    duration: Annotated[float, typer.Option(help="Seconds of load.")] = 10.0,
+    sessions: Annotated[int, typer.Option(help="Connections the load is spread over.")] = 4,
+    key: Annotated[str, typer.Option(help="Account key (default: the demo account).")
+                   ] = "demo-key-1",
+    symbol: Annotated[str | None, typer.Option(
+        help="Instrument (default: the first the server lists).")] = None,
+    warmup: Annotated[float, typer.Option(
+        help="Seconds at the start not counted in the results.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """Open-loop load at a fixed rate; round-trip percentiles from planned send times."""
+    from tickline.loadgen import LoadConfig, run
+
+    cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
+                     sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
+    raise typer.Exit(run(cfg, json_path))
 
 
 # --- bench processor (issue 3, part 1: tickline.core) -------------------------------------
