@@ -214,7 +214,8 @@ async def demo(config: ServerConfig, *, duration: float | None, makers: int, tak
 def _lot(inst: Instrument) -> int:
     """A sensible trading unit: the lot, or a hundredth of a whole unit if that is bigger
     (0.01 BTC rather than 0.0001)."""
-    return max(inst.lot_size, 10 ** max(0, inst.qty_decimals - 2))
+    hundredth: int = 10 ** max(0, inst.qty_decimals - 2)
+    return max(inst.lot_size, hundredth)
 
 
 def _ignore(_report: object) -> None:
