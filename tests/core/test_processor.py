@@ -461,3 +461,21 @@ def test_submit_async_times_out_and_counts() -> None:
 
     assert asyncio.run(main()) == 2
     assert p.statistics().block_timeouts == 2
+
+
+def test_thread_mode_fail_fast_stops_and_stop_reraises() -> None:
+    clock = FakeClock()
+    p: EventProcessor[Slow] = EventProcessor(capacity=16, clock=clock,
+                                             on_deadline_miss=lambda e, late: None)
+
+    def slow(e: Slow) -> None:
+        clock.now += e.n
+
+    p.register(Slow, slow, deadline=Deadline(100, DeadlineClass.HARD, fail_fast=True))
+    p.start()
+    p.submit(Slow(500))
+    with pytest.raises(DeadlineMissed, match="missed by 400 ns"):
+        p.stop(timeout=10)
+    assert p.stopping
+    with pytest.raises(ProcessorStopped):
+        p.submit(Slow(1))

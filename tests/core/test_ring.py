@@ -153,3 +153,25 @@ def test_threads_lose_duplicate_and_reorder_nothing(
         t.join(timeout=30)
     assert got == list(range(total))
     ring.check()
+
+
+def test_second_consumer_thread_is_detected_and_rebind_hands_over() -> None:
+    ring: SpscRing[int] = SpscRing(8)
+    ring.offer_many([1, 2, 3])
+    assert ring.drain(1) == [1]
+    errors: list[BaseException] = []
+    taken: list[int] = []
+
+    def other() -> None:
+        try:
+            ring.drain(1)
+        except ConcurrencyViolation as exc:
+            errors.append(exc)
+        ring.rebind()  # an explicit hand-over: now this thread may consume
+        taken.extend(ring.drain(5))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert "SpscRing consumer called from thread" in str(errors[0])
+    assert taken == [2, 3]
