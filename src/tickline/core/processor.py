@@ -38,6 +38,15 @@ batch start), service time (per batch), end-to-end latency (enqueue to batch end
 moment the batch's outputs are flushed) and batch size; see :meth:`EventProcessor.statistics`
 and :meth:`EventProcessor.prometheus`. All events of one ``submit_many`` call share one
 enqueue timestamp, so those histograms cost O(submit calls), not O(events).
+
+Caller-driven use on one asyncio loop (what the exchange loop does)::
+
+    proc = EventProcessor(policy="reject", batch_end=flush_outputs)
+    proc.register(Order, on_order)
+    consumer = asyncio.create_task(proc.run_async())   # or: await wait_for_work(); drain()
+    await proc.submit_async([order])                   # a gateway task: awaits room
+    proc.submit(order)                                 # or: raises ProcessorFull when full
+    proc.stop(); await consumer                        # drains what was accepted
 """
 
 from __future__ import annotations
