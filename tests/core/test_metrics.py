@@ -59,13 +59,13 @@ def test_prometheus_text_parses() -> None:
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     assert fams["tl_processed"].type == "counter"
     assert fams["tl_processed"].samples[0].value == 7
-    summary = fams["tl_wait_ns"]
+    summary = fams["tl_wait_seconds"]  # *_ns histograms are exported in seconds
     assert summary.type == "summary"
     quantiles = {s.labels["quantile"]: s.value for s in summary.samples
-                 if s.name == "tl_wait_ns" and "quantile" in s.labels}
+                 if s.name == "tl_wait_seconds" and "quantile" in s.labels}
     assert set(quantiles) == {"0.5", "0.9", "0.99", "0.999", "0.9999"}
     assert quantiles["0.5"] == pytest.approx(500e-6, rel=1e-2)
-    count = next(s.value for s in summary.samples if s.name == "tl_wait_ns_count")
+    count = next(s.value for s in summary.samples if s.name == "tl_wait_seconds_count")
     assert count == 999
     assert summary.samples[0].labels["processor"] == 'a"b'
 
@@ -77,5 +77,5 @@ def test_processor_prometheus_exposition_parses() -> None:
     p.poll()
     fams = {f.name: f for f in text_string_to_metric_families(p.prometheus())}
     assert fams["tickline_processor_processed"].samples[0].value == 10
-    assert "tickline_processor_end_to_end_ns" in fams
+    assert "tickline_processor_end_to_end_seconds" in fams
     assert "tickline_processor_batch_size" in fams

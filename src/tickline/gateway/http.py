@@ -110,7 +110,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tickline.core.metrics import PERCENTILES, LatencyRecorder, prometheus_text
+from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
 from tickline.matching import BUY, SELL, Cancel, Instrument, InstrumentError, NewOrder, RejectReason
 from tickline.matching.types import FOK, GTC, IOC, LIMIT, MARKET
@@ -402,39 +402,11 @@ class _Sampler:
 
 
 def hdr_summary(rec: LatencyRecorder) -> dict[str, int]:
-    """``count``, ``max`` and the :data:`~tickline.core.metrics.PERCENTILES` of ``rec``, the
-    values :meth:`LatencyRecorder.snapshot` reports, in about 0.5 ms instead of ~2.5 ms.
-
-    ``HdrHistogram.get_value_at_percentile`` walks the counts array in Python once per
-    percentile (about 34,000 counters for a 1 ns..1 h range). Here the counts are summed per
-    HDR bucket in C (``sum`` over a memoryview slice), and only the one bucket holding each
-    percentile is walked in Python. Runs on the event loop, so it matters.
-    """
-    hist = rec.histogram  # folds the raw buffer
-    total = int(hist.get_total_count())
-    if not total:
-        return {"count": 0, "max": 0, **{f"p{p:g}": 0 for p in PERCENTILES}}
-    counts = memoryview(hist.counts).cast("B").cast("Q")
-    n = int(hist.counts_len)
-    chunk = int(hist.sub_bucket_half_count)
-    sums = [sum(counts[i:i + chunk]) for i in range(0, n, chunk)]
-    out: dict[str, int] = {"count": total, "max": int(hist.get_max_value())}
-    for p in PERCENTILES:
-        target = max(int(p * total / 100 + 0.5), 1)
-        seen = 0
-        index = n - 1
-        for k, s in enumerate(sums):
-            if seen + s >= target:
-                for i in range(k * chunk, min(n, (k + 1) * chunk)):
-                    seen += counts[i]
-                    if seen >= target:
-                        index = i
-                        break
-                break
-            seen += s
-        out[f"p{p:g}"] = int(hist.get_highest_equivalent_value(
-            hist.get_value_from_index(index)))
-    return out
+    """``count``, ``max`` and the :data:`~tickline.core.metrics.PERCENTILES` of ``rec``
+    (fast: see :func:`tickline.core.metrics.percentiles_of`). Runs on the event loop."""
+    snap = rec.snapshot()
+    return {"count": snap.count, "max": snap.max,
+            **{f"p{p:g}": v for p, v in snap.percentiles.items()}}
 
 
 # --- per-session feeds -------------------------------------------------------------------------
