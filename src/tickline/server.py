@@ -95,6 +95,7 @@ class Server:
             "last_seq": ex.engine.last_seq,
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,
+            "websocket_sessions": self.http.session_count() if self.http is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
             "recovery": {
                 "records_replayed": ex.recovery.records_replayed,
