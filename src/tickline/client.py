@@ -31,11 +31,11 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -120,8 +120,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.client._transport = transport
+        self.client._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         self.client._data_received(data)
@@ -156,7 +155,10 @@ class Client:
         self.errors: deque[p.Error] = deque(maxlen=100)
         self.reports_dropped = 0
         self.close_reason: str | None = None
-        self.on_response: Any = None  # optional hook(response, t_ns) for load generators
+        self.on_response: Callable[[p.Response], object] | None = None
+        """Called with every Response before its future is resolved (load generators)."""
+        self.on_report: Callable[[p.Report], object] | None = None
+        """If set, unsolicited reports go to this hook instead of the :meth:`reports` queue."""
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -291,6 +293,14 @@ class Client:
         self._send(req)
         return fut
 
+    def send_nowait(self, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest) -> None:
+        """Send a request (integer units) without a future: its Response reaches only
+        :attr:`on_response`. The cheapest path, for load generators. ``request_id`` must be
+        set (see :meth:`next_request_id`)."""
+        if self._transport is None or self._transport.is_closing():
+            raise ClientError(f"session closed: {self.close_reason or 'not connected'}")
+        self._send(req)
+
     def next_request_id(self) -> int:
         return next(self._ids)
 
@@ -411,6 +421,8 @@ class Client:
             elif kind is p.Error:
                 assert isinstance(msg, p.Error)
                 self.errors.append(msg)
+            elif self.on_report is not None:
+                self.on_report(msg)  # type: ignore[arg-type]
             else:
                 self._queue_report(msg)  # type: ignore[arg-type]
 

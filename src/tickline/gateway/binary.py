@@ -38,28 +38,26 @@ Reports: requests versus unsolicited (the design choice)
 Each logged-on account has one :class:`_AccountFeed`: a queue subscription to the exchange's
 private stream ``exec.<account>`` (built by the
 :class:`~tickline.stream.MarketDataPublisher`), shared by that account's sessions. Every
-report an account receives is taken from this one stream — the gateway never builds reports
-of its own from engine events — so requests and unsolicited reports cannot disagree or be
-duplicated. Attribution uses two facts of the exchange's RELEASE stage:
-
-* for each command, in order, it calls ``publisher.publish(command)`` — which appends the
-  command's reports for account *A* to ``exec.A`` as **one chunk** — and then immediately the
-  submitter's ``reply(command)``;
-* every new order, cancel or replace of account *A* yields at least one report for *A*
-  (accepted, rejected, cancelled or replaced).
-
-So when ``reply(C)`` runs for a command of session *S* (account *A*), the **last** chunk
-queued on *A*'s feed holds exactly the reports caused by *C*; earlier chunks were caused by
-other commands (another gateway, another account's order trading against *A*'s resting
-order, a GTD expiry). The gateway sends the earlier chunks as unsolicited reports to every
-session of *A*, then *C*'s chunk as ``Response(request_id, reports)`` to *S* and as
-unsolicited reports to *A*'s other sessions. Chunks still queued when the exchange's batch
-ends (nobody of ours replied after them) are delivered unsolicited by the bus's callback
-pump. Each session thus sees every report of its account exactly once and in engine order:
-inside a Response when its own request caused it, alone otherwise. The chunk's timestamp is
-checked against the command's (a mismatch is counted as ``attribution_errors`` and the reports
-go out unsolicited; never observed). Request ids are matched to replies by order: one
-session's commands pass the exchange's single inbound ring in FIFO order.
+report an account receives is taken from this one stream -- the gateway never builds reports
+of its own from engine events -- so a request's answer and the unsolicited reports cannot
+disagree or duplicate each other. Attribution rests on three facts of the exchange's RELEASE
+stage: a batch's reports are published (per command or per batch) *before* any of its
+submitters' ``reply(cmd, events)`` runs, replies run in sequence order, and the publisher's
+reports for a command can be predicted from its events (one per event about the account; a
+trade reports maker then taker: :func:`expected_order_ids`). So when ``reply(C)`` runs for
+session *S* of account *A*, the feed's buffered reports are, in order: reports of earlier
+commands nobody claimed (timestamp below ``C.ts``: another gateway's order trading against
+*A*'s resting order, a GTD expiry, another account's command) -- delivered as unsolicited to
+every session of *A*; then *C*'s reports (``C.ts``, the expected order ids) -- sent to *S* as
+``Response(request_id, reports)`` and as unsolicited reports to *A*'s other sessions; then
+reports of later commands of the same batch, left for their own replies. What is still
+buffered when the exchange's synchronous batch work ends is unsolicited and flushed on the
+next loop turn (``call_soon``, or the bus's callback pump for reports no reply saw). Each
+session therefore sees every report of its account exactly once, in engine order: inside a
+Response when its own request caused it, alone otherwise. A request whose reports cannot be
+found (never observed) gets an empty Response and counts ``attribution_errors``. Request ids
+are matched to replies by order: one session's commands pass the exchange's single inbound
+ring in FIFO order.
 
 Output. Frames are encoded straight into a per-session ``bytearray``; a session with
 output is flushed once per event-loop turn (``loop.call_soon``), i.e. one
@@ -78,7 +76,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -86,7 +84,17 @@ from tickline.config import Account, ServerConfig
 from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
 from tickline.gateway import protocol as p
-from tickline.matching import Cancel, Command, Event, NewOrder, RejectReason, Replace
+from tickline.matching import (
+    Cancel,
+    Command,
+    Event,
+    LevelChanged,
+    NewOrder,
+    RejectReason,
+    Replace,
+    StatusChanged,
+    Trade,
+)
 from tickline.stream import Subscription
 from tickline.stream.marketdata import ExecKind, ExecReport
 
@@ -132,33 +140,108 @@ def to_wire(r: ExecReport) -> p.Report:
                            r.text)
 
 
-class _AccountFeed:
-    """One account's private report stream and the sessions logged on as that account."""
+def expected_order_ids(account: int, events: list[Event]) -> list[int]:
+    """The order id of every report ``events`` produce on ``exec.<account>``, in the order the
+    publisher emits them (a trade reports the maker first, then the taker)."""
+    out: list[int] = []
+    for ev in cast(list[Any], events):
+        kind = type(ev)
+        if kind is Trade:
+            if ev.maker_account == account:
+                out.append(ev.maker_order_id)
+            if ev.taker_account == account:
+                out.append(ev.taker_order_id)
+        elif kind is LevelChanged or kind is StatusChanged:
+            continue
+        elif ev.account == account:
+            out.append(ev.order_id)
+    return out
 
-    __slots__ = ("account", "gateway", "sessions", "sub")
+
+class _AccountFeed:
+    """One account's private report stream and the sessions logged on as that account.
+
+    ``buf`` holds reports taken from the subscription and not yet delivered, in engine order.
+    """
+
+    __slots__ = ("account", "buf", "flush_scheduled", "gateway", "sessions", "sub")
 
     def __init__(self, gateway: BinaryGateway, account: int) -> None:
         self.gateway = gateway
         self.account = account
         self.sessions: list[_Session] = []
+        self.buf: deque[ExecReport] = deque()
+        self.flush_scheduled = False
         self.sub: Subscription = gateway.exchange.publisher.subscribe_account(
             account, batch_callback=self._on_chunk, capacity=_FEED_CAPACITY,
             policy="disconnect", name=f"binary-gateway-exec-{account}")
 
     def _on_chunk(self, _topic: str, msgs: Sequence[Any]) -> None:
-        """Bus pump: chunks no reply of ours claimed are unsolicited."""
-        self.unsolicited(msgs)
+        """Bus pump (after the exchange's batch, every reply done): unclaimed = unsolicited."""
+        self.buf.extend(msgs)
+        self.flush()
 
-    def unsolicited(self, msgs: Sequence[Any]) -> None:
+    def pull(self) -> deque[ExecReport]:
+        """Move everything the subscription holds into :attr:`buf`; return it."""
+        sub = self.sub
+        if sub.closed:
+            self.gateway._feed_broken(self)
+        elif len(sub):
+            for _topic, msgs in sub.get_chunks_nowait():
+                self.buf.extend(msgs)
+        return self.buf
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Deliver every buffered report as unsolicited (called once no reply can claim
+        them: after the exchange's synchronous batch work)."""
+        self.flush_scheduled = False
+        self.pull()
+        buf = self.buf
+        if buf:
+            self.unsolicited(list(buf))
+            buf.clear()
+
+    def unsolicited(self, msgs: Sequence[ExecReport]) -> None:
         wire = [to_wire(r) for r in msgs]
         for s in self.sessions:
             s.send_many(wire)
 
-    def take(self) -> list[tuple[str, Sequence[Any]]]:
-        if self.sub.closed:
-            self.gateway._feed_broken(self)
-            return []
-        return self.sub.get_chunks_nowait()
+    def claim(self, cmd: Command, events: list[Event]) -> list[ExecReport] | None:
+        """Take the reports ``cmd`` caused on this feed (see the module doc); deliver the
+        older unclaimed ones as unsolicited first. None if they cannot be found."""
+        buf = self.pull()
+        ts = cmd.ts
+        head: list[ExecReport] = []
+        while buf and buf[0].ts < ts:
+            head.append(buf.popleft())
+        expected = expected_order_ids(self.account, events)
+        k = len(expected)
+        own: list[ExecReport] | None = None
+        if k and len(buf) >= k:
+            if all(buf[m].order_id == expected[m] and buf[m].ts == ts for m in range(k)):
+                own = [buf.popleft() for _ in range(k)]
+            else:  # rare: another command with the same timestamp came first
+                items = list(buf)
+                for j in range(1, len(items) - k + 1):
+                    if items[j].ts != ts:
+                        break
+                    if all(items[j + m].order_id == expected[m] and items[j + m].ts == ts
+                           for m in range(k)):
+                        head.extend(items[:j])
+                        own = items[j:j + k]
+                        buf.clear()
+                        buf.extend(items[j + k:])
+                        break
+        if head:
+            self.unsolicited(head)
+        if buf:
+            self.schedule_flush()
+        return own
 
     def close(self) -> None:
         self.sub.close()
@@ -192,12 +275,11 @@ class _Session(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         gw = self.gw
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        transport.set_write_buffer_limits(high=gw.max_output_bytes)
+        self.transport.set_write_buffer_limits(high=gw.max_output_bytes)
         gw.connections_total += 1
         if len(gw.sessions) >= gw.config.limits.max_sessions or not gw.accepting:
             gw.sessions_refused += 1
@@ -386,22 +468,15 @@ class _Session(asyncio.Protocol):
         gw.requests += 1
 
     def _on_reply(self, cmd: Command, events: list[Event]) -> None:
-        """Exchange RELEASE stage, right after ``cmd`` was published (see module doc)."""
+        """Exchange RELEASE stage, after ``cmd`` was published (see module doc)."""
         rid = self.pending.popleft()
         gw = self.gw
-        feed = gw.feeds.get(getattr(cmd, "account", 0))
-        own: Sequence[Any] = ()
-        if feed is not None:
-            chunks = feed.take()
-            if chunks:
-                last = chunks[-1][1]
-                if last and last[-1].ts == cmd.ts and last[0].ts == cmd.ts:
-                    own = last
-                    chunks.pop()
-                else:
-                    gw.attribution_errors += 1
-                for _topic, msgs in chunks:
-                    feed.unsolicited(msgs)
+        feed = gw.feeds.get(cmd.account)  # type: ignore[union-attr]
+        own = feed.claim(cmd, events) if feed is not None else None
+        if own is None:
+            own = []
+            if feed is not None:
+                gw.attribution_errors += 1
         wire = [to_wire(r) for r in own]
         for r in wire:
             if type(r) is p.OrderRejected:
@@ -544,9 +619,7 @@ class BinaryGateway:
             self._hb_timer.cancel()
             self._hb_timer = None
         for feed in list(self.feeds.values()):
-            chunks = feed.take()
-            for _topic, msgs in chunks:
-                feed.unsolicited(msgs)
+            feed.flush()
         for s in list(self.sessions):
             s.send(p.Logout("server shutting down"))
             s.close_after_flush()
