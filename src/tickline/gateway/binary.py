@@ -73,6 +73,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -280,6 +281,10 @@ class _Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.transport.set_write_buffer_limits(high=gw.max_output_bytes)
+        if gw.send_buffer_bytes:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, gw.send_buffer_bytes)
         gw.connections_total += 1
         if len(gw.sessions) >= gw.config.limits.max_sessions or not gw.accepting:
             gw.sessions_refused += 1
@@ -550,14 +555,17 @@ class BinaryGateway:
     """The binary order-entry server for one :class:`~tickline.exchange.Exchange`.
 
     Runs on the exchange's event loop. ``max_output_bytes`` bounds each session's unsent
-    output (default 8 MiB): past it the session is disconnected as a slow consumer.
+    output held by the transport (default 8 MiB): past it the session is disconnected as a
+    slow consumer. ``send_buffer_bytes`` (default: the kernel's, which autotunes up to a few
+    MiB on Linux) sets ``SO_SNDBUF`` on each connection, bounding what the kernel holds too.
     """
 
     def __init__(self, exchange: Exchange, config: ServerConfig, *,
-                 max_output_bytes: int = 8 << 20) -> None:
+                 max_output_bytes: int = 8 << 20, send_buffer_bytes: int | None = None) -> None:
         self.exchange = exchange
         self.config = config
         self.max_output_bytes = max_output_bytes
+        self.send_buffer_bytes = send_buffer_bytes
         self._accounts: list[Account] = list(config.accounts)
         self.sessions: set[_Session] = set()
         self.feeds: dict[int, _AccountFeed] = {}
@@ -765,8 +773,7 @@ class BinaryGateway:
         """Prometheus text: counters, the sessions gauge, rejects by reason, decode times."""
         prefix = "tickline_binary"
         text = prometheus_text(prefix, self._counters(), [self.stage_decode.snapshot()],
-                               scale={"decode_ns": 1.0},
-                               help_text={"decode_ns": "frame decode time (ns), stage decode"})
+                               help_text={"decode_ns": "frame decode time, stage decode"})
         lines = [
             f"# HELP {prefix}_sessions open binary order-entry connections",
             f"# TYPE {prefix}_sessions gauge",
