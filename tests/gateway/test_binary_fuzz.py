@@ -46,7 +46,8 @@ _bad_payloads = st.one_of(
     st.builds(lambda tag, fields: msgspec.msgpack.encode([tag, *fields]),
               st.sampled_from([1, 10, 11, 12, 20, 30, 99]),
               st.lists(st.one_of(st.text(max_size=4), st.floats(), st.none(),
-                                 st.lists(st.integers(), max_size=2)), max_size=6)
+                                 st.lists(st.integers(-(1 << 63), 1 << 63), max_size=2)),
+                        max_size=6)
               ).filter(lambda b: not _payload_is_valid(b)),
 )
 
