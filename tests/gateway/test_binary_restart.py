@@ -1,0 +1,197 @@
+"""Crash and restart of a real ``tickline serve``: SIGKILL during load, restart on the same
+journal, and check that every order acknowledged before the kill is there exactly once and
+that the recovered book equals a replay of the journal. Also ``tickline loadgen`` against
+the real server (JSON keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tickline.client import Client
+from tickline.gateway import protocol as p
+from tickline.journal import replay, replay_events
+from tickline.matching import Accepted, Instrument, RejectReason
+
+ROOT = Path(__file__).resolve().parents[2]
+TICKLINE = [sys.executable, "-m", "tickline.cli"]
+SURGE = 6000
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "src" / "tickline" / "gateway" / "http.py").exists(),
+    reason="tickline serve needs the HTTP gateway (src/tickline/gateway/http.py)")
+
+
+class Served:
+    """A ``tickline serve`` subprocess on free ports; always stopped by the test."""
+
+    def __init__(self, journal: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [*TICKLINE, "serve", "--port", "0", "--http-port", "0", "--journal-dir",
+             str(journal), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 30
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"server exited before READY:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            if line.startswith("READY "):
+                fields = dict(kv.split("=") for kv in line.split()[1:])
+                self.port = int(fields["port"])
+                self.http_port = int(fields["http_port"])
+                break
+            assert time.monotonic() < deadline, "no READY line within 30 s"
+
+    def get_json(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.load(resp)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _load_then_kill(server: Served) -> dict[str, int]:
+    """Pipeline orders from two accounts; SIGKILL the server while many are in flight.
+    Returns client order id -> engine order id for every acknowledged order."""
+    acked: dict[str, int] = {}
+
+    async def scenario() -> None:
+        alice = await Client.connect("127.0.0.1", server.port, "alice-key")
+        bob = await Client.connect("127.0.0.1", server.port, "bob-key-3")
+        futs: list[asyncio.Future[p.Response]] = []
+
+        def send(i: int) -> None:
+            c, side = (alice, "sell") if i % 2 else (bob, "buy")
+            # prices overlap around 100.00: some orders trade, most rest
+            ticks = (i % 11 - 5) * (1 if side == "sell" else -1) + 2
+            futs.append(c.send_new_order("AAPL", side, 1 + i % 5, f"{100 + ticks / 100:.2f}",
+                                         client_order_id=f"o{i}"))
+
+        for batch in range(40):  # steady pipelined load...
+            for j in range(50):
+                send(batch * 50 + j)
+            await asyncio.sleep(0.002)
+        for i in range(2000, 2000 + SURGE):  # ...then a surge, killed while in flight
+            send(i)
+        deadline = time.monotonic() + 20
+        while sum(f.done() for f in futs) < 2500 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        await asyncio.gather(alice.wait_closed(), bob.wait_closed())
+        for fut in futs:
+            if fut.done() and fut.exception() is None:
+                first = fut.result().reports[0]
+                if isinstance(first, p.OrderAccepted):
+                    acked[first.client_order_id] = first.order_id
+        for c in (alice, bob):
+            c.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    server.proc.wait(10)
+    return acked
+
+
+def test_sigkill_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    first = Served(journal)
+    try:
+        acked = _load_then_kill(first)
+    finally:
+        first.close()
+    assert first.proc.returncode == -signal.SIGKILL
+    assert len(acked) >= 500, f"only {len(acked)} orders were acknowledged before the kill"
+    print(f"acknowledged before the kill: {len(acked)} of {2000 + SURGE} sent")
+
+    second = Served(journal)
+    try:
+        assert any(line.startswith("recovered ") for line in second.lines), second.lines
+        # every acknowledged order is in the journal exactly once, with its engine id
+        accepted = Counter[tuple[str, int]]()
+        for _cmd, events in replay_events(journal):
+            for ev in events:
+                if isinstance(ev, Accepted) and ev.client_order_id:
+                    accepted[(ev.client_order_id, ev.order_id)] += 1
+        by_clid = Counter(clid for clid, _oid in accepted.elements())
+        for clid, order_id in acked.items():
+            assert accepted[(clid, order_id)] == 1, (clid, order_id)
+            assert by_clid[clid] == 1, clid
+        # the recovered server's book equals a replay of the journal
+        engine, _report = replay(journal)
+        inst = Instrument(symbol="AAPL", price_decimals=2)
+        want = engine.book("AAPL").depth(1000)
+        book = second.get_json("/book/AAPL?depth=1000")
+        assert book["last_seq"] == engine.last_seq
+        for side in ("bids", "asks"):
+            got = [(inst.price_from_str(lv["price"]), int(lv["quantity"]), lv["orders"])
+                   for lv in book[side]]
+            assert got == want[side], side
+
+        # the restarted server keeps trading and refuses a duplicate client order id
+        async def after() -> None:
+            async with await Client.connect("127.0.0.1", second.port, "alice-key") as c:
+                ack = await c.new_order("AAPL", "sell", 1, "150.00", client_order_id="after")
+                assert ack.order_id > max(acked.values())
+                some_clid = next(k for k in acked if int(k[1:]) % 2)  # an alice order
+                resp = await c.send_new_order("AAPL", "sell", 1, "150.00",
+                                              client_order_id=some_clid)
+                rejected = resp.reports[0]
+                assert isinstance(rejected, p.OrderRejected)
+                assert rejected.reason == RejectReason.DUPLICATE_CLIENT_ORDER_ID
+        asyncio.run(asyncio.wait_for(after(), 30))
+        assert second.terminate() == 0
+    finally:
+        second.close()
+
+
+def test_loadgen_cli_against_tickline_serve(tmp_path: Path) -> None:
+    server = Served(tmp_path / "journal", "--durability", "none")
+    try:
+        out = tmp_path / "lg.json"
+        result = subprocess.run(
+            [*TICKLINE, "loadgen", "--port", str(server.port), "--rate", "2000",
+             "--duration", "1.5", "--warmup", "0.5", "--sessions", "2", "--json", str(out)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(out.read_text())
+        assert data["offered_rate"] == 2000
+        assert 1000 < data["achieved_rate"] < 3000
+        assert data["errors"] == 0
+        assert set(data["latency_us"]) >= {"p50", "p99", "p99_9", "max"}
+        assert 0 < data["latency_us"]["p50"] <= data["latency_us"]["p99"] \
+            <= data["latency_us"]["p99_9"] <= data["latency_us"]["max"]
+        assert "round trip" in result.stderr
+        health = server.get_json("/health")
+        assert health["resting_orders"] < 1000  # the mix keeps the book bounded
+        assert server.terminate() == 0
+    finally:
+        server.close()
