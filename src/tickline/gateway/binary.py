@@ -47,17 +47,23 @@ reports for a command can be predicted from its events (one per event about the 
 trade reports maker then taker: :func:`expected_order_ids`). So when ``reply(C)`` runs for
 session *S* of account *A*, the feed's buffered reports are, in order: reports of earlier
 commands nobody claimed (timestamp below ``C.ts``: another gateway's order trading against
-*A*'s resting order, a GTD expiry, another account's command) -- delivered as unsolicited to
-every session of *A*; then *C*'s reports (``C.ts``, the expected order ids) -- sent to *S* as
-``Response(request_id, reports)`` and as unsolicited reports to *A*'s other sessions; then
-reports of later commands of the same batch, left for their own replies. What is still
-buffered when the exchange's synchronous batch work ends is unsolicited and flushed on the
-next loop turn (``call_soon``, or the bus's callback pump for reports no reply saw). Each
-session therefore sees every report of its account exactly once, in engine order: inside a
-Response when its own request caused it, alone otherwise. A request whose reports cannot be
-found (never observed) gets an empty Response and counts ``attribution_errors``. Request ids
-are matched to replies by order: one session's commands pass the exchange's single inbound
-ring in FIFO order.
+*A*'s resting order, a GTD expiry, another account's command) -- delivered unsolicited; then
+*C*'s reports (``C.ts``, the expected order ids) -- sent to *S* as
+``Response(request_id, reports)``; then reports of later commands of the same batch, left
+for their own replies. What is still buffered when the exchange's synchronous batch work ends
+is unsolicited and flushed on the next loop turn (``call_soon``, or the bus's callback pump
+for reports no reply saw). A request whose reports cannot be found (never observed) gets an
+empty Response and counts ``attribution_errors``. Request ids are matched to replies by
+order: one session's commands pass the exchange's single inbound ring in FIFO order.
+
+Routing within an account: the feed remembers which session entered each live order. An
+unsolicited report goes to that session only; if it is gone (or the order was entered
+elsewhere, e.g. over HTTP) it goes to every session of the account, so nothing is lost. A
+report inside *S*'s Response about an order another live session of *A* entered (its resting
+order filled by *S*'s order) is also sent to that session. So every report reaches the
+order's session exactly once and in engine order -- inside a Response when that session's
+own request caused it, alone otherwise -- and the sessions of one account do not receive
+copies of each other's traffic.
 
 Output. Frames are encoded straight into a per-session ``bytearray``; a session with
 output is flushed once per event-loop turn (``loop.call_soon``), i.e. one
@@ -165,7 +171,7 @@ class _AccountFeed:
     ``buf`` holds reports taken from the subscription and not yet delivered, in engine order.
     """
 
-    __slots__ = ("account", "buf", "flush_scheduled", "gateway", "sessions", "sub")
+    __slots__ = ("account", "buf", "flush_scheduled", "gateway", "owners", "sessions", "sub")
 
     def __init__(self, gateway: BinaryGateway, account: int) -> None:
         self.gateway = gateway
@@ -173,6 +179,8 @@ class _AccountFeed:
         self.sessions: list[_Session] = []
         self.buf: deque[ExecReport] = deque()
         self.flush_scheduled = False
+        # live order id -> the session that entered it (entries leave with the order)
+        self.owners: dict[int, _Session] = {}
         self.sub: Subscription = gateway.exchange.publisher.subscribe_account(
             account, batch_callback=self._on_chunk, capacity=_FEED_CAPACITY,
             policy="disconnect", name=f"binary-gateway-exec-{account}")
@@ -208,9 +216,50 @@ class _AccountFeed:
             buf.clear()
 
     def unsolicited(self, msgs: Sequence[ExecReport]) -> None:
-        wire = [to_wire(r) for r in msgs]
-        for s in self.sessions:
-            s.send_many(wire)
+        """Route reports nobody asked for: each to the session that entered its order, or to
+        every session of the account when that session is gone or unknown."""
+        owners = self.owners
+        sessions = self.sessions
+        for r in msgs:
+            kind = r.kind
+            if kind == _FILL:
+                owner = owners.pop(r.order_id, None) if r.leaves == 0 else owners.get(r.order_id)
+            elif kind == _CANCELLED or kind == _EXPIRED:
+                owner = owners.pop(r.order_id, None)
+            else:
+                owner = owners.get(r.order_id)
+            wire = to_wire(r)
+            if owner is not None and not owner.closed:
+                owner.send(wire)
+            else:
+                for s in sessions:
+                    s.send(wire)
+
+    def own(self, session: _Session, reports: list[ExecReport]) -> list[p.Report]:
+        """Reports caused by ``session``'s request: remember the orders it entered; reports
+        about orders another live session entered go to that session too (e.g. its resting
+        order filled by this session's order). Returns the wire reports for the Response."""
+        owners = self.owners
+        wire: list[p.Report] = []
+        for r in reports:
+            w = to_wire(r)
+            wire.append(w)
+            kind = r.kind
+            if kind == _NEW:
+                if r.leaves:
+                    owners[r.order_id] = session
+                continue
+            if kind == _REJECTED:
+                continue
+            if kind == _FILL:
+                owner = owners.pop(r.order_id, None) if r.leaves == 0 else owners.get(r.order_id)
+            elif kind == _CANCELLED or kind == _EXPIRED:
+                owner = owners.pop(r.order_id, None)
+            else:
+                owner = owners.get(r.order_id)
+            if owner is not None and owner is not session and not owner.closed:
+                owner.send(w)
+        return wire
 
     def claim(self, cmd: Command, events: list[Event]) -> list[ExecReport] | None:
         """Take the reports ``cmd`` caused on this feed (see the module doc); deliver the
@@ -482,16 +531,11 @@ class _Session(asyncio.Protocol):
             own = []
             if feed is not None:
                 gw.attribution_errors += 1
-        wire = [to_wire(r) for r in own]
-        for r in wire:
-            if type(r) is p.OrderRejected:
-                gw.count_reject(r.reason)
+        wire = feed.own(self, own) if feed is not None else []
+        if type(wire[0] if wire else None) is p.OrderRejected:
+            gw.count_reject(wire[0].reason)  # type: ignore[union-attr]
         if not self.closed:
             self.send(p.Response(rid, wire))
-        if feed is not None and len(feed.sessions) > 1:
-            for s in feed.sessions:
-                if s is not self:
-                    s.send_many(wire)
         if self.logout_pending and not self.pending and not self.closed:
             self.send(p.Logout("logged out"))
             self.close_after_flush()
