@@ -480,22 +480,9 @@ class MatchingEngine:
             if opposite.best >= limit_key:  # stopped by price protection
                 self._cancel_rest(order, out, C_PROTECTION)
                 return None
-            leaves = order.leaves
-        # ... and onto the back of its new one (inlined BookSide.add).
-        level = levels.get(price)  # type: ignore[assignment]
-        if level is None:
-            level = Level(price, {order_id: order}, leaves)
-            levels[price] = level
-            key = price * own_side.sign
-            if key > own_side.best:
-                own_side.best = key
-            out.append(LevelChanged(symbol, side, price, leaves, 1))
-        else:
-            level_orders = level.orders
-            level_orders[order_id] = order
-            total = level.total + leaves
-            level.total = total
-            out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
+        # ... and onto the back of its new one.
+        level = own_side.add(order)
+        out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
         return None
 
     # -- matching -------------------------------------------------------------------------
