@@ -257,6 +257,26 @@ class _Run:
             await asyncio.sleep(delay - 0.001 if delay > 0.0011 else 0)
 
 
+async def _cancel_leftovers(sessions: list[_Session], symbol: str) -> int:
+    """Cancel what the run left resting, so that runs one after another against the same
+    server do not pile up orders. Returns how many cancels succeeded."""
+    futs = []
+    for s in sessions:
+        if s.client.closed:
+            continue
+        for oid in list(s.live_set):
+            futs.append(s.client.send_request(p.CancelRequest(request_id=0, symbol=symbol,
+                                                              order_id=oid)))
+            if len(futs) % 1000 == 0:
+                await asyncio.sleep(0)
+    done = 0
+    for resp in await asyncio.gather(*futs, return_exceptions=True):
+        if isinstance(resp, p.Response) and resp.reports \
+                and isinstance(resp.reports[0], p.OrderCancelled):
+            done += 1
+    return done
+
+
 def _pick(live: set[int], rng: random.Random) -> int:
     """A pseudo-random member of a large set without building a tuple every time."""
     k = rng.randrange(min(len(live), 32))
@@ -290,7 +310,9 @@ async def run_load(cfg: LoadConfig, *, show_progress: bool = True) -> dict[str, 
         # warm heap and raise the thresholds for the run (tickline.core.gctune).
         freeze_after_warmup()
         with realtime_thresholds():
-            return await _drive(cfg, run, clients, sessions, symbol, show_progress)
+            result = await _drive(cfg, run, clients, sessions, symbol, show_progress)
+        result["leftovers_cancelled"] = await _cancel_leftovers(sessions, symbol)
+        return result
     finally:
         for c in clients:
             try:
