@@ -27,7 +27,9 @@ ring, backpressure ``reject``)::
 
 GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run` submits a
 :class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
-instant, not a polling loop). Snapshots are written every ``snapshot_every`` commands.
+instant, not a polling loop). Snapshots are taken every ``snapshot_every`` commands: the state
+is copied between batches, and written (encode, temp file, fsyncs, rename) on a background
+thread, so a big book does not stall the loop.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +130,10 @@ class Exchange:
         self._pending: list[tuple[_Inbound, list[Event]]] = []
         self._stopping = False
         self._wakeup: asyncio.TimerHandle | None = None
+        self._snapshot_pool: ThreadPoolExecutor | None = None
+        self._snapshot_future: Future[Path] | None = None
+        self.snapshots = 0
+        self.snapshots_skipped = 0
         self.processor: EventProcessor[_Inbound] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
             clock=time.monotonic_ns, timestamp_of=_submitted_ns, batch_end=self._end_of_batch,
@@ -218,14 +225,36 @@ class Exchange:
         self._since_snapshot += len(pending)
         pending.clear()
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
-            self.snapshot()
+            self.snapshot(wait=False)
 
-    def snapshot(self) -> Path | None:
-        """Write a snapshot of the engine now (between batches); returns its path."""
+    def snapshot(self, *, wait: bool = True) -> Path | None:
+        """Snapshot the engine now (between batches). The journal is synced and the state
+        copied on the loop; encoding, writing and the fsyncs run on a background thread
+        (``wait=False``: return at once; ``snapshot_every`` uses that, so a big book never
+        stalls the loop). One snapshot is written at a time: if the previous one is still
+        being written, this one is skipped (and counted). Returns the path when waited."""
         self._since_snapshot = 0
         if self.journal is None:
             return None
-        return self.journal.write_snapshot(self.engine.snapshot())
+        if self._snapshot_future is not None and not self._snapshot_future.done():
+            if not wait:
+                self.snapshots_skipped += 1
+                return None
+            self._snapshot_future.result()
+        write = self.journal.snapshot_writer(self.engine.snapshot())
+        if self._snapshot_pool is None:
+            self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
+        self._snapshot_future = self._snapshot_pool.submit(write)
+        self.snapshots += 1
+        return self._snapshot_future.result() if wait else None
+
+    def _finish_snapshots(self) -> None:
+        if self._snapshot_future is not None:
+            self._snapshot_future.result()  # a failed snapshot write is reported, not hidden
+            self._snapshot_future = None
+        if self._snapshot_pool is not None:
+            self._snapshot_pool.shutdown()
+            self._snapshot_pool = None
 
     # -- driving --------------------------------------------------------------------------
 
@@ -292,6 +321,7 @@ class Exchange:
             self._wakeup = None
         self.processor.stop()
         self.processor.drain()
+        self._finish_snapshots()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
@@ -317,6 +347,8 @@ class Exchange:
         counters: dict[str, int | float] = {
             "commands": self.commands,
             "events": self.events,
+            "snapshots": self.snapshots,
+            "snapshots_skipped": self.snapshots_skipped,
         }
         # Stage latencies: "sequence" is the wait in the inbound ring until the sequencer
         # takes the command; match/journal/publish are per batch.

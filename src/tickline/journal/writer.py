@@ -23,7 +23,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -476,17 +476,30 @@ class Journal:
         """Commit and sync the journal, then write ``snap`` atomically (temp file, fsync,
         rename, fsync of the directory) as ``snapshot-<last_seq>.tks``. Older snapshots
         beyond ``keep_snapshots`` are deleted. Returns the path."""
+        return self.snapshot_writer(snap)()
+
+    def snapshot_writer(self, snap: EngineSnapshot) -> Callable[[], Path]:
+        """Commit and sync the journal *now*, and return the rest of :meth:`write_snapshot`
+        as a function that may run on another thread (it touches only snapshot files).
+        The exchange loop uses it to keep the encode, write and fsyncs of a big snapshot
+        off the event loop."""
         if snap.last_seq > self.last_seq:
             raise JournalError(f"snapshot at seq {snap.last_seq} is ahead of the journal "
                                f"(last seq {self.last_seq})")
         self.commit()
         self._sync()
-        path = write_snapshot_file(self.directory, snap)
-        self.last_snapshot_seq = max(self.last_snapshot_seq, snap.last_seq)
-        snaps = list_snapshots(self.directory)
-        for _seq, old in snaps[:max(0, len(snaps) - self.keep_snapshots)]:
-            old.unlink(missing_ok=True)
-        return path
+        directory = self.directory
+        keep = self.keep_snapshots
+
+        def write() -> Path:
+            path = write_snapshot_file(directory, snap)
+            self.last_snapshot_seq = max(self.last_snapshot_seq, snap.last_seq)
+            snaps = list_snapshots(directory)
+            for _seq, old in snaps[:max(0, len(snaps) - keep)]:
+                old.unlink(missing_ok=True)
+            return path
+
+        return write
 
     def close(self) -> None:
         """Commit what is buffered, sync (unless durability is none) and unmap."""
