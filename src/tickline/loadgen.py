@@ -11,13 +11,15 @@ closed-loop client makes). Orders are spread round-robin over ``sessions`` conne
 session never has more than ``window`` requests in flight; orders beyond it wait locally,
 with their clock running.
 
-The mix (deterministic from ``seed``) keeps the book bounded around a fixed mid price: each
+The mix (pseudo-random from ``seed``; choices depend on which orders are live when the answers
+arrive, so two runs differ) keeps the book bounded around a fixed mid price: each
 session keeps about ``orders_per_session`` passive GTC orders resting within ``spread_ticks``
 of the mid. When below that it adds passive orders; otherwise it sends 50% replaces (move one
 of its resting orders to a new passive price), 25% cancels, 10% new passive orders and 15%
 crossing IOC orders (self-trade prevention off, so the sessions of the demo account trade
 with each other; the IOC's remainder is cancelled and never rests). Fills shrink the resting
-set, new orders refill it: the book stays near ``sessions x orders_per_session`` orders.
+set, new orders refill it: the book stays near ``sessions x orders_per_session`` orders, and
+the run cancels what it left resting at the end (``leftovers_cancelled`` in the results).
 
 Counted: ``errors`` = requests refused by the gateway (rate limit, in-flight, busy) plus
 requests never answered; ``rejects`` = business rejects from the engine (e.g. a cancel that
