@@ -89,7 +89,7 @@ import msgspec
 
 from tickline.config import Account, ServerConfig
 from tickline.core.metrics import LatencyRecorder, prometheus_text
-from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
+from tickline.exchange import Exchange, ExchangeStopped
 from tickline.gateway import protocol as p
 from tickline.matching import (
     Cancel,
@@ -312,6 +312,9 @@ class _Session(asyncio.Protocol):
         self.closed = False
         self.logout_pending = False
         self.pending: deque[int] = deque()  # request ids submitted, in order
+        # requests of the current socket read, submitted together at its end
+        self.staged: list[Command] = []
+        self.staged_reqs: list[p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest] = []
         limits = gateway.config.limits
         self.rate = float(limits.orders_per_second)
         self.burst = float(limits.burst)
@@ -393,7 +396,10 @@ class _Session(asyncio.Protocol):
             kind = type(msg)
             if kind is p.NewOrderRequest or kind is p.CancelRequest or kind is p.ReplaceRequest:
                 self._request(msg, now)  # type: ignore[arg-type]
-            elif kind is p.Heartbeat:
+                continue
+            if self.staged:
+                self._submit_staged()  # requests before this message go first
+            if kind is p.Heartbeat:
                 pass
             elif kind is p.TestRequest:
                 assert isinstance(msg, p.TestRequest)
@@ -406,6 +412,8 @@ class _Session(asyncio.Protocol):
             else:  # pragma: no cover - the union is exhaustive
                 self.send(p.Error(int(p.ErrorCode.UNEXPECTED_MESSAGE),
                                   f"unexpected message {kind.__name__}"))
+        if self.staged:
+            self._submit_staged()
 
     # -- session layer ---------------------------------------------------------------------
 
@@ -485,7 +493,7 @@ class _Session(asyncio.Protocol):
             self._reject(rid, req, _RATE_LIMITED,
                          f"rate limit {self.rate:g} orders/s (burst {self.burst:g}) exceeded")
             return
-        if len(self.pending) >= self.max_in_flight:
+        if len(self.pending) + len(self.staged) >= self.max_in_flight:
             self.tokens = tokens
             self._reject(rid, req, _THROTTLED,
                          f"{self.max_in_flight} requests in flight (max_in_flight)")
@@ -509,17 +517,33 @@ class _Session(asyncio.Protocol):
             cmd = Replace(account=account.id, symbol=req.symbol, order_id=req.order_id,
                           orig_client_order_id=req.orig_client_order_id, price=req.price,
                           quantity=req.quantity, client_order_id=req.client_order_id)
+        self.staged.append(cmd)
+        self.staged_reqs.append(req)
+
+    def _submit_staged(self) -> None:
+        """Hand every request of this socket read to the exchange at once (one ring
+        operation); what does not fit is rejected as busy."""
+        cmds = self.staged
+        reqs = self.staged_reqs
+        self.staged = []
+        self.staged_reqs = []
+        gw = self.gw
+        text = "exchange busy: inbound queue full"
         try:
-            gw.exchange.submit(cmd, self._on_reply)
-        except ExchangeBusy:
-            gw.busy += 1
-            self._reject(rid, req, _THROTTLED, "exchange busy: inbound queue full")
-            return
+            n = gw.exchange.submit_many(cmds, self._on_reply)
         except ExchangeStopped:
-            self._reject(rid, req, _THROTTLED, "server is stopping")
-            return
-        self.pending.append(rid)
-        gw.requests += 1
+            n = 0
+            text = "server is stopping"
+        if n:
+            pending = self.pending
+            for req in reqs[:n] if n < len(reqs) else reqs:
+                pending.append(req.request_id)
+            gw.requests += n
+        if n < len(reqs):
+            for req in reqs[n:]:
+                if text.startswith("exchange busy"):
+                    gw.busy += 1
+                self._reject(req.request_id, req, _THROTTLED, text)
 
     def _on_reply(self, cmd: Command, events: list[Event]) -> None:
         """Exchange RELEASE stage, after ``cmd`` was published (see module doc)."""
