@@ -15,8 +15,9 @@ Session life
 3. **Requests** (new / cancel / replace) are checked in order: logout pending or server
    stopping (reject ``THROTTLED``), token-bucket rate (``limits.orders_per_second`` refilling
    up to ``limits.burst``; reject ``RATE_LIMITED``), in-flight limit (``limits.max_in_flight``
-   requests sent and not yet answered; reject ``THROTTLED``), then
-   :meth:`Exchange.submit` (``ExchangeBusy`` → reject ``THROTTLED``). The account is always
+   requests sent and not yet answered; reject ``THROTTLED``); the requests that pass, from
+   one socket read, go to :meth:`Exchange.submit_many` together (a full inbound ring →
+   reject ``THROTTLED``, counted as ``exchange_busy``). The account is always
    the session's: a session cannot name another account, and the engine rejects a cancel or
    replace of another account's order with ``NOT_ORDER_OWNER``. Each request gets exactly one
    :class:`~tickline.gateway.protocol.Response`.
