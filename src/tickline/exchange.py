@@ -12,8 +12,10 @@ ring, backpressure ``reject``)::
                             └─► 4 RELEASE  market data + private reports, then each
                                            submitter's reply — only after stage 3
 
-1. **SEQUENCE** stamps the next sequence number and the engine time (wall-clock ns, never
-   going backwards) on the command.
+1. **SEQUENCE** stamps the next sequence number and the engine time (wall-clock ns, strictly
+   increasing: one ns past the previous command's when the wall clock has not moved on, so
+   ``ts`` identifies a command, which the gateways' report attribution relies on) on the
+   command.
 2. **MATCH** applies it to the deterministic :class:`~tickline.matching.MatchingEngine`; the
    events are held back.
 3. **JOURNAL** appends every sequenced command of the batch (rejected ones too, so a replay
@@ -185,7 +187,7 @@ class Exchange:
         # 1 SEQUENCE
         self._seq += 1
         now = self._clock()
-        ts = now if now > self._last_ts else self._last_ts
+        ts = now if now > self._last_ts else self._last_ts + 1
         self._last_ts = ts
         cmd.seq = self._seq
         cmd.ts = ts

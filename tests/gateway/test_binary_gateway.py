@@ -329,3 +329,46 @@ def test_prometheus_text_parses(server: ServerThread) -> None:
     decode = families["tickline_binary_decode_seconds"]
     assert decode.type == "summary"
     assert [s.value for s in decode.samples if s.name.endswith("_count")] == [2.0]  # logon, cancel
+
+
+def test_response_is_attributed_right_when_the_wall_clock_stands_still(
+        server: ServerThread) -> None:
+    """Regression: the sequencer stamped equal ``ts`` on consecutive commands whenever the
+    wall clock did not advance (stepped back by NTP, or coarse), and the gateway, which pairs
+    a request with its reports by ``ts``, put another session's passive fill of the same
+    order into a cancel's Response (the Cancelled went out unsolicited)."""
+    alice = RawClient(server.port)
+    bob = RawClient(server.port)
+    try:
+        alice.logon("alice-key")
+        bob.logon("bob-key-3")
+        alice.send(p.NewOrderRequest(request_id=1, symbol="AAPL", side=2, quantity=5,
+                                     price=100))
+        oid = alice.recv_type(p.Response).reports[0].order_id
+        frozen = server.call(lambda: server.exchange._clock())
+
+        def freeze() -> None:
+            server.exchange._clock = lambda: frozen
+
+        server.call(freeze)
+
+        async def block_loop() -> None:
+            time.sleep(0.3)  # both requests arrive while the loop is busy: one drain
+
+        blocked = asyncio.run_coroutine_threadsafe(block_loop(), server.loop)
+        time.sleep(0.05)
+        bob.send(p.NewOrderRequest(request_id=1, symbol="AAPL", side=1, quantity=2,
+                                   price=100))
+        time.sleep(0.05)
+        alice.send(p.CancelRequest(request_id=2, symbol="AAPL", order_id=oid))
+        blocked.result(5)
+        got = [alice.recv(), alice.recv()]
+        fill = next(m for m in got if isinstance(m, p.Fill))
+        response = next(m for m in got if isinstance(m, p.Response))
+        assert fill.order_id == oid and fill.last_quantity == 2  # unsolicited: bob's doing
+        assert [type(r) for r in response.reports] == [p.OrderCancelled]
+        assert response.request_id == 2
+        assert server.stats()["attribution_errors"] == 0
+    finally:
+        alice.close()
+        bob.close()
