@@ -1,0 +1,51 @@
+"""Other tools read the benchmarks' JSON: the keys the issues name must be there, with
+numbers in them. Tiny runs (the numbers themselves are measured, never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tickline.cli import app
+
+
+def _run(args: list[str], out: Path) -> dict[str, object]:
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(out.read_text())
+    return data
+
+
+def test_bench_matching_json_keys(tmp_path: Path) -> None:
+    data = _run(["bench", "matching", "--commands", "3000", "--seed-port-commands", "500",
+                 "--memory-orders", "2000"], tmp_path / "m.json")
+    assert isinstance(data["commands_per_second"], int) and data["commands_per_second"] > 0
+    assert isinstance(data["seed_port_commands_per_second"], int)
+    assert data["seed_port_commands_per_second"] > 0
+    latency = data["latency_ns"]
+    assert isinstance(latency, dict)
+    assert {"p50", "p99", "p99_99", "max"} <= set(latency)
+    assert latency["p50"] <= latency["p99"] <= latency["p99_99"] <= latency["max"]
+
+
+def test_bench_processor_json_keys(tmp_path: Path) -> None:
+    data = _run(["bench", "processor", "--events", "20000", "--baseline-events", "5000",
+                 "--paced-rate", "5000", "--shm-records", "20000", "--mpq-records", "2000",
+                 "--gc-events", "0"], tmp_path / "p.json")
+    for key in ("events_per_second", "queue_baseline_events_per_second"):
+        assert isinstance(data[key], (int, float)) and data[key] > 0, key
+
+
+def test_bench_journal_json_keys_and_kept_journal_replays(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    data = _run(["bench", "journal", "--records", "3000", "--recovery-records", "0",
+                 "--keep", str(keep)], tmp_path / "j.json")
+    for key in ("appends_per_second", "replay_records_per_second"):
+        assert isinstance(data[key], (int, float)) and data[key] > 0, key
+    replayed = CliRunner().invoke(app, ["replay", str(keep), "--json", str(tmp_path / "r.json")])
+    assert replayed.exit_code == 0, replayed.output
+    replay = json.loads((tmp_path / "r.json").read_text())
+    assert replay["last_sequence"] >= 3000
+    assert len(replay["digest"]) == 32
