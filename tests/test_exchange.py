@@ -188,3 +188,38 @@ def test_stop_drains_everything_accepted(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == 300
     trades = sum(isinstance(e, Trade) for _c, evs in replay_events(tmp_path) for e in evs)
     assert trades == 150
+
+
+def test_a_journal_failure_stops_the_exchange_and_acknowledges_nothing(tmp_path: Path) -> None:
+    """Regression: a journal error killed the run task but the exchange still accepted
+    commands (they waited in the ring forever, unanswered), and close() re-drained them into
+    the broken journal and raised instead of closing."""
+    async def scenario() -> None:
+        ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path)
+        runner = asyncio.create_task(ex.run())
+        replied: list[int] = []
+
+        def order(price: int) -> NewOrder:
+            return NewOrder(account=1, symbol="ABC", side=BUY, price=price, quantity=1)
+
+        ex.submit(order(100), lambda cmd, _ev: replied.append(cmd.seq))
+        await asyncio.sleep(0.05)
+        assert replied == [1]
+        journal = ex.journal
+        assert journal is not None
+
+        def broken_commit() -> None:
+            raise OSError(5, "Input/output error")
+
+        journal.commit = broken_commit  # type: ignore[method-assign]
+        ex.submit(order(101), lambda cmd, _ev: replied.append(cmd.seq))
+        with pytest.raises(OSError):
+            await asyncio.wait_for(runner, 5)
+        assert replied == [1]  # the unjournaled command was never acknowledged
+        assert isinstance(ex.failure, OSError)
+        with pytest.raises(ExchangeStopped):
+            ex.submit(order(102), lambda cmd, _ev: replied.append(cmd.seq))
+        await ex.stop()  # closes without raising
+        assert replied == [1]
+
+    asyncio.run(scenario())

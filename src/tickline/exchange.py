@@ -131,6 +131,8 @@ class Exchange:
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
         self._stopping = False
+        self.failure: BaseException | None = None
+        """The journal error that stopped the exchange (None while healthy)."""
         self._wakeup: asyncio.TimerHandle | None = None
         self._snapshot_pool: ThreadPoolExecutor | None = None
         self._snapshot_future: Future[Path] | None = None
@@ -205,8 +207,16 @@ class Exchange:
         # 3 JOURNAL
         journal = self.journal
         if journal is not None:
-            journal.append_many([item.cmd for item, _ in pending])
-            journal.commit()
+            try:
+                journal.append_many([item.cmd for item, _ in pending])
+                journal.commit()
+            except BaseException as exc:
+                # Fatal: nothing of this batch is released, and nothing more is accepted
+                # (submitters get ExchangeStopped instead of waiting for a dead loop).
+                self.failure = exc
+                self._stopping = True
+                log.critical("journal failed; the exchange stops", exc_info=exc)
+                raise
         t2 = time.perf_counter_ns()
         self.stage_journal.record(t2 - t1)
         # 4 RELEASE: market data for the whole batch at once (one publish per topic
@@ -321,6 +331,16 @@ class Exchange:
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
+        if self.failure is not None:
+            # The journal failed: match nothing more (it could not be recorded), close
+            # what can be closed. The commands still queued were never acknowledged.
+            with contextlib.suppress(Exception):
+                self._finish_snapshots()
+            if self.journal is not None:
+                with contextlib.suppress(Exception):
+                    self.journal.close()
+                self.journal = None
+            return
         self.processor.stop()
         self.processor.drain()
         self._finish_snapshots()

@@ -9,7 +9,8 @@ on start) and the network edges that feed it and read from it:
 
 Lifecycle: :meth:`Server.start` recovers, binds and starts the exchange task; SIGTERM or
 SIGINT (or :meth:`Server.stop`) stops accepting connections, drains every accepted command
-through all stages, syncs and closes the journal, then exits 0.
+through all stages, syncs and closes the journal, then exits 0. A journal error stops the
+exchange (see :mod:`tickline.exchange`); :func:`serve` then shuts down too and returns 1.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ class Server:
             await self.binary.stop_accepting()
         await self.exchange.stop()
         if self._runner is not None:
-            await self._runner
+            try:
+                await self._runner
+            except Exception:
+                if self.exchange.failure is None:
+                    raise
+                # the journal failure that ended the exchange: already logged; close the rest
         if self.binary is not None:
             await self.binary.close()
         if self.http is not None:
@@ -91,7 +97,8 @@ class Server:
     def health(self) -> dict[str, Any]:
         ex = self.exchange
         return {
-            "status": "ok" if not ex.processor.stopping else "stopping",
+            "status": ("failed" if ex.failure is not None
+                       else "ok" if not ex.processor.stopping else "stopping"),
             "last_seq": ex.engine.last_seq,
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,
@@ -116,12 +123,14 @@ async def serve(config: ServerConfig, *, ready: Any = None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await server.start()
+    if server._runner is not None:  # a fatal journal error ends the exchange: stop too
+        server._runner.add_done_callback(lambda _task: stop.set())
     if ready is not None:
         ready(server)
     await stop.wait()
     log.info("stopping: draining and syncing the journal")
     await server.stop()
-    return 0
+    return 1 if server.exchange.failure is not None else 0
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
