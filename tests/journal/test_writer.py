@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -186,3 +187,30 @@ def test_leftover_segment_temp_file_is_removed(tmp_path: Path) -> None:
         j.append_command(_order(1))
     assert not tmp.exists()
     assert os.listdir(tmp_path) == ["segment-0000000001.tkj"]
+
+
+def test_a_full_disk_fails_segment_creation_instead_of_a_sparse_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: any posix_fallocate error, ENOSPC included, fell back to a sparse file,
+    so on a full disk the journal went on writing into a mapping without blocks behind it
+    (SIGBUS at the first page the filesystem cannot back). Only "cannot preallocate here"
+    errors may fall back."""
+    import errno
+
+    def fallocate(err: int) -> Any:
+        def fail(_fd: int, _offset: int, _size: int) -> None:
+            raise OSError(err, os.strerror(err))
+        return fail
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate(errno.ENOSPC))
+    j = Journal.open(tmp_path / "full", segment_bytes=SMALL, durability="batch")
+    with pytest.raises(JournalError, match="No space left"):
+        j.append_command(_order(1))
+    assert list_segments(tmp_path / "full") == []
+    assert not [n for n in os.listdir(tmp_path / "full") if n.endswith(".tmp")]
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate(errno.EOPNOTSUPP))
+    with Journal.open(tmp_path / "nofalloc", segment_bytes=SMALL) as j2:
+        j2.append_command(_order(1))
+        j2.commit()
+    assert [c.seq for c in iter_commands(tmp_path / "nofalloc")] == [1]

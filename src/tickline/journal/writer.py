@@ -20,6 +20,7 @@ correct, because nothing was acknowledged for them.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import time
@@ -60,6 +61,9 @@ from tickline.journal.snapshot import (
 from tickline.matching import Command, EngineConfig, EngineSnapshot, Instrument
 
 _PAGE = mmap.PAGESIZE
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+"""posix_fallocate errors meaning "this filesystem cannot preallocate" (a sparse segment
+then); any other error (a full disk above all) fails the segment's creation."""
 QUARANTINE = "quarantine"
 
 
@@ -312,13 +316,20 @@ class Journal:
         try:
             try:
                 os.posix_fallocate(fd, 0, size)  # real blocks: no SIGBUS on a full disk later
-            except OSError:
+            except OSError as e:
+                if e.errno not in _NO_FALLOCATE:  # ENOSPC, EFBIG, EIO...: no segment
+                    os.close(fd)
+                    fd = -1
+                    os.unlink(tmp)
+                    raise JournalError(f"cannot allocate journal segment {final.name} "
+                                       f"({size} bytes): {e.strerror}") from e
                 os.ftruncate(fd, size)  # a filesystem without fallocate: sparse file
             os.pwrite(fd, pack_segment_header(index, size, base_seq), 0)
             if self.durability is not Durability.NONE:
                 os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         os.replace(tmp, final)
         if self.durability is not Durability.NONE:
             fsync_dir(self.directory)
