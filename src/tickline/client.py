@@ -228,7 +228,7 @@ class Client:
         if price is None and otype == OrderType.LIMIT:
             raise ValueError("a limit order needs a price")
         return p.NewOrderRequest(
-            request_id=next(self._ids), symbol=symbol, side=_side(side),
+            request_id=self.next_request_id(), symbol=symbol, side=_side(side),
             quantity=inst.qty_from_str(_dec(quantity)),
             price=inst.price_from_str(_dec(price)) if price is not None else 0,
             order_type=otype, tif=_enum(tif, TimeInForce, "tif"),
@@ -283,11 +283,15 @@ class Client:
     def send_request(self, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest
                      ) -> asyncio.Future[p.Response]:
         """Send a request in integer units. A ``request_id`` of 0 is replaced by the next id
-        (the request struct is updated). Returns the future of its Response."""
+        (the request struct is updated). Returns the future of its Response. Raises
+        ``ValueError`` if a request with the same ``request_id`` is still in flight (its
+        Response could not be told apart)."""
         if self._transport is None or self._transport.is_closing():
             raise ClientError(f"session closed: {self.close_reason or 'not connected'}")
         if req.request_id == 0:
-            req.request_id = next(self._ids)
+            req.request_id = self.next_request_id()
+        elif req.request_id in self._pending:
+            raise ValueError(f"request_id {req.request_id} is already in flight")
         fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
         self._pending[req.request_id] = fut
         self._send(req)
@@ -302,7 +306,11 @@ class Client:
         self._send(req)
 
     def next_request_id(self) -> int:
-        return next(self._ids)
+        """The next unused request id (ids of requests in flight are skipped)."""
+        rid = next(self._ids)
+        while rid in self._pending:
+            rid = next(self._ids)
+        return rid
 
     @property
     def in_flight(self) -> int:

@@ -129,3 +129,25 @@ def test_connect_to_nothing_fails_cleanly() -> None:
         with pytest.raises(ClientError, match=f"cannot connect to 127.0.0.1:{port}"):
             await Client.connect("127.0.0.1", port, "alice-key", timeout=2)
     run(scenario())
+
+
+def test_raw_request_ids_and_generated_ids_do_not_collide(server: ServerThread) -> None:
+    """Regression: the id counter handed out ids of raw requests still in flight, so
+    ``new_order`` after ``send_request(request_id=1)`` got the *raw* order's Response (an
+    acknowledgement of a different order) and the raw request's future never resolved."""
+    async def scenario() -> None:
+        async with await Client.connect("127.0.0.1", server.port, "alice-key") as c:
+            raw = c.send_request(p.NewOrderRequest(request_id=1, symbol="AAPL", side=1,
+                                                   quantity=7, price=100))
+            ack = await c.new_order("AAPL", "sell", 3, "2.00")
+            assert (ack.accepted.side, ack.accepted.quantity, ack.accepted.price) == (2, 3, 200)
+            first = (await asyncio.wait_for(raw, 5)).reports[0]
+            assert isinstance(first, p.OrderAccepted) and first.quantity == 7
+            again = c.send_request(p.NewOrderRequest(request_id=50, symbol="AAPL", side=1,
+                                                     quantity=1, price=100))
+            with pytest.raises(ValueError, match="in flight"):
+                c.send_request(p.NewOrderRequest(request_id=50, symbol="AAPL", side=1,
+                                                 quantity=1, price=100))
+            await asyncio.wait_for(again, 5)
+
+    run(scenario())
