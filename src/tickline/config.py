@@ -117,6 +117,21 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.limits.max_frame_bytes < 64:
             raise ConfigError(
                 f"limits.max_frame_bytes must be >= 64, got {self.limits.max_frame_bytes}")
+        cap = self.server.inbound_capacity
+        if cap < 1 or cap & (cap - 1):
+            raise ConfigError(f"server.inbound_capacity must be a power of two, got {cap}")
+        for section, name, low in (("server", "max_batch", 1), ("server", "interval_ms", 0),
+                                   ("server", "snapshot_every", 0), ("limits", "burst", 1),
+                                   ("limits", "max_sessions", 1),
+                                   ("limits", "max_in_flight", 1),
+                                   ("limits", "heartbeat_seconds", 0)):
+            value = getattr(getattr(self, section), name)
+            if value < low:
+                raise ConfigError(f"{section}.{name} must be >= {low}, got {value}")
+        for name in ("orders_per_second", "login_timeout_seconds"):
+            value = getattr(self.limits, name)
+            if not value > 0:
+                raise ConfigError(f"limits.{name} must be > 0, got {value}")
         return self
 
     def engine_config(self) -> EngineConfig:
