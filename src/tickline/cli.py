@@ -110,14 +110,19 @@ def demo_command(
 ) -> None:
     """A live local market: the exchange, simulated traders and the dashboard."""
     import logging
+    import shutil
 
     from tickline.demo import demo, demo_config
     from tickline.server import run_event_loop
 
     logging.basicConfig(level=logging.WARNING)
     cfg = demo_config(journal_dir, port, http_port)
-    run_event_loop(demo(cfg, duration=duration, makers=makers, takers=takers, pace=pace,
-                        seed=seed))
+    try:
+        run_event_loop(demo(cfg, duration=duration, makers=makers, takers=takers, pace=pace,
+                            seed=seed))
+    finally:
+        if journal_dir is None:  # the fresh temporary journal goes with the demo
+            shutil.rmtree(Path(cfg.server.journal_dir).parent, ignore_errors=True)
 
 
 # --- (other subsystems register their commands below) --------------------------------------
