@@ -116,20 +116,26 @@ def segment_name(index: int) -> str:
     return f"segment-{index:010d}.tkj"
 
 
-def list_segments(directory: Path) -> list[tuple[int, Path]]:
-    """The segment files of ``directory`` as ``(index, path)``, by index. Temporary files
-    (``.*.tmp``) of an interrupted segment creation are ignored."""
-    out = []
+def numbered_files(directory: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+    """The files of ``directory`` whose names match ``pattern`` (one group: a number), as
+    ``(number, path)`` in ascending order; ``[]`` if the directory does not exist."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
+    out = []
     for name in names:
-        m = SEGMENT_PATTERN.match(name)
+        m = pattern.match(name)
         if m:
             out.append((int(m.group(1)), directory / name))
     out.sort()
     return out
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """The segment files of ``directory`` as ``(index, path)``, by index. Temporary files
+    (``.*.tmp``) of an interrupted segment creation are ignored."""
+    return numbered_files(directory, SEGMENT_PATTERN)
 
 
 def pack_segment_header(index: int, size: int, base_seq: int) -> bytes:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import msgspec
 
-from tickline.journal.format import JournalCorruptError, crc32c
+from tickline.journal.format import JournalCorruptError, crc32c, numbered_files
 from tickline.matching import EngineConfig, EngineSnapshot, Instrument
 
 SNAP_MAGIC = b"TICKSNAP"
@@ -92,17 +92,7 @@ def snapshot_name(last_seq: int) -> str:
 
 def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
     """Snapshot files as ``(last_seq, path)``, oldest first (by the seq in the name)."""
-    out = []
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    for name in names:
-        m = SNAPSHOT_PATTERN.match(name)
-        if m:
-            out.append((int(m.group(1)), directory / name))
-    out.sort()
-    return out
+    return numbered_files(directory, SNAPSHOT_PATTERN)
 
 
 def encode_snapshot(snap: EngineSnapshot) -> bytes:
