@@ -12,6 +12,7 @@ replaces any part of it::
     durability = "batch"      # none | batch | interval
     interval_ms = 5
     snapshot_every = 100000
+    gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
 
     [limits]
     max_frame_bytes = 4096
@@ -61,6 +62,7 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     snapshot_every: int = 100_000
     inbound_capacity: int = 65_536
     max_batch: int = 1_024
+    gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

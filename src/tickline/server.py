@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tickline.config import ServerConfig
+from tickline.core.gctune import (
+    REALTIME_THRESHOLDS,
+    GcPauseMonitor,
+    freeze_after_warmup,
+    realtime_thresholds,
+)
+from tickline.core.metrics import prometheus_text
 from tickline.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -50,6 +58,7 @@ class Server:
         self.http: HttpGateway | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self.gc_monitor = GcPauseMonitor().install()  # every collection's pause, in /metrics
         self.port = 0
         self.http_port = 0
 
@@ -82,16 +91,23 @@ class Server:
             await self.binary.close()
         if self.http is not None:
             await self.http.close()
+        self.gc_monitor.uninstall()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
     def prometheus(self) -> str:
-        """Every metric of the exchange and its gateways, Prometheus text format."""
+        """Every metric of the exchange, its gateways and the garbage collector, Prometheus
+        text format."""
         parts = [self.exchange.prometheus()]
         if self.binary is not None:
             parts.append(self.binary.prometheus())
+        gc_stats = self.gc_monitor.statistics()
+        parts.append(prometheus_text(
+            "tickline_gc",
+            {f"collections_gen{g}": n for g, n in enumerate(gc_stats.collections)},
+            [dataclasses.replace(gc_stats.pause_ns, name="pause_ns")]))
         return "".join(parts)
 
     def health(self) -> dict[str, Any]:
@@ -127,7 +143,17 @@ async def serve(config: ServerConfig, *, ready: Any = None) -> int:
         server._runner.add_done_callback(lambda _task: stop.set())
     if ready is not None:
         ready(server)
-    await stop.wait()
+    with contextlib.ExitStack() as gc_settings:
+        if config.server.gc_tuning:
+            # Measured (docs/benchmarks.md, binary order entry): the recovered books and
+            # everything built at start-up are long-lived; freezing them takes them out of
+            # every later collection, and raised thresholds keep full collections out of
+            # the hot path.
+            frozen = freeze_after_warmup()
+            gc_settings.enter_context(realtime_thresholds())
+            log.info("gc: %d start-up objects frozen, thresholds %s", frozen,
+                     REALTIME_THRESHOLDS)
+        await stop.wait()
     log.info("stopping: draining and syncing the journal")
     await server.stop()
     return 1 if server.exchange.failure is not None else 0
