@@ -75,12 +75,11 @@ class ExchangeStopped(Exception):
 class _Inbound:
     """One accepted command waiting in the inbound ring."""
 
-    __slots__ = ("cmd", "reply", "submitted_ns")
+    __slots__ = ("cmd", "reply")
 
-    def __init__(self, cmd: Command, reply: Reply | None, submitted_ns: int) -> None:
+    def __init__(self, cmd: Command, reply: Reply | None) -> None:
         self.cmd = cmd
         self.reply = reply
-        self.submitted_ns = submitted_ns
 
 
 class Exchange:
@@ -140,7 +139,7 @@ class Exchange:
         self.snapshots_skipped = 0
         self.processor: EventProcessor[_Inbound] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
-            clock=time.monotonic_ns, timestamp_of=_submitted_ns, batch_end=self._end_of_batch,
+            clock=time.monotonic_ns, batch_end=self._end_of_batch,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
         # Stage timings, one sample per batch (ns); written by the consumer only.
@@ -161,7 +160,7 @@ class Exchange:
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
         try:
-            self.processor.submit(_Inbound(cmd, reply, time.monotonic_ns()))
+            self.processor.submit(_Inbound(cmd, reply))
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
@@ -173,8 +172,7 @@ class Exchange:
         Raises :class:`ExchangeStopped` once stopping."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
-        now = time.monotonic_ns()
-        items = [_Inbound(cmd, reply, now) for cmd in cmds]
+        items = [_Inbound(cmd, reply) for cmd in cmds]
         try:
             return self.processor.submit_many(items)
         except ProcessorFull:
@@ -381,10 +379,6 @@ class Exchange:
         ]
         return (prometheus_text("tickline_exchange", counters, stages)
                 + self.processor.prometheus("tickline_inbound"))
-
-
-def _submitted_ns(item: _Inbound) -> int:
-    return item.submitted_ns
 
 
 __all__ = ["Exchange", "ExchangeBusy", "ExchangeStopped", "Reply"]
