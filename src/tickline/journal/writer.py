@@ -377,18 +377,7 @@ class Journal:
     def append_command(self, cmd: Command) -> None:
         """Frame ``cmd`` (sequence number ``cmd.seq``, which must increase) into the batch.
         It reaches the segment at the next :meth:`commit`."""
-        seq = cmd.seq
-        last = self.last_seq
-        if seq <= last:
-            raise JournalError(f"sequence numbers must increase: got {seq} after {last}")
-        body = BODY_HEADER.pack(seq, RECORD_COMMAND, 0, 0) + self._encode(cmd)
-        n = len(body) + 8
-        buf = self._buf
-        if self._pos + len(buf) + n > self._limit:
-            self._roll(n, last)
-        buf += LENGTH_CRC.pack(n, crc32c(body))
-        buf += body
-        self.last_seq = seq
+        self.append(cmd.seq, RECORD_COMMAND, self._encode(cmd))
 
     def append_many(self, cmds: Iterable[Command]) -> int:
         """Frame many commands (each ``seq`` increasing) into the batch in one loop; returns
