@@ -222,13 +222,7 @@ class _AccountFeed:
         owners = self.owners
         sessions = self.sessions
         for r in msgs:
-            kind = r.kind
-            if kind == _FILL:
-                owner = owners.pop(r.order_id, None) if r.leaves == 0 else owners.get(r.order_id)
-            elif kind == _CANCELLED or kind == _EXPIRED:
-                owner = owners.pop(r.order_id, None)
-            else:
-                owner = owners.get(r.order_id)
+            owner = _owner_of(owners, r)
             wire = to_wire(r)
             if owner is not None and not owner.closed:
                 owner.send(wire)
@@ -252,12 +246,7 @@ class _AccountFeed:
                 continue
             if kind == _REJECTED:
                 continue
-            if kind == _FILL:
-                owner = owners.pop(r.order_id, None) if r.leaves == 0 else owners.get(r.order_id)
-            elif kind == _CANCELLED or kind == _EXPIRED:
-                owner = owners.pop(r.order_id, None)
-            else:
-                owner = owners.get(r.order_id)
+            owner = _owner_of(owners, r)
             if owner is not None and owner is not session and not owner.closed:
                 owner.send(w)
         return wire
@@ -855,3 +844,11 @@ class BinaryGateway:
                     else str(reason))
             lines.append(f'{prefix}_rejects_total{{reason="{name}"}} {n}')
         return text + "\n".join(lines) + "\n"
+
+
+def _owner_of(owners: dict[int, _Session], r: ExecReport) -> _Session | None:
+    """The session that entered ``r``'s order; forgotten once the report ends the order."""
+    kind = r.kind
+    if (kind == _FILL and r.leaves == 0) or kind == _CANCELLED or kind == _EXPIRED:
+        return owners.pop(r.order_id, None)
+    return owners.get(r.order_id)
