@@ -47,7 +47,7 @@ def test_sequencer_stamps_increasing_seq_and_non_decreasing_ts(tmp_path: Path) -
     for i in range(5):
         clock.now -= 10 * i  # a wall clock stepping backwards must not move engine time back
         ex.submit(NewOrder(account=1, symbol="ABC", side=BUY, price=100 - i, quantity=1),
-                  lambda cmd, _events: seen.append((cmd.seq, cmd.ts)))
+                  lambda cmd, _events, _r: seen.append((cmd.seq, cmd.ts)))
     ex.pump()
     assert [s for s, _ in seen] == [1, 2, 3, 4, 5]
     assert all(a[1] <= b[1] for a, b in itertools.pairwise(seen))
@@ -58,7 +58,7 @@ def test_every_reply_comes_after_its_command_is_committed(tmp_path: Path) -> Non
     ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path, durability="batch")
     committed_at_reply: list[tuple[int, int]] = []
 
-    def reply(cmd: Command, _events: list[Event]) -> None:
+    def reply(cmd: Command, _events: list[Event], _reports: object) -> None:
         assert ex.journal is not None
         committed_at_reply.append((cmd.seq, ex.journal.committed_seq))
 
@@ -104,9 +104,9 @@ def test_replay_reproduces_the_released_events_byte_for_byte(tmp_path: Path) -> 
     encode = msgspec.msgpack.encode
     for cmd in workload.prefill + workload.commands:
         ex.submit(msgspec.structs.replace(cmd),
-                  lambda c, events: released.append(encode([c, events])))
+                  lambda c, events, _r: released.append(encode([c, events])))
     ex.submit(NewOrder(account=1, symbol="NOPE", side=BUY, price=1, quantity=1),
-              lambda c, events: released.append(encode([c, events])))
+              lambda c, events, _r: released.append(encode([c, events])))
     ex.pump()
     ex.close()
     replayed = [encode([c, events]) for c, events in replay_events(tmp_path)]
@@ -174,7 +174,7 @@ def test_stop_drains_everything_accepted(tmp_path: Path) -> None:
         runner = asyncio.create_task(ex.run())
         replies = 0
 
-        def reply(_c: Command, _e: list[Event]) -> None:
+        def reply(_c: Command, _e: list[Event], _r: object) -> None:
             nonlocal replies
             replies += 1
 
@@ -202,7 +202,7 @@ def test_a_journal_failure_stops_the_exchange_and_acknowledges_nothing(tmp_path:
         def order(price: int) -> NewOrder:
             return NewOrder(account=1, symbol="ABC", side=BUY, price=price, quantity=1)
 
-        ex.submit(order(100), lambda cmd, _ev: replied.append(cmd.seq))
+        ex.submit(order(100), lambda cmd, _ev, _r: replied.append(cmd.seq))
         await asyncio.sleep(0.05)
         assert replied == [1]
         journal = ex.journal
@@ -212,13 +212,13 @@ def test_a_journal_failure_stops_the_exchange_and_acknowledges_nothing(tmp_path:
             raise OSError(5, "Input/output error")
 
         journal.commit = broken_commit  # type: ignore[method-assign]
-        ex.submit(order(101), lambda cmd, _ev: replied.append(cmd.seq))
+        ex.submit(order(101), lambda cmd, _ev, _r: replied.append(cmd.seq))
         with pytest.raises(OSError):
             await asyncio.wait_for(runner, 5)
         assert replied == [1]  # the unjournaled command was never acknowledged
         assert isinstance(ex.failure, OSError)
         with pytest.raises(ExchangeStopped):
-            ex.submit(order(102), lambda cmd, _ev: replied.append(cmd.seq))
+            ex.submit(order(102), lambda cmd, _ev, _r: replied.append(cmd.seq))
         await ex.stop()  # closes without raising
         assert replied == [1]
 

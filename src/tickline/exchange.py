@@ -9,13 +9,14 @@ ring, backpressure ``reject``)::
                         batch end ◄───────────────────────┘
                             │
                             ├─► 3 JOURNAL  append the batch, commit (durability policy)
-                            └─► 4 RELEASE  market data + private reports, then each
+                            └─► 4 RELEASE  market data, then per command: its execution
+                                           reports (numbered per account), the other
+                                           sessions' share through the router, and the
                                            submitter's reply — only after stage 3
 
 1. **SEQUENCE** stamps the next sequence number and the engine time (wall-clock ns, strictly
    increasing: one ns past the previous command's when the wall clock has not moved on, so
-   ``ts`` identifies a command, which the gateways' report attribution relies on) on the
-   command.
+   ``ts`` identifies a command) on the command.
 2. **MATCH** applies it to the deterministic :class:`~tickline.matching.MatchingEngine`; the
    events are held back.
 3. **JOURNAL** appends every sequenced command of the batch (rejected ones too, so a replay
@@ -24,8 +25,12 @@ ring, backpressure ``reject``)::
    nothing leaves the process before the commit: a crash in between loses only commands
    nobody was told about, and recovery rebuilds exactly the journaled state. A journal error
    is fatal (the exchange stops rather than acknowledge what it could not record).
-4. **RELEASE** publishes market data and execution reports on the bus and calls each
-   submitter's ``reply(cmd, events)``.
+4. **RELEASE** publishes the batch's market data on the bus; then, command by command, the
+   :class:`~tickline.stream.ReportBuilder` turns its events into execution reports (each
+   numbered with its account's report sequence number), the
+   :class:`~tickline.stream.ReportRouter` delivers the reports for other sessions (a resting
+   maker's fill, an expiry) and returns the submitting account's own, and the submitter's
+   ``reply(cmd, events, reports)`` gets those. No gateway re-derives a report.
 
 GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run` submits a
 :class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
@@ -58,10 +63,14 @@ from tickline.matching import (
     TimeTick,
 )
 from tickline.stream import Bus, MarketDataPublisher
+from tickline.stream.reports import ExecReport, ReportBuilder
+from tickline.stream.routing import ReportPort, ReportRouter
 
 log = logging.getLogger(__name__)
 
-Reply = Callable[[Command, list[Event]], None]
+Reply = Callable[[Command, list[Event], list[ExecReport]], None]
+"""``reply(cmd, events, reports)``: the command as sequenced, its engine events, and its
+execution reports for the submitting account (report-sequence order)."""
 
 
 class ExchangeBusy(Exception):
@@ -75,11 +84,12 @@ class ExchangeStopped(Exception):
 class _Inbound:
     """One accepted command waiting in the inbound ring."""
 
-    __slots__ = ("cmd", "reply")
+    __slots__ = ("cmd", "origin", "reply")
 
-    def __init__(self, cmd: Command, reply: Reply | None) -> None:
+    def __init__(self, cmd: Command, reply: Reply | None, origin: ReportPort | None) -> None:
         self.cmd = cmd
         self.reply = reply
+        self.origin = origin
 
 
 class Exchange:
@@ -110,10 +120,14 @@ class Exchange:
         self.engine_config = engine_config or EngineConfig()
         self.recovery: RecoveryReport | None = None
         self.journal: Journal | None = None
+        self.reports = ReportBuilder()
+        """Numbers and builds every command's execution reports (restored on recovery)."""
+        self.router = ReportRouter()
+        """Delivers reports to the sessions of their accounts; every gateway attaches here."""
         if journal_dir is not None:
             journal_dir = Path(journal_dir)
             self.engine, self.recovery = recover(journal_dir, self.instruments,
-                                                 self.engine_config)
+                                                 self.engine_config, followers=[self.reports])
             self.journal = Journal.open(journal_dir, durability=durability,
                                         interval_ms=interval_ms, segment_bytes=segment_bytes,
                                         instruments=self.instruments,
@@ -152,27 +166,31 @@ class Exchange:
 
     # -- producer side ------------------------------------------------------------------
 
-    def submit(self, cmd: Command, reply: Reply | None = None) -> None:
-        """Accept ``cmd`` for sequencing; ``reply(cmd, events)`` is called once its batch is
-        journaled. Raises :class:`ExchangeBusy` when the inbound ring is full and
+    def submit(self, cmd: Command, reply: Reply | None = None,
+               origin: ReportPort | None = None) -> None:
+        """Accept ``cmd`` for sequencing; ``reply(cmd, events, reports)`` is called once its
+        batch is journaled. ``origin`` is the submitting session's router port: the orders
+        it enters are remembered as its own, so later reports about them (fills as a maker,
+        expiry) reach it. Raises :class:`ExchangeBusy` when the inbound ring is full and
         :class:`ExchangeStopped` once stopping. The command's ``seq``/``ts`` are overwritten
         by the sequencer."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
         try:
-            self.processor.submit(_Inbound(cmd, reply))
+            self.processor.submit(_Inbound(cmd, reply, origin))
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
 
-    def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None) -> int:
+    def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None,
+                    origin: ReportPort | None = None) -> int:
         """Accept several commands at once (e.g. every frame of one socket read): one ring
         operation and one enqueue timestamp for all of them. Returns how many were accepted
         — a prefix of ``cmds``; the rest met a full ring (the caller rejects them as busy).
         Raises :class:`ExchangeStopped` once stopping."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
-        items = [_Inbound(cmd, reply) for cmd in cmds]
+        items = [_Inbound(cmd, reply, origin) for cmd in cmds]
         try:
             return self.processor.submit_many(items)
         except ProcessorFull:
@@ -218,17 +236,23 @@ class Exchange:
         t2 = time.perf_counter_ns()
         self.stage_journal.record(t2 - t1)
         # 4 RELEASE: market data for the whole batch at once (one publish per topic
-        # touched), then each submitter's reply.
+        # touched); then per command, in sequence order: its reports, the other sessions'
+        # share through the router, the submitter's own with its reply.
         self.publisher.publish_batch([(item.cmd.seq, item.cmd.ts, events)
                                       for item, events in pending])
         events_out = 0
+        build = self.reports.build
+        route = self.router.route
         for item, events in pending:
             events_out += len(events)
-            if item.reply is not None:
-                try:
-                    item.reply(item.cmd, events)
-                except Exception:  # a broken session must not stop the exchange
-                    log.exception("reply callback failed for seq %d", item.cmd.seq)
+            cmd = item.cmd
+            reports = build(cmd.seq, cmd.ts, events)
+            try:
+                own = route(reports, getattr(cmd, "account", 0), item.origin)
+                if item.reply is not None:
+                    item.reply(cmd, events, own)
+            except Exception:  # a broken session must not stop the exchange
+                log.exception("report delivery failed for seq %d", cmd.seq)
         self.stage_publish.record(time.perf_counter_ns() - t2)
         self.commands += len(pending)
         self.events += events_out
@@ -251,7 +275,9 @@ class Exchange:
                 self.snapshots_skipped += 1
                 return None
             self._snapshot_future.result()
-        write = self.journal.snapshot_writer(self.engine.snapshot())
+        snap = self.engine.snapshot()
+        snap.attachments[ReportBuilder.key] = self.reports.state()
+        write = self.journal.snapshot_writer(snap)
         if self._snapshot_pool is None:
             self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
         self._snapshot_future = self._snapshot_pool.submit(write)
@@ -276,7 +302,7 @@ class Exchange:
     def process_now(self, cmd: Command) -> list[Event]:
         """Submit one command, pump, and return its events (synchronous convenience)."""
         result: list[Event] = []
-        self.submit(cmd, lambda _c, events: result.extend(events))
+        self.submit(cmd, lambda _c, events, _r: result.extend(events))
         self.pump()
         return result
 
@@ -357,6 +383,7 @@ class Exchange:
             "resting_orders": len(self.engine.orders),
             "processor": self.processor.statistics().as_dict(),
             "publisher": self.publisher.statistics(),
+            "reports": {"built": self.reports.reports, **self.router.statistics()},
         }
         if self.journal is not None:
             stats["journal"] = self.journal.statistics()

@@ -72,7 +72,6 @@ def test_clients_trade_and_every_report_arrives_exactly_once(server: ServerThrea
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     run(scenario())
     assert server.call(lambda: len(server.exchange.engine.orders)) == 0
-    assert server.stats()["attribution_errors"] == 0
 
 
 def test_pipelined_orders_each_get_one_response_in_order(server: ServerThread) -> None:
@@ -92,7 +91,6 @@ def test_pipelined_orders_each_get_one_response_in_order(server: ServerThread) -
             assert sum(f.last_quantity for f in passive) == bob_filled
             assert len({f.exec_seq for f in passive}) == len(passive)
     run(scenario())
-    assert server.stats()["attribution_errors"] == 0
 
 
 def test_unsolicited_reports_from_outside_the_gateway(server: ServerThread) -> None:
@@ -368,7 +366,6 @@ def test_response_is_attributed_right_when_the_wall_clock_stands_still(
         assert fill.order_id == oid and fill.last_quantity == 2  # unsolicited: bob's doing
         assert [type(r) for r in response.reports] == [p.OrderCancelled]
         assert response.request_id == 2
-        assert server.stats()["attribution_errors"] == 0
     finally:
         alice.close()
         bob.close()

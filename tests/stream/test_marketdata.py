@@ -1,5 +1,4 @@
-"""Market data: rebuilt books equal the engine's, sequences, gaps and resync, bars/VWAP,
-private execution streams."""
+"""Market data: rebuilt books equal the engine's, sequences, gaps and resync, bars/VWAP."""
 
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ from tickline.matching import (
     MatchingEngine,
     NewOrder,
     Replace,
-    SetTradingStatus,
     TimeTick,
     Trade,
 )
@@ -30,8 +28,6 @@ from tickline.stream import (
     Bus,
     DepthBook,
     DepthDelta,
-    ExecKind,
-    ExecReport,
     MarketDataMessage,
     MarketDataPublisher,
     OrderAdded,
@@ -268,58 +264,6 @@ def test_bars_and_vwap_match_a_direct_computation(
         assert sorted(seqs) == list(range(1, len(seqs) + 1))
 
 
-@settings(max_examples=30, deadline=None)
-@given(ops=st.lists(op_st, min_size=20, max_size=300))
-def test_private_exec_streams_never_leak_across_accounts(ops: list[tuple[Any, ...]]) -> None:
-    engine, bus, md = setup()
-    own = {a: md.subscribe_account(a) for a in range(1, 5)}
-    admin = md.subscribe_all_accounts()
-    public = [bus.subscribe(">"), bus.subscribe("*.*"), bus.subscribe("*.>")]
-    expected: dict[int, int] = defaultdict(int)
-    for cmd in build_commands(engine, ops):
-        events = engine.process(cmd)
-        for e in events:
-            if type(e) is Trade:
-                expected[e.maker_account] += 1
-                expected[e.taker_account] += 1
-            elif getattr(e, "account", 0):
-                expected[e.account] += 1
-        md.publish(cmd.seq, cmd.ts, events)
-    everything = admin.drain()
-    for account, sub in own.items():
-        reports = sub.drain()
-        assert all(type(r) is ExecReport and r.account == account for r in reports)
-        assert [r.seq for r in reports] == list(range(1, len(reports) + 1))
-        assert len(reports) == expected[account]
-        assert reports == [r for r in everything if r.account == account]
-    for sub in public:
-        assert not any(type(m) is ExecReport for m in sub.drain())
-    assert len(everything) == sum(expected.values())
-
-
-def test_exec_reports_describe_the_order_lifecycle() -> None:
-    engine, _bus, md = setup()
-    a, b = md.subscribe_account(1), md.subscribe_account(2)
-    cmds: list[Command] = [
-        NewOrder(seq=1, ts=1, account=1, symbol="AAA", side=SELL, price=100, quantity=10,
-                 client_order_id="s1"),
-        NewOrder(seq=2, ts=2, account=2, symbol="AAA", side=BUY, price=100, quantity=4,
-                 client_order_id="b1"),
-        Replace(seq=3, ts=3, account=1, symbol="AAA", order_id=1, quantity=8),
-        Cancel(seq=4, ts=4, account=2, symbol="AAA", order_id=1),
-        Cancel(seq=5, ts=5, account=1, symbol="AAA", order_id=1),
-        SetTradingStatus(seq=6, ts=6, symbol="AAA", halted=True),
-    ]
-    for cmd in cmds:
-        md.publish(cmd.seq, cmd.ts, engine.process(cmd))
-    kinds_a = [(r.kind, r.client_order_id, r.leaves, r.last_quantity) for r in a.drain()]
-    assert kinds_a == [(ExecKind.NEW, "s1", 10, 0), (ExecKind.FILL, "s1", 6, 4),
-                       (ExecKind.REPLACED, "s1", 4, 0), (ExecKind.CANCELLED, "s1", 0, 0)]
-    kinds_b = [(r.kind, r.client_order_id, r.leaves) for r in b.drain()]
-    assert kinds_b == [(ExecKind.NEW, "b1", 4), (ExecKind.FILL, "b1", 0),
-                       (ExecKind.REJECTED, "", 0)]
-
-
 def test_messages_round_trip_through_json() -> None:
     engine, bus, md = setup()
     sub = bus.subscribe(">", admin=True)
@@ -330,7 +274,7 @@ def test_messages_round_trip_through_json() -> None:
     for cmd in cmds:
         md.publish(cmd.seq, cmd.ts, engine.process(cmd))
     msgs = [*sub.drain(), md.depth_snapshot("AAA"), md.l3_snapshot("AAA")]
-    assert {type(m).__name__ for m in msgs} >= {"TradeTick", "Bar", "ExecReport", "Bbo",
+    assert {type(m).__name__ for m in msgs} >= {"TradeTick", "Bar", "Bbo",
                                                  "DepthDelta", "OrderAdded", "OrderExecuted"}
     data = msgspec.json.encode(msgs)
     assert msgspec.json.decode(data, type=list[MarketDataMessage]) == msgs

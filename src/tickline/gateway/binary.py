@@ -33,38 +33,17 @@ resynchronised, and the payload is never buffered). A frame that does not decode
 message (msgspec typed decode: nothing is executed or looked up by name) gets
 ``Error(MALFORMED)`` and the session continues. Neither touches the exchange.
 
-Reports: requests versus unsolicited (the design choice)
--------------------------------------------------------
+Reports
+-------
 
-Each logged-on account has one :class:`_AccountFeed`: a queue subscription to the exchange's
-private stream ``exec.<account>`` (built by the
-:class:`~tickline.stream.MarketDataPublisher`), shared by that account's sessions. Every
-report an account receives is taken from this one stream -- the gateway never builds reports
-of its own from engine events -- so a request's answer and the unsolicited reports cannot
-disagree or duplicate each other. Attribution rests on three facts of the exchange's RELEASE
-stage: a batch's reports are published (per command or per batch) *before* any of its
-submitters' ``reply(cmd, events)`` runs, replies run in sequence order, and the publisher's
-reports for a command can be predicted from its events (one per event about the account; a
-trade reports maker then taker: :func:`expected_order_ids`). So when ``reply(C)`` runs for
-session *S* of account *A*, the feed's buffered reports are, in order: reports of earlier
-commands nobody claimed (timestamp below ``C.ts``: another gateway's order trading against
-*A*'s resting order, a GTD expiry, another account's command) -- delivered unsolicited; then
-*C*'s reports (``C.ts``, the expected order ids) -- sent to *S* as
-``Response(request_id, reports)``; then reports of later commands of the same batch, left
-for their own replies. What is still buffered when the exchange's synchronous batch work ends
-is unsolicited and flushed on the next loop turn (``call_soon``, or the bus's callback pump
-for reports no reply saw). A request whose reports cannot be found (never observed) gets an
-empty Response and counts ``attribution_errors``. Request ids are matched to replies by
-order: one session's commands pass the exchange's single inbound ring in FIFO order.
-
-Routing within an account: the feed remembers which session entered each live order. An
-unsolicited report goes to that session only; if it is gone (or the order was entered
-elsewhere, e.g. over HTTP) it goes to every session of the account, so nothing is lost. A
-report inside *S*'s Response about an order another live session of *A* entered (its resting
-order filled by *S*'s order) is also sent to that session. So every report reaches the
-order's session exactly once and in engine order -- inside a Response when that session's
-own request caused it, alone otherwise -- and the sessions of one account do not receive
-copies of each other's traffic.
+The gateway builds no report and guesses nothing. A logged-on session attaches to the
+exchange's :class:`~tickline.stream.ReportRouter` and submits with its port; the exchange
+hands each request's reply the command's own reports (numbered per account), which go out
+as ``Response(request_id, reports)``, and the router calls the session with the reports it
+did not ask for (its resting order filled by someone else, a GTD expiry, a cancel another
+session of the account made), which go out as unsolicited frames. Request ids are matched
+to replies by order: one session's commands pass the exchange's single inbound ring in FIFO
+order.
 
 Output. Frames are encoded straight into a per-session ``bytearray``; a session with
 output is flushed once per event-loop turn (``loop.call_soon``), i.e. one
@@ -83,7 +62,6 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
@@ -96,22 +74,18 @@ from tickline.matching import (
     Cancel,
     Command,
     Event,
-    LevelChanged,
     NewOrder,
     RejectReason,
     Replace,
-    StatusChanged,
-    Trade,
 )
-from tickline.stream import Subscription
-from tickline.stream.marketdata import ExecKind, ExecReport
+from tickline.stream.reports import ExecKind, ExecReport
+from tickline.stream.routing import ReportPort
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BinaryGateway"]
 
 _NEW = int(ExecKind.NEW)
-_REJECTED = int(ExecKind.REJECTED)
 _FILL = int(ExecKind.FILL)
 _CANCELLED = int(ExecKind.CANCELLED)
 _REPLACED = int(ExecKind.REPLACED)
@@ -121,170 +95,28 @@ _RATE_LIMITED = int(RejectReason.RATE_LIMITED)
 _THROTTLED = int(RejectReason.THROTTLED)
 _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
 
-_FEED_CAPACITY = 1_000_000
-"""Reports one account feed may hold between two drains (it is drained at every reply for
-that account and once per loop turn); past it the feed disconnects its sessions."""
-
-
 def to_wire(r: ExecReport) -> p.Report:
-    """One published :class:`ExecReport` as its wire report."""
+    """One :class:`ExecReport` as its wire report (``exec_seq`` = the account's report
+    sequence number)."""
     kind = r.kind
     if kind == _NEW:
         return p.OrderAccepted(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
                                r.price, r.quantity, r.leaves)
     if kind == _FILL:
         return p.Fill(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side, r.price,
-                      r.quantity, r.leaves, r.last_price, r.last_quantity, r.trade_id)
+                      r.quantity, r.leaves, r.last_price, r.last_quantity, r.trade_id,
+                      r.cum_quantity, r.cum_notional)
     if kind == _CANCELLED:
         return p.OrderCancelled(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
-                                r.price, r.quantity, r.reason)
+                                r.price, r.quantity, r.reason, r.cum_quantity, r.cum_notional)
     if kind == _REPLACED:
         return p.OrderReplaced(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
-                               r.price, r.quantity, r.leaves)
+                               r.price, r.quantity, r.leaves, r.cum_quantity, r.cum_notional)
     if kind == _EXPIRED:
         return p.OrderExpired(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
-                              r.price, r.quantity)
+                              r.price, r.quantity, r.cum_quantity, r.cum_notional)
     return p.OrderRejected(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.reason,
                            r.text)
-
-
-def expected_order_ids(account: int, events: list[Event]) -> list[int]:
-    """The order id of every report ``events`` produce on ``exec.<account>``, in the order the
-    publisher emits them (a trade reports the maker first, then the taker)."""
-    out: list[int] = []
-    for ev in cast(list[Any], events):
-        kind = type(ev)
-        if kind is Trade:
-            if ev.maker_account == account:
-                out.append(ev.maker_order_id)
-            if ev.taker_account == account:
-                out.append(ev.taker_order_id)
-        elif kind is LevelChanged or kind is StatusChanged:
-            continue
-        elif ev.account == account:
-            out.append(ev.order_id)
-    return out
-
-
-class _AccountFeed:
-    """One account's private report stream and the sessions logged on as that account.
-
-    ``buf`` holds reports taken from the subscription and not yet delivered, in engine order.
-    """
-
-    __slots__ = ("account", "buf", "flush_scheduled", "gateway", "owners", "sessions", "sub")
-
-    def __init__(self, gateway: BinaryGateway, account: int) -> None:
-        self.gateway = gateway
-        self.account = account
-        self.sessions: list[_Session] = []
-        self.buf: deque[ExecReport] = deque()
-        self.flush_scheduled = False
-        # live order id -> the session that entered it (entries leave with the order)
-        self.owners: dict[int, _Session] = {}
-        self.sub: Subscription = gateway.exchange.publisher.subscribe_account(
-            account, batch_callback=self._on_chunk, capacity=_FEED_CAPACITY,
-            policy="disconnect", name=f"binary-gateway-exec-{account}")
-
-    def _on_chunk(self, _topic: str, msgs: Sequence[Any]) -> None:
-        """Bus pump (after the exchange's batch, every reply done): unclaimed = unsolicited."""
-        self.buf.extend(msgs)
-        self.flush()
-
-    def pull(self) -> deque[ExecReport]:
-        """Move everything the subscription holds into :attr:`buf`; return it."""
-        sub = self.sub
-        if sub.closed:
-            self.gateway._feed_broken(self)
-        elif len(sub):
-            for _topic, msgs in sub.get_chunks_nowait():
-                self.buf.extend(msgs)
-        return self.buf
-
-    def schedule_flush(self) -> None:
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Deliver every buffered report as unsolicited (called once no reply can claim
-        them: after the exchange's synchronous batch work)."""
-        self.flush_scheduled = False
-        self.pull()
-        buf = self.buf
-        if buf:
-            self.unsolicited(list(buf))
-            buf.clear()
-
-    def unsolicited(self, msgs: Sequence[ExecReport]) -> None:
-        """Route reports nobody asked for: each to the session that entered its order, or to
-        every session of the account when that session is gone or unknown."""
-        owners = self.owners
-        sessions = self.sessions
-        for r in msgs:
-            owner = _owner_of(owners, r)
-            wire = to_wire(r)
-            if owner is not None and not owner.closed:
-                owner.send(wire)
-            else:
-                for s in sessions:
-                    s.send(wire)
-
-    def own(self, session: _Session, reports: list[ExecReport]) -> list[p.Report]:
-        """Reports caused by ``session``'s request: remember the orders it entered; reports
-        about orders another live session entered go to that session too (e.g. its resting
-        order filled by this session's order). Returns the wire reports for the Response."""
-        owners = self.owners
-        wire: list[p.Report] = []
-        for r in reports:
-            w = to_wire(r)
-            wire.append(w)
-            kind = r.kind
-            if kind == _NEW:
-                if r.leaves:
-                    owners[r.order_id] = session
-                continue
-            if kind == _REJECTED:
-                continue
-            owner = _owner_of(owners, r)
-            if owner is not None and owner is not session and not owner.closed:
-                owner.send(w)
-        return wire
-
-    def claim(self, cmd: Command, events: list[Event]) -> list[ExecReport] | None:
-        """Take the reports ``cmd`` caused on this feed (see the module doc); deliver the
-        older unclaimed ones as unsolicited first. None if they cannot be found."""
-        buf = self.pull()
-        ts = cmd.ts
-        head: list[ExecReport] = []
-        while buf and buf[0].ts < ts:
-            head.append(buf.popleft())
-        expected = expected_order_ids(self.account, events)
-        k = len(expected)
-        own: list[ExecReport] | None = None
-        if k and len(buf) >= k:
-            if all(buf[m].order_id == expected[m] and buf[m].ts == ts for m in range(k)):
-                own = [buf.popleft() for _ in range(k)]
-            else:  # rare: another command with the same timestamp came first
-                items = list(buf)
-                for j in range(1, len(items) - k + 1):
-                    if items[j].ts != ts:
-                        break
-                    if all(items[j + m].order_id == expected[m] and items[j + m].ts == ts
-                           for m in range(k)):
-                        head.extend(items[:j])
-                        own = items[j:j + k]
-                        buf.clear()
-                        buf.extend(items[j + k:])
-                        break
-        if head:
-            self.unsolicited(head)
-        if buf:
-            self.schedule_flush()
-        return own
-
-    def close(self) -> None:
-        self.sub.close()
 
 
 class _Session(asyncio.Protocol):
@@ -295,7 +127,7 @@ class _Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = p.FrameReader(gateway.config.limits.max_frame_bytes)
         self.account: Account | None = None
-        self.feed: _AccountFeed | None = None
+        self.port: ReportPort | None = None
         self.peer = "?"
         self.out = bytearray()
         self.dirty = False
@@ -430,7 +262,7 @@ class _Session(asyncio.Protocol):
             max_in_flight=limits.max_in_flight, orders_per_second=limits.orders_per_second,
             burst=limits.burst, max_frame_bytes=limits.max_frame_bytes,
             instruments=list(gw.exchange.instruments)))
-        self.feed = gw._join_feed(self, account.id)
+        self.port = gw.exchange.router.attach(account.id, self._unsolicited)
 
     def _logout(self) -> None:
         if self.account is None:
@@ -520,7 +352,7 @@ class _Session(asyncio.Protocol):
         gw = self.gw
         text = "exchange busy: inbound queue full"
         try:
-            n = gw.exchange.submit_many(cmds, self._on_reply)
+            n = gw.exchange.submit_many(cmds, self._on_reply, self.port)
         except ExchangeStopped:
             n = 0
             text = "server is stopping"
@@ -535,24 +367,23 @@ class _Session(asyncio.Protocol):
                     gw.busy += 1
                 self._reject(req.request_id, req, _THROTTLED, text)
 
-    def _on_reply(self, cmd: Command, events: list[Event]) -> None:
-        """Exchange RELEASE stage, after ``cmd`` was published (see module doc)."""
+    def _on_reply(self, _cmd: Command, _events: list[Event],
+                  reports: list[ExecReport]) -> None:
+        """Exchange RELEASE stage: ``reports`` are the request's own, in report order."""
         rid = self.pending.popleft()
-        gw = self.gw
-        feed = gw.feeds.get(cmd.account)  # type: ignore[union-attr]
-        own = feed.claim(cmd, events) if feed is not None else None
-        if own is None:
-            own = []
-            if feed is not None:
-                gw.attribution_errors += 1
-        wire = feed.own(self, own) if feed is not None else []
-        if type(wire[0] if wire else None) is p.OrderRejected:
-            gw.count_reject(wire[0].reason)  # type: ignore[union-attr]
+        wire = [to_wire(r) for r in reports]
+        if wire and wire[0].__class__ is p.OrderRejected:
+            self.gw.count_reject(wire[0].reason)
         if not self.closed:
             self.send(p.Response(rid, wire))
         if self.logout_pending and not self.pending and not self.closed:
             self.send(p.Logout("logged out"))
             self.close_after_flush()
+
+    def _unsolicited(self, reports: list[ExecReport]) -> None:
+        """The router's reports about this session's orders that it did not ask for."""
+        for r in reports:
+            self.send(to_wire(r))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -568,10 +399,6 @@ class _Session(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             self.gw._mark_dirty(self)
-
-    def send_many(self, msgs: Sequence[msgspec.Struct]) -> None:
-        for m in msgs:
-            self.send(m)
 
     def flush(self) -> None:
         self.dirty = False
@@ -626,7 +453,6 @@ class BinaryGateway:
         self.send_buffer_bytes = send_buffer_bytes
         self._accounts: list[Account] = list(config.accounts)
         self.sessions: set[_Session] = set()
-        self.feeds: dict[int, _AccountFeed] = {}
         self.accepting = False
         self._server: asyncio.Server | None = None
         self._dirty: list[_Session] = []
@@ -653,8 +479,6 @@ class BinaryGateway:
         self.rate_limited = 0
         self.busy = 0
         self.slow_consumer_disconnects = 0
-        self.attribution_errors = 0
-        self.feed_disconnects = 0
         self.rejects: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -679,19 +503,15 @@ class BinaryGateway:
             self._server.close()
 
     async def close(self) -> None:
-        """Flush and close every session, drop the account feeds, stop the listener."""
+        """Flush and close every session (detaching it from the router), stop the
+        listener."""
         self.accepting = False
         if self._hb_timer is not None:
             self._hb_timer.cancel()
             self._hb_timer = None
-        for feed in list(self.feeds.values()):
-            feed.flush()
         for s in list(self.sessions):
             s.send(p.Logout("server shutting down"))
             s.close_after_flush()
-        for feed in list(self.feeds.values()):
-            feed.close()
-        self.feeds.clear()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -716,38 +536,14 @@ class BinaryGateway:
     def count_reject(self, reason: int) -> None:
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
 
-    def _join_feed(self, session: _Session, account: int) -> _AccountFeed:
-        feed = self.feeds.get(account)
-        if feed is None:
-            feed = self.feeds[account] = _AccountFeed(self, account)
-        feed.sessions.append(session)
-        return feed
-
     def _leave(self, session: _Session) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
             self.sessions_closed += 1
-        feed = session.feed
-        if feed is not None:
-            session.feed = None
-            if session in feed.sessions:
-                feed.sessions.remove(session)
-            if not feed.sessions and self.feeds.get(feed.account) is feed:
-                # Reports still queued belong to nobody now; in-flight replies find no feed.
-                del self.feeds[feed.account]
-                feed.close()
-
-    def _feed_broken(self, feed: _AccountFeed) -> None:
-        """The feed's queue overflowed (cannot happen while the loop runs): its sessions
-        would miss reports, so they are disconnected."""
-        self.feed_disconnects += 1
-        log.error("account %d report feed overflowed; disconnecting its sessions",
-                  feed.account)
-        if self.feeds.get(feed.account) is feed:
-            del self.feeds[feed.account]
-        for s in list(feed.sessions):
-            s.send(p.Error(int(p.ErrorCode.SLOW_CONSUMER), "report feed overflowed"))
-            s.close_after_flush()
+        port = session.port
+        if port is not None:
+            session.port = None
+            port.close()  # reports about its orders now reach the account's other sessions
 
     def _mark_dirty(self, session: _Session) -> None:
         self._dirty.append(session)
@@ -795,7 +591,8 @@ class BinaryGateway:
         snap = self.stage_decode.snapshot()
         return {
             "sessions": len(self.sessions),
-            "accounts_logged_on": len(self.feeds),
+            "accounts_logged_on": len({s.account.id for s in self.sessions
+                                       if s.account is not None}),
             **self._counters(),
             "rejects_by_reason": {RejectReason(r).name if r in RejectReason._value2member_map_
                                   else str(r): n for r, n in self.rejects.items()},
@@ -823,8 +620,6 @@ class BinaryGateway:
             "rate_limited": self.rate_limited,
             "exchange_busy": self.busy,
             "slow_consumer_disconnects": self.slow_consumer_disconnects,
-            "attribution_errors": self.attribution_errors,
-            "feed_disconnects": self.feed_disconnects,
         }
 
     def prometheus(self) -> str:
@@ -844,11 +639,3 @@ class BinaryGateway:
                     else str(reason))
             lines.append(f'{prefix}_rejects_total{{reason="{name}"}} {n}')
         return text + "\n".join(lines) + "\n"
-
-
-def _owner_of(owners: dict[int, _Session], r: ExecReport) -> _Session | None:
-    """The session that entered ``r``'s order; forgotten once the report ends the order."""
-    kind = r.kind
-    if (kind == _FILL and r.leaves == 0) or kind == _CANCELLED or kind == _EXPIRED:
-        return owners.pop(r.order_id, None)
-    return owners.get(r.order_id)

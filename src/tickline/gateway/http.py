@@ -112,7 +112,17 @@ from websockets.http11 import Request, Response
 
 from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
-from tickline.matching import BUY, SELL, Cancel, Instrument, InstrumentError, NewOrder, RejectReason
+from tickline.matching import (
+    BUY,
+    SELL,
+    Cancel,
+    Command,
+    Event,
+    Instrument,
+    InstrumentError,
+    NewOrder,
+    RejectReason,
+)
 from tickline.matching.types import FOK, GTC, IOC, LIMIT, MARKET
 from tickline.stream import (
     Bar,
@@ -123,6 +133,7 @@ from tickline.stream import (
     Subscription,
     TradeTick,
 )
+from tickline.stream.routing import ReportPort
 
 if TYPE_CHECKING:
     from tickline.config import ServerConfig
@@ -559,7 +570,7 @@ class _Session:
         self.feeds: dict[tuple[str, str], _Feed] = {}
         self.control: deque[dict[str, Any]] = deque()
         self.execs: deque[ExecReport] = deque()
-        self.exec_sub: Subscription | None = None
+        self.exec_port: ReportPort | None = None
         self.account = 0
         self.stats: dict[str, Any] | None = None
         self.watch_stats = False
@@ -588,7 +599,12 @@ class _Session:
         self.gw._ws_errors[code] = self.gw._ws_errors.get(code, 0) + 1
         self.reply({"type": "error", "code": code, "message": message, **extra})
 
-    def on_exec(self, _topic: str, msgs: Sequence[ExecReport]) -> None:
+    def on_reply(self, _cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
+        """The exchange's reply to one of this session's orders: its own reports."""
+        self.on_exec(reports)
+
+    def on_exec(self, msgs: Sequence[ExecReport]) -> None:
+        """Reports for this session's account (a reply's, or unsolicited from the router)."""
         if len(self.execs) + len(msgs) > self.gw.exec_capacity:
             self.slow("execution reports not read")
             return
@@ -807,9 +823,9 @@ class _Session:
     def unsubscribe_all(self) -> None:
         for channel, symbol in list(self.feeds):
             self._drop_feed(channel, symbol)
-        if self.exec_sub is not None:
-            self.exec_sub.close()
-            self.exec_sub = None
+        if self.exec_port is not None:
+            self.exec_port.close()
+            self.exec_port = None
         if self.watch_stats:
             self.watch_stats = False
             self.gw._stats_watchers -= 1
@@ -827,9 +843,7 @@ class _Session:
                 self.slow("too many failed logins")
             raise _Error("bad_credentials", "unknown account key")
         self.account = acct.id
-        self.exec_sub = self.gw.exchange.publisher.subscribe_account(
-            acct.id, batch_callback=self.on_exec, capacity=self.gw.bus_capacity,
-            policy="disconnect", name=f"ws-{id(self):x}-exec.{acct.id}")
+        self.exec_port = self.gw.exchange.router.attach(acct.id, self.on_exec)
         self.reply({"type": "login", "account": acct.id, "name": acct.name})
 
     def _take_token(self) -> None:
@@ -845,7 +859,7 @@ class _Session:
 
     def _submit(self, cmd: NewOrder | Cancel) -> None:
         try:
-            self.gw.exchange.submit(cmd)
+            self.gw.exchange.submit(cmd, self.on_reply, self.exec_port)
         except ExchangeBusy as exc:
             raise _Error("busy", str(exc)) from None
         except ExchangeStopped as exc:

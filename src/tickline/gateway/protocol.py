@@ -53,13 +53,17 @@ tag   message              direction  meaning
 
 Reports appear either inside a :class:`Response` (caused by that request) or alone as
 unsolicited frames (passive fills, expiries, and anything another session or gateway did to
-this account's orders). ``exec_seq`` numbers the account's reports from 1 without gaps as the
-exchange publishes them.
+this account's orders). ``exec_seq`` is the account's report sequence number: every report
+of the account, whichever session it reaches, is numbered 1, 2, 3, ... without gaps, and the
+numbers are re-derivable from the server's journal. Reports about an order carry its
+cumulative fills (``cum_quantity`` and ``cum_notional``, the sum of price x quantity in
+ticks x lots): the exact average price is ``cum_notional / cum_quantity`` (``avg_price``).
 """
 
 from __future__ import annotations
 
 import enum
+from fractions import Fraction
 from typing import Final
 
 import msgspec
@@ -271,6 +275,13 @@ class Fill(msgspec.Struct, tag=42, array_like=True, gc=False):
     last_price: int
     last_quantity: int
     trade_id: int
+    cum_quantity: int = 0
+    cum_notional: int = 0
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        """Exact average fill price in ticks (None before the first fill)."""
+        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
 
 
 class OrderCancelled(msgspec.Struct, tag=43, array_like=True, gc=False):
@@ -285,6 +296,13 @@ class OrderCancelled(msgspec.Struct, tag=43, array_like=True, gc=False):
     price: int
     quantity: int
     reason: int
+    cum_quantity: int = 0
+    cum_notional: int = 0
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        """Exact average fill price in ticks (None before the first fill)."""
+        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
 
 
 class OrderReplaced(msgspec.Struct, tag=44, array_like=True, gc=False):
@@ -297,6 +315,13 @@ class OrderReplaced(msgspec.Struct, tag=44, array_like=True, gc=False):
     price: int
     quantity: int
     leaves: int
+    cum_quantity: int = 0
+    cum_notional: int = 0
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        """Exact average fill price in ticks (None before the first fill)."""
+        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
 
 
 class OrderExpired(msgspec.Struct, tag=45, array_like=True, gc=False):
@@ -308,6 +333,13 @@ class OrderExpired(msgspec.Struct, tag=45, array_like=True, gc=False):
     side: int
     price: int
     quantity: int
+    cum_quantity: int = 0
+    cum_notional: int = 0
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        """Exact average fill price in ticks (None before the first fill)."""
+        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
 
 
 Report = OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced | OrderExpired

@@ -22,6 +22,7 @@ from tickline.journal.format import (
 )
 from tickline.journal.recovery import (
     Divergence,
+    Follower,
     Record,
     RecoveryReport,
     VerifyReport,
@@ -37,9 +38,27 @@ from tickline.journal.snapshot import JournalMeta, list_snapshots, read_meta, re
 from tickline.journal.writer import Durability, Journal, TailRepair
 
 __all__ = [
-    "RECORD_COMMAND", "RECORD_SEAL", "Divergence", "Durability", "Journal",
-    "JournalCorruptError", "JournalError", "JournalMeta", "Record", "RecoveryReport",
-    "TailRepair", "VerifyReport", "compare_replays", "iter_commands", "iter_records",
-    "list_snapshots", "read_meta", "read_snapshot", "recover", "replay", "replay_events",
+    "RECORD_COMMAND",
+    "RECORD_SEAL",
+    "Divergence",
+    "Durability",
+    "Follower",
+    "Journal",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalMeta",
+    "Record",
+    "RecoveryReport",
+    "TailRepair",
+    "VerifyReport",
+    "compare_replays",
+    "iter_commands",
+    "iter_records",
+    "list_snapshots",
+    "read_meta",
+    "read_snapshot",
+    "recover",
+    "replay",
+    "replay_events",
     "verify",
 ]

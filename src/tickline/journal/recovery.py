@@ -16,10 +16,10 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -42,6 +42,8 @@ from tickline.journal.snapshot import (
 )
 from tickline.journal.writer import QUARANTINE, TailRepair, cut_journal
 from tickline.matching import Command, EngineConfig, Event, Instrument, MatchingEngine
+from tickline.matching.book import OrderBook
+from tickline.matching.engine import EngineSnapshot
 
 _decoder = msgspec.msgpack.Decoder(Command)
 _event_encoder = msgspec.msgpack.Encoder()
@@ -235,6 +237,22 @@ def _engine_for(directory: Path, instruments: Iterable[Instrument] | None,
     return MatchingEngine(list(instruments), config), meta
 
 
+class Follower(Protocol):
+    """A component downstream of the engine whose state derives from the engine's events
+    (e.g. the exchange's report numbering): recovery restores it with the engine and feeds
+    it the replayed tail, so it ends exactly where it was. ``key`` names its state inside a
+    snapshot's ``attachments``; a snapshot without it is not used (the replay starts
+    earlier, from a snapshot that has it or from the beginning)."""
+
+    key: str
+
+    def restore(self, state: bytes | None, books: Mapping[str, OrderBook]) -> None:
+        """Start from ``state`` (None: from nothing) and the restored engine's books."""
+
+    def build(self, command_seq: int, ts: int, events: Sequence[Event]) -> Any:
+        """Take one replayed command's events."""
+
+
 @dataclass
 class _Rebuild:
     engine: MatchingEngine
@@ -245,18 +263,23 @@ class _Rebuild:
 
 def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
              config: EngineConfig | None, *, to_seq: int | None,
-             use_snapshot: bool, check_tail: bool) -> _Rebuild:
+             use_snapshot: bool, check_tail: bool,
+             followers: Sequence[Follower] = ()) -> _Rebuild:
     t0 = time.perf_counter()
     instruments = list(instruments) if instruments is not None else None
     engine, _meta = _engine_for(directory, instruments, config)
     report = RecoveryReport()
     stop = to_seq if to_seq is not None else 1 << 63
+    used: EngineSnapshot | None = None
     if use_snapshot:
         for seq, path in reversed(list_snapshots(directory)):
             if seq > stop:
                 continue
             try:
                 snap = read_snapshot(path)
+                missing = [f.key for f in followers if f.key not in snap.attachments]
+                if missing:
+                    raise KeyError(f"{path.name} has no state for {', '.join(missing)}")
                 engine.restore(snap)
             except (JournalCorruptError, KeyError, RuntimeError) as exc:
                 report.snapshots_rejected.append(str(exc))
@@ -264,11 +287,22 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
                 continue
             report.snapshot_path = str(path)
             report.snapshot_seq = snap.last_seq
+            used = snap
             break
     after = report.snapshot_seq
+    for f in followers:
+        f.restore(used.attachments[f.key] if used is not None else None, engine.books)
     walk = _Walk(directory, after + 1, check_tail=check_tail)
     decode = _decoder.decode
     process = engine.process
+    if followers:
+        engine_process = engine.process
+
+        def process(cmd: Command) -> list[Event]:
+            events = engine_process(cmd)
+            for f in followers:
+                f.build(cmd.seq, cmd.ts, events)
+            return events
     replayed = 0
     done = False
     for path, scan in walk.scans():
@@ -289,16 +323,18 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
 
 def recover(directory: Path | str, instruments: Iterable[Instrument] | None = None,
             config: EngineConfig | None = None, *,
-            truncate: bool = True) -> tuple[MatchingEngine, RecoveryReport]:
+            truncate: bool = True,
+            followers: Sequence[Follower] = ()) -> tuple[MatchingEngine, RecoveryReport]:
     """Rebuild the engine after a restart: the newest valid snapshot, then the journal after
     it. A torn or corrupt tail is detected by its CRC (or framing), truncated — its bytes and
     any later segments moved to ``quarantine/`` — and reported; with ``truncate=False`` it
     raises :class:`JournalCorruptError` instead. ``instruments``/``config`` default to those
-    recorded in ``journal.meta``.
+    recorded in ``journal.meta``. ``followers`` are restored and fed alongside the engine
+    (see :class:`Follower`).
     """
     directory = Path(directory)
     rebuilt = _rebuild(directory, instruments, config, to_seq=None, use_snapshot=True,
-                       check_tail=True)
+                       check_tail=True, followers=followers)
     report = rebuilt.report
     if rebuilt.problem is not None:
         pos, offset, reason = rebuilt.problem
@@ -484,5 +520,5 @@ def verify(directory: Path | str) -> VerifyReport:
     return report
 
 
-__all__ = ["Divergence", "Record", "RecoveryReport", "VerifyReport", "compare_replays",
+__all__ = ["Divergence", "Follower", "Record", "RecoveryReport", "VerifyReport", "compare_replays",
            "iter_commands", "iter_records", "recover", "replay", "replay_events", "verify"]

@@ -124,6 +124,10 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     halted: list[str]
     orders: list[Order]
     recent_client_ids: list[tuple[int, str]]
+    attachments: dict[str, bytes] = msgspec.field(default_factory=dict)
+    """State of components downstream of the engine that derive from its events (e.g. the
+    exchange's report numbering), saved with the engine so a snapshot restores them at the
+    same sequence number. Opaque to the engine."""
 
 
 class MatchingEngine:

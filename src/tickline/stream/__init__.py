@@ -4,8 +4,11 @@
   iterators) each with a bounded queue and a slow-consumer :class:`Policy`; synchronous,
   batch-friendly publishing; :meth:`Bus.statistics`.
 * :class:`MarketDataPublisher` -- engine events to trades, BBO, depth deltas, L3 order
-  events, OHLCV/VWAP bars, status and private execution reports, every message with a
-  per-topic sequence number; snapshots for late joiners and resync.
+  events, OHLCV/VWAP bars and status, every message with a per-topic sequence number;
+  snapshots for late joiners and resync.
+* :class:`ReportBuilder` -- each command's execution reports, numbered per account
+  (deterministic: re-derivable from the journal); :class:`ReportRouter` -- delivers them to
+  their accounts' sessions, the one path every gateway uses.
 """
 
 from tickline.stream.bus import (
@@ -26,8 +29,6 @@ from tickline.stream.marketdata import (
     DepthBook,
     DepthDelta,
     DepthSnapshot,
-    ExecKind,
-    ExecReport,
     L3Reason,
     L3Snapshot,
     MarketDataMessage,
@@ -42,12 +43,15 @@ from tickline.stream.marketdata import (
     TradeTick,
     window_label,
 )
+from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
+from tickline.stream.routing import ReportPort, ReportRouter
 
 __all__ = [
     "Bar", "Bbo", "Bus", "BusStatistics", "Chunk", "DepthBook", "DepthDelta", "DepthSnapshot",
     "ExecKind", "ExecReport", "L3Reason", "L3Snapshot", "MarketDataMessage",
     "MarketDataPublisher", "OrderAdded", "OrderDeleted", "OrderExecuted", "OrderModified",
-    "Policy", "PublisherStatistics", "SequenceTracker", "StatusUpdate",
+    "Policy", "PublisherStatistics", "ReportBuilder", "ReportPort", "ReportRouter",
+    "SequenceTracker", "StatusUpdate",
     "SubscriberDisconnected", "Subscription", "SubscriptionClosed", "SubscriptionStatistics",
     "TradeTick", "default_conflation_key", "topic_matches", "window_label",
 ]

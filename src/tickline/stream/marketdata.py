@@ -15,7 +15,6 @@ topic                  messages
                        :class:`OrderDeleted`: the resting orders, one by one
 ``bars.SYM.<w>``       :class:`Bar`: OHLCV, notional and VWAP per window ``w`` (``1s``...)
 ``status.SYM``         :class:`StatusUpdate` on halt/resume
-``exec.<account>``     :class:`ExecReport`: that account's own execution reports (private)
 =====================  ==================================================================
 
 **Sequence numbers.** Every message carries ``seq``, counted per topic from 1 without gaps.
@@ -30,9 +29,9 @@ subscriber that sees a gap (its queue dropped or conflated) resyncs from
 is published when a later command's ``ts`` reaches its end (a ``TimeTick`` command or an
 empty ``publish(seq, ts, [])`` closes it too). Windows without trades publish nothing.
 
-**Privacy.** Execution reports go only to ``exec.<account>``; :meth:`subscribe_account` is
-the per-account API. The bus refuses ``exec.*`` without ``admin=True`` and never routes a
-wildcard-first pattern (``>``, ``*.42``) into ``exec``. Public messages carry no accounts.
+**Privacy.** Public messages carry no accounts. Execution reports are not market data:
+:mod:`tickline.stream.reports` builds them and :mod:`tickline.stream.routing` delivers them
+to their accounts' sessions only.
 
 **Ordering.** Within a topic, messages are in engine order. A publish call delivers each
 topic's messages as one chunk, so a subscriber to several topics sees them grouped by topic
@@ -55,7 +54,6 @@ from tickline.matching.events import (
     Event,
     Expired,
     LevelChanged,
-    Rejected,
     Replaced,
     StatusChanged,
     Trade,
@@ -63,6 +61,7 @@ from tickline.matching.events import (
 from tickline.matching.instruments import Instrument
 from tickline.matching.types import BUY
 from tickline.stream.bus import Bus, Callback, Subscription
+from tickline.stream.reports import ExecKind, ExecReport  # re-exported (moved there)
 
 __all__ = [
     "Bar",
@@ -257,56 +256,11 @@ class StatusUpdate(msgspec.Struct, tag="status", gc=False):
     halted: bool
 
 
-class ExecKind(IntEnum):
-    """What an :class:`ExecReport` reports (stable codes)."""
-
-    NEW = 1
-    REJECTED = 2
-    FILL = 3
-    CANCELLED = 4
-    REPLACED = 5
-    EXPIRED = 6
-
-
-class ExecReport(msgspec.Struct, tag="exec", gc=False):
-    """One execution report for the owning account only.
-
-    ``price``/``quantity`` are the order's limit price and total quantity, ``leaves`` its
-    open quantity after this report. For fills ``last_price``/``last_quantity``/``trade_id``
-    describe the execution. ``reason``/``text`` explain rejects (``RejectReason``) and
-    cancels (``CancelReason``). ``order_id`` is 0 for a rejected new order.
-    """
-
-    seq: int
-    ts: int
-    account: int
-    kind: int
-    symbol: str
-    order_id: int
-    client_order_id: str
-    side: int
-    price: int
-    quantity: int
-    leaves: int
-    last_price: int = 0
-    last_quantity: int = 0
-    trade_id: int = 0
-    reason: int = 0
-    text: str = ""
-
-
 MarketDataMessage = (TradeTick | Bbo | DepthDelta | DepthSnapshot | OrderAdded | OrderModified
-                     | OrderExecuted | OrderDeleted | L3Snapshot | Bar | StatusUpdate
-                     | ExecReport)
+                     | OrderExecuted | OrderDeleted | L3Snapshot | Bar | StatusUpdate)
 """Every message the publisher emits (a tagged union: ``msgspec.json.decode(data,
 type=MarketDataMessage)`` round-trips)."""
 
-_NEW = int(ExecKind.NEW)
-_REJECTED = int(ExecKind.REJECTED)
-_FILL = int(ExecKind.FILL)
-_CANCELLED = int(ExecKind.CANCELLED)
-_REPLACED = int(ExecKind.REPLACED)
-_EXPIRED = int(ExecKind.EXPIRED)
 _L3_CANCELLED = int(L3Reason.CANCELLED)
 _L3_EXPIRED = int(L3Reason.EXPIRED)
 _L3_REPLACED = int(L3Reason.REPLACED)
@@ -327,7 +281,7 @@ def window_label(width_ns: int) -> str:
 class PublisherStatistics:
     """Counters of a :class:`MarketDataPublisher`: commands and events seen, messages
     published (messages nobody subscribed to are not built and not counted), the last
-    command's ``seq``/``ts``, symbols and accounts known, bars currently open."""
+    command's ``seq``/``ts``, symbols known, bars currently open."""
 
     commands: int
     events: int
@@ -335,7 +289,6 @@ class PublisherStatistics:
     last_seq: int
     last_ts: int
     symbols: int
-    accounts: int
     open_bars: int
 
 
@@ -374,16 +327,6 @@ class _Bar:
         self.start = self.end = 0
         self.open = self.high = self.low = self.close = 0
         self.volume = self.notional = 0
-
-
-class _Account:
-    __slots__ = ("epoch", "pending", "seq", "topic")
-
-    def __init__(self, account: int) -> None:
-        self.topic = f"exec.{account}"
-        self.seq = 0
-        self.epoch = -1
-        self.pending: list[ExecReport] | None = None
 
 
 class _Symbol:
@@ -508,7 +451,6 @@ class MarketDataPublisher:
             symbol = inst if isinstance(inst, str) else inst.symbol
             step = 1 if isinstance(inst, str) else inst.tick_size
             self._symbols[symbol] = _Symbol(symbol, self.bar_windows, step)
-        self._accounts: dict[int, _Account] = {}
         self._epoch = 0
         self._open_bars: list[tuple[_Symbol, _Bar]] = []
         self._bars_out: dict[str, list[Bar]] = {}
@@ -554,9 +496,7 @@ class MarketDataPublisher:
         bus = self.bus
         has_subs = bus.has_subscribers
         symbols = self._symbols
-        accounts = self._accounts
         touched: list[_Symbol] = []
-        touched_accounts: list[_Account] = []
         bbo_dirty: list[_Symbol] = []
         pending: list[tuple[_Symbol, _Order]] = []
         n_events = 0
@@ -578,23 +518,6 @@ class MarketDataPublisher:
             st.bbo = [] if want_bbo else None
             st.status = None
             touched.append(st)
-
-        want_exec = bus.has_subscribers_under("exec")
-
-        def account_list(account: int) -> list[ExecReport] | None:
-            acct = accounts.get(account)
-            if acct is None:
-                acct = accounts[account] = _Account(account)
-            if acct.epoch != epoch:
-                acct.epoch = epoch
-                acct.pending = [] if has_subs(acct.topic) else None
-                touched_accounts.append(acct)
-            return acct.pending
-
-        def next_exec_seq(account: int) -> int:
-            acct = accounts[account]
-            acct.seq += 1
-            return acct.seq
 
         for seq, ts, events in batch:  # noqa: B007 -- the last seq is kept below
             n_commands += 1
@@ -669,12 +592,6 @@ class MarketDataPublisher:
                             order.price = ev.price
                             order.leaves = ev.leaves
                             pending.append((st, order))
-                    out = account_list(ev.account) if want_exec else None
-                    if out is not None:
-                        out.append(ExecReport(next_exec_seq(ev.account), ts, ev.account,
-                                              _REPLACED, ev.symbol, ev.order_id,
-                                              ev.client_order_id, ev.side, ev.price,
-                                              ev.quantity, ev.leaves))
                 elif kind is Trade:
                     st = symbols.get(ev.symbol)
                     if st is None:
@@ -722,20 +639,6 @@ class MarketDataPublisher:
                         taker.leaves = ev.taker_leaves
                         if ev.taker_leaves == 0:
                             del orders[ev.taker_order_id]
-                    out = account_list(ev.maker_account) if want_exec else None
-                    if out is not None and maker is not None:
-                        out.append(ExecReport(next_exec_seq(ev.maker_account), ts,
-                                              ev.maker_account, _FILL, ev.symbol,
-                                              ev.maker_order_id, maker.client_order_id,
-                                              maker.side, maker.price, maker.quantity,
-                                              maker_leaves, price, qty, ev.trade_id))
-                    out = account_list(ev.taker_account) if want_exec else None
-                    if out is not None and taker is not None:
-                        out.append(ExecReport(next_exec_seq(ev.taker_account), ts,
-                                              ev.taker_account, _FILL, ev.symbol,
-                                              ev.taker_order_id, taker.client_order_id,
-                                              taker.side, taker.price, taker.quantity,
-                                              ev.taker_leaves, price, qty, ev.trade_id))
                 elif kind is Accepted:
                     st = symbols.get(ev.symbol)
                     if st is not None:
@@ -745,11 +648,6 @@ class MarketDataPublisher:
                                        ev.price, ev.quantity, ev.quantity, False)
                         st.orders[ev.order_id] = order
                         pending.append((st, order))
-                    out = account_list(ev.account) if want_exec else None
-                    if out is not None:
-                        out.append(ExecReport(next_exec_seq(ev.account), ts, ev.account, _NEW,
-                                              ev.symbol, ev.order_id, ev.client_order_id,
-                                              ev.side, ev.price, ev.quantity, ev.quantity))
                 elif kind is Cancelled or kind is Expired:
                     expired = kind is Expired
                     st = symbols.get(ev.symbol)
@@ -764,24 +662,6 @@ class MarketDataPublisher:
                             l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, ev.order_id,
                                                    ev.side, ev.price,
                                                    _L3_EXPIRED if expired else _L3_CANCELLED))
-                    out = account_list(ev.account) if want_exec else None
-                    if out is not None:
-                        out.append(ExecReport(
-                            next_exec_seq(ev.account), ts, ev.account,
-                            _EXPIRED if expired else _CANCELLED, ev.symbol, ev.order_id,
-                            order.client_order_id if order is not None else "", ev.side,
-                            ev.price, order.quantity if order is not None else ev.quantity, 0,
-                            reason=0 if expired else ev.reason,
-                        ))
-                elif kind is Rejected:
-                    if ev.account and want_exec:
-                        out = account_list(ev.account)
-                        if out is not None:
-                            out.append(ExecReport(
-                                next_exec_seq(ev.account), ts, ev.account, _REJECTED,
-                                ev.symbol, ev.order_id, ev.client_order_id, 0, 0, 0, 0,
-                                reason=ev.reason, text=ev.text,
-                            ))
                 elif kind is StatusChanged:
                     st = symbols.get(ev.symbol)
                     if st is None:
@@ -823,9 +703,9 @@ class MarketDataPublisher:
             self.last_ts = ts
         self.commands += n_commands
         self.events += n_events
-        self._flush(touched, touched_accounts)
+        self._flush(touched)
 
-    def _flush(self, touched: list[_Symbol], touched_accounts: list[_Account]) -> None:
+    def _flush(self, touched: list[_Symbol]) -> None:
         publish_many = self.bus.publish_many
         messages = 0
         for st in touched:
@@ -836,11 +716,6 @@ class MarketDataPublisher:
                     messages += len(msgs)
                     publish_many(topic, msgs)
             st.trades = st.depth = st.bbo = st.l3 = st.status = None
-        for acct in touched_accounts:
-            if acct.pending:
-                messages += len(acct.pending)
-                publish_many(acct.topic, acct.pending)
-            acct.pending = None
         if self._bars_out:
             bars_out = self._bars_out
             self._bars_out = {}
@@ -924,23 +799,6 @@ class MarketDataPublisher:
         sub = self.bus.subscribe(f"l3.{symbol}", callback, **options)
         return self.l3_snapshot(symbol), sub
 
-    def subscribe_account(
-        self, account: int, callback: Callback | None = None, **options: Any
-    ) -> Subscription:
-        """Subscribe to one account's private execution reports (``exec.<account>``) and
-        nothing else. The caller (a gateway session) must have authenticated ``account``."""
-        if not isinstance(account, int) or isinstance(account, bool):
-            raise TypeError(f"account must be an int, got {account!r}")
-        if options.get("admin"):
-            raise ValueError("subscribe_account does not take admin=True")
-        return self.bus.subscribe(f"exec.{account}", callback, **options)
-
-    def subscribe_all_accounts(
-        self, callback: Callback | None = None, **options: Any
-    ) -> Subscription:
-        """Admin: every account's execution reports (``exec.*``)."""
-        return self.bus.subscribe("exec.*", callback, admin=True, **options)
-
     def check(self, books: Mapping[str, OrderBook]) -> None:
         """Assert that the mirror equals the engine's ``books`` (levels, counts, resting
         orders and their priority). For tests; O(orders)."""
@@ -963,7 +821,7 @@ class MarketDataPublisher:
         return PublisherStatistics(
             commands=self.commands, events=self.events, messages=self.messages,
             last_seq=self.last_seq, last_ts=self.last_ts, symbols=len(self._symbols),
-            accounts=len(self._accounts), open_bars=len(self._open_bars),
+            open_bars=len(self._open_bars),
         )
 
 

@@ -1,0 +1,152 @@
+"""The report router: every execution report reaches the sessions of its account, once.
+
+Every gateway (binary, WebSocket, FIX) uses this one router; none of them works out which
+reports belong to whom. The rule:
+
+1. A command's reports for the **submitting account** go back to the submitter with the
+   command's reply (``Exchange.submit(cmd, reply, origin=port)``): its own accepted / rejected /
+   fill / cancel / replace reports, in report-sequence order, in one response.
+2. Every **other** report the command caused — the resting maker's fill, a self-trade cancel
+   of another order, a GTD expiry (a ``TimeTick`` has no submitter), a cancel on disconnect
+   — is delivered to the session that entered that order, as unsolicited reports. When that
+   session is gone, or the order was entered without one, it goes to every open session of
+   the order's account. A report of the submitting account about an order another of its
+   sessions entered goes to that session too (its resting order was filled by a sibling).
+3. **Drop copies** (:meth:`ReportRouter.attach` with ``account=None``) receive every report of
+   every account.
+
+Deliveries happen per command, in sequence order, before that command's reply, so each
+session sees the reports of its account in engine order (a response groups its command's
+own reports). Reports for an account with no open session are not kept here: they are
+numbered and re-derivable from the journal (see :mod:`tickline.stream.reports`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from tickline.stream.reports import ExecKind, ExecReport
+
+__all__ = ["ReportPort", "ReportRouter", "Unsolicited"]
+
+Unsolicited = Callable[[list[ExecReport]], None]
+"""A session's handler for reports it did not ask for (called on the exchange loop; must
+not block: a gateway queues them on its connection)."""
+
+_NEW = int(ExecKind.NEW)
+_REJECTED = int(ExecKind.REJECTED)
+
+
+class ReportPort:
+    """One session's attachment to the router: its account (None: a drop copy of every
+    account) and its handler. :meth:`close` detaches it."""
+
+    __slots__ = ("account", "deliver", "delivered", "open", "router")
+
+    def __init__(self, router: ReportRouter, account: int | None,
+                 deliver: Unsolicited) -> None:
+        self.router = router
+        self.account = account
+        self.deliver = deliver
+        self.open = True
+        self.delivered = 0
+
+    def close(self) -> None:
+        """Detach: reports about the orders this session entered now go to the account's
+        other sessions. Safe to call twice."""
+        if self.open:
+            self.open = False
+            self.router._detach(self)
+
+
+class ReportRouter:
+    """Routes execution reports to report ports (see the module doc). Single writer: the
+    exchange loop. :meth:`route` costs O(reports) plus one call per port reached."""
+
+    def __init__(self) -> None:
+        self._by_account: dict[int, list[ReportPort]] = {}
+        self._drop_copies: list[ReportPort] = []
+        self._owners: dict[int, ReportPort] = {}
+        self.routed = 0
+        self.unsolicited = 0
+
+    def attach(self, account: int | None, deliver: Unsolicited) -> ReportPort:
+        """Attach a session of ``account`` (None: a drop copy of all accounts)."""
+        port = ReportPort(self, account, deliver)
+        if account is None:
+            self._drop_copies.append(port)
+        else:
+            self._by_account.setdefault(account, []).append(port)
+        return port
+
+    def _detach(self, port: ReportPort) -> None:
+        ports = (self._drop_copies if port.account is None
+                 else self._by_account.get(port.account, []))
+        if port in ports:
+            ports.remove(port)
+        if port.account is not None and not ports:
+            self._by_account.pop(port.account, None)
+
+    def sessions(self, account: int) -> int:
+        """Open ports of ``account``."""
+        return len(self._by_account.get(account, ()))
+
+    def route(self, reports: Sequence[ExecReport], account: int,
+              origin: ReportPort | None) -> list[ExecReport]:
+        """Deliver one command's ``reports`` (the submitter's ``account``; ``origin`` is its
+        port, if any) and return the submitting account's own reports for its reply."""
+        own: list[ExecReport] = []
+        if not reports:
+            return own
+        owners = self._owners
+        by_account = self._by_account
+        out: dict[int, tuple[ReportPort, list[ExecReport]]] = {}
+
+        def send(port: ReportPort, r: ExecReport) -> None:
+            entry = out.get(id(port))
+            if entry is None:
+                out[id(port)] = (port, [r])
+            else:
+                entry[1].append(r)
+
+        for r in reports:
+            oid = r.order_id
+            if r.kind == _REJECTED:
+                owner = None  # a refused request: only its submitter hears of it
+            else:
+                owner = owners.pop(oid, None) if r.ends_order else owners.get(oid)
+                if owner is not None and not owner.open:
+                    owners.pop(oid, None)
+                    owner = None
+            if r.account == account:
+                own.append(r)
+                if origin is not None and r.kind == _NEW and r.leaves:
+                    owners[oid] = origin
+                if owner is not None:
+                    if owner is not origin:
+                        send(owner, r)
+                elif origin is None:
+                    for port in by_account.get(r.account, ()):
+                        send(port, r)
+            elif owner is not None:
+                send(owner, r)
+            else:
+                for port in by_account.get(r.account, ()):
+                    send(port, r)
+            for port in self._drop_copies:
+                send(port, r)
+        self.routed += len(reports)
+        for port, msgs in out.values():
+            port.delivered += len(msgs)
+            self.unsolicited += len(msgs)
+            port.deliver(msgs)
+        return own
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: reports routed, unsolicited deliveries, ports and tracked orders."""
+        return {
+            "reports_routed": self.routed,
+            "unsolicited_deliveries": self.unsolicited,
+            "ports": sum(len(v) for v in self._by_account.values()) + len(self._drop_copies),
+            "tracked_orders": len(self._owners),
+        }

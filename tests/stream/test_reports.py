@@ -1,0 +1,205 @@
+"""Execution reports: the one builder (numbering, cumulative fills, exact average price,
+restore) and the one router (who receives which report)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+from typing import Any
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.stream.test_marketdata import SYMBOLS, build_commands, op_st
+from tickline.matching import (
+    BUY,
+    SELL,
+    Cancel,
+    Command,
+    Instrument,
+    MatchingEngine,
+    NewOrder,
+    Replace,
+    SetTradingStatus,
+    TimeTick,
+    Trade,
+)
+from tickline.stream import ExecKind, ExecReport, ReportBuilder, ReportRouter
+
+
+def engine() -> MatchingEngine:
+    return MatchingEngine([Instrument(symbol=s) for s in SYMBOLS])
+
+
+def run(ops: list[tuple[Any, ...]]) -> tuple[MatchingEngine, ReportBuilder,
+                                              list[tuple[Command, list[ExecReport]]]]:
+    eng = engine()
+    builder = ReportBuilder()
+    out = []
+    for cmd in build_commands(eng, ops):
+        out.append((cmd, builder.build(cmd.seq, cmd.ts, eng.process(cmd))))
+        builder.check(eng.books)
+    return eng, builder, out
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(op_st, min_size=20, max_size=400))
+def test_every_party_gets_one_numbered_report_per_event(ops: list[tuple[Any, ...]]) -> None:
+    eng = engine()
+    builder = ReportBuilder()
+    per_account: dict[int, list[ExecReport]] = defaultdict(list)
+    for cmd in build_commands(eng, ops):
+        events = eng.process(cmd)
+        reports = builder.build(cmd.seq, cmd.ts, events)
+        expected: list[int] = []
+        for e in events:
+            if type(e) is Trade:
+                expected += [e.maker_account, e.taker_account]
+            elif getattr(e, "account", 0):
+                expected.append(e.account)
+        assert [r.account for r in reports] == expected
+        assert all(r.command_seq == cmd.seq and r.ts == cmd.ts for r in reports)
+        for r in reports:
+            per_account[r.account].append(r)
+        builder.check(eng.books)
+    for account, reports in per_account.items():
+        assert [r.seq for r in reports] == list(range(1, len(reports) + 1))
+        assert builder.last_seq(account) == len(reports)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(op_st, min_size=20, max_size=400))
+def test_cumulative_fills_and_average_price_are_exact(ops: list[tuple[Any, ...]]) -> None:
+    _eng, _builder, out = run(ops)
+    fills: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for _cmd, reports in out:
+        for r in reports:
+            if r.kind == ExecKind.FILL:
+                fills[r.order_id].append((r.last_price, r.last_quantity))
+            if r.kind != ExecKind.REJECTED:
+                mine = fills.get(r.order_id, [])
+                assert r.cum_quantity == sum(q for _, q in mine)
+                assert r.cum_notional == sum(p * q for p, q in mine)
+                if mine:
+                    assert r.avg_price == Fraction(sum(p * q for p, q in mine),
+                                                   sum(q for _, q in mine))
+                else:
+                    assert r.avg_price is None
+            if r.kind == ExecKind.FILL:
+                # conservation per order: filled + open <= quantity (the rest was cancelled)
+                assert r.cum_quantity + r.leaves <= r.quantity
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=st.lists(op_st, min_size=40, max_size=400), cut=st.integers(1, 399))
+def test_restored_builder_continues_byte_for_byte(ops: list[tuple[Any, ...]], cut: int) -> None:
+    """A builder rebuilt from a snapshot (engine books + its saved state) gives exactly the
+    reports the original gives from there on."""
+    cut = min(cut, len(ops) - 1)
+    enc = msgspec.msgpack.encode
+    _e, _b, straight = run(ops)
+    eng = engine()
+    builder = ReportBuilder()
+    cmds = build_commands(eng, ops)
+    got: list[bytes] = []
+    for i, cmd in enumerate(cmds):
+        got.append(enc(builder.build(cmd.seq, cmd.ts, eng.process(cmd))))
+        if i + 1 == cut:
+            snap = eng.snapshot()
+            snap.attachments[ReportBuilder.key] = builder.state()
+            fresh = engine()
+            fresh.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(snap),
+                                                 type=type(snap)))
+            builder = ReportBuilder(fresh.books, snap.attachments[ReportBuilder.key])
+            builder.check(eng.books)
+    assert got == [enc(r) for _c, r in straight]
+
+
+def test_reports_describe_the_order_lifecycle() -> None:
+    eng = engine()
+    builder = ReportBuilder()
+    cmds: list[Command] = [
+        NewOrder(seq=1, ts=1, account=1, symbol="AAA", side=SELL, price=100, quantity=10,
+                 client_order_id="s1"),
+        NewOrder(seq=2, ts=2, account=2, symbol="AAA", side=BUY, price=100, quantity=4,
+                 client_order_id="b1"),
+        Replace(seq=3, ts=3, account=1, symbol="AAA", order_id=1, quantity=8),
+        Cancel(seq=4, ts=4, account=2, symbol="AAA", order_id=1),  # not account 2's
+        NewOrder(seq=5, ts=5, account=2, symbol="AAA", side=SELL, price=102, quantity=1),
+        NewOrder(seq=6, ts=6, account=3, symbol="AAA", side=BUY, price=102, quantity=7),
+        Cancel(seq=7, ts=7, account=3, symbol="AAA", order_id=4),
+        SetTradingStatus(seq=8, ts=8, symbol="AAA", halted=True),
+        TimeTick(seq=9, ts=9),
+    ]
+    reports = [r for cmd in cmds for r in builder.build(cmd.seq, cmd.ts, eng.process(cmd))]
+    a = [(r.seq, r.kind, r.client_order_id, r.leaves, r.last_quantity, r.cum_quantity)
+         for r in reports if r.account == 1]
+    assert a == [(1, ExecKind.NEW, "s1", 10, 0, 0), (2, ExecKind.FILL, "s1", 6, 4, 4),
+                 (3, ExecKind.REPLACED, "s1", 4, 0, 4), (4, ExecKind.FILL, "s1", 0, 4, 8)]
+    b = [(r.seq, r.kind, r.leaves) for r in reports if r.account == 2]
+    assert b == [(1, ExecKind.NEW, 4), (2, ExecKind.FILL, 0), (3, ExecKind.REJECTED, 0),
+                 (4, ExecKind.NEW, 1), (5, ExecKind.FILL, 0)]
+    # account 3 swept 4 at 100 and 1 at 102, rested 2, then cancelled: exact average
+    c = [r for r in reports if r.account == 3]
+    assert [r.kind for r in c] == [ExecKind.NEW, ExecKind.FILL, ExecKind.FILL,
+                                   ExecKind.CANCELLED]
+    assert c[-1].cum_quantity == 5 and c[-1].cum_notional == 502
+    assert c[-1].avg_price == Fraction(502, 5)
+    assert builder.report_seqs() == {1: 4, 2: 5, 3: 4}
+
+
+# --- the router -------------------------------------------------------------------------------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[ExecReport] = []
+
+    def __call__(self, reports: list[ExecReport]) -> None:
+        self.got.extend(reports)
+
+
+def rep(seq: int, account: int, kind: ExecKind, order_id: int, leaves: int = 1) -> ExecReport:
+    return ExecReport(seq, 1, account, int(kind), "AAA", order_id, "", BUY, 100, 5, leaves)
+
+
+def test_router_sends_a_makers_fill_to_the_session_that_entered_it() -> None:
+    router = ReportRouter()
+    s1, s2, s3 = Sink(), Sink(), Sink()
+    p1 = router.attach(1, s1)
+    p2 = router.attach(1, s2)  # a second session of account 1
+    p3 = router.attach(2, s3)
+    new = rep(1, 1, ExecKind.NEW, 10)
+    assert router.route([new], 1, p1) == [new]  # own report: back with the reply only
+    assert s1.got == s2.got == s3.got == []
+    # account 2 trades against order 10: its own fill returns, the maker's goes to p1 only
+    taker_new, maker_fill, taker_fill = (rep(1, 2, ExecKind.NEW, 11), rep(2, 1, ExecKind.FILL, 10),
+                                         rep(2, 2, ExecKind.FILL, 11, 0))
+    assert router.route([taker_new, maker_fill, taker_fill], 2, p3) == [taker_new, taker_fill]
+    assert s1.got == [maker_fill] and s2.got == [] and s3.got == []
+    # session 2 of the same account cancels order 10: session 1 hears of it too
+    cancel = rep(3, 1, ExecKind.CANCELLED, 10, 0)
+    assert router.route([cancel], 1, p2) == [cancel]
+    assert s1.got == [maker_fill, cancel] and s2.got == []
+    assert router.statistics()["tracked_orders"] == 0
+
+
+def test_router_falls_back_to_every_session_of_the_account() -> None:
+    router = ReportRouter()
+    s1, s2, drop = Sink(), Sink(), Sink()
+    p1 = router.attach(1, s1)
+    router.route([rep(1, 1, ExecKind.NEW, 10)], 1, p1)
+    p1.close()
+    p1.close()  # twice is fine
+    router.attach(1, s2)
+    router.attach(None, drop)  # a drop copy of everything
+    expiry = rep(2, 1, ExecKind.EXPIRED, 10, 0)
+    assert router.route([expiry], 0, None) == []  # a TimeTick: nobody submitted it
+    assert s1.got == [] and s2.got == [expiry] and drop.got == [expiry]
+    # a reject goes to its submitter only, even for an order id another session owns
+    p3 = router.attach(3, Sink())
+    router.route([rep(1, 1, ExecKind.NEW, 20)], 1, None)
+    reject = rep(1, 3, ExecKind.REJECTED, 20, 0)
+    assert router.route([reject], 3, p3) == [reject]
+    assert s2.got[-1].order_id == 20 and reject not in s2.got
