@@ -80,7 +80,7 @@ def test_bad_values_are_config_errors(tmp_path: Path, line: str, field: str) -> 
 def test_limits_client_order_id_cap_is_validated(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     path.write_text("[limits]\nmax_client_order_id_bytes = 0\n")
-    with pytest.raises(ConfigError, match="limits.max_client_order_id_bytes"):
+    with pytest.raises(ConfigError, match=r"limits\.max_client_order_id_bytes"):
         load_config(path)
 
 
@@ -119,7 +119,7 @@ def test_keyword_overrides_are_validated_too() -> None:
     class Stub:
         exchange = None
 
-    with pytest.raises(ConfigError, match="websocket.max_sessions"):
+    with pytest.raises(ConfigError, match=r"websocket\.max_sessions"):
         HttpGateway(Stub(), max_sessions=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="no_such_limit"):
         HttpGateway(Stub(), no_such_limit=1)  # type: ignore[arg-type]
