@@ -36,8 +36,10 @@ crowd out logged-in sessions:
 
 So clients that connect and idle can hold at most ``max_anonymous`` slots for good, and any
 further slot for ``login_timeout_seconds`` at a time, ``max_per_address`` per address.
-Refusals are HTTP 503 with ``too_many_sessions``, ``too_many_anonymous`` or
-``too_many_from_address`` (counted in ``tickline_ws_sessions_refused_total``).
+Logged-in sessions have no per-address cap (one trading firm may run many from one
+address). Refusals are HTTP 503 with ``too_many_sessions`` or ``too_many_from_address``
+(counted in ``tickline_ws_sessions_refused_total``); a handshake that passed the check while
+others raced it is closed at once with 1013 (try again later) instead.
 """
 
 from __future__ import annotations
