@@ -20,6 +20,31 @@ replaces any part of it::
     burst = 5000
     max_sessions = 256
     max_in_flight = 10000     # per session: requests sent but not yet answered
+    max_client_order_id_bytes = 64  # longer client order ids are rejected (every gateway)
+
+    [websocket]               # the HTTP port's WebSocket (tickline.gateway.http); defaults:
+    max_message_bytes = 4096  # a longer request gets the typed error too_large
+    max_frame_bytes = 65536   # above this the connection is closed (1009)
+    max_sessions = 256        # WebSocket sessions in all (503 beyond)
+    max_anonymous = 128       # of which not logged in (market data only, like the dashboard)
+    max_per_address = 32      # not-logged-in sessions per source address
+    login_timeout_seconds = 5.0  # a session admitted beyond max_anonymous must log in by then
+    login_failures_per_second = 1.0  # wrong-key logins per source address, token bucket ...
+    login_failure_burst = 5   # ... then rate_limited without checking the key
+    allowed_origins = []      # browser origins besides this server's own, "https://host:port"
+    max_subscriptions = 64    # (channel, symbol) pairs per session
+    send_timeout = 5.0        # seconds to write one frame before a slow consumer is closed
+    write_limit = 262144      # bytes buffered in user space per connection
+    # send_buffer = 65536     # SO_SNDBUF per connection (omitted: the OS default)
+    bus_capacity = 65536      # per bus subscription of a session
+    max_depth_levels = 4096   # pending depth levels per session and symbol before a resync
+    trades_capacity = 1000    # pending trades per session and symbol (drop oldest + gap)
+    bars_capacity = 100       # pending bars per session and symbol (drop oldest + gap)
+    control_capacity = 256    # unread replies per session before it is closed
+    exec_capacity = 10000     # unread execution reports per session before it is closed
+    requests_per_second = 2000.0  # per session, token bucket ...
+    request_burst = 4000      # ... excess gets rate_limited
+    stats_interval = 1.0      # seconds between stats samples (dashboard)
 
     [[instruments]]
     symbol = "AAPL"
@@ -73,6 +98,66 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_in_flight: int = 10_000
     heartbeat_seconds: float = 10.0
     login_timeout_seconds: float = 5.0
+    max_client_order_id_bytes: int = 64
+
+
+class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The ``[websocket]`` section: the limits of :class:`tickline.gateway.http.HttpGateway`
+    (see the module docstring above for each field; defaults are the gateway's own)."""
+
+    max_message_bytes: int = 4096
+    max_frame_bytes: int = 65536
+    max_sessions: int = 256
+    max_anonymous: int = 128
+    max_per_address: int = 32
+    login_timeout_seconds: float = 5.0
+    login_failures_per_second: float = 1.0
+    login_failure_burst: int = 5
+    allowed_origins: tuple[str, ...] = ()
+    max_subscriptions: int = 64
+    send_timeout: float = 5.0
+    write_limit: int = 256 * 1024
+    send_buffer: int | None = None
+    bus_capacity: int = 65536
+    max_depth_levels: int = 4096
+    trades_capacity: int = 1000
+    bars_capacity: int = 100
+    control_capacity: int = 256
+    exec_capacity: int = 10000
+    requests_per_second: float = 2000.0
+    request_burst: int = 4000
+    stats_interval: float = 1.0
+
+    def validate(self) -> WebSocketConfig:
+        """Check every field; return self. Raises :class:`ConfigError` naming the field."""
+        for name in ("max_message_bytes", "max_frame_bytes", "max_sessions", "max_per_address",
+                     "login_failure_burst", "max_subscriptions", "write_limit", "bus_capacity",
+                     "max_depth_levels", "trades_capacity", "bars_capacity",
+                     "control_capacity", "exec_capacity", "request_burst"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"websocket.{name} must be >= 1, got {value}")
+        for name in ("login_timeout_seconds", "login_failures_per_second", "send_timeout",
+                     "requests_per_second", "stats_interval"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"websocket.{name} must be > 0, got {value}")
+        if self.max_anonymous < 0:
+            raise ConfigError(f"websocket.max_anonymous must be >= 0, got {self.max_anonymous}")
+        if self.max_frame_bytes < self.max_message_bytes:
+            raise ConfigError(
+                f"websocket.max_frame_bytes ({self.max_frame_bytes}) must be >= "
+                f"max_message_bytes ({self.max_message_bytes})")
+        if self.send_buffer is not None and self.send_buffer < 1024:
+            raise ConfigError(f"websocket.send_buffer must be >= 1024, got {self.send_buffer}")
+        from tickline.gateway.admission import OriginError, parse_origin
+
+        for origin in self.allowed_origins:
+            try:
+                parse_origin(origin)
+            except OriginError as e:
+                raise ConfigError(f"websocket.allowed_origins: {e}") from None
+        return self
 
 
 class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -85,6 +170,7 @@ class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     limits: Limits = msgspec.field(default_factory=Limits)
+    websocket: WebSocketConfig = msgspec.field(default_factory=WebSocketConfig)
     instruments: list[Instrument] = msgspec.field(default_factory=list)
     accounts: list[Account] = msgspec.field(default_factory=list)
 
@@ -126,6 +212,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                                    ("server", "snapshot_every", 0), ("limits", "burst", 1),
                                    ("limits", "max_sessions", 1),
                                    ("limits", "max_in_flight", 1),
+                                   ("limits", "max_client_order_id_bytes", 1),
                                    ("limits", "heartbeat_seconds", 0)):
             value = getattr(getattr(self, section), name)
             if value < low:
@@ -134,6 +221,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self.limits, name)
             if not value > 0:
                 raise ConfigError(f"limits.{name} must be > 0, got {value}")
+        self.websocket.validate()
         return self
 
     def engine_config(self) -> EngineConfig:
@@ -180,7 +268,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfi
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {path} is not valid TOML: {e}") from None
-        for section in ("server", "limits"):
+        for section in ("server", "limits", "websocket"):
             if section in data:
                 if not isinstance(data[section], dict):
                     raise ConfigError(f"[{section}] must be a table")

@@ -70,7 +70,7 @@ class Server:
         section = self.config.server
         self.binary = BinaryGateway(self.exchange, self.config)
         self.port = await self.binary.start(section.host, section.port)
-        self.http = HttpGateway(self)
+        self.http = HttpGateway(self, self.config.websocket)
         self.http_port = await self.http.start(section.host, section.http_port)
 
     async def stop(self) -> None:
