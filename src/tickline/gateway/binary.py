@@ -17,9 +17,10 @@ Session life
    up to ``limits.burst``; reject ``RATE_LIMITED``), in-flight limit (``limits.max_in_flight``
    requests sent and not yet answered; reject ``THROTTLED``); the requests that pass, from
    one socket read, go to :meth:`Exchange.submit_many` together (a full inbound ring →
-   reject ``THROTTLED``, counted as ``exchange_busy``). The account is always
-   the session's: a session cannot name another account, and the engine rejects a cancel or
-   replace of another account's order with ``NOT_ORDER_OWNER``. Each request gets exactly one
+   reject ``THROTTLED``, counted as ``exchange_busy``). The account is always the
+   session's: a session cannot name another account, and the engine answers a cancel or
+   replace of another account's order exactly as one of a missing order
+   (``UNKNOWN_ORDER``). Each request gets exactly one
    :class:`~tickline.gateway.protocol.Response`.
 4. **Heartbeats.** A gateway timer sends a Heartbeat to sessions it has written nothing to
    for ``heartbeat_seconds``, a TestRequest to sessions silent for 1.5x that, and closes
@@ -102,6 +103,7 @@ from tickline.matching import (
     Replace,
     StatusChanged,
     Trade,
+    reject_reason_name,
 )
 from tickline.stream import Subscription
 from tickline.stream.marketdata import ExecKind, ExecReport
@@ -797,8 +799,7 @@ class BinaryGateway:
             "sessions": len(self.sessions),
             "accounts_logged_on": len(self.feeds),
             **self._counters(),
-            "rejects_by_reason": {RejectReason(r).name if r in RejectReason._value2member_map_
-                                  else str(r): n for r, n in self.rejects.items()},
+            "rejects_by_reason": {reject_reason_name(r): n for r, n in self.rejects.items()},
             "decode_ns": {"count": snap.count, "p50": snap.percentiles[50.0],
                           "p99": snap.percentiles[99.0], "max": snap.max},
         }
@@ -840,9 +841,7 @@ class BinaryGateway:
             f"# TYPE {prefix}_rejects_total counter",
         ]
         for reason, n in sorted(self.rejects.items()):
-            name = (RejectReason(reason).name if reason in RejectReason._value2member_map_
-                    else str(reason))
-            lines.append(f'{prefix}_rejects_total{{reason="{name}"}} {n}')
+            lines.append(f'{prefix}_rejects_total{{reason="{reject_reason_name(reason)}"}} {n}')
         return text + "\n".join(lines) + "\n"
 
 
