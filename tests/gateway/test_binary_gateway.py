@@ -308,15 +308,23 @@ def test_heartbeats_and_test_requests() -> None:
         assert server.stats()["heartbeat_timeouts"] == 1
 
 
-def test_max_sessions() -> None:
+def test_max_sessions_bounds_logged_on_sessions() -> None:
     with ServerThread(make_config(max_sessions=2)) as server, \
             RawClient(server.port) as c1, RawClient(server.port) as c2:
         c1.logon()
         c2.logon("bob-key-3")
         with RawClient(server.port) as c3:
+            c3.send(p.Logon("alice-key"))
             reject = c3.recv_type(p.LogonReject)
-            assert "too many sessions" in reject.text
+            assert reject.reason == RejectReason.THROTTLED
+            assert reject.text == "too many sessions (max_sessions=2)"
             assert c3.closed_by_server()
+        c1.send(p.Logout())
+        c1.recv_type(p.Logout)
+        assert c1.closed_by_server()
+        with RawClient(server.port) as c4:  # a slot is free again
+            assert c4.logon("bob-key-3").account == 3
+        assert server.stats()["sessions_refused"] == 1
 
 
 def test_prometheus_text_parses(server: ServerThread) -> None:
