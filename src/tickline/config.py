@@ -22,7 +22,7 @@ replaces any part of it::
     max_in_flight = 10000     # per session: requests sent but not yet answered
     login_timeout_seconds = 3 # a connection must log on within this
     max_pending_logons = 64   # connections not logged on yet (oldest closed past it) ...
-    max_pending_logons_per_address = 16  # ... and per source address
+    max_pending_logons_per_address = 32  # ... and per source address
     logon_failures_per_second = 1  # wrong-key logons per source address (after the burst)
     logon_failure_burst = 5
     max_client_order_id_bytes = 64  # UTF-8 bytes; longer ids rejected (CLIENT_ORDER_ID_TOO_LONG)
@@ -77,7 +77,9 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``max_sessions`` bounds *logged-on* sessions only. Connections that have not logged on
     have their own, smaller budget, ``max_pending_logons`` (and ``..._per_address`` per
     source address), each connection at most ``login_timeout_seconds``; past a budget the
-    oldest pending connection is closed, so idle sockets cannot lock out honest logons.
+    oldest pending connection is closed, so idle sockets cannot lock out honest logons (a
+    client opening more connections than that at once from one address, e.g. ``tickline
+    loadgen --sessions 50``, needs the limit raised).
     Wrong-key logons are throttled per source address: ``logon_failure_burst`` failures at
     once, then ``logon_failures_per_second``; a throttled address's logons are refused
     without checking the key. Client order ids are at most ``max_client_order_id_bytes``
@@ -92,7 +94,7 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     heartbeat_seconds: float = 10.0
     login_timeout_seconds: float = 3.0
     max_pending_logons: int = 64
-    max_pending_logons_per_address: int = 16
+    max_pending_logons_per_address: int = 32
     logon_failures_per_second: float = 1.0
     logon_failure_burst: int = 5
     max_client_order_id_bytes: int = 64
