@@ -21,6 +21,11 @@ from tickline.config import ConfigError, load_config
     ("limits", "max_in_flight = 0", "limits.max_in_flight"),
     ("limits", "max_sessions = 0", "limits.max_sessions"),
     ("limits", "login_timeout_seconds = 0", "limits.login_timeout_seconds"),
+    ("limits", "max_client_order_id_bytes = 0", "limits.max_client_order_id_bytes"),
+    ("limits", "max_pending_logons = 0", "limits.max_pending_logons"),
+    ("limits", "max_pending_logons_per_address = 0", "limits.max_pending_logons_per_address"),
+    ("limits", "logon_failures_per_second = 0", "limits.logon_failures_per_second"),
+    ("limits", "logon_failure_burst = 0", "limits.logon_failure_burst"),
 ])
 def test_bad_numbers_are_config_errors(tmp_path: Path, section: str, line: str,
                                        field: str) -> None:

@@ -40,7 +40,14 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from tickline.gateway import protocol as p
-from tickline.matching import Instrument, OrderType, RejectReason, Side, TimeInForce
+from tickline.matching import (
+    Instrument,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+    reject_reason_name,
+)
 
 __all__ = ["Client", "ClientError", "OrderAck", "OrderRejectedError"]
 
@@ -60,8 +67,8 @@ class OrderRejectedError(ClientError):
             reason: RejectReason | int = RejectReason(report.reason)
         except ValueError:
             reason = report.reason
-        name = reason.name if isinstance(reason, RejectReason) else str(reason)
-        super().__init__(f"request {request_id} rejected: {name}: {report.text}")
+        super().__init__(f"request {request_id} rejected: {reject_reason_name(report.reason)}: "
+                         f"{report.text}")
         self.request_id = request_id
         self.reason = reason
         self.text = report.text

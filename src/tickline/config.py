@@ -18,9 +18,14 @@ replaces any part of it::
     max_frame_bytes = 4096
     orders_per_second = 50000 # per session, token bucket; excess rejected (RATE_LIMITED)
     burst = 5000
-    max_sessions = 256
+    max_sessions = 256        # logged-on sessions
     max_in_flight = 10000     # per session: requests sent but not yet answered
-    max_client_order_id_bytes = 64  # longer client order ids are rejected (every gateway)
+    login_timeout_seconds = 3 # a connection must log on within this
+    max_pending_logons = 64   # connections not logged on yet (oldest closed past it) ...
+    max_pending_logons_per_address = 32  # ... and per source address
+    logon_failures_per_second = 1  # wrong-key logons per source address (after the burst)
+    logon_failure_burst = 5
+    max_client_order_id_bytes = 64  # UTF-8 bytes; longer ids rejected (CLIENT_ORDER_ID_TOO_LONG)
 
     [websocket]               # the HTTP port's WebSocket (tickline.gateway.http); defaults:
     max_message_bytes = 4096  # a longer request gets the typed error too_large
@@ -91,13 +96,31 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-session and per-gateway bounds of the binary order entry.
+
+    ``max_sessions`` bounds *logged-on* sessions only. Connections that have not logged on
+    have their own, smaller budget, ``max_pending_logons`` (and ``..._per_address`` per
+    source address), each connection at most ``login_timeout_seconds``; past a budget the
+    oldest pending connection is closed, so idle sockets cannot lock out honest logons (a
+    client opening more connections than that at once from one address, e.g. ``tickline
+    loadgen --sessions 50``, needs the limit raised).
+    Wrong-key logons are throttled per source address: ``logon_failure_burst`` failures at
+    once, then ``logon_failures_per_second``; a throttled address's logons are refused
+    without checking the key. Client order ids are at most ``max_client_order_id_bytes``
+    (UTF-8), which bounds the memory one resting order costs.
+    """
+
     max_frame_bytes: int = 4_096
     orders_per_second: float = 50_000.0
     burst: int = 5_000
     max_sessions: int = 256
     max_in_flight: int = 10_000
     heartbeat_seconds: float = 10.0
-    login_timeout_seconds: float = 5.0
+    login_timeout_seconds: float = 3.0
+    max_pending_logons: int = 64
+    max_pending_logons_per_address: int = 32
+    logon_failures_per_second: float = 1.0
+    logon_failure_burst: int = 5
     max_client_order_id_bytes: int = 64
 
 
@@ -213,11 +236,15 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                                    ("limits", "max_sessions", 1),
                                    ("limits", "max_in_flight", 1),
                                    ("limits", "max_client_order_id_bytes", 1),
+                                   ("limits", "max_pending_logons", 1),
+                                   ("limits", "max_pending_logons_per_address", 1),
+                                   ("limits", "logon_failure_burst", 1),
                                    ("limits", "heartbeat_seconds", 0)):
             value = getattr(getattr(self, section), name)
             if value < low:
                 raise ConfigError(f"{section}.{name} must be >= {low}, got {value}")
-        for name in ("orders_per_second", "login_timeout_seconds"):
+        for name in ("orders_per_second", "login_timeout_seconds",
+                     "logon_failures_per_second"):
             value = getattr(self.limits, name)
             if not value > 0:
                 raise ConfigError(f"limits.{name} must be > 0, got {value}")

@@ -153,12 +153,18 @@ def test_foreign_orders_cannot_be_touched(server: ServerThread) -> None:
                 await Client.connect("127.0.0.1", server.port, "bob-key-3") as b:
             ack = await a.new_order("AAPL", "buy", 10, "50.00", client_order_id="mine")
             before = server.digest()
-            with pytest.raises(OrderRejectedError) as e1:
-                await b.cancel("AAPL", ack.order_id)
-            assert e1.value.reason is RejectReason.NOT_ORDER_OWNER
-            with pytest.raises(OrderRejectedError) as e2:
-                await b.replace("AAPL", ack.order_id, price="60.00")
-            assert e2.value.reason is RejectReason.NOT_ORDER_OWNER
+            missing = ack.order_id + 1000
+            # another account's live order is answered exactly as an order id never issued
+            for order_id in (ack.order_id, missing):
+                with pytest.raises(OrderRejectedError) as e1:
+                    await b.cancel("AAPL", order_id)
+                assert e1.value.reason is RejectReason.UNKNOWN_ORDER
+                assert e1.value.text == f"order {order_id} is not a live order of 'AAPL'"
+                assert e1.value.report.order_id == order_id
+                with pytest.raises(OrderRejectedError) as e2:
+                    await b.replace("AAPL", order_id, price="60.00")
+                assert e2.value.reason is RejectReason.UNKNOWN_ORDER
+                assert e2.value.text == f"order {order_id} is not a live order of 'AAPL'"
             with pytest.raises(OrderRejectedError) as e3:  # by client id: bob has no "mine"
                 await b.cancel("AAPL", orig_client_order_id="mine")
             assert e3.value.reason is RejectReason.UNKNOWN_ORDER
@@ -166,7 +172,7 @@ def test_foreign_orders_cannot_be_touched(server: ServerThread) -> None:
             assert a.reports_nowait() == []  # alice hears nothing of bob's attempts
     run(scenario())
     rejects = server.stats()["rejects_by_reason"]
-    assert rejects == {"NOT_ORDER_OWNER": 2, "UNKNOWN_ORDER": 1}
+    assert rejects == {"UNKNOWN_ORDER": 5}
 
 
 def test_rate_limit_rejects_the_excess_and_counts_it() -> None:
@@ -300,15 +306,23 @@ def test_heartbeats_and_test_requests() -> None:
         assert server.stats()["heartbeat_timeouts"] == 1
 
 
-def test_max_sessions() -> None:
+def test_max_sessions_bounds_logged_on_sessions() -> None:
     with ServerThread(make_config(max_sessions=2)) as server, \
             RawClient(server.port) as c1, RawClient(server.port) as c2:
         c1.logon()
         c2.logon("bob-key-3")
         with RawClient(server.port) as c3:
+            c3.send(p.Logon("alice-key"))
             reject = c3.recv_type(p.LogonReject)
-            assert "too many sessions" in reject.text
+            assert reject.reason == RejectReason.THROTTLED
+            assert reject.text == "too many sessions (max_sessions=2)"
             assert c3.closed_by_server()
+        c1.send(p.Logout())
+        c1.recv_type(p.Logout)
+        assert c1.closed_by_server()
+        with RawClient(server.port) as c4:  # a slot is free again
+            assert c4.logon("bob-key-3").account == 3
+        assert server.stats()["sessions_refused"] == 1
 
 
 def test_prometheus_text_parses(server: ServerThread) -> None:

@@ -8,32 +8,6 @@ import socket
 import pytest
 
 from tickline.gateway.admission import Admission, OriginError, OriginPolicy, parse_origin
-from tickline.gateway.ratelimit import AddressThrottle, TokenBucket
-
-
-def test_token_bucket_burst_then_rate() -> None:
-    b = TokenBucket(rate=2.0, burst=3.0, now=0.0)
-    assert [b.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert b.retry_after(0.0) == pytest.approx(0.5)
-    assert not b.take(0.25) and b.take(0.5) and not b.take(0.5)
-    assert b.take(100.0) and b.tokens == pytest.approx(2.0)  # never above the burst
-
-
-def test_address_throttle_is_per_key_and_bounded() -> None:
-    t = AddressThrottle(rate=1.0, burst=2.0, max_keys=3)
-    t.failed("a", 0.0)
-    assert t.allowed("a", 0.0)
-    t.failed("a", 0.0)
-    assert not t.allowed("a", 0.0) and t.allowed("b", 0.0)
-    assert t.retry_after("a", 0.0) == pytest.approx(1.0) and t.allowed("a", 1.0)
-    for key in ("b", "c"):
-        t.failed(key, 1.0)
-    # Full table: keys whose buckets refilled are forgotten first, then the oldest.
-    t.failed("d", 10.0)
-    assert len(t) == 1 and t.evicted == 0
-    for key in ("e", "f", "g"):
-        t.failed(key, 10.0)
-    assert len(t) == 3 and t.evicted == 1
 
 
 @pytest.mark.parametrize(("origin", "want"), [

@@ -261,7 +261,7 @@ class ReferenceMatcher:
         if stp == STPMode.ACCOUNT_DEFAULT:
             stp = self.config.account_stp.get(cmd.account, self.config.default_stp)
         elif stp not in (1, 2, 3, 4):
-            return self._reject(cmd, 0, R.INVALID_ORDER_TYPE, out)
+            return self._reject(cmd, 0, R.INVALID_STP_MODE, out)
         if cmd.client_order_id and self._clid_taken(cmd.account, cmd.client_order_id):
             return self._reject(cmd, 0, R.DUPLICATE_CLIENT_ORDER_ID, out)
         order = RefOrder(self.next_order_id, cmd.account, cmd.client_order_id, cmd.symbol,
@@ -295,14 +295,11 @@ class ReferenceMatcher:
                      and o.clid == cmd.orig_client_order_id]
         else:
             found = [o for o in self.resting if o.order_id == cmd.order_id]
-        if not found or found[0].symbol != cmd.symbol:
+        if not found or found[0].symbol != cmd.symbol or found[0].account != cmd.account:
+            # another account's order is answered exactly as a missing one
             self._reject(cmd, cmd.order_id, R.UNKNOWN_ORDER, out)
             return None
-        order = found[0]
-        if order.account != cmd.account:
-            self._reject(cmd, order.order_id, R.NOT_ORDER_OWNER, out)
-            return None
-        return order
+        return found[0]
 
     def _replace(self, cmd: Replace, out: list[Event]) -> None:
         order = self._find(cmd, out)

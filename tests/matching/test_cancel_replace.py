@@ -58,13 +58,17 @@ def test_cancel_of_a_partially_filled_order_cancels_its_open_quantity() -> None:
     assert h.cancel(1, 1)[0] == Cancelled(1, 1, SYM, SELL, 100, 3, USER)
 
 
-def test_cancel_of_a_foreign_order_is_rejected() -> None:
+def test_cancel_of_a_foreign_order_is_answered_as_unknown() -> None:
     h = Harness()
     h.buy(1, 5, 100, client_order_id="x")
     before = h.books_digest()
-    assert h.cancel(2, 1, client_order_id="c9") == [
-        Rejected(2, "c9", SYM, 1, int(RejectReason.NOT_ORDER_OWNER),
-                 "order 1 does not belong to account 2")]
+    foreign = h.cancel(2, 1, client_order_id="c9")
+    # exactly the answer for an id that was never issued (7): the caller learns nothing
+    missing = h.cancel(2, 7, client_order_id="c9")
+    assert foreign == [Rejected(2, "c9", SYM, 1, int(RejectReason.UNKNOWN_ORDER),
+                                "order 1 is not a live order of 'ABC'")]
+    assert missing == [Rejected(2, "c9", SYM, 7, int(RejectReason.UNKNOWN_ORDER),
+                                "order 7 is not a live order of 'ABC'")]
     # client order ids are per account: another account's "x" is simply unknown to account 2
     assert h.cancel(2, orig_client_order_id="x") == [
         Rejected(2, "", SYM, 0, int(RejectReason.UNKNOWN_ORDER),
@@ -226,12 +230,8 @@ def test_replace_of_unknown_finished_or_foreign_order_is_rejected(case: str) -> 
     account = 2 if case == "foreign" else 1
     before = h.books_digest()
     events = h.replace(account, oid, price=101)
-    if case == "foreign":
-        assert events == [Rejected(2, "", SYM, 1, int(RejectReason.NOT_ORDER_OWNER),
-                                   "order 1 does not belong to account 2")]
-    else:
-        assert events == [Rejected(1, "", SYM, oid, int(RejectReason.UNKNOWN_ORDER),
-                                   f"order {oid} is not a live order of 'ABC'")]
+    assert events == [Rejected(account, "", SYM, oid, int(RejectReason.UNKNOWN_ORDER),
+                               f"order {oid} is not a live order of 'ABC'")]
     assert h.books_digest() == before
 
 
@@ -355,8 +355,7 @@ def test_stp_on_a_crossing_replace() -> None:
 def test_invalid_stp_mode_is_rejected() -> None:
     h = Harness()
     events = h.buy(1, 1, 100, stp=9)
-    # No dedicated reason code exists; the engine uses INVALID_ORDER_TYPE.
-    assert events == [Rejected(1, "", SYM, 0, int(RejectReason.INVALID_ORDER_TYPE),
+    assert events == [Rejected(1, "", SYM, 0, int(RejectReason.INVALID_STP_MODE),
                                "stp mode must be 0..4, got 9")]
 
 

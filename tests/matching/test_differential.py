@@ -99,6 +99,6 @@ def test_the_random_streams_hit_every_interesting_path() -> None:
             elif type(e).__name__ == "Replaced":
                 kept.add(e.kept_priority)  # type: ignore[union-attr]
     assert cancel_reasons == {1, 2, 3, 4, 5, 6}, cancel_reasons
-    assert {101, 102, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 213, 301, 302,
+    assert {101, 102, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 213, 214, 301,
             303} <= reject_reasons, sorted(reject_reasons)
     assert kept == {True, False}

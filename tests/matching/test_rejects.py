@@ -21,6 +21,7 @@ from tickline.matching import (
     RejectReason,
     Replace,
     SetTradingStatus,
+    reject_reason_name,
 )
 
 INST = Instrument(symbol=SYM, tick_size=5, lot_size=10, min_price=50, max_price=500,
@@ -62,7 +63,7 @@ NEW_ORDER_CASES: list[tuple[str, NewOrder, RejectReason, str]] = [
     ("order type 0", new(order_type=0), R.INVALID_ORDER_TYPE,
      "order type must be 1 (limit) or 2 (market), got 0"),
     ("order type 3", new(order_type=3), R.INVALID_ORDER_TYPE, "got 3"),
-    ("stp mode", new(stp=5), R.INVALID_ORDER_TYPE, "stp mode must be 0..4, got 5"),
+    ("stp mode", new(stp=5), R.INVALID_STP_MODE, "stp mode must be 0..4, got 5"),
     ("tif 0", new(tif=0), R.INVALID_TIME_IN_FORCE, "time in force must be 1..4, got 0"),
     ("tif 5", new(tif=5), R.INVALID_TIME_IN_FORCE, "got 5"),
     ("zero quantity", new(quantity=0), R.NON_POSITIVE_QUANTITY,
@@ -141,12 +142,13 @@ TARGET_CASES: list[tuple[str, Any, RejectReason, int, str]] = [
     ("cancel finished clid", cancel(orig_client_order_id="done"), R.UNKNOWN_ORDER, 0, "'done'"),
     ("cancel other symbol", cancel(order_id=1, symbol=HALTED), R.UNKNOWN_ORDER, 1,
      "order 1 is not a live order of 'HLT'"),
-    ("cancel foreign", cancel(order_id=3), R.NOT_ORDER_OWNER, 3,
-     "order 3 does not belong to account 1"),
+    ("cancel foreign", cancel(order_id=3), R.UNKNOWN_ORDER, 3,
+     "order 3 is not a live order of 'ABC'"),
     ("replace unknown", replace(order_id=42, price=100), R.UNKNOWN_ORDER, 42, "order 42"),
-    ("replace foreign", replace(order_id=3, price=100), R.NOT_ORDER_OWNER, 3,
-     "order 3 does not belong to account 1"),
-    ("replace foreign qty", replace(order_id=3, quantity=50), R.NOT_ORDER_OWNER, 3, "order 3"),
+    ("replace foreign", replace(order_id=3, price=100), R.UNKNOWN_ORDER, 3,
+     "order 3 is not a live order of 'ABC'"),
+    ("replace foreign qty", replace(order_id=3, quantity=50), R.UNKNOWN_ORDER, 3,
+     "order 3 is not a live order of 'ABC'"),
     ("replace too low", replace(account=2, order_id=3, quantity=10), R.REPLACE_QUANTITY_TOO_LOW,
      3, "new quantity 10 is not above the filled quantity 10"),
     ("replace off tick", replace(order_id=1, price=201), R.OFF_TICK_PRICE, 1, "price 201"),
@@ -200,3 +202,14 @@ def test_every_engine_reject_reason_is_covered_here() -> None:
     covered = {c[2] for c in NEW_ORDER_CASES} | {c[2] for c in TARGET_CASES}
     covered.add(R.INSTRUMENT_HALTED)
     assert covered == ENGINE_REASONS, ENGINE_REASONS - covered
+
+
+def test_reject_reason_name_names_every_code_and_passes_unknown_ones_through() -> None:
+    assert reject_reason_name(301) == "UNKNOWN_ORDER"
+    assert reject_reason_name(int(R.INVALID_STP_MODE)) == "INVALID_STP_MODE"
+    assert all(reject_reason_name(int(r)) == r.name for r in R)
+    # retired numbers stay unknown (never reissued), as does any code from a newer peer
+    for retired in (302, 403, 404, 501):
+        assert retired not in {int(r) for r in R}
+        assert reject_reason_name(retired) == str(retired)
+    assert reject_reason_name(999) == "999"

@@ -7,20 +7,34 @@ The wire format is :mod:`tickline.gateway.protocol`.
 Session life
 ------------
 
-1. **Connect.** Over ``limits.max_sessions`` connections, the newcomer gets
-   :class:`~tickline.gateway.protocol.LogonReject` and is closed.
-2. **Logon** within ``limits.login_timeout_seconds`` with a configured account key, else
-   ``Error(LOGON_TIMEOUT)`` and close. A wrong key gets ``LogonReject`` and close. Before
-   logon every request is answered with ``Error(NOT_LOGGED_ON)`` and does nothing.
+1. **Connect.** A connection that has not logged on holds a *pending* slot, apart from
+   ``limits.max_sessions``: at most ``limits.max_pending_logons`` of them, and
+   ``limits.max_pending_logons_per_address`` per source address. Past either, the oldest
+   such connection gets :class:`~tickline.gateway.protocol.LogonReject` (``THROTTLED``) and
+   is closed (drop-oldest, counted ``pending_logons_evicted``): idle sockets cannot keep out
+   a client that logs on promptly, and open connections stay within ``max_sessions +
+   max_pending_logons``.
+2. **Logon** within ``limits.login_timeout_seconds`` (short: 3 s by default) with a
+   configured account key, else ``Error(LOGON_TIMEOUT)`` and close. A wrong key gets
+   ``LogonReject(NOT_AUTHENTICATED)`` and close (``logon_failures``); an address with more
+   than ``limits.logon_failure_burst`` recent failures (refilling at
+   ``limits.logon_failures_per_second``) gets ``LogonReject(RATE_LIMITED)``, "retry in N s",
+   without its key being checked (``logon_throttled``; a wrong key names no account, so the
+   throttle is per address). A right key past
+   ``limits.max_sessions`` logged-on sessions gets ``LogonReject(THROTTLED)``. Before logon
+   every request is answered with ``Error(NOT_LOGGED_ON)`` and does nothing.
 3. **Requests** (new / cancel / replace) are checked in order: logout pending or server
-   stopping (reject ``THROTTLED``), token-bucket rate (``limits.orders_per_second`` refilling
-   up to ``limits.burst``; reject ``RATE_LIMITED``), in-flight limit (``limits.max_in_flight``
-   requests sent and not yet answered; reject ``THROTTLED``); the requests that pass, from
-   one socket read, go to :meth:`Exchange.submit_many` together (a full inbound ring →
-   reject ``THROTTLED``, counted as ``exchange_busy``). The account is always
-   the session's: a session cannot name another account, and the engine rejects a cancel or
-   replace of another account's order with ``NOT_ORDER_OWNER``. Each request gets exactly one
-   :class:`~tickline.gateway.protocol.Response`.
+   stopping (reject ``THROTTLED``), client order ids (``client_order_id`` and
+   ``orig_client_order_id``) within ``limits.max_client_order_id_bytes`` of UTF-8 (reject
+   ``CLIENT_ORDER_ID_TOO_LONG``), in-flight limit (``limits.max_in_flight`` requests sent
+   and not yet answered; reject ``THROTTLED``), token-bucket rate
+   (``limits.orders_per_second`` refilling up to ``limits.burst``; reject
+   ``RATE_LIMITED``); the requests that pass, from one socket read, go to
+   :meth:`Exchange.submit_many` together (a full inbound ring → reject ``THROTTLED``,
+   counted as ``exchange_busy``). The account is always the session's: a session cannot
+   name another account, and the engine answers a cancel or replace of another account's
+   order exactly as one of a missing order (``UNKNOWN_ORDER``). Each request gets exactly
+   one :class:`~tickline.gateway.protocol.Response`.
 4. **Heartbeats.** A gateway timer sends a Heartbeat to sessions it has written nothing to
    for ``heartbeat_seconds``, a TestRequest to sessions silent for 1.5x that, and closes
    (``HEARTBEAT_TIMEOUT``) those silent for 3x.
@@ -59,6 +73,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import socket
 import time
 from collections import deque
@@ -68,6 +83,7 @@ import msgspec
 
 from tickline.config import Account, ServerConfig
 from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.ratelimit import TokenBucket, TokenBuckets
 from tickline.exchange import Exchange, ExchangeStopped
 from tickline.gateway import protocol as p
 from tickline.matching import (
@@ -77,6 +93,7 @@ from tickline.matching import (
     NewOrder,
     RejectReason,
     Replace,
+    reject_reason_name,
 )
 from tickline.stream.reports import ExecKind, ExecReport
 from tickline.stream.routing import ReportPort
@@ -94,6 +111,11 @@ _EXPIRED = int(ExecKind.EXPIRED)
 _RATE_LIMITED = int(RejectReason.RATE_LIMITED)
 _THROTTLED = int(RejectReason.THROTTLED)
 _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
+_CLID_TOO_LONG = int(RejectReason.CLIENT_ORDER_ID_TOO_LONG)
+
+_THROTTLE_MAX_ADDRESSES = 16_384
+"""Source addresses whose failed logons are remembered at once (least recently failed
+forgotten first; see :class:`~tickline.core.ratelimit.TokenBuckets`)."""
 
 def to_wire(r: ExecReport) -> p.Report:
     """One :class:`ExecReport` as its wire report (``exec_seq`` = the account's report
@@ -129,6 +151,7 @@ class _Session(asyncio.Protocol):
         self.account: Account | None = None
         self.port: ReportPort | None = None
         self.peer = "?"
+        self.host = "?"  # source address without the port: the per-address limits' key
         self.out = bytearray()
         self.dirty = False
         self.closed = False
@@ -138,12 +161,11 @@ class _Session(asyncio.Protocol):
         self.staged: list[Command] = []
         self.staged_reqs: list[p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest] = []
         limits = gateway.config.limits
-        self.rate = float(limits.orders_per_second)
-        self.burst = float(limits.burst)
-        self.tokens = self.burst
-        self.refilled = time.monotonic()
+        now = time.monotonic()
+        self.rate = TokenBucket(limits.orders_per_second, limits.burst, now)
         self.max_in_flight = limits.max_in_flight
-        self.last_rx = self.last_tx = self.refilled
+        self.max_clid = limits.max_client_order_id_bytes
+        self.last_rx = self.last_tx = now
         self.test_sent = False
         self.login_timer: asyncio.TimerHandle | None = None
 
@@ -153,21 +175,24 @@ class _Session(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         gw = self.gw
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):
+            self.host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        else:
+            self.host = self.peer = str(peer)
         self.transport.set_write_buffer_limits(high=gw.max_output_bytes)
         if gw.send_buffer_bytes:
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, gw.send_buffer_bytes)
         gw.connections_total += 1
-        if len(gw.sessions) >= gw.config.limits.max_sessions or not gw.accepting:
+        if not gw.accepting:
             gw.sessions_refused += 1
-            text = ("server is stopping" if not gw.accepting
-                    else f"too many sessions (max_sessions={gw.config.limits.max_sessions})")
-            self.send(p.LogonReject(_THROTTLED, text))
+            self.send(p.LogonReject(_THROTTLED, "server is stopping"))
             self.close_after_flush()
             return
         gw.sessions.add(self)
+        gw._admit_pending(self)
         self.login_timer = asyncio.get_running_loop().call_later(
             gw.config.limits.login_timeout_seconds, self._login_expired)
 
@@ -245,24 +270,42 @@ class _Session(asyncio.Protocol):
             self.send(p.Error(int(p.ErrorCode.ALREADY_LOGGED_ON), "already logged on as "
                               f"{self.account.name!r}"))
             return
+        now = time.monotonic()
+        wait = gw.failed_logons.retry_after(self.host, now)
+        if wait > 0.0:  # refused without looking at the key: guessing gains nothing here
+            gw.logon_throttled += 1
+            self._refuse_logon(_RATE_LIMITED, f"too many failed logons from {self.host}, "
+                                              f"retry in {math.ceil(wait)} s")
+            return
         account = gw.authenticate(msg.key)
         if account is None:
-            gw.logon_rejects += 1
-            self.send(p.LogonReject(_NOT_AUTHENTICATED, "unknown account key"))
-            self.close_after_flush()
+            gw.logon_failures += 1
+            gw.failed_logons.take(self.host, now)
+            self._refuse_logon(_NOT_AUTHENTICATED, "unknown account key")
             return
+        limits = gw.config.limits
+        if gw.logged_on() >= limits.max_sessions:
+            gw.sessions_refused += 1
+            self._refuse_logon(_THROTTLED,
+                               f"too many sessions (max_sessions={limits.max_sessions})")
+            return
+        gw._unpend(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
             self.login_timer = None
         self.account = account
         gw.logons += 1
-        limits = gw.config.limits
         self.send(p.LogonAck(
             account=account.id, name=account.name, heartbeat_seconds=limits.heartbeat_seconds,
             max_in_flight=limits.max_in_flight, orders_per_second=limits.orders_per_second,
             burst=limits.burst, max_frame_bytes=limits.max_frame_bytes,
             instruments=list(gw.exchange.instruments)))
         self.port = gw.exchange.router.attach(account.id, self._unsolicited)
+
+    def _refuse_logon(self, reason: int, text: str) -> None:
+        self.gw.logon_rejects += 1
+        self.send(p.LogonReject(reason, text))
+        self.close_after_flush()
 
     def _logout(self) -> None:
         if self.account is None:
@@ -305,24 +348,28 @@ class _Session(asyncio.Protocol):
             self._reject(rid, req, _THROTTLED, "session is logging out" if self.logout_pending
                          else "server is stopping")
             return
-        tokens = self.tokens + (now - self.refilled) * self.rate
-        self.refilled = now
-        if tokens > self.burst:
-            tokens = self.burst
-        if tokens < 1.0:
-            self.tokens = tokens
-            gw.rate_limited += 1
-            self._reject(rid, req, _RATE_LIMITED,
-                         f"rate limit {self.rate:g} orders/s (burst {self.burst:g}) exceeded")
+        clid = req.client_order_id
+        # 4 UTF-8 bytes per code point at most: the byte length is only computed for long ids
+        if len(clid) * 4 > self.max_clid and not self._clid_fits(rid, req, "client_order_id",
+                                                                  clid):
             return
+        kind = type(req)
+        if kind is not p.NewOrderRequest:
+            orig = req.orig_client_order_id  # type: ignore[union-attr]
+            if len(orig) * 4 > self.max_clid and not self._clid_fits(
+                    rid, req, "orig_client_order_id", orig):
+                return
         if len(self.pending) + len(self.staged) >= self.max_in_flight:
-            self.tokens = tokens
             self._reject(rid, req, _THROTTLED,
                          f"{self.max_in_flight} requests in flight (max_in_flight)")
             return
-        self.tokens = tokens - 1.0
+        rate = self.rate
+        if not rate.take(now):
+            gw.rate_limited += 1
+            self._reject(rid, req, _RATE_LIMITED,
+                         f"rate limit {rate.rate:g} orders/s (burst {rate.burst:g}) exceeded")
+            return
         cmd: Command
-        kind = type(req)
         if kind is p.NewOrderRequest:
             assert isinstance(req, p.NewOrderRequest)
             cmd = NewOrder(account=account.id, symbol=req.symbol, side=req.side,
@@ -341,6 +388,20 @@ class _Session(asyncio.Protocol):
                           quantity=req.quantity, client_order_id=req.client_order_id)
         self.staged.append(cmd)
         self.staged_reqs.append(req)
+
+    def _clid_fits(self, rid: int, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest,
+                   field: str, value: str) -> bool:
+        """True if ``value`` is within ``limits.max_client_order_id_bytes`` (UTF-8); else
+        reject the request (``CLIENT_ORDER_ID_TOO_LONG``, counted) and return False. The bound
+        keeps what one account can make the engine remember per order small."""
+        size = len(value.encode())
+        if size <= self.max_clid:
+            return True
+        self.gw.client_order_id_too_long += 1
+        self._reject(rid, req, _CLID_TOO_LONG,
+                     f"{field} is {size} bytes, above limits.max_client_order_id_bytes="
+                     f"{self.max_clid}")
+        return False
 
     def _submit_staged(self) -> None:
         """Hand every request of this socket read to the exchange at once (one ring
@@ -452,7 +513,13 @@ class BinaryGateway:
         self.max_output_bytes = max_output_bytes
         self.send_buffer_bytes = send_buffer_bytes
         self._accounts: list[Account] = list(config.accounts)
-        self.sessions: set[_Session] = set()
+        self.sessions: set[_Session] = set()  # every open connection, logged on or not
+        # connections not logged on yet, oldest first: all, and by source address
+        self._pending: dict[_Session, None] = {}
+        self._pending_by_host: dict[str, dict[_Session, None]] = {}
+        limits = config.limits
+        self.failed_logons = TokenBuckets(limits.logon_failures_per_second,
+                                          limits.logon_failure_burst, _THROTTLE_MAX_ADDRESSES)
         self.accepting = False
         self._server: asyncio.Server | None = None
         self._dirty: list[_Session] = []
@@ -466,6 +533,9 @@ class BinaryGateway:
         self.sessions_closed = 0
         self.logons = 0
         self.logon_rejects = 0
+        self.logon_failures = 0
+        self.logon_throttled = 0
+        self.pending_logons_evicted = 0
         self.login_timeouts = 0
         self.heartbeat_timeouts = 0
         self.frames_in = 0
@@ -477,6 +547,7 @@ class BinaryGateway:
         self.not_logged_on = 0
         self.requests = 0
         self.rate_limited = 0
+        self.client_order_id_too_long = 0
         self.busy = 0
         self.slow_consumer_disconnects = 0
         self.rejects: dict[int, int] = {}
@@ -522,6 +593,14 @@ class BinaryGateway:
         """Open connections (logged on or not)."""
         return len(self.sessions)
 
+    def logged_on(self) -> int:
+        """Open connections that have logged on (what ``limits.max_sessions`` bounds)."""
+        return len(self.sessions) - len(self._pending)
+
+    def pending_logons(self) -> int:
+        """Open connections that have not logged on yet."""
+        return len(self._pending)
+
     # -- helpers used by sessions ----------------------------------------------------------
 
     def authenticate(self, key: str) -> Account | None:
@@ -533,10 +612,45 @@ class BinaryGateway:
                 found = a
         return found
 
+    def _admit_pending(self, session: _Session) -> None:
+        """Give a new connection a pre-logon slot. When its source address already holds
+        ``max_pending_logons_per_address`` of them, or all ``max_pending_logons`` are taken,
+        the *oldest* such connection is closed to make room (drop-oldest): a crowd of idle
+        connections can then never keep a client that logs on promptly out."""
+        limits = self.config.limits
+        host = session.host
+        mine = self._pending_by_host.get(host)
+        victim: _Session | None = None
+        if mine is not None and len(mine) >= limits.max_pending_logons_per_address:
+            victim = next(iter(mine))
+            text = (f"too many connections awaiting logon from {host} "
+                    f"(max_pending_logons_per_address={limits.max_pending_logons_per_address})")
+        elif len(self._pending) >= limits.max_pending_logons:
+            victim = next(iter(self._pending))
+            text = (f"too many connections awaiting logon "
+                    f"(max_pending_logons={limits.max_pending_logons})")
+        if victim is not None:
+            self.pending_logons_evicted += 1
+            self._unpend(victim)
+            victim.send(p.LogonReject(_THROTTLED, f"{text}: the oldest is closed"))
+            victim.close_after_flush()
+        self._pending[session] = None
+        self._pending_by_host.setdefault(host, {})[session] = None
+
+    def _unpend(self, session: _Session) -> None:
+        """``session`` logged on or closed: it holds no pre-logon slot any more."""
+        if session in self._pending:
+            del self._pending[session]
+            mine = self._pending_by_host[session.host]
+            del mine[session]
+            if not mine:
+                del self._pending_by_host[session.host]
+
     def count_reject(self, reason: int) -> None:
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
 
     def _leave(self, session: _Session) -> None:
+        self._unpend(session)
         if session in self.sessions:
             self.sessions.discard(session)
             self.sessions_closed += 1
@@ -591,11 +705,11 @@ class BinaryGateway:
         snap = self.stage_decode.snapshot()
         return {
             "sessions": len(self.sessions),
+            "pending_logons": len(self._pending),
             "accounts_logged_on": len({s.account.id for s in self.sessions
                                        if s.account is not None}),
             **self._counters(),
-            "rejects_by_reason": {RejectReason(r).name if r in RejectReason._value2member_map_
-                                  else str(r): n for r, n in self.rejects.items()},
+            "rejects_by_reason": {reject_reason_name(r): n for r, n in self.rejects.items()},
             "decode_ns": {"count": snap.count, "p50": snap.percentiles[50.0],
                           "p99": snap.percentiles[99.0], "max": snap.max},
         }
@@ -607,6 +721,9 @@ class BinaryGateway:
             "disconnects": self.sessions_closed,
             "logons": self.logons,
             "logon_rejects": self.logon_rejects,
+            "logon_failures": self.logon_failures,
+            "logon_throttled": self.logon_throttled,
+            "pending_logons_evicted": self.pending_logons_evicted,
             "login_timeouts": self.login_timeouts,
             "heartbeat_timeouts": self.heartbeat_timeouts,
             "frames_in": self.frames_in,
@@ -618,6 +735,7 @@ class BinaryGateway:
             "requests_before_logon": self.not_logged_on,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
+            "client_order_id_too_long": self.client_order_id_too_long,
             "exchange_busy": self.busy,
             "slow_consumer_disconnects": self.slow_consumer_disconnects,
         }
@@ -631,11 +749,12 @@ class BinaryGateway:
             f"# HELP {prefix}_sessions open binary order-entry connections",
             f"# TYPE {prefix}_sessions gauge",
             f"{prefix}_sessions {len(self.sessions)}",
+            f"# HELP {prefix}_pending_logons open connections that have not logged on yet",
+            f"# TYPE {prefix}_pending_logons gauge",
+            f"{prefix}_pending_logons {len(self._pending)}",
             f"# HELP {prefix}_rejects_total rejected requests by reason",
             f"# TYPE {prefix}_rejects_total counter",
         ]
         for reason, n in sorted(self.rejects.items()):
-            name = (RejectReason(reason).name if reason in RejectReason._value2member_map_
-                    else str(reason))
-            lines.append(f'{prefix}_rejects_total{{reason="{name}"}} {n}')
+            lines.append(f'{prefix}_rejects_total{{reason="{reject_reason_name(reason)}"}} {n}')
         return text + "\n".join(lines) + "\n"

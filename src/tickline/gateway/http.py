@@ -143,10 +143,10 @@ from websockets.http11 import Request, Response
 
 from tickline.config import WebSocketConfig
 from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.ratelimit import TokenBuckets
 from tickline.exchange import Exchange
 from tickline.gateway.admission import Admission, OriginPolicy
 from tickline.gateway.jsonfmt import Format, encoder
-from tickline.gateway.ratelimit import AddressThrottle
 from tickline.gateway.stats import GatewayStatistics, Sampler, WsCounters, hdr_summary
 from tickline.gateway.wssession import Session
 
@@ -160,6 +160,8 @@ _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _ROUTES = ("/", "/metrics", "/health", "/book", "/stats.json", "/ws", "other")
 _MAX_BOOK_DEPTH = 1000
+_THROTTLE_MAX_ADDRESSES = 16_384
+"""Source addresses whose failed logins are remembered (least recently used forgotten)."""
 
 
 class ServerLike(Protocol):
@@ -211,8 +213,8 @@ class HttpGateway:
         self.formats = {i.symbol: Format(i) for i in self.exchange.instruments}
         self.counters = WsCounters()
         self.admission = Admission(s.max_sessions, s.max_anonymous, s.max_per_address)
-        self.login_throttle = AddressThrottle(s.login_failures_per_second,
-                                              float(s.login_failure_burst))
+        self.login_throttle = TokenBuckets(s.login_failures_per_second,
+                                           float(s.login_failure_burst), _THROTTLE_MAX_ADDRESSES)
         self.origins = OriginPolicy((), s.allowed_origins)
         self.sampler = Sampler(self.exchange, self.counters, s.stats_interval,
                                self.session_count, self._push_stats)

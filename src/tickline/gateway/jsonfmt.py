@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from tickline.matching import BUY, SELL, Instrument, RejectReason
+from tickline.matching import BUY, SELL, Instrument, reject_reason_name
 from tickline.stream import Bar, Bbo, ExecKind, ExecReport, TradeTick
 
 __all__ = ["Format", "bar_json", "bbo_json", "encoder", "exec_json", "side_name", "trade_json"]
@@ -55,13 +55,6 @@ def side_name(side: int) -> str:
     return _SIDE_NAME.get(side, str(side))
 
 
-def _reason_name(code: int) -> str:
-    try:
-        return RejectReason(code).name
-    except ValueError:
-        return str(code)
-
-
 def trade_json(fmt: Format, t: TradeTick) -> dict[str, Any]:
     return {"type": "trade", "symbol": t.symbol, "seq": t.seq, "ts": t.ts,
             "trade_id": t.trade_id, "price": fmt.price(t.price), "quantity": fmt.qty(t.quantity),
@@ -100,7 +93,7 @@ def exec_json(fmt: Format | None, r: ExecReport) -> dict[str, Any]:
         out.update(last_price=price(r.last_price), last_quantity=qty(r.last_quantity),
                    trade_id=r.trade_id)
     if r.kind == ExecKind.REJECTED:
-        out.update(reason=_reason_name(r.reason), text=r.text)
+        out.update(reason=reject_reason_name(r.reason), text=r.text)
     elif r.reason:
         out["reason"] = r.reason
     return out

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped
 from tickline.gateway.jsonfmt import Format, bar_json, encoder, exec_json, trade_json
-from tickline.gateway.ratelimit import TokenBucket
 from tickline.gateway.wsfeeds import BboFeed, DepthFeed, Feed, SequencedFeed
 from tickline.gateway.wsproto import (
     CHANNELS,
@@ -361,7 +361,7 @@ class Session:
                                           f"in {throttle.retry_after(self.address, now):.1f} s")
         acct = accounts.get(op.key)
         if acct is None:
-            throttle.failed(self.address, now)
+            throttle.take(self.address, now)
             gw.counters.login_failures += 1
             self.failed_logins += 1
             if self.failed_logins >= _MAX_FAILED_LOGINS:

@@ -34,6 +34,7 @@ from tickline.matching.types import (
     Side,
     STPMode,
     TimeInForce,
+    reject_reason_name,
 )
 
 __all__ = [
@@ -42,5 +43,5 @@ __all__ = [
     "Expired", "Instrument", "InstrumentError", "Level", "LevelChanged", "MatchingEngine",
     "NewOrder", "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace",
     "Replaced", "STPMode", "SetTradingStatus", "Side", "StatusChanged", "TimeInForce",
-    "TimeTick", "Trade",
+    "TimeTick", "Trade", "reject_reason_name",
 ]

@@ -10,8 +10,9 @@ The contract (DESIGN.md "Matching semantics"):
 * price-time priority; a trade executes at the resting (maker) order's price;
 * limit and market orders; GTC, IOC, FOK, GTD (expiry in engine time, checked before every
   command); post-only; market orders never rest;
-* cancel and replace by the owning account only; a same-price quantity decrease keeps time
-  priority, anything else goes to the back of the (new) level and may trade;
+* cancel and replace by the owning account only (another account's order is answered as an
+  unknown one); a same-price quantity decrease keeps time priority, anything else goes to
+  the back of the (new) level and may trade;
 * self-trade prevention per account (or per order): cancel newest, oldest, both, or off;
 * validation before anything changes, each failure a :class:`~tickline.matching.events.Rejected`
   with a stable :class:`~tickline.matching.types.RejectReason`;
@@ -77,6 +78,7 @@ R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
 R_HALTED = int(RejectReason.INSTRUMENT_HALTED)
 R_SIDE = int(RejectReason.INVALID_SIDE)
 R_TYPE = int(RejectReason.INVALID_ORDER_TYPE)
+R_STP = int(RejectReason.INVALID_STP_MODE)
 R_TIF = int(RejectReason.INVALID_TIME_IN_FORCE)
 R_QTY = int(RejectReason.NON_POSITIVE_QUANTITY)
 R_LOT = int(RejectReason.OFF_LOT_QUANTITY)
@@ -89,7 +91,6 @@ R_POST_ONLY = int(RejectReason.POST_ONLY_WOULD_TAKE)
 R_MARKET = int(RejectReason.MARKET_ORDER_NOT_ALLOWED)
 R_REPLACE_QTY = int(RejectReason.REPLACE_QUANTITY_TOO_LOW)
 R_UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
-R_NOT_OWNER = int(RejectReason.NOT_ORDER_OWNER)
 R_DUP_CLID = int(RejectReason.DUPLICATE_CLIENT_ORDER_ID)
 
 C_USER = int(CancelReason.USER)
@@ -251,7 +252,7 @@ class MatchingEngine:
         if stp == STP_ACCOUNT_DEFAULT:
             stp = self._account_stp.get(account, self._default_stp)
         elif stp < STP_CANCEL_NEWEST or stp > STP_OFF:
-            return self._reject(out, cmd, 0, R_TYPE, f"stp mode must be 0..4, got {stp}")
+            return self._reject(out, cmd, 0, R_STP, f"stp mode must be 0..4, got {stp}")
         if clid and self._client_id_taken(account, clid):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
@@ -308,14 +309,12 @@ class MatchingEngine:
         if order_id == 0 and cmd.orig_client_order_id:
             order_id = self._live_client_ids.get((cmd.account, cmd.orig_client_order_id), 0)
         order = self.orders.get(order_id)
-        if order is None or order.symbol != cmd.symbol:
+        if order is None or order.symbol != cmd.symbol or order.account != cmd.account:
+            # Another account's order gets exactly the answer a missing one gets (code, order
+            # id and text), so a cancel or replace cannot probe which order ids are live.
             ref = cmd.order_id or repr(cmd.orig_client_order_id)
             self._reject(out, cmd, cmd.order_id, R_UNKNOWN_ORDER,
                          f"order {ref} is not a live order of {cmd.symbol!r}")
-            return None
-        if order.account != cmd.account:
-            self._reject(out, cmd, order_id, R_NOT_OWNER,
-                         f"order {order_id} does not belong to account {cmd.account}")
             return None
         return order
 

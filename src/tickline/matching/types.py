@@ -54,7 +54,7 @@ class RejectReason(IntEnum):
     """Why a command was rejected. A rejected command changes nothing.
 
     Grouped by subsystem: 1xx instrument, 2xx order shape, 3xx order lookup, 4xx session and
-    gateway (used outside the engine), 5xx sequencing.
+    gateway (used outside the engine). A retired code's number stays unused, never reissued.
     """
 
     UNKNOWN_SYMBOL = 101
@@ -72,15 +72,28 @@ class RejectReason(IntEnum):
     POST_ONLY_WOULD_TAKE = 211
     MARKET_ORDER_NOT_ALLOWED = 212
     REPLACE_QUANTITY_TOO_LOW = 213
+    INVALID_STP_MODE = 214
     UNKNOWN_ORDER = 301
-    NOT_ORDER_OWNER = 302
+    """Also the answer for another account's live order: the caller learns nothing of it."""
+    # 302 retired (was NOT_ORDER_OWNER: it told the caller a foreign order id was live)
     DUPLICATE_CLIENT_ORDER_ID = 303
     NOT_AUTHENTICATED = 401
     RATE_LIMITED = 402
-    MALFORMED_MESSAGE = 403
-    MESSAGE_TOO_LARGE = 404
+    # 403, 404 retired (were MALFORMED_MESSAGE, MESSAGE_TOO_LARGE: frame-level problems are
+    # answered with the wire protocol's Error codes, never with an order reject)
     THROTTLED = 405
-    OUT_OF_SEQUENCE = 501
+    CLIENT_ORDER_ID_TOO_LONG = 406
+    """A gateway's ``limits.max_client_order_id_bytes`` was exceeded."""
+    # 501 retired (was OUT_OF_SEQUENCE: no gateway sequences client messages)
+
+
+_REJECT_NAMES: Final[dict[int, str]] = {int(r): r.name for r in RejectReason}
+
+
+def reject_reason_name(code: int) -> str:
+    """The :class:`RejectReason` name of ``code``, or ``str(code)`` for a code this version
+    does not know (a newer peer's): for metrics labels, logs and JSON at the edges."""
+    return _REJECT_NAMES.get(code) or str(code)
 
 
 class CancelReason(IntEnum):
@@ -92,7 +105,8 @@ class CancelReason(IntEnum):
     SELF_TRADE = 4
     MARKET_REMAINDER = 5
     PRICE_PROTECTION = 6
-    REPLACED_TO_ZERO = 7
+    # 7 retired (was REPLACED_TO_ZERO: a replace to at most the filled quantity is rejected
+    # with REPLACE_QUANTITY_TOO_LOW, never turned into a cancel)
 
 
 # Plain-int aliases for hot paths (an IntEnum member lookup costs more than a global int).
