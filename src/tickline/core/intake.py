@@ -74,13 +74,14 @@ class Lane:
     """
 
     __slots__ = ("async_space", "bell", "block_timeouts", "clock", "closed", "dropped",
-                 "index", "lock", "owner", "rejected", "ring", "runs", "skipped", "space",
-                 "space_waiting", "submitted")
+                 "index", "lock", "owner", "published", "rejected", "ring", "runs", "skipped",
+                 "space", "space_waiting", "submitted")
 
     def __init__(self, capacity: int, *, index: int, owner: str, clock: Callable[[], int],
                  bell: Doorbell) -> None:
         self.ring: SpscRing[Any] = SpscRing(capacity, check_threads=False)
         self.runs: deque[tuple[int, int]] = deque()
+        self.published = 0  # == ring.tail: every publication goes through publish()
         self.index = index
         self.owner = owner
         self.clock = clock
@@ -101,12 +102,13 @@ class Lane:
     def publish(self, events: Sequence[Any], k: int) -> None:
         """Append the run, offer the ``k`` events (``k == len(events) <= free``), count them,
         ring the doorbell. The caller holds ``lock`` and has checked :meth:`check_open`."""
-        ring = self.ring
-        self.runs.append((ring.tail + k, self.clock()))
+        end = self.published + k
+        self.runs.append((end, self.clock()))
         if k == 1:
-            ring.offer(events[0])  # a slot store: cheaper than a one-item slice copy
+            self.ring.offer(events[0])  # a slot store: cheaper than a one-item slice copy
         else:
-            ring.offer_many(events)
+            self.ring.offer_many(events)
+        self.published = end
         self.submitted += k
         bell = self.bell
         if bell.armed:

@@ -517,6 +517,7 @@ class EventProcessor(Generic[E]):
         """
         for ln in self._lanes:
             ln.ring.check()
+            assert ln.published == ln.ring.tail, "an event was published around Lane.publish"
             if len(ln.ring):
                 assert ln.runs, "queued events without an enqueue-time run"
                 assert ln.runs[-1][0] == ln.ring.tail, (ln.runs[-1], ln.ring.tail)
