@@ -407,7 +407,7 @@ def test_asyncio_mode_wakes_on_same_loop_and_cross_thread_producers() -> None:
     async def main() -> None:
         consumer = asyncio.create_task(p.run_async())
         await asyncio.sleep(0)  # the consumer is now parked in wait_for_work
-        assert p._async_waiter is not None
+        assert p._bell.waiter is not None
         p.submit_many([1, 2, 3])  # same-loop producer
         t = threading.Thread(target=lambda: p.submit_many([4, 5]))  # another thread
         while len(got) < 3:

@@ -33,7 +33,8 @@ Contract: **exactly one producer process/thread and one consumer process/thread.
 creator is usually the producer, but either side may create; the other attaches by ``name``.
 Lifecycle: ``create`` -> ``attach`` (other side) -> ... -> ``close`` (each side) -> ``unlink``
 (the creator, once). Doorbells for :class:`BlockingWait` are two FIFOs next to the block,
-created with it and removed by ``unlink``.
+created with it and removed by ``unlink``. The wait strategies are
+:mod:`tickline.core.wait`'s (re-exported here), shared with the event processor.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
 from typing import Protocol
+
+from tickline.core.wait import BackoffWait, BlockingWait, SpinWait, WaitStrategy, YieldWait
 
 __all__ = [
     "BackoffWait",
@@ -66,97 +69,6 @@ _HEAD = 128 // 8
 _CLOSED = 192 // 8
 _CONS_WAIT = _CLOSED + 1
 _PROD_WAIT = _CLOSED + 2
-
-
-class WaitStrategy(Protocol):
-    """How a side of the ring waits for the other: a named latency/CPU trade-off.
-
-    ``idle(attempt)`` is called between re-checks (``attempt`` counts from 0 within one
-    wait). Strategies with ``blocking = True`` are instead parked on the ring's doorbell.
-    """
-
-    blocking: bool
-
-    def idle(self, attempt: int) -> None:
-        """Pause before the next re-check."""
-
-
-class SpinWait:
-    """Re-check immediately, forever: the lowest wake-up latency (measured p50 ~3.5 µs
-    producer-write to consumer-has-it, in Python) at the price of a whole core at 100% while
-    waiting. Only for a dedicated core; on a shared 2-core machine it steals time from the
-    very process it waits for."""
-
-    blocking = False
-
-    def idle(self, attempt: int) -> None:
-        """Do nothing."""
-
-
-class YieldWait:
-    """``sched_yield()`` between re-checks: spin-like latency (measured p50 ~3.5 µs) when the
-    core is otherwise idle, and gives the core away when another thread is runnable. Still
-    100% CPU while waiting."""
-
-    blocking = False
-
-    def idle(self, attempt: int) -> None:
-        """Yield the CPU to any other runnable thread."""
-        os.sched_yield()
-
-
-class BackoffWait:
-    """Spin ``spins`` times, yield ``yields`` times, then sleep with exponential back-off from
-    ``min_sleep`` up to ``max_sleep`` seconds. Under sustained load it is still spinning when
-    the next batch lands (throughput of a spin); when idle its wake-up latency is bounded by
-    ``max_sleep`` plus timer slack and CPU falls toward zero. At a trickle it is the worst of
-    both: one record per 250 µs measured p50 ~43-55 µs at 37% CPU. For bulk transfer only
-    (e.g. the producer side of a saturated ring)."""
-
-    blocking = False
-
-    def __init__(self, spins: int = 64, yields: int = 64, min_sleep: float = 1e-5,
-                 max_sleep: float = 1e-3) -> None:
-        if not 0 < min_sleep <= max_sleep:
-            raise ValueError(f"need 0 < min_sleep <= max_sleep, got {min_sleep!r}, "
-                             f"{max_sleep!r}")
-        self.spins = spins
-        self.yields = yields
-        self.min_sleep = min_sleep
-        self.max_sleep = max_sleep
-
-    def idle(self, attempt: int) -> None:
-        """Spin, then yield, then sleep ever longer (capped)."""
-        if attempt < self.spins:
-            return
-        attempt -= self.spins
-        if attempt < self.yields:
-            os.sched_yield()
-            return
-        attempt -= self.yields
-        time.sleep(min(self.min_sleep * (1 << min(attempt, 20)), self.max_sleep))
-
-
-class BlockingWait:
-    """Park in the kernel on a doorbell (a FIFO) until the other side rings it: near-zero CPU
-    while idle; wake-up latency is a write + a ``select`` + a scheduler wake-up (measured p50
-    ~18 µs at 5% CPU for one record per 250 µs). The other side pays one shared-memory load
-    per call to see whether it must ring. A lost wake-up (the flag and the counter are two
-    stores that x86 may reorder against the following load) is bounded by ``recheck``
-    seconds, after which the waiter re-checks. The default: on a shared machine it is the
-    best trade-off measured, and bulk throughput with it matched back-off (15-19 M records/s
-    either way)."""
-
-    blocking = True
-
-    def __init__(self, recheck: float = 0.01) -> None:
-        if recheck <= 0:
-            raise ValueError(f"recheck must be > 0, got {recheck!r}")
-        self.recheck = recheck
-
-    def idle(self, attempt: int) -> None:
-        """Unused: blocking strategies are parked on the ring's doorbell instead."""
-        time.sleep(self.recheck)
 
 
 @dataclass(frozen=True, slots=True)

@@ -646,11 +646,6 @@ class Bus:
         self._cache[topic] = matched
         return matched
 
-    def subscribers(self, topic: str) -> tuple[Subscription, ...]:
-        """The subscriptions a publish to ``topic`` reaches now. O(1) when cached."""
-        subs = self._cache.get(topic)
-        return subs if subs is not None else self._match(topic)
-
     def has_subscribers(self, topic: str) -> bool:
         """Whether a publish to ``topic`` would reach anyone. O(1) when cached."""
         subs = self._cache.get(topic)
