@@ -55,6 +55,7 @@ from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import Journal, RecoveryReport, recover
 from tickline.matching import (
+    Accepted,
     Command,
     EngineConfig,
     Event,
@@ -62,7 +63,9 @@ from tickline.matching import (
     MatchingEngine,
     TimeTick,
 )
+from tickline.resume import Resumer
 from tickline.stream import Bus, MarketDataPublisher
+from tickline.stream.history import ReportHistory
 from tickline.stream.reports import ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
@@ -82,14 +85,29 @@ class ExchangeStopped(Exception):
 
 
 class _Inbound:
-    """One accepted command waiting in the inbound ring."""
+    """One accepted command waiting in the inbound ring (``make``: a command built only when
+    the sequencer reaches it, from the state at that point; None = nothing to do)."""
 
-    __slots__ = ("cmd", "origin", "reply")
+    __slots__ = ("cmd", "make", "origin", "reply")
 
-    def __init__(self, cmd: Command, reply: Reply | None, origin: ReportPort | None) -> None:
-        self.cmd = cmd
+    def __init__(self, cmd: Command | None, reply: Reply | None, origin: ReportPort | None,
+                 make: Callable[[], Command | None] | None = None) -> None:
+        self.cmd: Command = cmd  # type: ignore[assignment]  # None: make() sets it
         self.reply = reply
         self.origin = origin
+        self.make = make
+
+
+class _Query:
+    """A read-only question about the state, answered in sequence: after every command
+    submitted before it has been matched, released after the batch is journaled."""
+
+    __slots__ = ("answer", "ask", "reply")
+
+    def __init__(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        self.ask = ask
+        self.reply = reply
+        self.answer: Any = None
 
 
 class Exchange:
@@ -115,6 +133,7 @@ class Exchange:
         capacity: int = 65536,
         max_batch: int = 1024,
         clock: Callable[[], int] = time.time_ns,
+        report_history: int = 4096,
     ) -> None:
         self.instruments = list(instruments)
         self.engine_config = engine_config or EngineConfig()
@@ -124,6 +143,10 @@ class Exchange:
         """Numbers and builds every command's execution reports (restored on recovery)."""
         self.router = ReportRouter()
         """Delivers reports to the sessions of their accounts; every gateway attaches here."""
+        self.history = ReportHistory(report_history)
+        """Each account's most recent reports (``report_history`` deep), for resume."""
+        self.resumer = Resumer(self.history,
+                               Path(journal_dir) if journal_dir is not None else None)
         if journal_dir is not None:
             journal_dir = Path(journal_dir)
             self.engine, self.recovery = recover(journal_dir, self.instruments,
@@ -143,6 +166,7 @@ class Exchange:
         self._last_ts = self.engine.now
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
+        self._queries: list[_Query] = []
         self._stopping = False
         self.failure: BaseException | None = None
         """The journal error that stopped the exchange (None while healthy)."""
@@ -151,11 +175,12 @@ class Exchange:
         self._snapshot_future: Future[Path] | None = None
         self.snapshots = 0
         self.snapshots_skipped = 0
-        self.processor: EventProcessor[_Inbound] = EventProcessor(
+        self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
             clock=time.monotonic_ns, batch_end=self._end_of_batch,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
+        self.processor.register(_Query, self._ask)
         # Stage timings, one sample per batch (ns); written by the consumer only.
         self.stage_match = LatencyRecorder("match_ns")
         self.stage_journal = LatencyRecorder("journal_ns")
@@ -196,11 +221,49 @@ class Exchange:
         except ProcessorFull:
             return 0
 
+    def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
+                        origin: ReportPort | None = None) -> None:
+        """Accept a command that ``make()`` builds when the sequencer reaches it, from the
+        state at that point (e.g. cancel on disconnect: the session's orders still live
+        once everything it sent before has been matched); ``make()`` returning None
+        submits nothing. Raises like :meth:`submit`."""
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        try:
+            self.processor.submit(_Inbound(None, reply, origin, make))
+        except ProcessorFull:
+            raise ExchangeBusy(
+                f"inbound ring full ({self.processor.queued()} commands waiting)") from None
+
+    def query(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        """Ask a read-only question in sequence: ``ask()`` runs on the state after every
+        command submitted before it (by anyone) has been matched; ``reply(answer)`` is called
+        once those commands are journaled and released. Not journaled. Raises like
+        :meth:`submit`."""
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        try:
+            self.processor.submit(_Query(ask, reply))
+        except ProcessorFull:
+            raise ExchangeBusy(
+                f"inbound ring full ({self.processor.queued()} commands waiting)") from None
+
     # -- stages 1 and 2 (per command) ---------------------------------------------------
+
+    def _ask(self, item: _Query) -> None:
+        if not self._pending and not self._queries:
+            self._batch_started = time.perf_counter_ns()
+        item.answer = item.ask()
+        self._queries.append(item)
 
     def _sequence_and_match(self, item: _Inbound) -> None:
         if not self._pending:
             self._batch_started = time.perf_counter_ns()
+        if item.make is not None:
+            made = item.make()
+            if made is None:
+                return
+            item.cmd = made
         cmd = item.cmd
         # 1 SEQUENCE
         self._seq += 1
@@ -210,13 +273,19 @@ class Exchange:
         cmd.seq = self._seq
         cmd.ts = ts
         # 2 MATCH
-        self._pending.append((item, self.engine.process(cmd)))
+        events = self.engine.process(cmd)
+        self._pending.append((item, events))
+        origin = item.origin
+        if origin is not None and events and type(events[0]) is Accepted:
+            origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
 
     # -- stages 3 and 4 (per batch) -----------------------------------------------------
 
     def _end_of_batch(self, n: int) -> None:
         pending = self._pending
         if not pending:
+            if self._queries:
+                self._answer_queries()
             return
         t1 = time.perf_counter_ns()
         self.stage_match.record(t1 - self._batch_started)
@@ -243,10 +312,12 @@ class Exchange:
         events_out = 0
         build = self.reports.build
         route = self.router.route
+        record = self.history.record
         for item, events in pending:
             events_out += len(events)
             cmd = item.cmd
             reports = build(cmd.seq, cmd.ts, events)
+            record(reports)
             try:
                 own = route(reports, getattr(cmd, "account", 0), item.origin)
                 if item.reply is not None:
@@ -258,8 +329,19 @@ class Exchange:
         self.events += events_out
         self._since_snapshot += len(pending)
         pending.clear()
+        if self._queries:
+            self._answer_queries()
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
             self.snapshot(wait=False)
+
+    def _answer_queries(self) -> None:
+        queries = self._queries
+        self._queries = []
+        for q in queries:
+            try:
+                q.reply(q.answer)
+            except Exception:  # a broken session must not stop the exchange
+                log.exception("query reply failed")
 
     def snapshot(self, *, wait: bool = True) -> Path | None:
         """Snapshot the engine now (between batches). The journal is synced and the state

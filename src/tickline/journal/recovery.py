@@ -264,7 +264,8 @@ class _Rebuild:
 def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
              config: EngineConfig | None, *, to_seq: int | None,
              use_snapshot: bool, check_tail: bool,
-             followers: Sequence[Follower] = ()) -> _Rebuild:
+             followers: Sequence[Follower] = (),
+             snapshot_filter: Callable[[EngineSnapshot], bool] | None = None) -> _Rebuild:
     t0 = time.perf_counter()
     instruments = list(instruments) if instruments is not None else None
     engine, _meta = _engine_for(directory, instruments, config)
@@ -280,6 +281,8 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
                 missing = [f.key for f in followers if f.key not in snap.attachments]
                 if missing:
                     raise KeyError(f"{path.name} has no state for {', '.join(missing)}")
+                if snapshot_filter is not None and not snapshot_filter(snap):
+                    continue
                 engine.restore(snap)
             except (JournalCorruptError, KeyError, RuntimeError) as exc:
                 report.snapshots_rejected.append(str(exc))
@@ -353,13 +356,19 @@ def recover(directory: Path | str, instruments: Iterable[Instrument] | None = No
 
 def replay(directory: Path | str, *, to_seq: int | None = None, use_snapshot: bool = True,
            instruments: Iterable[Instrument] | None = None,
-           config: EngineConfig | None = None) -> tuple[MatchingEngine, RecoveryReport]:
+           config: EngineConfig | None = None,
+           followers: Sequence[Follower] = (),
+           snapshot_filter: Callable[[EngineSnapshot], bool] | None = None,
+           ) -> tuple[MatchingEngine, RecoveryReport]:
     """Rebuild the state as of ``to_seq`` (default: the end) without modifying the journal:
-    from the newest snapshot at or before it (unless ``use_snapshot`` is false), then the
-    records after it. The report's ``truncation_reason`` names a problem that stopped the
-    replay early (a torn tail not yet recovered), but nothing is truncated."""
+    from the newest snapshot at or before it (unless ``use_snapshot`` is false; and, given
+    ``snapshot_filter``, the newest it accepts), then the records after it, fed to
+    ``followers`` too (see :class:`Follower`). The report's ``truncation_reason`` names a
+    problem that stopped the replay early (a torn tail not yet recovered), but nothing is
+    truncated. Safe beside a running writer: it only reads."""
     rebuilt = _rebuild(Path(directory), instruments, config, to_seq=to_seq,
-                       use_snapshot=use_snapshot, check_tail=False)
+                       use_snapshot=use_snapshot, check_tail=False, followers=followers,
+                       snapshot_filter=snapshot_filter)
     if rebuilt.problem is not None:
         rebuilt.report.truncation_reason = rebuilt.problem[2]
     return rebuilt.engine, rebuilt.report

@@ -12,8 +12,9 @@ reports belong to whom. The rule:
    session is gone, or the order was entered without one, it goes to every open session of
    the order's account. A report of the submitting account about an order another of its
    sessions entered goes to that session too (its resting order was filled by a sibling).
-3. **Drop copies** (:meth:`ReportRouter.attach` with ``account=None``) receive every report of
-   every account.
+3. **Drop copies** receive every report of their account, whichever session caused it
+   (:meth:`ReportRouter.attach` with ``drop_copy=True``), or of every account
+   (``account=None``: admin only, checked by the gateway).
 
 Deliveries happen per command, in sequence order, before that command's reply, so each
 session sees the reports of its account in engine order (a response groups its command's
@@ -41,15 +42,18 @@ class ReportPort:
     """One session's attachment to the router: its account (None: a drop copy of every
     account) and its handler. :meth:`close` detaches it."""
 
-    __slots__ = ("account", "deliver", "delivered", "open", "router")
+    __slots__ = ("account", "deliver", "delivered", "drop_copy", "open", "orders", "router")
 
-    def __init__(self, router: ReportRouter, account: int | None,
-                 deliver: Unsolicited) -> None:
+    def __init__(self, router: ReportRouter, account: int | None, deliver: Unsolicited,
+                 drop_copy: bool) -> None:
         self.router = router
         self.account = account
         self.deliver = deliver
+        self.drop_copy = drop_copy
         self.open = True
         self.delivered = 0
+        self.orders: set[int] = set()
+        """The live orders this session entered (for cancel on disconnect)."""
 
     def close(self) -> None:
         """Detach: reports about the orders this session entered now go to the account's
@@ -65,27 +69,32 @@ class ReportRouter:
 
     def __init__(self) -> None:
         self._by_account: dict[int, list[ReportPort]] = {}
+        self._copies: dict[int, list[ReportPort]] = {}
         self._drop_copies: list[ReportPort] = []
         self._owners: dict[int, ReportPort] = {}
         self.routed = 0
         self.unsolicited = 0
 
-    def attach(self, account: int | None, deliver: Unsolicited) -> ReportPort:
-        """Attach a session of ``account`` (None: a drop copy of all accounts)."""
-        port = ReportPort(self, account, deliver)
-        if account is None:
-            self._drop_copies.append(port)
-        else:
-            self._by_account.setdefault(account, []).append(port)
+    def attach(self, account: int | None, deliver: Unsolicited, *,
+               drop_copy: bool = False) -> ReportPort:
+        """Attach a session of ``account``; ``drop_copy``: a read-only copy of every report
+        of the account; ``account=None``: a drop copy of every account."""
+        port = ReportPort(self, account, deliver, drop_copy or account is None)
+        self._ports_of(port).append(port)
         return port
 
+    def _ports_of(self, port: ReportPort) -> list[ReportPort]:
+        if port.account is None:
+            return self._drop_copies
+        table = self._copies if port.drop_copy else self._by_account
+        return table.setdefault(port.account, [])
+
     def _detach(self, port: ReportPort) -> None:
-        ports = (self._drop_copies if port.account is None
-                 else self._by_account.get(port.account, []))
+        ports = self._ports_of(port)
         if port in ports:
             ports.remove(port)
         if port.account is not None and not ports:
-            self._by_account.pop(port.account, None)
+            (self._copies if port.drop_copy else self._by_account).pop(port.account, None)
 
     def sessions(self, account: int) -> int:
         """Open ports of ``account``."""
@@ -100,6 +109,7 @@ class ReportRouter:
             return own
         owners = self._owners
         by_account = self._by_account
+        copies = self._copies
         out: dict[int, tuple[ReportPort, list[ExecReport]]] = {}
 
         def send(port: ReportPort, r: ExecReport) -> None:
@@ -113,8 +123,14 @@ class ReportRouter:
             oid = r.order_id
             if r.kind == _REJECTED:
                 owner = None  # a refused request: only its submitter hears of it
+            elif r.ends_order:
+                owner = owners.pop(oid, None)
+                if owner is not None:
+                    owner.orders.discard(oid)
+                    if not owner.open:
+                        owner = None
             else:
-                owner = owners.pop(oid, None) if r.ends_order else owners.get(oid)
+                owner = owners.get(oid)
                 if owner is not None and not owner.open:
                     owners.pop(oid, None)
                     owner = None
@@ -122,6 +138,7 @@ class ReportRouter:
                 own.append(r)
                 if origin is not None and r.kind == _NEW and r.leaves:
                     owners[oid] = origin
+                    origin.orders.add(oid)
                 if owner is not None:
                     if owner is not origin:
                         send(owner, r)
@@ -133,6 +150,8 @@ class ReportRouter:
             else:
                 for port in by_account.get(r.account, ()):
                     send(port, r)
+            for port in copies.get(r.account, ()):
+                send(port, r)
             for port in self._drop_copies:
                 send(port, r)
         self.routed += len(reports)
@@ -147,6 +166,7 @@ class ReportRouter:
         return {
             "reports_routed": self.routed,
             "unsolicited_deliveries": self.unsolicited,
-            "ports": sum(len(v) for v in self._by_account.values()) + len(self._drop_copies),
+            "ports": (sum(len(v) for v in self._by_account.values())
+                      + sum(len(v) for v in self._copies.values()) + len(self._drop_copies)),
             "tracked_orders": len(self._owners),
         }
