@@ -26,6 +26,7 @@ from tickline.matching import (
     Trade,
 )
 from tickline.stream import ExecKind, ExecReport, ReportBuilder, ReportRouter
+from tickline.stream.reports import OrderStatus
 
 
 def engine() -> MatchingEngine:
@@ -203,3 +204,60 @@ def test_router_falls_back_to_every_session_of_the_account() -> None:
     reject = rep(1, 3, ExecKind.REJECTED, 20, 0)
     assert router.route([reject], 3, p3) == [reject]
     assert s2.got[-1].order_id == 20 and reject not in s2.got
+
+
+# --- order state ------------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(ops=st.lists(op_st, min_size=20, max_size=300))
+def test_order_state_agrees_with_the_last_report_and_the_engine(
+        ops: list[tuple[Any, ...]]) -> None:
+    eng, builder, out = run(ops)
+    last: dict[int, ExecReport] = {}
+    for _cmd, reports in out:
+        for r in reports:
+            if r.kind != ExecKind.REJECTED:
+                last[r.order_id] = r
+    status_of = {ExecKind.CANCELLED: OrderStatus.CANCELLED, ExecKind.EXPIRED: OrderStatus.EXPIRED}
+    for oid, r in last.items():
+        state = builder.order_state(r.account, oid)
+        assert state is not None
+        assert (state.symbol, state.side, state.price, state.quantity, state.cum_quantity,
+                state.cum_notional) == (r.symbol, r.side, r.price, r.quantity, r.cum_quantity,
+                                        r.cum_notional)
+        assert state.leaves == (r.leaves if oid in eng.orders else 0)
+        if oid in eng.orders:
+            assert state.status == (OrderStatus.PARTIALLY_FILLED if r.cum_quantity
+                                    else OrderStatus.NEW)
+        elif r.kind == ExecKind.FILL:
+            assert state.status == OrderStatus.FILLED
+        else:
+            assert state.status == status_of[ExecKind(r.kind)]
+        # another account gets nothing, as for an order that does not exist
+        assert builder.order_state(r.account + 100, oid) is None
+    for account in range(1, 5):
+        assert [s.order_id for s in builder.open_orders(account)] == sorted(
+            o.order_id for o in eng.orders.values() if o.account == account)
+        assert all(s.symbol == "AAA" for s in builder.open_orders(account, "AAA"))
+    assert builder.order_state(1, 10**9) is None
+
+
+def test_order_state_by_client_order_id_and_bounded_memory_of_finished_orders() -> None:
+    eng = engine()
+    builder = ReportBuilder(finished_capacity=2)
+    for i in range(1, 5):
+        cmd = NewOrder(seq=i, ts=i, account=1, symbol="AAA", side=BUY, price=100, quantity=1,
+                       client_order_id=f"c{i}")
+        builder.build(i, i, eng.process(cmd))
+        cancel = Cancel(seq=10 + i, ts=10 + i, account=1, symbol="AAA", order_id=i)
+        builder.build(10 + i, 10 + i, eng.process(cancel))
+    assert builder.order_state(1, client_order_id="c1") is None  # forgotten: capacity 2
+    state = builder.order_state(1, client_order_id="c4")
+    assert state is not None and state.status == OrderStatus.CANCELLED and state.order_id == 4
+    live = NewOrder(seq=20, ts=20, account=1, symbol="AAA", side=SELL, price=101, quantity=3,
+                    client_order_id="live")
+    builder.build(20, 20, eng.process(live))
+    state = builder.order_state(1, client_order_id="live")
+    assert state is not None and (state.status, state.leaves, state.avg_price) == (
+        OrderStatus.NEW, 3, None)

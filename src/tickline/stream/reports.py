@@ -54,7 +54,8 @@ from tickline.matching.events import (
     Trade,
 )
 
-__all__ = ["ExecKind", "ExecReport", "ReportBuilder", "ReportBuilderState", "split_by_account"]
+__all__ = ["ExecKind", "ExecReport", "OrderState", "OrderStatus", "ReportBuilder",
+           "ReportBuilderState", "split_by_account"]
 
 
 class ExecKind(IntEnum):
@@ -123,21 +124,70 @@ class ExecReport(msgspec.Struct, tag="exec", gc=False):
                 or kind == _EXPIRED)
 
 
+class OrderStatus(IntEnum):
+    """An order's state as :meth:`ReportBuilder.order_state` tells it (stable codes)."""
+
+    NEW = 1
+    PARTIALLY_FILLED = 2
+    FILLED = 3
+    CANCELLED = 4
+    EXPIRED = 5
+
+
+class OrderState(msgspec.Struct, array_like=True, gc=False):
+    """One order's current state (also its wire form in the binary protocol): ``leaves`` is
+    the open quantity, ``cum_quantity``/``cum_notional`` its fills (exact average price
+    :attr:`avg_price`)."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    symbol: str
+    side: int
+    status: int
+    price: int
+    quantity: int
+    leaves: int
+    cum_quantity: int
+    cum_notional: int
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        """Exact average fill price in ticks (None before the first fill)."""
+        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
+
+
 class _Live:
     """The builder's view of one live order."""
 
-    __slots__ = ("account", "client_order_id", "cum_notional", "cum_quantity", "price",
-                 "quantity", "side")
+    __slots__ = ("account", "client_order_id", "cum_notional", "cum_quantity", "leaves",
+                 "price", "quantity", "side", "symbol")
 
-    def __init__(self, account: int, client_order_id: str, side: int, price: int,
-                 quantity: int, cum_quantity: int = 0, cum_notional: int = 0) -> None:
+    def __init__(self, account: int, client_order_id: str, symbol: str, side: int, price: int,
+                 quantity: int, leaves: int, cum_quantity: int = 0,
+                 cum_notional: int = 0) -> None:
         self.account = account
         self.client_order_id = client_order_id
+        self.symbol = symbol
         self.side = side
         self.price = price
         self.quantity = quantity
+        self.leaves = leaves
         self.cum_quantity = cum_quantity
         self.cum_notional = cum_notional
+
+    def state(self, order_id: int, status: int) -> OrderState:
+        return OrderState(order_id, self.account, self.client_order_id, self.symbol, self.side,
+                          status, self.price, self.quantity,
+                          self.leaves if status <= _PARTIAL else 0, self.cum_quantity,
+                          self.cum_notional)
+
+
+_OS_NEW = int(OrderStatus.NEW)
+_PARTIAL = int(OrderStatus.PARTIALLY_FILLED)
+_OS_FILLED = int(OrderStatus.FILLED)
+_OS_CANCELLED = int(OrderStatus.CANCELLED)
+_OS_EXPIRED = int(OrderStatus.EXPIRED)
 
 
 class ReportBuilderState(msgspec.Struct, array_like=True, gc=False):
@@ -165,9 +215,12 @@ class ReportBuilder:
     """The name of this component's state inside a journal snapshot."""
 
     def __init__(self, books: Mapping[str, OrderBook] | None = None,
-                 state: bytes | None = None) -> None:
+                 state: bytes | None = None, *, finished_capacity: int = 65536) -> None:
         self._orders: dict[int, _Live] = {}
         self._seqs: dict[int, int] = {}
+        self._clids: dict[tuple[int, str], int] = {}
+        self._finished: dict[int, OrderState] = {}
+        self.finished_capacity = finished_capacity
         self.reports = 0
         if books is not None or state is not None:
             self.restore(state, books or {})
@@ -187,11 +240,49 @@ class ReportBuilder:
         notionals = dict(saved.notionals) if saved is not None else {}
         self._seqs = dict(saved.report_seqs) if saved is not None else {}
         self._orders = {}
+        self._clids = {}
+        self._finished = {}
         for book in books.values():
             for o in book.orders():
-                self._orders[o.order_id] = _Live(o.account, o.client_order_id, o.side,
-                                                 o.price, o.quantity, o.filled,
+                self._orders[o.order_id] = _Live(o.account, o.client_order_id, o.symbol, o.side,
+                                                 o.price, o.quantity, o.leaves, o.filled,
                                                  notionals.get(o.order_id, 0))
+                if o.client_order_id:
+                    self._clids[(o.account, o.client_order_id)] = o.order_id
+
+    # -- order state -------------------------------------------------------------------------
+
+    def order_state(self, account: int, order_id: int = 0,
+                    client_order_id: str = "") -> OrderState | None:
+        """The state of ``account``'s order (by engine id, or by client order id when the id
+        is 0): live orders always, finished ones while among the last
+        ``finished_capacity`` to finish since the server started. None for an unknown
+        order and for another account's (the caller cannot tell the two apart)."""
+        if not order_id:
+            order_id = self._clids.get((account, client_order_id), 0)
+        o = self._orders.get(order_id)
+        if o is not None:
+            if o.account != account:
+                return None
+            return o.state(order_id, _PARTIAL if o.cum_quantity else _OS_NEW)
+        done = self._finished.get(order_id)
+        return done if done is not None and done.account == account else None
+
+    def open_orders(self, account: int, symbol: str | None = None) -> list[OrderState]:
+        """``account``'s live orders (optionally of one symbol), by order id. O(live orders)."""
+        return [o.state(oid, _PARTIAL if o.cum_quantity else _OS_NEW)
+                for oid, o in sorted(self._orders.items())
+                if o.account == account and (symbol is None or o.symbol == symbol)]
+
+    def _finish(self, order_id: int, o: _Live, status: int) -> None:
+        finished = self._finished
+        finished[order_id] = o.state(order_id, status)
+        if len(finished) > self.finished_capacity:
+            old_id = next(iter(finished))
+            old = finished.pop(old_id)
+            if old.client_order_id and self._clids.get(
+                    (old.account, old.client_order_id)) == old_id:
+                del self._clids[(old.account, old.client_order_id)]
 
     # -- building ----------------------------------------------------------------------------
 
@@ -216,8 +307,10 @@ class ReportBuilder:
             kind = type(ev)
             if kind is Accepted:
                 account = ev.account
-                orders[ev.order_id] = _Live(account, ev.client_order_id, ev.side, ev.price,
-                                            ev.quantity)
+                orders[ev.order_id] = _Live(account, ev.client_order_id, ev.symbol, ev.side,
+                                            ev.price, ev.quantity, ev.quantity)
+                if ev.client_order_id:
+                    self._clids[(account, ev.client_order_id)] = ev.order_id
                 n = seqs[account] = seqs.get(account, 0) + 1
                 append(ExecReport(n, ts, account, _NEW, ev.symbol, ev.order_id,
                                   ev.client_order_id, ev.side, ev.price, ev.quantity,
@@ -234,8 +327,10 @@ class ReportBuilder:
                         continue
                     o.cum_quantity += qty
                     o.cum_notional += price * qty
+                    o.leaves = leaves
                     if leaves == 0:
                         del orders[oid]
+                        self._finish(oid, o, _OS_FILLED)
                     n = seqs[account] = seqs.get(account, 0) + 1
                     append(ExecReport(n, ts, account, _FILL, ev.symbol, oid,
                                       o.client_order_id, o.side, o.price, o.quantity, leaves,
@@ -246,6 +341,8 @@ class ReportBuilder:
                 o = orders.pop(ev.order_id, None)
                 n = seqs[account] = seqs.get(account, 0) + 1
                 expired = kind is Expired
+                if o is not None:
+                    self._finish(ev.order_id, o, _OS_EXPIRED if expired else _OS_CANCELLED)
                 append(ExecReport(
                     n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
                     ev.order_id, o.client_order_id if o is not None else "", ev.side,
@@ -259,9 +356,16 @@ class ReportBuilder:
                 o = orders.get(ev.order_id)
                 cum_q = cum_n = 0
                 if o is not None:
+                    if o.client_order_id != ev.client_order_id:
+                        clids = self._clids
+                        if clids.get((account, o.client_order_id)) == ev.order_id:
+                            del clids[(account, o.client_order_id)]
+                        if ev.client_order_id:
+                            clids[(account, ev.client_order_id)] = ev.order_id
                     o.client_order_id = ev.client_order_id
                     o.price = ev.price
                     o.quantity = ev.quantity
+                    o.leaves = ev.leaves
                     cum_q = o.cum_quantity
                     cum_n = o.cum_notional
                 n = seqs[account] = seqs.get(account, 0) + 1
@@ -293,8 +397,9 @@ class ReportBuilder:
         for oid, o in live.items():
             mine = self._orders[oid]
             assert mine.cum_quantity == o.filled, f"order {oid}: cum {mine.cum_quantity}"
-            assert (mine.account, mine.side, mine.price, mine.quantity) == (
-                o.account, o.side, o.price, o.quantity), f"order {oid} differs"
+            assert (mine.account, mine.side, mine.price, mine.quantity, mine.leaves,
+                    mine.symbol) == (o.account, o.side, o.price, o.quantity, o.leaves,
+                                     o.symbol), f"order {oid} differs"
 
 
 def split_by_account(reports: Iterable[ExecReport], account: int
