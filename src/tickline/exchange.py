@@ -48,7 +48,7 @@ from typing import Any
 
 from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.core.processor import EventProcessor, ProcessorFull
-from tickline.journal import Journal, RecoveryReport, recover
+from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
 from tickline.matching import (
     Command,
     EngineConfig,
@@ -112,12 +112,20 @@ class Exchange:
         self.journal: Journal | None = None
         if journal_dir is not None:
             journal_dir = Path(journal_dir)
-            self.engine, self.recovery = recover(journal_dir, self.instruments,
-                                                 self.engine_config)
-            self.journal = Journal.open(journal_dir, durability=durability,
-                                        interval_ms=interval_ms, segment_bytes=segment_bytes,
-                                        instruments=self.instruments,
-                                        config=self.engine_config)
+            # One writer per journal: the lock is taken before recovery (which may truncate
+            # a torn tail) and handed to the journal, which holds it until close.
+            lock = DirectoryLock.acquire(journal_dir)
+            try:
+                self.engine, self.recovery = recover(journal_dir, self.instruments,
+                                                     self.engine_config, lock=lock)
+                self.journal = Journal.open(journal_dir, durability=durability,
+                                            interval_ms=interval_ms,
+                                            segment_bytes=segment_bytes,
+                                            instruments=self.instruments,
+                                            config=self.engine_config, lock=lock)
+            except BaseException:
+                lock.release()
+                raise
         else:
             self.engine = MatchingEngine(self.instruments, self.engine_config)
         self.bus = bus if bus is not None else Bus()

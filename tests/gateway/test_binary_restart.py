@@ -10,74 +10,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import pytest
-
+from tests.served import ROOT, TICKLINE, Served
 from tickline.client import Client
 from tickline.gateway import protocol as p
 from tickline.journal import replay, replay_events
 from tickline.matching import Accepted, Instrument, RejectReason
 
-ROOT = Path(__file__).resolve().parents[2]
-TICKLINE = [sys.executable, "-m", "tickline.cli"]
 SURGE = 6000
-
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "src" / "tickline" / "gateway" / "http.py").exists(),
-    reason="tickline serve needs the HTTP gateway (src/tickline/gateway/http.py)")
-
-
-class Served:
-    """A ``tickline serve`` subprocess on free ports; always stopped by the test."""
-
-    def __init__(self, journal: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [*TICKLINE, "serve", "--port", "0", "--http-port", "0", "--journal-dir",
-             str(journal), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        deadline = time.monotonic() + 30
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"server exited before READY:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("READY "):
-                fields = dict(kv.split("=") for kv in line.split()[1:])
-                self.port = int(fields["port"])
-                self.http_port = int(fields["http_port"])
-                break
-            assert time.monotonic() < deadline, "no READY line within 30 s"
-
-    def get_json(self, path: str) -> Any:
-        url = f"http://127.0.0.1:{self.http_port}{path}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.load(resp)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def _load_then_kill(server: Served) -> dict[str, int]:

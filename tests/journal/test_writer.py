@@ -186,7 +186,7 @@ def test_leftover_segment_temp_file_is_removed(tmp_path: Path) -> None:
     with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         j.append_command(_order(1))
     assert not tmp.exists()
-    assert os.listdir(tmp_path) == ["segment-0000000001.tkj"]
+    assert sorted(os.listdir(tmp_path)) == ["journal.lock", "segment-0000000001.tkj"]
 
 
 def test_a_full_disk_fails_segment_creation_instead_of_a_sparse_segment(
