@@ -31,7 +31,10 @@ GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run`
 :class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
 instant, not a polling loop). Snapshots are taken every ``snapshot_every`` commands: the state
 is copied between batches, and written (encode, temp file, fsyncs, rename) on a background
-thread, so a big book does not stall the loop.
+thread, so a big book does not stall the loop. A snapshot that cannot be written (a full
+disk) is logged, counted in ``snapshots_failed`` and leaves no file behind; the exchange
+keeps running, reported *degraded* (:attr:`Exchange.snapshot_error`) until a later snapshot
+succeeds. It never stops shutdown: the journal, not the snapshot, is the source of truth.
 """
 
 from __future__ import annotations
@@ -143,8 +146,15 @@ class Exchange:
         self._wakeup: asyncio.TimerHandle | None = None
         self._snapshot_pool: ThreadPoolExecutor | None = None
         self._snapshot_future: Future[Path] | None = None
+        # Snapshot counters: ``snapshots`` counts snapshots *written* (file renamed into
+        # place), ``snapshots_failed`` those whose write failed, ``snapshots_skipped`` those
+        # not started because the previous one was still being written. The first two and
+        # ``snapshot_error`` are written by the snapshot thread only (one worker).
         self.snapshots = 0
+        self.snapshots_failed = 0
         self.snapshots_skipped = 0
+        self.snapshot_error: str | None = None
+        """Why the most recent snapshot failed; ``None`` once one succeeds again."""
         self.processor: EventProcessor[_Inbound] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
             clock=time.monotonic_ns, batch_end=self._end_of_batch,
@@ -258,18 +268,40 @@ class Exchange:
             if not wait:
                 self.snapshots_skipped += 1
                 return None
-            self._snapshot_future.result()
+            with contextlib.suppress(Exception):  # its failure is logged and counted
+                self._snapshot_future.result()
         write = self.journal.snapshot_writer(self.engine.snapshot())
         if self._snapshot_pool is None:
             self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
-        self._snapshot_future = self._snapshot_pool.submit(write)
-        self.snapshots += 1
+        self._snapshot_future = self._snapshot_pool.submit(self._write_snapshot, write)
         return self._snapshot_future.result() if wait else None
 
+    def _write_snapshot(self, write: Callable[[], Path]) -> Path:
+        """Run on the snapshot thread: write, then count the outcome. A failure is logged
+        and counted here (nobody may ever wait on a ``wait=False`` future) and re-raised
+        for a ``wait=True`` caller; the temporary file is already gone
+        (:func:`~tickline.journal.snapshot.atomic_write`)."""
+        try:
+            path = write()
+        except Exception as exc:
+            self.snapshots_failed += 1
+            self.snapshot_error = str(exc)
+            log.error("snapshot failed (%d so far); the exchange goes on, the journal is "
+                      "intact: %s", self.snapshots_failed, exc)
+            raise
+        self.snapshots += 1
+        self.snapshot_error = None
+        return path
+
     def _finish_snapshots(self) -> None:
-        if self._snapshot_future is not None:
-            self._snapshot_future.result()  # a failed snapshot write is reported, not hidden
-            self._snapshot_future = None
+        """Wait for a snapshot being written, then stop the snapshot thread. Never raises:
+        a failure was logged and counted by :meth:`_write_snapshot`, and must not keep
+        shutdown from closing the journal."""
+        future = self._snapshot_future
+        self._snapshot_future = None
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.result()
         if self._snapshot_pool is not None:
             self._snapshot_pool.shutdown()
             self._snapshot_pool = None
@@ -340,8 +372,7 @@ class Exchange:
         if self.failure is not None:
             # The journal failed: match nothing more (it could not be recorded), close
             # what can be closed. The commands still queued were never acknowledged.
-            with contextlib.suppress(Exception):
-                self._finish_snapshots()
+            self._finish_snapshots()
             if self.journal is not None:
                 with contextlib.suppress(Exception):
                     self.journal.close()
@@ -368,7 +399,13 @@ class Exchange:
         }
         if self.journal is not None:
             stats["journal"] = self.journal.statistics()
+        stats["snapshots"] = self.snapshot_statistics()
         return stats
+
+    def snapshot_statistics(self) -> dict[str, int | str | None]:
+        """The snapshot counters (see ``__init__``) and the last failure, if it is current."""
+        return {"written": self.snapshots, "failed": self.snapshots_failed,
+                "skipped": self.snapshots_skipped, "last_error": self.snapshot_error}
 
     def prometheus(self) -> str:
         """Every metric in the Prometheus text format: stage histograms and counters."""
@@ -376,6 +413,7 @@ class Exchange:
             "commands": self.commands,
             "events": self.events,
             "snapshots": self.snapshots,
+            "snapshots_failed": self.snapshots_failed,
             "snapshots_skipped": self.snapshots_skipped,
         }
         # Stage latencies: "sequence" is the wait in the inbound ring until the sequencer
@@ -385,7 +423,10 @@ class Exchange:
             self.stage_match.snapshot(), self.stage_journal.snapshot(),
             self.stage_publish.snapshot(),
         ]
-        return (prometheus_text("tickline_exchange", counters, stages)
+        helps = {"snapshots": "snapshots written", "snapshots_failed": "snapshot writes "
+                 "that failed (logged; the journal is intact)", "snapshots_skipped":
+                 "snapshots not started because the previous one was still being written"}
+        return (prometheus_text("tickline_exchange", counters, stages, help_text=helps)
                 + self.processor.prometheus("tickline_inbound"))
 
 

@@ -38,6 +38,7 @@ from tickline.journal.recovery import (
 )
 from tickline.journal.snapshot import (
     JournalMeta,
+    SnapshotError,
     list_snapshots,
     read_meta,
     read_snapshot,
@@ -47,7 +48,7 @@ from tickline.journal.writer import Durability, Journal, TailRepair
 __all__ = [
     "RECORD_COMMAND", "RECORD_SEAL", "DirectoryLock", "Divergence", "Durability", "Journal",
     "JournalCorruptError", "JournalError", "JournalLocked", "JournalMeta", "Record",
-    "RecoveryReport", "TailRepair", "VerifyReport", "compare_replays",
+    "RecoveryReport", "SnapshotError", "TailRepair", "VerifyReport", "compare_replays",
     "iter_commands", "iter_records", "list_snapshots", "lock_holder", "read_meta",
     "read_snapshot", "recover", "replay", "replay_events", "verify",
 ]
