@@ -87,6 +87,7 @@ def test_failed_snapshots_show_on_health_and_metrics_and_sigterm_still_exits_0(
     config = load_config(None, port=0, http_port=0, journal_dir=str(journal_dir),
                          snapshot_every=20)
     servers: list[Server] = []
+    sent: list[int] = []
 
     class FillingDisk:
         """The ``os`` of the snapshot module: ``write`` lands 10 bytes, then ENOSPC."""
@@ -114,12 +115,11 @@ def test_failed_snapshots_show_on_health_and_metrics_and_sigterm_still_exits_0(
         server = servers[0]
         monkeypatch.setattr(snapshot_module, "os", FillingDisk())
         async with await Client.connect("127.0.0.1", server.port, "alice-key") as client:
-            for i in range(45):  # two periodic snapshots, both fail
+            for i in range(400):  # until two periodic snapshots have failed
                 await client.new_order("AAPL", "buy", 1, f"{1 + i / 100:.2f}")
-        for _ in range(500):
-            if server.exchange.snapshots_failed >= 2:
-                break
-            await asyncio.sleep(0.01)
+                sent.append(i)
+                if server.exchange.snapshots_failed >= 2:
+                    break
         monkeypatch.undo()
         status, body = await asyncio.to_thread(http_get, server.http_port, "/health")
         _s, metrics = await asyncio.to_thread(http_get, server.http_port, "/metrics")
@@ -131,13 +131,13 @@ def test_failed_snapshots_show_on_health_and_metrics_and_sigterm_still_exits_0(
     assert status == 503 and health["status"] == "degraded", health
     assert "No space left on device" in str(health["reason"])
     snaps = health["snapshots"]
-    assert (snaps["written"], snaps["failed"], snaps["skipped"]) == (0, 2, 0), snaps
+    assert snaps["written"] == 0 and snaps["failed"] >= 2, snaps
     assert snaps["last_error"] in health["reason"]
-    assert "tickline_exchange_snapshots_failed_total 2" in metrics
+    assert f"tickline_exchange_snapshots_failed_total {snaps['failed']}" in metrics
     assert "tickline_exchange_snapshots_total 0" in metrics
     assert code == 0
     assert servers[0].exchange.journal is None  # closed
     assert lock_holder(journal_dir) is None
     assert not [p.name for p in journal_dir.iterdir() if p.name.endswith(".tmp")]
     engine, _report = replay(journal_dir)
-    assert len(engine.orders) == 45  # the journal holds every acknowledged order
+    assert len(engine.orders) == len(sent)  # the journal holds every acknowledged order

@@ -16,8 +16,10 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +27,9 @@ from tests.served import Served
 from tickline.client import Client
 
 SEGMENT = 64 << 20  # the server's segment size: pre-allocated on the tmpfs
-ROOM = 96 << 10  # what the tmpfs holds beyond it: journal.meta, a small snapshot, no big one
+ROOM = 64 << 10
+"""What the tmpfs holds beyond the segment: journal.meta and the first snapshot (200 orders,
+about 28 KiB), not a second one beside it (400 orders or more: 56 KiB and up)."""
 
 
 @pytest.fixture
@@ -72,6 +76,18 @@ def _send_resting(port: int, n: int, start: int) -> None:
     asyncio.run(asyncio.wait_for(go(), 60))
 
 
+def _health_when(server: Served, done: Callable[[dict[str, Any]], bool]
+                 ) -> tuple[int, dict[str, Any]]:
+    """Poll ``/health`` until ``done(health)`` (snapshots are written on a thread)."""
+    deadline = time.monotonic() + 20
+    while True:
+        status, body = server.get("/health")
+        health = json.loads(body)
+        if done(health) or time.monotonic() > deadline:
+            return status, health
+        time.sleep(0.02)
+
+
 def test_snapshots_on_a_full_tmpfs_degrade_health_and_shutdown_still_closes(
         tmp_path: Path, small_disk: tuple[list[str], Path, Path]) -> None:
     wrapper, mnt, outside = small_disk
@@ -82,11 +98,11 @@ def test_snapshots_on_a_full_tmpfs_degrade_health_and_shutdown_still_closes(
     server = Served(journal, "--config", str(config), wrapper=wrapper)
     try:
         _send_resting(server.port, 200, 0)  # a small book: its snapshot fits
-        health = server.get_json("/health")
-        assert health["status"] == "ok" and health["snapshots"]["written"] == 1, health
+        status, health = _health_when(server, lambda h: h["snapshots"]["written"] == 1)
+        assert status == 200 and health["status"] == "ok", health
+        assert health["snapshots"]["written"] == 1, health
         _send_resting(server.port, 2400, 200)  # a big book: its snapshots do not
-        status, body = server.get("/health")
-        health = json.loads(body)
+        status, health = _health_when(server, lambda h: h["snapshots"]["failed"] >= 1)
         assert status == 503 and health["status"] == "degraded", health
         assert "No space left on device" in health["reason"], health
         assert health["snapshots"]["failed"] >= 1, health
