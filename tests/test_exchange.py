@@ -4,15 +4,28 @@ GTD expiry on a timer, draining stop. Real journal files in a temporary director
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from tickline.bench.workload import exchange_core_mix
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
-from tickline.journal import iter_commands, replay, replay_events
+from tickline.journal import (
+    SnapshotError,
+    iter_commands,
+    list_snapshots,
+    lock_holder,
+    replay,
+    replay_events,
+)
+from tickline.journal import snapshot as snapshot_module
 from tickline.matching import (
     BUY,
     SELL,
@@ -223,3 +236,83 @@ def test_a_journal_failure_stops_the_exchange_and_acknowledges_nothing(tmp_path:
         assert replied == [1]
 
     asyncio.run(scenario())
+
+
+class _FullDisk:
+    """Stands in for the ``os`` module of :mod:`tickline.journal.snapshot`: ``write`` puts
+    ``room`` bytes on disk, then fails with ENOSPC, as a filling disk does; everything else
+    is the real ``os``. ``full = False`` frees the disk."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.full = True
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if not self.full:
+            return os.write(fd, data)
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, bytes(data[:self.room]))
+        self.room -= n
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def _rest(ex: Exchange, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        ex.submit(NewOrder(account=1 + i % 2, symbol="ABC", side=BUY if i % 2 else SELL,
+                           price=90 - i % 7 if i % 2 else 110 + i % 7, quantity=1 + i % 3))
+    ex.pump()
+
+
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_a_failed_snapshot_is_logged_counted_cleaned_up_and_never_breaks_close(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (issue 14, item 2): on a nearly full disk a failed periodic snapshot was
+    counted as written, logged nothing, left its partial temporary file (which filled the
+    disk), and the next shutdown raised it, skipping the journal close."""
+    ex = Exchange([ABC], segment_bytes=SEGMENT, journal_dir=tmp_path, snapshot_every=50)
+    disk = _FullDisk(room=100)
+    monkeypatch.setattr(snapshot_module, "os", disk)
+    _rest(ex, 60)  # the periodic snapshot starts after the batch, on its thread
+    _wait_for(lambda: ex.snapshots_failed == 1, "the failed snapshot")
+    assert ex.snapshots == 0  # "written": none was
+    assert ex.snapshot_error is not None and "No space left on device" in ex.snapshot_error
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not list_snapshots(tmp_path)
+    assert any(r.levelname == "ERROR" and "snapshot failed" in r.getMessage()
+               for r in caplog.records)
+    assert ex.statistics()["snapshots"] == {"written": 0, "failed": 1, "skipped": 0,
+                                            "last_error": ex.snapshot_error}
+    assert "tickline_exchange_snapshots_failed_total 1" in ex.prometheus()
+    # an explicit, waited snapshot gets the typed error (and is counted too)
+    with pytest.raises(SnapshotError, match="No space left on device") as info:
+        ex.snapshot(wait=True)
+    assert isinstance(info.value.cause, OSError) and info.value.cause.errno == errno.ENOSPC
+    assert ex.snapshots_failed == 2
+    # the exchange kept going all along, and a later snapshot clears the degraded state
+    disk.full = False
+    _rest(ex, 60, start=60)
+    _wait_for(lambda: ex.snapshots == 1, "the successful snapshot")
+    assert ex.snapshot_error is None and len(list_snapshots(tmp_path)) == 1
+    # fail again, then close: no exception, the journal is closed and unlocked
+    disk.full = True
+    disk.room = 10
+    _rest(ex, 60, start=120)
+    ex.close()
+    assert ex.snapshots_failed == 3 and ex.journal is None
+    assert lock_holder(tmp_path) is None
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # the journal is the source of truth: recovery from it is the state that was served
+    monkeypatch.undo()
+    engine, _report = replay(tmp_path, use_snapshot=False)
+    assert engine.digest() == ex.engine.digest() and engine.last_seq == 180

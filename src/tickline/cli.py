@@ -90,7 +90,14 @@ def serve_command(
                    f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
         typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
 
-    raise typer.Exit(run_event_loop(serve(cfg, ready=ready)))
+    from tickline.journal import JournalError
+
+    try:
+        code = run_event_loop(serve(cfg, ready=ready))
+    except JournalError as e:  # e.g. another server holds the journal (JournalLocked)
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command("demo")

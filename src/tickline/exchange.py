@@ -36,7 +36,10 @@ GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run`
 :class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
 instant, not a polling loop). Snapshots are taken every ``snapshot_every`` commands: the state
 is copied between batches, and written (encode, temp file, fsyncs, rename) on a background
-thread, so a big book does not stall the loop.
+thread, so a big book does not stall the loop. A snapshot that cannot be written (a full
+disk) is logged, counted in ``snapshots_failed`` and leaves no file behind; the exchange
+keeps running, reported *degraded* (:attr:`Exchange.snapshot_error`) until a later snapshot
+succeeds. It never stops shutdown: the journal, not the snapshot, is the source of truth.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from typing import Any
 
 from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.core.processor import EventProcessor, ProcessorFull
-from tickline.journal import Journal, RecoveryReport, recover
+from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
 from tickline.matching import (
     Accepted,
     Command,
@@ -149,12 +152,21 @@ class Exchange:
                                Path(journal_dir) if journal_dir is not None else None)
         if journal_dir is not None:
             journal_dir = Path(journal_dir)
-            self.engine, self.recovery = recover(journal_dir, self.instruments,
-                                                 self.engine_config, followers=[self.reports])
-            self.journal = Journal.open(journal_dir, durability=durability,
-                                        interval_ms=interval_ms, segment_bytes=segment_bytes,
-                                        instruments=self.instruments,
-                                        config=self.engine_config)
+            # One writer per journal: the lock is taken before recovery (which may truncate
+            # a torn tail) and handed to the journal, which holds it until close.
+            lock = DirectoryLock.acquire(journal_dir)
+            try:
+                self.engine, self.recovery = recover(journal_dir, self.instruments,
+                                                     self.engine_config, lock=lock,
+                                                     followers=[self.reports])
+                self.journal = Journal.open(journal_dir, durability=durability,
+                                            interval_ms=interval_ms,
+                                            segment_bytes=segment_bytes,
+                                            instruments=self.instruments,
+                                            config=self.engine_config, lock=lock)
+            except BaseException:
+                lock.release()
+                raise
         else:
             self.engine = MatchingEngine(self.instruments, self.engine_config)
         self.bus = bus if bus is not None else Bus()
@@ -173,8 +185,15 @@ class Exchange:
         self._wakeup: asyncio.TimerHandle | None = None
         self._snapshot_pool: ThreadPoolExecutor | None = None
         self._snapshot_future: Future[Path] | None = None
+        # Snapshot counters: ``snapshots`` counts snapshots *written* (file renamed into
+        # place), ``snapshots_failed`` those whose write failed, ``snapshots_skipped`` those
+        # not started because the previous one was still being written. The first two and
+        # ``snapshot_error`` are written by the snapshot thread only (one worker).
         self.snapshots = 0
+        self.snapshots_failed = 0
         self.snapshots_skipped = 0
+        self.snapshot_error: str | None = None
+        """Why the most recent snapshot failed; ``None`` once one succeeds again."""
         self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
             clock=time.monotonic_ns, batch_end=self._end_of_batch,
@@ -356,20 +375,42 @@ class Exchange:
             if not wait:
                 self.snapshots_skipped += 1
                 return None
-            self._snapshot_future.result()
+            with contextlib.suppress(Exception):  # its failure is logged and counted
+                self._snapshot_future.result()
         snap = self.engine.snapshot()
         snap.attachments[ReportBuilder.key] = self.reports.state()
         write = self.journal.snapshot_writer(snap)
         if self._snapshot_pool is None:
             self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
-        self._snapshot_future = self._snapshot_pool.submit(write)
-        self.snapshots += 1
+        self._snapshot_future = self._snapshot_pool.submit(self._write_snapshot, write)
         return self._snapshot_future.result() if wait else None
 
+    def _write_snapshot(self, write: Callable[[], Path]) -> Path:
+        """Run on the snapshot thread: write, then count the outcome. A failure is logged
+        and counted here (nobody may ever wait on a ``wait=False`` future) and re-raised
+        for a ``wait=True`` caller; the temporary file is already gone
+        (:func:`~tickline.journal.snapshot.atomic_write`)."""
+        try:
+            path = write()
+        except Exception as exc:
+            self.snapshots_failed += 1
+            self.snapshot_error = str(exc)
+            log.error("snapshot failed (%d so far); the exchange goes on, the journal is "
+                      "intact: %s", self.snapshots_failed, exc)
+            raise
+        self.snapshots += 1
+        self.snapshot_error = None
+        return path
+
     def _finish_snapshots(self) -> None:
-        if self._snapshot_future is not None:
-            self._snapshot_future.result()  # a failed snapshot write is reported, not hidden
-            self._snapshot_future = None
+        """Wait for a snapshot being written, then stop the snapshot thread. Never raises:
+        a failure was logged and counted by :meth:`_write_snapshot`, and must not keep
+        shutdown from closing the journal."""
+        future = self._snapshot_future
+        self._snapshot_future = None
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.result()
         if self._snapshot_pool is not None:
             self._snapshot_pool.shutdown()
             self._snapshot_pool = None
@@ -440,8 +481,7 @@ class Exchange:
         if self.failure is not None:
             # The journal failed: match nothing more (it could not be recorded), close
             # what can be closed. The commands still queued were never acknowledged.
-            with contextlib.suppress(Exception):
-                self._finish_snapshots()
+            self._finish_snapshots()
             if self.journal is not None:
                 with contextlib.suppress(Exception):
                     self.journal.close()
@@ -469,7 +509,13 @@ class Exchange:
         }
         if self.journal is not None:
             stats["journal"] = self.journal.statistics()
+        stats["snapshots"] = self.snapshot_statistics()
         return stats
+
+    def snapshot_statistics(self) -> dict[str, int | str | None]:
+        """The snapshot counters (see ``__init__``) and the last failure, if it is current."""
+        return {"written": self.snapshots, "failed": self.snapshots_failed,
+                "skipped": self.snapshots_skipped, "last_error": self.snapshot_error}
 
     def prometheus(self) -> str:
         """Every metric in the Prometheus text format: stage histograms and counters."""
@@ -477,6 +523,7 @@ class Exchange:
             "commands": self.commands,
             "events": self.events,
             "snapshots": self.snapshots,
+            "snapshots_failed": self.snapshots_failed,
             "snapshots_skipped": self.snapshots_skipped,
         }
         # Stage latencies: "sequence" is the wait in the inbound ring until the sequencer
@@ -486,7 +533,10 @@ class Exchange:
             self.stage_match.snapshot(), self.stage_journal.snapshot(),
             self.stage_publish.snapshot(),
         ]
-        return (prometheus_text("tickline_exchange", counters, stages)
+        helps = {"snapshots": "snapshots written", "snapshots_failed": "snapshot writes "
+                 "that failed (logged; the journal is intact)", "snapshots_skipped":
+                 "snapshots not started because the previous one was still being written"}
+        return (prometheus_text("tickline_exchange", counters, stages, help_text=helps)
                 + self.processor.prometheus("tickline_inbound"))
 
 

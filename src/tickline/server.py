@@ -111,10 +111,25 @@ class Server:
         return "".join(parts)
 
     def health(self) -> dict[str, Any]:
+        """The state an operator or a probe checks; the HTTP gateway answers ``/health``
+        with it, 200 when ``status`` is ``ok`` and 503 otherwise. ``status`` is ``failed``
+        (the journal failed: the exchange stopped), ``stopping``, ``degraded`` (the exchange
+        runs and acknowledges safely, but its last snapshot failed — a disk filling up; the
+        journal is intact, so only a restart's recovery gets slower), or ``ok``; ``reason``
+        says why it is not ``ok``."""
         ex = self.exchange
+        if ex.failure is not None:
+            status, reason = "failed", f"journal failed: {ex.failure}"
+        elif ex.processor.stopping:
+            status, reason = "stopping", "shutting down"
+        elif ex.snapshot_error is not None:
+            status, reason = "degraded", f"last snapshot failed: {ex.snapshot_error}"
+        else:
+            status, reason = "ok", None
         return {
-            "status": ("failed" if ex.failure is not None
-                       else "ok" if not ex.processor.stopping else "stopping"),
+            "status": status,
+            "reason": reason,
+            "snapshots": ex.snapshot_statistics(),
             "last_seq": ex.engine.last_seq,
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,

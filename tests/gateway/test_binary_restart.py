@@ -8,76 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.served import ROOT, TICKLINE, Served, run_tickline
 from tickline.client import Client
 from tickline.gateway import protocol as p
 from tickline.journal import replay, replay_events
 from tickline.matching import Accepted, Instrument, RejectReason
 
-ROOT = Path(__file__).resolve().parents[2]
-TICKLINE = [sys.executable, "-m", "tickline.cli"]
 SURGE = 6000
-
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "src" / "tickline" / "gateway" / "http.py").exists(),
-    reason="tickline serve needs the HTTP gateway (src/tickline/gateway/http.py)")
-
-
-class Served:
-    """A ``tickline serve`` subprocess on free ports; always stopped by the test."""
-
-    def __init__(self, journal: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [*TICKLINE, "serve", "--port", "0", "--http-port", "0", "--journal-dir",
-             str(journal), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        deadline = time.monotonic() + 30
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"server exited before READY:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("READY "):
-                fields = dict(kv.split("=") for kv in line.split()[1:])
-                self.port = int(fields["port"])
-                self.http_port = int(fields["http_port"])
-                break
-            assert time.monotonic() < deadline, "no READY line within 30 s"
-
-    def get_json(self, path: str) -> Any:
-        url = f"http://127.0.0.1:{self.http_port}{path}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.load(resp)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def _load_then_kill(server: Served) -> dict[str, int]:
@@ -195,3 +140,140 @@ def test_loadgen_cli_against_tickline_serve(tmp_path: Path) -> None:
         assert server.terminate() == 0
     finally:
         server.close()
+
+
+# --- the short SIGKILL loop that CI runs (issue 14, "Tests") -------------------------------
+
+ROUNDS = 10
+LOOP_CONFIG = "[server]\ndurability = \"batch\"\nsnapshot_every = 250\n"
+AAPL = Instrument(symbol="AAPL", price_decimals=2)
+
+
+def _resting_load_then_kill(server: Served, round_: int, kill_after: int
+                            ) -> tuple[dict[str, int], list[str]]:
+    """Pipeline resting orders from two accounts (alice asks above 101.00, bob bids below
+    99.00: nothing trades, so every journaled order stays on the book) and SIGKILL the
+    server once ``kill_after`` are answered, with hundreds more in flight. Returns client
+    order id -> engine order id of every acknowledged order, and every client order id
+    sent (acknowledged or not)."""
+    acked: dict[str, int] = {}
+    sent: list[str] = []
+
+    async def scenario() -> None:
+        alice = await Client.connect("127.0.0.1", server.port, "alice-key")
+        bob = await Client.connect("127.0.0.1", server.port, "bob-key-3")
+        futs: list[asyncio.Future[p.Response]] = []
+        for i in range(kill_after + 1500):
+            c, side, price = ((alice, "sell", f"{101 + i % 40 / 100:.2f}") if i % 2
+                              else (bob, "buy", f"{99 - i % 40 / 100:.2f}"))
+            clid = f"r{round_}-{i}"
+            sent.append(clid)
+            futs.append(c.send_new_order("AAPL", side, 1 + i % 3, price,
+                                         client_order_id=clid))
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # let the pipeline flow while we keep sending
+        deadline = time.monotonic() + 20
+        while sum(f.done() for f in futs) < kill_after and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        await asyncio.gather(alice.wait_closed(), bob.wait_closed())
+        for fut in futs:
+            if fut.done() and fut.exception() is None:
+                first = fut.result().reports[0]
+                assert isinstance(first, p.OrderAccepted), first
+                acked[first.client_order_id] = first.order_id
+        for c in (alice, bob):
+            c.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert server.proc.wait(10) == -signal.SIGKILL
+    return acked, sent
+
+
+def _levels(side: list[dict[str, Any]]) -> list[list[int]]:
+    return [[AAPL.price_from_str(lv["price"]), int(lv["quantity"]), lv["orders"]]
+            for lv in side]
+
+
+def _check_after_restart(server: Served, journal: Path, tmp_path: Path,
+                         acked: dict[str, int], sent: list[str]) -> None:
+    """Through the public interfaces only (the HTTP book, ``tickline replay`` beside the
+    running server, the client): the book equals the journal's replay; every acknowledged
+    order is on it exactly once, with its engine id; nothing else is but orders that were
+    sent and journaled without their acknowledgement arriving. Leaves the book empty."""
+    book = server.get_json("/book/AAPL?depth=1000")
+    out = tmp_path / "replay.json"
+    replayed = run_tickline("replay", str(journal), "--json", str(out), "--levels", "1000")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    want = json.loads(out.read_text())
+    assert book["last_seq"] == want["last_sequence"]
+    assert _levels(book["bids"]) == want["books"]["AAPL"]["bids"]
+    assert _levels(book["asks"]) == want["books"]["AAPL"]["asks"]
+    on_book = sum(lv["orders"] for lv in book["bids"] + book["asks"])
+
+    async def cancel_all() -> int:
+        found_unacked = 0
+        async with await Client.connect("127.0.0.1", server.port, "alice-key") as alice, \
+                await Client.connect("127.0.0.1", server.port, "bob-key-3") as bob:
+            def owner(clid: str) -> Client:
+                return alice if int(clid.split("-")[1]) % 2 else bob
+
+            def cancel(clid: str) -> asyncio.Future[p.Response]:
+                return owner(clid).send_cancel("AAPL", orig_client_order_id=clid)
+
+            # every acknowledged order is there, with the engine id it was acknowledged with
+            for clid, resp in zip(acked, await asyncio.gather(*map(cancel, acked)),
+                                  strict=True):
+                done = resp.reports[0]
+                assert isinstance(done, p.OrderCancelled), (clid, done)
+                assert done.order_id == acked[clid], clid
+            # ... exactly once: no second live order carries its client order id
+            for clid, resp in zip(acked, await asyncio.gather(*map(cancel, acked)),
+                                  strict=True):
+                gone = resp.reports[0]
+                assert isinstance(gone, p.OrderRejected), (clid, gone)
+                assert gone.reason == RejectReason.UNKNOWN_ORDER, (clid, gone)
+            # the rest were sent, journaled, not acknowledged before the kill: allowed
+            unacked = [clid for clid in sent if clid not in acked]
+            for resp in await asyncio.gather(*map(cancel, unacked)):
+                found_unacked += isinstance(resp.reports[0], p.OrderCancelled)
+        return found_unacked
+
+    found_unacked = asyncio.run(asyncio.wait_for(cancel_all(), 60))
+    assert on_book == len(acked) + found_unacked
+    after = server.get_json("/book/AAPL?depth=10")
+    assert after["bids"] == [] and after["asks"] == []  # nothing else was on the book
+
+
+def test_sigkill_loop_under_load_with_snapshots(tmp_path: Path) -> None:
+    """Ten rounds: load from the public client, SIGKILL mid-surge (durability ``batch``,
+    a snapshot every 250 commands, so some are being written when the kill comes), restart
+    on the same journal, check through the public interfaces only."""
+    journal = tmp_path / "journal"
+    config = tmp_path / "tickline.toml"
+    config.write_text(LOOP_CONFIG)
+    rng = random.Random(14)
+    acked_total = from_snapshot = mid_flight = 0
+    server = Served(journal, "--config", str(config))
+    try:
+        for round_ in range(ROUNDS):
+            seq_before = server.get_json("/health")["last_seq"]
+            acked, sent = _resting_load_then_kill(server, round_, rng.randint(200, 1500))
+            server.close()
+            assert len(acked) >= 200, f"round {round_}: only {len(acked)} acknowledged"
+            acked_total += len(acked)
+            server = Served(journal, "--config", str(config))
+            health = server.get_json("/health")
+            assert health["last_seq"] >= seq_before + len(acked), (round_, health)
+            from_snapshot += health["recovery"]["snapshot_seq"] > 0
+            mid_flight += len(acked) < len(sent)
+            _check_after_restart(server, journal, tmp_path, acked, sent)
+        health = server.get_json("/health")
+        assert health["snapshots"]["failed"] == 0 and health["status"] == "ok"
+        assert server.terminate() == 0
+    finally:
+        server.close()
+    assert acked_total >= ROUNDS * 200
+    assert mid_flight >= ROUNDS // 2, "the kills did not come with requests in flight"
+    assert from_snapshot >= 1, "no restart recovered from a snapshot"
+    assert list(journal.glob("snapshot-*.tks")), "the loop ran without snapshots"

@@ -186,7 +186,20 @@ def test_leftover_segment_temp_file_is_removed(tmp_path: Path) -> None:
     with Journal.open(tmp_path, segment_bytes=SMALL) as j:
         j.append_command(_order(1))
     assert not tmp.exists()
-    assert os.listdir(tmp_path) == ["segment-0000000001.tkj"]
+    assert sorted(os.listdir(tmp_path)) == ["journal.lock", "segment-0000000001.tkj"]
+
+
+def test_leftover_snapshot_temp_file_is_removed_by_the_next_writer(tmp_path: Path) -> None:
+    """A snapshot write killed half-way leaves its temporary file; the next writer (the
+    only one: it holds the lock) removes it, and verify no longer warns about it."""
+    Journal.open(tmp_path, segment_bytes=SMALL).close()
+    tmp = tmp_path / ".snapshot-00000000000000000007.tks.tmp"
+    tmp.write_bytes(b"half a snapshot")
+    from tickline.journal import verify
+    assert any("leftover temporary file" in w for w in verify(tmp_path).warnings)
+    Journal.open(tmp_path, segment_bytes=SMALL).close()
+    assert not tmp.exists()
+    assert not [w for w in verify(tmp_path).warnings if "temporary" in w]
 
 
 def test_a_full_disk_fails_segment_creation_instead_of_a_sparse_segment(

@@ -6,6 +6,8 @@ pre-allocated, memory-mapped segment files; :meth:`Journal.commit` ends a batch 
 the durability policy (``none`` / ``batch`` / ``interval``) before the batch is acknowledged.
 :func:`recover` rebuilds a :class:`~tickline.matching.MatchingEngine` from the newest valid
 snapshot plus the journal after it, truncating (and reporting) a torn or corrupt tail.
+One writer per directory: :meth:`Journal.open` and :func:`recover` hold an OS lock on
+``journal.lock`` (:mod:`tickline.journal.lock`); readers (replay, verify, dump) never do.
 
 >>> from tickline.journal import Journal, recover  # doctest: +SKIP
 >>> j = Journal.open(path, durability="batch", instruments=instruments)  # doctest: +SKIP
@@ -20,6 +22,7 @@ from tickline.journal.format import (
     JournalCorruptError,
     JournalError,
 )
+from tickline.journal.lock import DirectoryLock, JournalLocked, lock_holder
 from tickline.journal.recovery import (
     Divergence,
     Follower,
@@ -34,31 +37,20 @@ from tickline.journal.recovery import (
     replay_events,
     verify,
 )
-from tickline.journal.snapshot import JournalMeta, list_snapshots, read_meta, read_snapshot
+from tickline.journal.snapshot import (
+    JournalMeta,
+    SnapshotError,
+    list_snapshots,
+    read_meta,
+    read_snapshot,
+)
 from tickline.journal.writer import Durability, Journal, TailRepair
 
 __all__ = [
-    "RECORD_COMMAND",
-    "RECORD_SEAL",
-    "Divergence",
-    "Durability",
-    "Follower",
+    "RECORD_COMMAND", "RECORD_SEAL", "DirectoryLock", "Divergence", "Durability", "Follower",
     "Journal",
-    "JournalCorruptError",
-    "JournalError",
-    "JournalMeta",
-    "Record",
-    "RecoveryReport",
-    "TailRepair",
-    "VerifyReport",
-    "compare_replays",
-    "iter_commands",
-    "iter_records",
-    "list_snapshots",
-    "read_meta",
-    "read_snapshot",
-    "recover",
-    "replay",
-    "replay_events",
-    "verify",
+    "JournalCorruptError", "JournalError", "JournalLocked", "JournalMeta", "Record",
+    "RecoveryReport", "SnapshotError", "TailRepair", "VerifyReport", "compare_replays",
+    "iter_commands", "iter_records", "list_snapshots", "lock_holder", "read_meta",
+    "read_snapshot", "recover", "replay", "replay_events", "verify",
 ]

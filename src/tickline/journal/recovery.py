@@ -1,8 +1,9 @@
 """Reading a journal back: iteration, recovery, replay, comparison and verification.
 
-Everything here opens the files read-only and independently of a writer, except
-:func:`recover`, which truncates a torn or corrupt tail (see
-:func:`~tickline.journal.writer.cut_journal`) so that the journal is a valid prefix again.
+Everything here opens the files read-only and independently of a writer (never taking its
+lock, never modifying a file: safe beside a running server), except :func:`recover`, which
+truncates a torn or corrupt tail (see :func:`~tickline.journal.writer.cut_journal`) so that
+the journal is a valid prefix again, and therefore holds the directory's writer lock.
 
 Cost model of replay (docs/benchmarks.md has the numbers): *reading* a record (frame check
 with CRC32C over a ``memoryview`` of the mapped file) costs a fraction of *decoding* it
@@ -34,6 +35,7 @@ from tickline.journal.format import (
     scan_tail_extent,
     unpack_segment_header,
 )
+from tickline.journal.lock import DirectoryLock, writer_alive
 from tickline.journal.snapshot import (
     JournalMeta,
     list_snapshots,
@@ -325,8 +327,8 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
 
 
 def recover(directory: Path | str, instruments: Iterable[Instrument] | None = None,
-            config: EngineConfig | None = None, *,
-            truncate: bool = True,
+            config: EngineConfig | None = None, *, truncate: bool = True,
+            lock: DirectoryLock | None = None,
             followers: Sequence[Follower] = ()) -> tuple[MatchingEngine, RecoveryReport]:
     """Rebuild the engine after a restart: the newest valid snapshot, then the journal after
     it. A torn or corrupt tail is detected by its CRC (or framing), truncated — its bytes and
@@ -334,8 +336,17 @@ def recover(directory: Path | str, instruments: Iterable[Instrument] | None = No
     raises :class:`JournalCorruptError` instead. ``instruments``/``config`` default to those
     recorded in ``journal.meta``. ``followers`` are restored and fed alongside the engine
     (see :class:`Follower`).
+
+    Truncating is writing: with ``truncate`` (and an existing directory) the writer lock is
+    held while recovering — ``lock``, when the caller already holds it (the exchange does,
+    from here to :meth:`Journal.open <tickline.journal.Journal.open>`), else taken and
+    released here — so a running writer's tail is never cut (:class:`JournalLocked`).
     """
     directory = Path(directory)
+    if truncate and lock is None and directory.is_dir():
+        with DirectoryLock.acquire(directory) as own:
+            return recover(directory, instruments, config, truncate=True, lock=own,
+                           followers=followers)
     rebuilt = _rebuild(directory, instruments, config, to_seq=None, use_snapshot=True,
                        check_tail=True, followers=followers)
     report = rebuilt.report
@@ -466,10 +477,52 @@ class VerifyReport(msgspec.Struct, kw_only=True):
         return not self.problems
 
 
+_LIVE_RETRIES = 20
+"""How often :func:`verify` re-reads the last segment of a journal that a live writer is
+appending to before it reports a problem at its tail (a record half-copied at that
+instant); 5 ms apart: a commit's copy takes microseconds."""
+
+
+def _verify_segment(path: Path, index: int, prev_last: int, later_segments: bool
+                    ) -> tuple[list[str], int, int]:
+    """Problems of one segment, its record count and its last seq (see :func:`verify`)."""
+    problems: list[str] = []
+    try:
+        header, view = _mapped(path)
+        if header.index != index:
+            problems.append(f"{path}: offset 16: header index {header.index} "
+                            f"does not match the file name")
+        if header.base_seq <= prev_last:
+            problems.append(f"{path}: offset 32: base seq {header.base_seq} is "
+                            f"not above the previous segment's {prev_last}")
+        scan = SegmentScan(view, header.base_seq - 1).run()
+        if scan.error is not None:
+            problems.append(f"{path}: offset {scan.end}: {scan.error}")
+            return problems, scan.count, scan.last_seq
+        extent = scan_tail_extent(view, scan.end)
+        if extent > scan.end:
+            problems.append(
+                f"{path}: offset {scan.end}: non-zero bytes after the last valid "
+                f"record{' (after the seal)' if scan.sealed else ''} "
+                f"(up to offset {extent})")
+        elif not scan.sealed and later_segments:
+            problems.append(f"{path}: offset {scan.end}: segment ends without "
+                            f"a seal but later segments follow")
+        return problems, scan.count, scan.last_seq
+    except JournalCorruptError as exc:
+        problems.append(str(exc))
+        return problems, 0, 0
+
+
 def verify(directory: Path | str) -> VerifyReport:
     """Check every segment (header, every record's frame and CRC, sequence order, seals, the
     zeroed tail), every snapshot (header, CRC, decoding) and ``journal.meta``. Unlike replay,
-    it continues past a bad segment to the next one, so one run lists every damaged file."""
+    it continues past a bad segment to the next one, so one run lists every damaged file.
+
+    Read-only and lock-free, so it runs beside a live writer: then (a warning says so) it
+    checks the records committed when it reads them, and a problem at the tail of the last
+    segment is re-read a few times before it is reported, as it may be a commit in flight.
+    """
     directory = Path(directory)
     report = VerifyReport()
     if not directory.is_dir():
@@ -480,6 +533,10 @@ def verify(directory: Path | str) -> VerifyReport:
             report.warnings.append(f"{directory}: no journal.meta (replay needs instruments)")
     except JournalCorruptError as exc:
         report.problems.append(str(exc))
+    writer = writer_alive(directory)
+    if writer is not None:
+        report.warnings.append(f"{directory}: being written by pid {writer}; verified "
+                               f"what was committed when read")
     segments = list_segments(directory)
     prev_last = 0
     prev_index: int | None = None
@@ -489,36 +546,23 @@ def verify(directory: Path | str) -> VerifyReport:
             report.problems.append(f"{path}: segment index {index} does not follow "
                                    f"{prev_index} (a segment is missing)")
         prev_index = index
-        try:
-            header, view = _mapped(path)
-            if header.index != index:
-                report.problems.append(f"{path}: offset 16: header index {header.index} "
-                                       f"does not match the file name")
-            if header.base_seq <= prev_last:
-                report.problems.append(f"{path}: offset 32: base seq {header.base_seq} is "
-                                       f"not above the previous segment's {prev_last}")
-            scan = SegmentScan(view, header.base_seq - 1).run()
-            report.records += scan.count
-            prev_last = max(prev_last, scan.last_seq)
-            if scan.error is not None:
-                report.problems.append(f"{path}: offset {scan.end}: {scan.error}")
-                continue
-            extent = scan_tail_extent(view, scan.end)
-            if extent > scan.end:
-                report.problems.append(
-                    f"{path}: offset {scan.end}: non-zero bytes after the last valid "
-                    f"record{' (after the seal)' if scan.sealed else ''} "
-                    f"(up to offset {extent})")
-            elif not scan.sealed and pos + 1 < len(segments):
-                report.problems.append(f"{path}: offset {scan.end}: segment ends without "
-                                       f"a seal but later segments follow")
-        except JournalCorruptError as exc:
-            report.problems.append(str(exc))
+        later = pos + 1 < len(segments)
+        problems, count, last = _verify_segment(path, index, prev_last, later)
+        retries = _LIVE_RETRIES if writer is not None and not later else 0
+        while problems and retries:
+            time.sleep(0.005)
+            retries -= 1
+            problems, count, last = _verify_segment(path, index, prev_last, later)
+        report.problems.extend(problems)
+        report.records += count
+        prev_last = max(prev_last, last)
     report.last_seq = prev_last
     for _seq, path in list_snapshots(directory):
         report.snapshots += 1
         try:
             read_snapshot(path)
+        except FileNotFoundError:  # pruned by a live writer since it was listed
+            report.snapshots -= 1
         except JournalCorruptError as exc:
             report.problems.append(str(exc))
     for name in sorted(os.listdir(directory)):

@@ -24,7 +24,10 @@ Snapshot file ``snapshot-<last_seq:020d>.tks`` (32-byte header + msgspec Message
 
 Writing is atomic: the bytes go to ``.snapshot-<seq>.tmp``, which is fsynced, renamed into
 place, and the directory fsynced. A crash leaves either no new snapshot or a complete one;
-a leftover temporary file is ignored by recovery and removed by the next writer.
+a leftover temporary file is ignored by recovery and removed by the next writer. A write that
+fails (a full disk above all) removes its temporary file at once — a partial file must not
+take the space the journal needs next — and raises :class:`SnapshotError`. A missing
+snapshot costs only recovery time: the journal is the source of truth.
 
 ``journal.meta`` (JSON, also written atomically) records the instruments and engine
 configuration the journal was written with, so ``tickline replay`` needs no other input.
@@ -32,6 +35,7 @@ configuration the journal was written with, so ``tickline replay`` needs no othe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -39,7 +43,7 @@ from pathlib import Path
 
 import msgspec
 
-from tickline.journal.format import JournalCorruptError, crc32c, numbered_files
+from tickline.journal.format import JournalCorruptError, JournalError, crc32c, numbered_files
 from tickline.matching import EngineConfig, EngineSnapshot, Instrument
 
 SNAP_MAGIC = b"TICKSNAP"
@@ -70,18 +74,35 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class SnapshotError(JournalError):
+    """A snapshot file could not be written (``path``: the snapshot it was to become;
+    ``cause``: the ``OSError``). Nothing is left behind and the journal is untouched."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(f"snapshot {path} not written: {cause.strerror or cause} "
+                         f"(the journal is intact; recovery replays from an older snapshot)")
+        self.path = path
+        self.cause = cause
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync of the dir."""
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync of the dir.
+    On any failure the temporary file is removed before the error propagates."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
 
 
@@ -105,9 +126,13 @@ def encode_snapshot(snap: EngineSnapshot) -> bytes:
 
 
 def write_snapshot_file(directory: Path, snap: EngineSnapshot) -> Path:
-    """Write ``snap`` atomically as ``snapshot-<last_seq>.tks`` in ``directory``."""
+    """Write ``snap`` atomically as ``snapshot-<last_seq>.tks`` in ``directory``;
+    :class:`SnapshotError` (temporary file removed) if the filesystem refuses."""
     path = directory / snapshot_name(snap.last_seq)
-    atomic_write(path, encode_snapshot(snap))
+    try:
+        atomic_write(path, encode_snapshot(snap))
+    except OSError as exc:
+        raise SnapshotError(path, exc) from exc
     return path
 
 

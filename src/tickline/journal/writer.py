@@ -1,8 +1,11 @@
 """The journal writer: batched appends into memory-mapped, pre-allocated segments.
 
 One :class:`Journal` has **one writer** (the sequencer of a shard); it is not safe to share
-between threads or processes. Readers (:func:`~tickline.journal.iter_commands`, replay,
-verify) open the files independently and see every committed record.
+between threads or processes, and :meth:`Journal.open` enforces it across processes: it holds
+the directory's writer lock (:mod:`tickline.journal.lock`) until :meth:`Journal.close`, so a
+second writer fails with :class:`~tickline.journal.lock.JournalLocked`. Readers
+(:func:`~tickline.journal.iter_commands`, replay, verify) take no lock: they open the files
+independently and see every committed record.
 
 Write path, designed around per-record Python overhead (see docs/benchmarks.md):
 
@@ -50,6 +53,7 @@ from tickline.journal.format import (
     segment_name,
     unpack_segment_header,
 )
+from tickline.journal.lock import DirectoryLock
 from tickline.journal.snapshot import (
     JournalMeta,
     fsync_dir,
@@ -215,6 +219,7 @@ class Journal:
         self._sealed = True  # no writable segment yet: the first append creates one
         self._encode = msgspec.msgpack.Encoder().encode
         self._closed = False
+        self._lock: DirectoryLock | None = None
 
     # -- opening ------------------------------------------------------------------------
 
@@ -229,8 +234,13 @@ class Journal:
         instruments: Iterable[Instrument] | None = None,
         config: EngineConfig | None = None,
         keep_snapshots: int = 3,
+        lock: DirectoryLock | None = None,
     ) -> Journal:
-        """Open (creating if needed) the journal in ``directory``.
+        """Open (creating if needed) the journal in ``directory`` for writing.
+
+        The directory's writer lock is taken first (or ``lock``, already held by the caller,
+        is taken over) and held until :meth:`close`; :class:`JournalLocked` if another
+        writer holds it, naming the directory and the holder's pid.
 
         The last segment is scanned; a torn or corrupt tail is truncated (kept in
         ``quarantine/``) and described in :attr:`open_repair`. ``instruments``/``config``,
@@ -249,10 +259,29 @@ class Journal:
                 f"segment_bytes must be >= {MIN_SEGMENT_BYTES}, got {segment_bytes}")
         if interval_ms < 0:
             raise JournalError(f"interval_ms must be >= 0, got {interval_ms}")
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in os.listdir(directory):  # an interrupted segment creation
-            if name.startswith(".segment-") and name.endswith(".tmp"):
-                os.unlink(directory / name)
+        if lock is not None and (not lock.held
+                                 or lock.directory.resolve() != directory.resolve()):
+            raise JournalError(f"lock= must be the held writer lock of {directory}; got the "
+                               f"lock of {lock.directory} (held: {lock.held})")
+        owned = lock if lock is not None else DirectoryLock.acquire(directory)
+        try:
+            j = cls._open_locked(directory, dur, interval_ms, segment_bytes, keep_snapshots,
+                                 instruments, config)
+        except BaseException:
+            if lock is None:  # a lock the caller passed stays the caller's on failure
+                owned.release()
+            raise
+        j._lock = owned
+        return j
+
+    @classmethod
+    def _open_locked(cls, directory: Path, dur: Durability, interval_ms: int,
+                     segment_bytes: int, keep_snapshots: int,
+                     instruments: Iterable[Instrument] | None,
+                     config: EngineConfig | None) -> Journal:
+        for name in os.listdir(directory):  # an interrupted segment or snapshot write
+            if name.startswith((".segment-", ".snapshot-")) and name.endswith(".tmp"):
+                os.unlink(directory / name)  # safe: no other writer (we hold the lock)
         j = cls(directory, dur, interval_ms, segment_bytes, keep_snapshots)
         snaps = list_snapshots(directory)
         j.last_snapshot_seq = snaps[-1][0] if snaps else 0
@@ -502,14 +531,20 @@ class Journal:
         return write
 
     def close(self) -> None:
-        """Commit what is buffered, sync (unless durability is none) and unmap."""
+        """Commit what is buffered, sync (unless durability is none), unmap and release the
+        writer lock (also when the final commit or sync fails)."""
         if self._closed:
             return
-        self.commit()
-        if self.durability is not Durability.NONE:
-            self._sync()
-        self._unmap()
-        self._closed = True
+        try:
+            self.commit()
+            if self.durability is not Durability.NONE:
+                self._sync()
+        finally:
+            self._unmap()
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> Journal:
         return self
