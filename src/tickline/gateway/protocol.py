@@ -38,11 +38,16 @@ tag   message              direction  meaning
 10    NewOrderRequest      c → s      enter an order (``request_id`` chosen by the client)
 11    CancelRequest        c → s      cancel by engine ``order_id`` or ``orig_client_order_id``
 12    ReplaceRequest       c → s      cancel/replace (new price and/or total quantity)
+13    OrderStatusRequest   c → s      one order's current state (by id or client order id)
+14    OpenOrdersRequest    c → s      the account's open orders (optionally one symbol)
+15    MassCancelRequest    c → s      cancel all open orders (optionally one symbol/side)
 20    LogonAck             s → c      account, limits and the instrument definitions
 21    LogonReject          s → c      bad key / too many sessions; the server then closes
 29    Error                s → c      a frame-level problem (``ErrorCode``); nothing changed
 30    Response             s → c      every report one request caused for this account,
                                       tagged with its ``request_id`` (exactly one per request)
+31    OrderStatusResponse  s → c      the answer to an OrderStatusRequest
+32    OpenOrdersResponse   s → c      the answer to an OpenOrdersRequest
 40    OrderAccepted        s → c      report: a new order got an engine order id
 41    OrderRejected        s → c      report: a request was rejected (``RejectReason``)
 42    Fill                 s → c      report: one execution of an order of this account
@@ -69,6 +74,7 @@ from typing import Final
 import msgspec
 
 from tickline.matching import Instrument
+from tickline.stream.reports import OrderState, OrderStatus
 
 __all__ = [
     "HEADER",
@@ -85,16 +91,24 @@ __all__ = [
     "LogonAck",
     "LogonReject",
     "Logout",
+    "MassCancelRequest",
     "NewOrderRequest",
+    "OpenOrdersRequest",
+    "OpenOrdersResponse",
     "OrderAccepted",
     "OrderCancelled",
     "OrderExpired",
     "OrderRejected",
     "OrderReplaced",
+    "OrderState",
+    "OrderStatus",
+    "OrderStatusRequest",
+    "OrderStatusResponse",
     "ReplaceRequest",
     "Report",
     "Response",
     "ServerMessage",
+    "SessionKind",
     "TestRequest",
     "decode_client",
     "decode_server",
@@ -137,11 +151,34 @@ class ErrorCode(enum.IntEnum):
 # --- client -> server ------------------------------------------------------------------------
 
 
+class SessionKind(enum.IntEnum):
+    """What a session is for (``Logon.kind``; stable codes)."""
+
+    TRADING = 0
+    """Orders and their reports (the default)."""
+    DROP_COPY = 1
+    """Read-only: every report of the account, whichever session or gateway caused it."""
+    DROP_COPY_ALL = 2
+    """Read-only: every report of every account (accounts marked ``admin`` only)."""
+
+
 class Logon(msgspec.Struct, tag=1, array_like=True, gc=False, frozen=True):
-    """Authenticate with an account key. Must be the first frame."""
+    """Authenticate with an account key. Must be the first frame.
+
+    ``resume_from``: the last account report sequence number (``exec_seq``) the client has
+    processed; the server first sends every report of the account numbered above it (as
+    unsolicited reports, in order, up to ``LogonAck.last_report_seq``), then continues live:
+    no gap, no duplicate, across reconnects and server restarts. 0 with ``resume`` false:
+    live only. ``cancel_on_disconnect``: when this session's connection drops (or misses its
+    heartbeats), every open order it entered is cancelled (a journaled command).
+    """
 
     key: str
     client_name: str = ""
+    resume_from: int = 0
+    resume: bool = False
+    cancel_on_disconnect: bool = False
+    kind: int = 0
 
 
 class Logout(msgspec.Struct, tag=2, array_like=True, gc=False, frozen=True):
@@ -191,6 +228,33 @@ class CancelRequest(msgspec.Struct, tag=11, array_like=True, gc=False, kw_only=T
     client_order_id: str = ""
 
 
+class OrderStatusRequest(msgspec.Struct, tag=13, array_like=True, gc=False, kw_only=True):
+    """An order's current state, by ``order_id`` (or, when 0, ``client_order_id``). Only the
+    owning account gets an answer; any other gets ``UNKNOWN_ORDER``, as for no such order."""
+
+    request_id: int
+    symbol: str
+    order_id: int = 0
+    client_order_id: str = ""
+
+
+class OpenOrdersRequest(msgspec.Struct, tag=14, array_like=True, gc=False, kw_only=True):
+    """The account's open orders (``symbol`` "" = every symbol)."""
+
+    request_id: int
+    symbol: str = ""
+
+
+class MassCancelRequest(msgspec.Struct, tag=15, array_like=True, gc=False, kw_only=True):
+    """Cancel every open order of the account (``symbol`` "" = all symbols, ``side`` 0 = both
+    sides): one journaled command, answered with a Response holding a cancel report per
+    order."""
+
+    request_id: int
+    symbol: str = ""
+    side: int = 0
+
+
 class ReplaceRequest(msgspec.Struct, tag=12, array_like=True, gc=False, kw_only=True):
     """Cancel/replace: ``price`` 0 keeps the price, ``quantity`` 0 keeps the total."""
 
@@ -218,6 +282,12 @@ class LogonAck(msgspec.Struct, tag=20, array_like=True, kw_only=True):
     burst: int
     max_frame_bytes: int
     instruments: list[Instrument]
+    last_report_seq: int = 0
+    """The account's last report number now: a resume sends the reports up to it, and
+    every live report is numbered above it."""
+    kind: int = 0
+    cancel_on_disconnect: bool = False
+    max_client_order_id_bytes: int = 64
 
 
 class LogonReject(msgspec.Struct, tag=21, array_like=True, gc=False, frozen=True):
@@ -355,13 +425,27 @@ class Response(msgspec.Struct, tag=30, array_like=True, gc=False):
     reports: list[Report]
 
 
+class OrderStatusResponse(msgspec.Struct, tag=31, array_like=True, gc=False):
+    """The state of the order an :class:`OrderStatusRequest` asked for."""
+
+    request_id: int
+    order: OrderState
+
+
+class OpenOrdersResponse(msgspec.Struct, tag=32, array_like=True, gc=False):
+    """The account's open orders, by order id."""
+
+    request_id: int
+    orders: list[OrderState]
+
+
 ClientMessage = (Logon | Logout | Heartbeat | TestRequest | NewOrderRequest | CancelRequest
-                 | ReplaceRequest)
+                 | ReplaceRequest | OrderStatusRequest | OpenOrdersRequest | MassCancelRequest)
 """Everything a client may send."""
 
 ServerMessage = (LogonAck | LogonReject | Logout | Heartbeat | TestRequest | Error | Response
-                 | OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced
-                 | OrderExpired)
+                 | OrderStatusResponse | OpenOrdersResponse | OrderAccepted | OrderRejected
+                 | Fill | OrderCancelled | OrderReplaced | OrderExpired)
 """Everything a server may send."""
 
 _client_decoder: msgspec.msgpack.Decoder[ClientMessage] = msgspec.msgpack.Decoder(ClientMessage)
