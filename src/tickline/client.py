@@ -22,6 +22,20 @@ server's ``max_in_flight``). Requests queued in one event-loop turn go out in on
 **Unsolicited reports** (everything about this account not caused by this client's own
 requests) are kept in a bounded queue (``report_capacity``; when full the oldest is dropped
 and counted in :attr:`Client.reports_dropped`) read with ``async for r in c.reports()``.
+
+**Resume.** Every report carries the account's report sequence number (``exec_seq``).
+:attr:`Client.last_report_seq` is the highest one this client has processed (reports in
+responses when they arrive; unsolicited ones when :meth:`Client.reports`,
+:meth:`Client.reports_nowait` or :attr:`Client.on_report` hand them over). Reconnect with
+``Client.connect(..., resume_from=client.last_report_seq)`` and the server first sends every
+report of the account numbered above it — also the ones made while no session was open, and
+across a server restart — then continues live, with no gap and no duplicate.
+
+**Venue services.** :meth:`Client.order_status` and :meth:`Client.open_orders` read the state
+of this account's orders; :meth:`Client.mass_cancel` cancels them all (or one symbol/side);
+``cancel_on_disconnect=True`` at connect cancels the orders this session entered when its
+connection drops; ``kind="drop_copy"`` opens a read-only session that receives every report
+of the account (``"drop_copy_all"``: of every account, for accounts marked ``admin``).
 """
 
 from __future__ import annotations
@@ -146,7 +160,8 @@ class Client:
         self._out = bytearray()
         self._flush_scheduled = False
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[p.Response]] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._last_report_seq = 0
         self._reports: deque[p.Report] = deque()
         self._report_capacity = report_capacity
         self._report_waiter: asyncio.Future[None] | None = None
@@ -173,11 +188,24 @@ class Client:
     async def connect(cls, host: str, port: int, key: str, *,
                       instruments: Iterable[Instrument] | None = None,
                       client_name: str = "tickline.client", timeout: float = 10.0,
-                      report_capacity: int = 100_000) -> Client:
+                      report_capacity: int = 100_000, resume_from: int | None = None,
+                      cancel_on_disconnect: bool = False,
+                      kind: str = "trading") -> Client:
         """Open a session and log on with ``key``; return the logged-on client. Raises
         :class:`ClientError` if the server refuses the logon or does not answer in time.
-        ``instruments`` override/extend the definitions the server sends."""
+        ``instruments`` override/extend the definitions the server sends. ``resume_from``:
+        the last report sequence number already processed (0: none) — the server sends
+        every later report of the account first (see the module doc); None: live only.
+        ``kind``: ``"trading"``, ``"drop_copy"`` or ``"drop_copy_all"``."""
+        try:
+            session_kind = int(p.SessionKind[kind.upper()])
+        except KeyError:
+            raise ValueError(f"kind must be one of {[k.name.lower() for k in p.SessionKind]}, "
+                             f"got {kind!r}") from None
+        if resume_from is not None and resume_from < 0:
+            raise ValueError(f"resume_from must be >= 0, got {resume_from}")
         client = cls(report_capacity=report_capacity)
+        client._last_report_seq = resume_from or 0
         loop = asyncio.get_running_loop()
         client._closed = loop.create_future()
         client._logon = loop.create_future()
@@ -186,7 +214,8 @@ class Client:
                 loop.create_connection(lambda: _ClientProtocol(client), host, port), timeout)
         except (OSError, TimeoutError) as e:
             raise ClientError(f"cannot connect to {host}:{port}: {e}") from None
-        client._send(p.Logon(key, client_name))
+        client._send(p.Logon(key, client_name, resume_from or 0, resume_from is not None,
+                             cancel_on_disconnect, session_kind))
         try:
             ack = await asyncio.wait_for(asyncio.shield(client._logon), timeout)
         except TimeoutError:
@@ -285,6 +314,62 @@ class Client:
                                        orig_client_order_id=orig_client_order_id)
         return _expect(resp, p.OrderReplaced)
 
+    async def order_status(self, symbol: str, order_id: int = 0, *,
+                           client_order_id: str = "") -> p.OrderState:
+        """The current state of one of this account's orders (status, price, quantity,
+        leaves, cumulative fills: ``avg_price`` exact), by engine ``order_id`` or, when 0, by
+        ``client_order_id``. Raises :class:`OrderRejectedError` (``UNKNOWN_ORDER``) for an
+        order that does not exist, is another account's, or finished long ago."""
+        self.instrument(symbol)
+        resp = await self._ask(p.OrderStatusRequest(request_id=0, symbol=symbol,
+                                                    order_id=order_id,
+                                                    client_order_id=client_order_id))
+        if isinstance(resp, p.Response):
+            _first_or_raise(resp)
+            raise ClientError(f"request {resp.request_id}: unexpected {resp!r}")
+        assert isinstance(resp, p.OrderStatusResponse)
+        return resp.order
+
+    async def open_orders(self, symbol: str | None = None) -> list[p.OrderState]:
+        """This account's open orders (optionally of one symbol), by order id."""
+        if symbol is not None:
+            self.instrument(symbol)
+        resp = await self._ask(p.OpenOrdersRequest(request_id=0, symbol=symbol or ""))
+        if isinstance(resp, p.Response):
+            _first_or_raise(resp)
+            raise ClientError(f"request {resp.request_id}: unexpected {resp!r}")
+        assert isinstance(resp, p.OpenOrdersResponse)
+        return resp.orders
+
+    async def mass_cancel(self, symbol: str | None = None,
+                          side: str | int | None = None) -> list[p.OrderCancelled]:
+        """Cancel every open order of this account (optionally one symbol and/or side) as
+        one journaled command; return a cancel report per order cancelled."""
+        if symbol is not None:
+            self.instrument(symbol)
+        resp = await self._ask(p.MassCancelRequest(
+            request_id=0, symbol=symbol or "", side=_side(side) if side is not None else 0))
+        assert isinstance(resp, p.Response)
+        if resp.reports and isinstance(resp.reports[0], p.OrderRejected):
+            raise OrderRejectedError(resp.request_id, resp.reports[0])
+        return [r for r in resp.reports if isinstance(r, p.OrderCancelled)]
+
+    @property
+    def last_report_seq(self) -> int:
+        """The highest account report sequence number this client has processed: pass it
+        as ``resume_from`` when reconnecting."""
+        return self._last_report_seq
+
+    def _ask(self, req: p.OrderStatusRequest | p.OpenOrdersRequest | p.MassCancelRequest
+             ) -> asyncio.Future[Any]:
+        if self._transport is None or self._transport.is_closing():
+            raise ClientError(f"session closed: {self.close_reason or 'not connected'}")
+        req.request_id = self.next_request_id()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[req.request_id] = fut
+        self._send(req)
+        return fut
+
     # -- raw path ----------------------------------------------------------------------------
 
     def send_request(self, req: p.NewOrderRequest | p.CancelRequest | p.ReplaceRequest
@@ -330,7 +415,9 @@ class Client:
         """Unsolicited reports in arrival order; ends when the session closes."""
         while True:
             while self._reports:
-                yield self._reports.popleft()
+                report = self._reports.popleft()
+                self._processed(report)
+                yield report
             if self._closed is None or self._closed.done():
                 return
             loop = asyncio.get_running_loop()
@@ -342,7 +429,13 @@ class Client:
         """Take every queued unsolicited report."""
         out = list(self._reports)
         self._reports.clear()
+        for report in out:
+            self._processed(report)
         return out
+
+    def _processed(self, report: p.Report) -> None:
+        if report.exec_seq > self._last_report_seq:
+            self._last_report_seq = report.exec_seq
 
     # -- session ------------------------------------------------------------------------------
 
@@ -409,9 +502,16 @@ class Client:
             kind = type(msg)
             if kind is p.Response:
                 assert isinstance(msg, p.Response)
+                for r in msg.reports:
+                    if r.exec_seq > self._last_report_seq:
+                        self._last_report_seq = r.exec_seq
                 if hook is not None:
                     hook(msg)
                 fut = pending.pop(msg.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            elif kind is p.OrderStatusResponse or kind is p.OpenOrdersResponse:
+                fut = pending.pop(msg.request_id, None)  # type: ignore[union-attr]
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
             elif kind is p.Heartbeat:
@@ -437,6 +537,7 @@ class Client:
                 assert isinstance(msg, p.Error)
                 self.errors.append(msg)
             elif self.on_report is not None:
+                self._processed(msg)  # type: ignore[arg-type]
                 self.on_report(msg)  # type: ignore[arg-type]
             else:
                 self._queue_report(msg)  # type: ignore[arg-type]
@@ -501,6 +602,13 @@ def _first(resp: p.Response) -> p.Report:
     if not resp.reports:
         raise ClientError(f"request {resp.request_id}: empty response")
     return resp.reports[0]
+
+
+def _first_or_raise(resp: p.Response) -> p.Report:
+    first = _first(resp)
+    if isinstance(first, p.OrderRejected):
+        raise OrderRejectedError(resp.request_id, first)
+    return first
 
 
 def _ack(resp: p.Response) -> OrderAck:
