@@ -5,9 +5,12 @@ from tickline.matching.book import BookSide, Level, Order, OrderBook
 from tickline.matching.commands import (
     COMMAND_TYPES,
     Cancel,
+    CancelOrders,
     Command,
+    MassCancel,
     NewOrder,
     Replace,
+    SetAccountStatus,
     SetTradingStatus,
     TimeTick,
 )
@@ -15,16 +18,19 @@ from tickline.matching.engine import EngineConfig, EngineSnapshot, MatchingEngin
 from tickline.matching.events import (
     EVENT_TYPES,
     Accepted,
+    AccountStatusChanged,
     Cancelled,
     Event,
     Expired,
     LevelChanged,
+    MassCancelled,
     Rejected,
     Replaced,
     StatusChanged,
     Trade,
 )
 from tickline.matching.instruments import Instrument, InstrumentError
+from tickline.matching.risk import RiskLimits
 from tickline.matching.types import (
     BUY,
     SELL,
@@ -38,10 +44,11 @@ from tickline.matching.types import (
 )
 
 __all__ = [
-    "BUY", "COMMAND_TYPES", "EVENT_TYPES", "SELL", "Accepted", "BookSide", "Cancel",
-    "CancelReason", "Cancelled", "Command", "EngineConfig", "EngineSnapshot", "Event",
-    "Expired", "Instrument", "InstrumentError", "Level", "LevelChanged", "MatchingEngine",
-    "NewOrder", "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace",
-    "Replaced", "STPMode", "SetTradingStatus", "Side", "StatusChanged", "TimeInForce",
-    "TimeTick", "Trade", "reject_reason_name",
+    "BUY", "COMMAND_TYPES", "EVENT_TYPES", "SELL", "Accepted", "AccountStatusChanged",
+    "BookSide", "Cancel", "CancelOrders", "CancelReason", "Cancelled", "Command",
+    "EngineConfig", "EngineSnapshot", "Event", "Expired", "Instrument", "InstrumentError",
+    "Level", "LevelChanged", "MassCancel", "MassCancelled", "MatchingEngine", "NewOrder",
+    "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace", "Replaced",
+    "RiskLimits", "STPMode", "SetAccountStatus", "SetTradingStatus", "Side", "StatusChanged",
+    "TimeInForce", "TimeTick", "Trade", "reject_reason_name",
 ]

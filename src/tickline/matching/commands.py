@@ -15,14 +15,19 @@ tag   command          mutates state when accepted
 3     Replace          yes
 4     SetTradingStatus yes (halt / resume one symbol)
 5     TimeTick         yes (advances engine time: GTD expiry)
+30    MassCancel       yes (all of an account's orders, filtered)
+31    CancelOrders     yes (listed orders of one account)
+32    SetAccountStatus yes (kill switch: disable / enable)
 ====  ===============  =========================================
+
+Tags 30-39 are the account-level commands (:mod:`tickline.matching.risk`).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from tickline.matching.types import GTC, LIMIT, STP_ACCOUNT_DEFAULT
+from tickline.matching.types import GTC, LIMIT, STP_ACCOUNT_DEFAULT, CancelReason
 
 
 class NewOrder(msgspec.Struct, tag=1, array_like=True, gc=False, kw_only=True):
@@ -101,7 +106,60 @@ class TimeTick(msgspec.Struct, tag=5, array_like=True, gc=False, kw_only=True):
     ts: int = 0
 
 
-Command = NewOrder | Cancel | Replace | SetTradingStatus | TimeTick
+class MassCancel(msgspec.Struct, tag=30, array_like=True, gc=False, kw_only=True):
+    """Cancel every live order of ``account``; ``symbol`` "" means every symbol, ``side`` 0
+    both sides (else 1 buy, 2 sell).
+
+    Emits one ``Cancelled`` (reason ``MASS_CANCEL``) per order, symbols in sorted order and
+    order ids ascending within a symbol, each followed by its ``LevelChanged``; then one
+    ``MassCancelled`` with the count (0 when nothing was open). Accepted while the symbol is
+    halted and while the account is disabled. An unknown symbol or a bad side is rejected.
+    """
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    symbol: str = ""
+    side: int = 0
+
+
+class CancelOrders(msgspec.Struct, tag=31, array_like=True, gc=False, kw_only=True):
+    """Cancel the listed engine order ids of ``account``, with ``reason`` (a
+    :class:`~tickline.matching.types.CancelReason`: ``USER``, ``MASS_CANCEL``,
+    ``CANCEL_ON_DISCONNECT`` or ``KILL_SWITCH``; others are rejected).
+
+    Ids that are no longer live, or are not the account's, are skipped silently (they
+    finished in the meantime; a foreign id is treated as gone, revealing nothing). Events as
+    for :class:`MassCancel`, in the same order (symbol, then order id), then one
+    ``MassCancelled`` with symbol "" and side 0. Built for cancel-on-disconnect: the session
+    layer lists the orders that session entered.
+    """
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    order_ids: tuple[int, ...]
+    reason: int = int(CancelReason.CANCEL_ON_DISCONNECT)
+
+
+class SetAccountStatus(msgspec.Struct, tag=32, array_like=True, gc=False, kw_only=True):
+    """The kill switch. ``enabled=False`` cancels all of the account's live orders (reason
+    ``KILL_SWITCH``, in :class:`MassCancel` order) and from then on rejects its new orders
+    and replaces with ``ACCOUNT_DISABLED``; its cancels still work. ``enabled=True`` lifts
+    it. Either way one ``AccountStatusChanged`` follows (idempotent: disabling a disabled
+    account cancels nothing and says so again)."""
+
+    seq: int = 0
+    ts: int = 0
+    account: int
+    enabled: bool
+
+
+Command = (NewOrder | Cancel | Replace | SetTradingStatus | TimeTick | MassCancel | CancelOrders
+           | SetAccountStatus)
 """The tagged union of every engine input."""
 
-COMMAND_TYPES: tuple[type[Command], ...] = (NewOrder, Cancel, Replace, SetTradingStatus, TimeTick)
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    NewOrder, Cancel, Replace, SetTradingStatus, TimeTick, MassCancel, CancelOrders,
+    SetAccountStatus,
+)

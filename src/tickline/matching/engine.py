@@ -17,7 +17,9 @@ The contract (DESIGN.md "Matching semantics"):
 * validation before anything changes, each failure a :class:`~tickline.matching.events.Rejected`
   with a stable :class:`~tickline.matching.types.RejectReason`;
 * for every order ``filled + open + cancelled == quantity``; the book is never crossed after a
-  command completes.
+  command completes;
+* account controls (:mod:`tickline.matching.risk`): mass cancel, cancel a list of orders,
+  a per-account kill switch, and pre-trade risk limits per account.
 
 The hot path is written for CPython (locals bound once, plain-int codes, type dispatch by
 identity) and typed precisely so that it can later be compiled with mypyc unchanged.
@@ -36,6 +38,7 @@ from tickline.matching.book import EMPTY, BookSide, Level, Order, OrderBook
 from tickline.matching.commands import (
     Cancel,
     Command,
+    MassCancel,
     NewOrder,
     Replace,
     SetTradingStatus,
@@ -53,6 +56,7 @@ from tickline.matching.events import (
     Trade,
 )
 from tickline.matching.instruments import Instrument
+from tickline.matching.risk import RiskControls, RiskLimits
 from tickline.matching.types import (
     BUY,
     FOK,
@@ -108,11 +112,13 @@ class EngineConfig(msgspec.Struct, kw_only=True):
     ``account_stp`` maps an account to its self-trade prevention mode (default
     ``default_stp``). ``client_id_memory`` bounds how many *finished* orders' client order
     ids are remembered for duplicate detection (live orders' ids are always remembered).
+    ``account_limits`` maps an account to its pre-trade :class:`RiskLimits` (none: no limit).
     """
 
     default_stp: int = STP_CANCEL_NEWEST
     account_stp: dict[int, int] = msgspec.field(default_factory=dict)
     client_id_memory: int = 100_000
+    account_limits: dict[int, RiskLimits] = msgspec.field(default_factory=dict)
 
 
 class EngineSnapshot(msgspec.Struct, kw_only=True):
@@ -129,9 +135,14 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     """State of components downstream of the engine that derive from its events (e.g. the
     exchange's report numbering), saved with the engine so a snapshot restores them at the
     same sequence number. Opaque to the engine."""
+    positions: list[tuple[int, str, int]] = msgspec.field(default_factory=list)
+    """``(account, symbol, net filled quantity)``, sorted (only when positions are tracked:
+    some account has ``max_position``)."""
+    disabled_accounts: list[int] = msgspec.field(default_factory=list)
+    """Accounts whose kill switch is on, sorted."""
 
 
-class MatchingEngine:
+class MatchingEngine(RiskControls):
     """Multi-symbol, single-writer, deterministic matching engine.
 
     >>> from tickline.matching import *
@@ -147,7 +158,7 @@ class MatchingEngine:
         "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
         "_recent_client_ids", "_recent_client_order", "books", "config", "last_seq",
         "next_order_id", "next_trade_id", "now", "orders",
-    )
+    )  # and RiskControls' own
 
     def __init__(
         self, instruments: Iterable[Instrument], config: EngineConfig | None = None
@@ -168,6 +179,7 @@ class MatchingEngine:
         self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
+        self._init_risk(self.config.account_limits)
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -201,7 +213,7 @@ class MatchingEngine:
         elif kind is SetTradingStatus:
             self._set_status(cmd, out)  # type: ignore[arg-type]
         elif kind is not TimeTick:
-            raise TypeError(f"not a command: {cmd!r}")
+            self._account_command(cmd, out)  # tags 30-39 (risk.py), or TypeError
         return out
 
     # -- new orders ---------------------------------------------------------------------
@@ -268,6 +280,8 @@ class MatchingEngine:
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
+        if self._gated and self._pretrade_new(cmd, book, opposite, price, tif, limit_key, out):
+            return None  # kill switch or a risk limit (risk.py)
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
@@ -352,6 +366,11 @@ class MatchingEngine:
         if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
+        caps = self._replace_caps
+        if caps:  # a notional limit or the kill switch: the full check (risk.py)
+            cap = caps.get(order.account)
+            if cap is not None and price * order.quantity > cap:
+                return self._replace_general(cmd, out)
         order_id = order.order_id
         leaves = order.leaves
         levels = own_side.levels
@@ -436,6 +455,8 @@ class MatchingEngine:
         if crosses and order.post_only:
             return self._reject(out, cmd, order_id, R_POST_ONLY,
                                 f"post-only order {order_id} at {price} would take liquidity")
+        if self._gated and self._pretrade_replace(cmd, order, price, quantity, out):
+            return None  # kill switch or a risk limit (risk.py)
 
         # Validated: from here on the replace happens.
         if clid and clid != order.client_order_id:
@@ -506,6 +527,9 @@ class MatchingEngine:
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
+        positions = self._positions  # None unless some account has max_position
+        signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
+        taker_key = (taker_account, symbol)
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
@@ -536,6 +560,10 @@ class MatchingEngine:
                 taker.leaves = leaves
                 taker.filled += qty
                 level.total -= qty
+                if positions is not None:
+                    maker_key = (maker.account, symbol)
+                    positions[maker_key] = positions.get(maker_key, 0) - signed * qty
+                    positions[taker_key] = positions.get(taker_key, 0) + signed * qty
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                  maker.account, maker_leaves, taker_id, taker_account, leaves))
                 trade_id += 1
@@ -598,6 +626,9 @@ class MatchingEngine:
         own_side = book.bids if order.side == BUY else book.asks
         level = own_side.add(order)
         self.orders[order.order_id] = order
+        counts = self._open_counts
+        if counts is not None:
+            counts[order.account] = counts.get(order.account, 0) + 1
         if order.tif == GTD:
             self._schedule_expiry(order)
         out.append(LevelChanged(order.symbol, order.side, order.price, level.total,
@@ -612,7 +643,8 @@ class MatchingEngine:
 
     def _finish(self, order: Order) -> None:
         """Forget a finished order: out of the live index and the live client ids."""
-        self.orders.pop(order.order_id, None)
+        if self.orders.pop(order.order_id, None) is not None and self._open_counts is not None:
+            self._open_counts[order.account] -= 1
         clid = order.client_order_id
         if clid:
             key = (order.account, clid)
@@ -706,7 +738,7 @@ class MatchingEngine:
 
     @staticmethod
     def _reject(
-        out: list[Event], cmd: NewOrder | Cancel | Replace | SetTradingStatus,
+        out: list[Event], cmd: NewOrder | Cancel | Replace | SetTradingStatus | MassCancel,
         order_id: int, reason: int, text: str,
     ) -> None:
         account = getattr(cmd, "account", 0)
@@ -743,6 +775,7 @@ class MatchingEngine:
             h.update(self.books[symbol].digest().encode())
         for account, clid in self._recent_client_order:
             h.update(b"%d:%s;" % (account, clid.encode()))
+        h.update(self._risk_digest())
         return h.hexdigest()
 
     def check(self) -> None:
@@ -759,6 +792,7 @@ class MatchingEngine:
         assert seen == set(self.orders), "index holds orders that do not rest"
         for (account, _clid), order_id in self._live_client_ids.items():
             assert self.orders[order_id].account == account
+        self._check_risk()
 
     # -- snapshots ----------------------------------------------------------------------
 
@@ -771,6 +805,8 @@ class MatchingEngine:
             next_trade_id=self.next_trade_id,
             halted=[s for s, b in self.books.items() if b.halted],
             orders=orders, recent_client_ids=list(self._recent_client_order),
+            positions=sorted((a, s, q) for (a, s), q in (self._positions or {}).items()),
+            disabled_accounts=sorted(self._disabled),
         )
 
     def restore(self, snap: EngineSnapshot) -> None:
@@ -794,6 +830,11 @@ class MatchingEngine:
                 self._schedule_expiry(order)
         for account, clid in snap.recent_client_ids:
             self._remember_client_id((account, clid))
+        if self._positions is not None:
+            self._positions = {(a, s): q for a, s, q in snap.positions}
+        self._disabled = set(snap.disabled_accounts)
+        self._update_gate()
+        self._recount_open()
 
 
 __all__ = ["EngineConfig", "EngineSnapshot", "Level", "MatchingEngine", "Order", "OrderBook"]

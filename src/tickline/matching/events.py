@@ -16,6 +16,9 @@ tag   event           meaning
 6     Expired         a GTD order reached its expiry time
 7     LevelChanged    a price level's new total quantity and order count (0/0 = gone)
 8     StatusChanged   a symbol was halted or resumed
+30    MassCancelled   a MassCancel/CancelOrders finished: how many orders it cancelled
+31    AccountStatus-  an account was disabled (kill switch) or enabled
+      Changed
 ====  ==============  ===============================================================
 """
 
@@ -113,9 +116,33 @@ class StatusChanged(msgspec.Struct, tag=8, array_like=True, gc=False):
     halted: bool
 
 
-Event = Accepted | Rejected | Trade | Cancelled | Replaced | Expired | LevelChanged | StatusChanged
+class MassCancelled(msgspec.Struct, tag=30, array_like=True, gc=False):
+    """The last event of a ``MassCancel`` or ``CancelOrders``: the filter it applied
+    (``symbol`` "" = all, ``side`` 0 = both; always ""/0 for ``CancelOrders``), the cancel
+    ``reason`` and ``count``, the number of ``Cancelled`` events before it. It is the
+    command's answer for the session layer; it yields no execution report."""
+
+    account: int
+    symbol: str
+    side: int
+    reason: int
+    count: int
+
+
+class AccountStatusChanged(msgspec.Struct, tag=31, array_like=True, gc=False):
+    """The last event of a ``SetAccountStatus``: the account's new state and how many of its
+    orders were cancelled (``Cancelled`` events, reason ``KILL_SWITCH``, before it)."""
+
+    account: int
+    enabled: bool
+    cancelled: int
+
+
+Event = (Accepted | Rejected | Trade | Cancelled | Replaced | Expired | LevelChanged
+         | StatusChanged | MassCancelled | AccountStatusChanged)
 """The tagged union of every engine output."""
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     Accepted, Rejected, Trade, Cancelled, Replaced, Expired, LevelChanged, StatusChanged,
+    MassCancelled, AccountStatusChanged,
 )

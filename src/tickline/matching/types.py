@@ -53,7 +53,8 @@ class STPMode(IntEnum):
 class RejectReason(IntEnum):
     """Why a command was rejected. A rejected command changes nothing.
 
-    Grouped by subsystem: 1xx instrument, 2xx order shape, 3xx order lookup, 4xx session and
+    Grouped by subsystem: 1xx instrument, 2xx order shape (250-269: account status and
+    pre-trade risk limits, :mod:`tickline.matching.risk`), 3xx order lookup, 4xx session and
     gateway (used outside the engine). A retired code's number stays unused, never reissued.
     """
 
@@ -73,6 +74,14 @@ class RejectReason(IntEnum):
     MARKET_ORDER_NOT_ALLOWED = 212
     REPLACE_QUANTITY_TOO_LOW = 213
     INVALID_STP_MODE = 214
+    ACCOUNT_DISABLED = 250
+    """The account's kill switch is on (``SetAccountStatus(enabled=False)``)."""
+    RISK_MAX_QUANTITY = 251
+    RISK_MAX_NOTIONAL = 252
+    RISK_MAX_OPEN_ORDERS = 253
+    RISK_MAX_POSITION = 254
+    INVALID_CANCEL_REASON = 255
+    """A ``CancelOrders`` command named a reason it may not use."""
     UNKNOWN_ORDER = 301
     """Also the answer for another account's live order: the caller learns nothing of it."""
     # 302 retired (was NOT_ORDER_OWNER: it told the caller a foreign order id was live)
@@ -107,6 +116,13 @@ class CancelReason(IntEnum):
     PRICE_PROTECTION = 6
     # 7 retired (was REPLACED_TO_ZERO: a replace to at most the filled quantity is rejected
     # with REPLACE_QUANTITY_TOO_LOW, never turned into a cancel)
+    # 30-39: cancels of many orders at once, on behalf of an account (matching/risk.py)
+    MASS_CANCEL = 30
+    """A ``MassCancel`` command."""
+    CANCEL_ON_DISCONNECT = 31
+    """A ``CancelOrders`` command sent by a session layer for a dropped session."""
+    KILL_SWITCH = 32
+    """``SetAccountStatus(enabled=False)`` cancelled the account's orders."""
 
 
 # Plain-int aliases for hot paths (an IntEnum member lookup costs more than a global int).

@@ -20,6 +20,10 @@ Replaced         REPLACED to the order's account
 Expired          EXPIRED to the order's account
 LevelChanged,    none (market data only)
 StatusChanged
+MassCancelled,   none: summaries of a MassCancel / CancelOrders / SetAccountStatus whose
+AccountStatus-   orders each got their CANCELLED report already (reason MASS_CANCEL,
+Changed          CANCEL_ON_DISCONNECT, KILL_SWITCH); the session layer answers the
+                 command with their count
 ===============  ==========================================================================
 
 Each report about an order carries its cumulative filled quantity and notional
@@ -381,6 +385,8 @@ class ReportBuilder:
                 append(ExecReport(n, ts, account, _REJECTED, ev.symbol, ev.order_id,
                                   ev.client_order_id, 0, 0, 0, 0, reason=ev.reason,
                                   text=ev.text, command_seq=command_seq))
+        # MassCancelled / AccountStatusChanged (and depth, status) make no report: the
+        # Cancelled events before them did.
         # Orders that finished inside this command without a report that ends them (an
         # IOC/market/FOK remainder is reported as Cancelled, so only fully filled takers
         # are removed above) need no cleanup: every terminal event is handled.

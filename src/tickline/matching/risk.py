@@ -1,0 +1,426 @@
+"""Account controls in the engine: mass cancel, cancel-a-list, the kill switch, and pre-trade
+risk limits per account.
+
+Everything here runs inside :class:`~tickline.matching.engine.MatchingEngine` (it is a mixin
+of it, :class:`RiskControls`): pure, deterministic, driven only by journaled commands and the
+engine's config, so a replay reproduces every cancel and every risk reject.
+
+**Commands** (tags 30-39, see :mod:`tickline.matching.commands`): ``MassCancel``,
+``CancelOrders``, ``SetAccountStatus``. Each cancels with ordinary ``Cancelled`` events (each
+followed by its ``LevelChanged``), orders sorted by symbol then order id, and ends with one
+summary event: ``MassCancelled(account, symbol, side, reason, count)`` or
+``AccountStatusChanged(account, enabled, cancelled)``.
+
+**Limits** (:class:`RiskLimits`, per account in ``EngineConfig.account_limits``; 0 = none),
+checked after every other validation of a new order or replace (so a malformed order gets
+its shape reject first), in this order:
+
+=====================  ====================  ================================================
+check                  reject                rule
+=====================  ====================  ================================================
+kill switch            ``ACCOUNT_DISABLED``  the account is disabled (new orders, replaces)
+max_order_quantity     ``RISK_MAX_QUANTITY``  order quantity (a replace: the new total) > max
+max_order_notional     ``RISK_MAX_NOTIONAL``  price x quantity (ticks x lots) > max; see below
+max_open_orders        ``RISK_MAX_OPEN_..``  a GTC/GTD order when the account already has
+                                             max live orders (IOC/FOK/market never rest)
+max_position           ``RISK_MAX_POSITION``  ``|position + q|`` > max, ``q`` the signed open
+                                             quantity the order could add if fully filled,
+                                             unless the order shrinks ``|position|``
+=====================  ====================  ================================================
+
+*Market order notional*: a market order has no price, so it is valued at the highest price it
+could trade at: for a buy, the ask level where its quantity would be exhausted walking the
+book from the best ask (stopping at the protection band when the instrument has one; the last
+level reached when the book is too thin); for a sell, the best bid. An empty opposite side
+values it at 0 (it will trade nothing). A replace is checked when it changes the price or the
+quantity (notional of the new price x new total quantity), and for quantity increases
+(quantity, position with the new open quantity). Reducing replaces are never rejected by a
+limit.
+
+*Positions* are net filled quantity per ``(account, symbol)`` (buys minus sells), updated on
+every trade for both parties; they are engine state (snapshot, digest). They are tracked only
+when some account has ``max_position`` (and open-order counts only when some account has
+``max_open_orders``: those are derived from the live orders), so an engine without limits pays
+one ``is None`` test per trade and one flag test per new order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from tickline.matching.book import EMPTY, BookSide, Order, OrderBook
+from tickline.matching.commands import CancelOrders, MassCancel, NewOrder, Replace, SetAccountStatus
+from tickline.matching.events import (
+    AccountStatusChanged,
+    Event,
+    LevelChanged,
+    MassCancelled,
+    Rejected,
+)
+from tickline.matching.types import (
+    BUY,
+    GTC,
+    GTD,
+    MARKET,
+    SELL,
+    CancelReason,
+    RejectReason,
+)
+
+if TYPE_CHECKING:
+    from tickline.matching.commands import Cancel, Command, SetTradingStatus
+
+R_DISABLED = int(RejectReason.ACCOUNT_DISABLED)
+R_RISK_QTY = int(RejectReason.RISK_MAX_QUANTITY)
+R_RISK_NOTIONAL = int(RejectReason.RISK_MAX_NOTIONAL)
+R_RISK_OPEN = int(RejectReason.RISK_MAX_OPEN_ORDERS)
+R_RISK_POSITION = int(RejectReason.RISK_MAX_POSITION)
+R_CANCEL_REASON = int(RejectReason.INVALID_CANCEL_REASON)
+R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
+R_SIDE = int(RejectReason.INVALID_SIDE)
+
+C_MASS = int(CancelReason.MASS_CANCEL)
+C_KILL = int(CancelReason.KILL_SWITCH)
+
+ACCOUNT_CANCEL_REASONS: frozenset[int] = frozenset(
+    int(r) for r in (CancelReason.USER, CancelReason.MASS_CANCEL,
+                     CancelReason.CANCEL_ON_DISCONNECT, CancelReason.KILL_SWITCH))
+"""The reasons a ``CancelOrders`` command may carry (the engine's own — IOC remainder,
+self-trade, ... — describe what the engine did, so no caller may claim them)."""
+
+LIMIT_FIELDS = ("max_order_quantity", "max_order_notional", "max_open_orders", "max_position")
+
+
+class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Pre-trade limits of one account (see the module doc); 0 = no limit. Part of
+    :class:`~tickline.matching.engine.EngineConfig`, so part of the engine's identity."""
+
+    max_order_quantity: int = 0
+    """Largest order quantity, in lots."""
+    max_order_notional: int = 0
+    """Largest price x quantity of one order, in price units x lots."""
+    max_open_orders: int = 0
+    """Most live (resting) orders at once, over all symbols."""
+    max_position: int = 0
+    """Largest absolute net filled position per symbol, in lots."""
+
+    @property
+    def active(self) -> bool:
+        """True when at least one limit is set."""
+        return bool(self.max_order_quantity or self.max_order_notional
+                    or self.max_open_orders or self.max_position)
+
+    def validate(self, who: str = "risk limits") -> RiskLimits:
+        """Return self; ``ValueError`` naming the field and value if one is negative."""
+        for name in LIMIT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{who}: {name} must be an integer >= 0 (0 = no limit), "
+                                 f"got {value!r}")
+        return self
+
+
+def market_reach_price(opposite: BookSide, side: int, quantity: int, band_key: int) -> int:
+    """The price a market order of ``quantity`` on ``side`` is valued at for the notional
+    limit (module doc): for a buy, the price of the ask level where ``quantity`` is used up
+    walking from the best (not beyond ``band_key``, the protection band's key, or the last
+    level); for a sell, the best bid. 0 when ``opposite`` is empty. O(L log L) for a buy
+    (sorts the levels), O(1) for a sell; only used when the account has a notional limit."""
+    if opposite.best == EMPTY:
+        return 0
+    if side == SELL:
+        return opposite.best * opposite.sign
+    levels = opposite.levels
+    sign = opposite.sign
+    reached = opposite.best
+    got = 0
+    for key in reversed(opposite.sorted_keys()):
+        if key < band_key:
+            break
+        reached = key
+        got += levels[key * sign].total
+        if got >= quantity:
+            break
+    return reached * sign
+
+
+class RiskControls:
+    """The account controls of :class:`~tickline.matching.engine.MatchingEngine` (its base
+    class: the slots below are this part of the engine's state; the engine's own books and
+    live orders are only declared here for the type checker).
+
+    State (all set up by :meth:`_init_risk`):
+
+    * ``_limits``: account → :class:`RiskLimits`, only accounts with a limit;
+    * ``_disabled``: accounts whose kill switch is on;
+    * ``_gated``: ``bool(_limits or _disabled)`` — the one flag the hot path tests;
+    * ``_replace_caps``: account → the largest notional a price-only replace may reach
+      without the full check (-1 for a disabled account: every replace takes the slow path
+      and is rejected there); empty when nothing is gated;
+    * ``_positions``: ``(account, symbol)`` → net filled quantity, or ``None`` when no
+      account has ``max_position``;
+    * ``_open_counts``: account → live orders, or ``None`` when no account has
+      ``max_open_orders``.
+    """
+
+    __slots__ = ("_disabled", "_gated", "_limits", "_open_counts", "_positions",
+                 "_replace_caps")
+
+    _limits: dict[int, RiskLimits]
+    _disabled: set[int]
+    _gated: bool
+    _replace_caps: dict[int, int]
+    _positions: dict[tuple[int, str], int] | None
+    _open_counts: dict[int, int] | None
+
+    if TYPE_CHECKING:
+        books: dict[str, OrderBook]
+        orders: dict[int, Order]
+
+        def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None: ...
+
+        def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int: ...
+
+        @staticmethod
+        def _reject(out: list[Event], cmd: NewOrder | Cancel | Replace | SetTradingStatus
+                    | MassCancel, order_id: int, reason: int, text: str) -> None: ...
+
+    def _init_risk(self, account_limits: dict[int, RiskLimits]) -> None:
+        for account, limits in account_limits.items():
+            limits.validate(f"account {account}")
+        self._limits = {a: lim for a, lim in account_limits.items() if lim.active}
+        self._disabled = set()
+        self._positions = ({} if any(lim.max_position for lim in self._limits.values())
+                           else None)
+        self._open_counts = ({} if any(lim.max_open_orders for lim in self._limits.values())
+                             else None)
+        self._update_gate()
+
+    def _update_gate(self) -> None:
+        """Recompute ``_gated`` and ``_replace_caps`` after the limits or the disabled set
+        changed."""
+        self._gated = bool(self._limits or self._disabled)
+        caps: dict[int, int] = {}
+        for account, limits in self._limits.items():
+            if limits.max_order_notional:
+                caps[account] = limits.max_order_notional
+        for account in self._disabled:
+            caps[account] = -1
+        self._replace_caps = caps
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _account_command(self, cmd: Command, out: list[Event]) -> None:
+        """Dispatch a command of tags 30-39; ``TypeError`` for anything else."""
+        kind = type(cmd)
+        if kind is MassCancel:
+            self._mass_cancel(cmd, out)  # type: ignore[arg-type]
+        elif kind is CancelOrders:
+            self._cancel_orders(cmd, out)  # type: ignore[arg-type]
+        elif kind is SetAccountStatus:
+            self._set_account_status(cmd, out)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"not a command: {cmd!r}")
+
+    def _mass_cancel(self, cmd: MassCancel, out: list[Event]) -> None:
+        symbol = cmd.symbol
+        side = cmd.side
+        if symbol and symbol not in self.books:
+            return self._reject(out, cmd, 0, R_UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        if side != 0 and side != BUY and side != SELL:
+            return self._reject(out, cmd, 0, R_SIDE,
+                                f"side must be 0 (both), 1 (buy) or 2 (sell), got {side}")
+        account = cmd.account
+        targets = [o for o in self.orders.values() if o.account == account
+                   and (not symbol or o.symbol == symbol) and (not side or o.side == side)]
+        count = self._cancel_all(targets, C_MASS, out)
+        out.append(MassCancelled(account, symbol, side, C_MASS, count))
+        return None
+
+    def _cancel_orders(self, cmd: CancelOrders, out: list[Event]) -> None:
+        account = cmd.account
+        reason = cmd.reason
+        if reason not in ACCOUNT_CANCEL_REASONS:
+            out.append(Rejected(account, "", "", 0, R_CANCEL_REASON,
+                                f"cancel reason must be one of "
+                                f"{sorted(ACCOUNT_CANCEL_REASONS)}, got {reason}"))
+            return
+        orders = self.orders
+        targets = []
+        for order_id in dict.fromkeys(cmd.order_ids):  # a repeated id is cancelled once
+            order = orders.get(order_id)
+            if order is not None and order.account == account:
+                targets.append(order)
+        count = self._cancel_all(targets, reason, out)
+        out.append(MassCancelled(account, "", 0, reason, count))
+
+    def _set_account_status(self, cmd: SetAccountStatus, out: list[Event]) -> None:
+        account = cmd.account
+        count = 0
+        if cmd.enabled:
+            self._disabled.discard(account)
+        else:
+            self._disabled.add(account)
+            count = self._cancel_all([o for o in self.orders.values() if o.account == account],
+                                     C_KILL, out)
+        self._update_gate()
+        out.append(AccountStatusChanged(account, cmd.enabled, count))
+
+    def _cancel_all(self, targets: list[Order], reason: int, out: list[Event]) -> int:
+        """Cancel live ``targets`` (symbol, then order id) as a user cancel does: out of the
+        level, ``Cancelled``, ``LevelChanged``. Returns how many."""
+        targets.sort(key=_symbol_then_id)
+        books = self.books
+        for order in targets:
+            level = books[order.symbol].side(order.side).remove(order)
+            self._cancel_rest(order, out, reason)
+            out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
+                                    len(level.orders)))
+        return len(targets)
+
+    # -- pre-trade checks -----------------------------------------------------------------
+
+    def _pretrade_new(self, cmd: NewOrder, book: OrderBook, opposite: BookSide, price: int,
+                      tif: int, limit_key: int, out: list[Event]) -> bool:
+        """Reject (and return True) a validated new order of a disabled account or one that
+        breaches its account's limits; False lets it through. Changes nothing else."""
+        account = cmd.account
+        if account in self._disabled:
+            self._reject(out, cmd, 0, R_DISABLED, f"account {account} is disabled")
+            return True
+        limits = self._limits.get(account)
+        if limits is None:
+            return False
+        quantity = cmd.quantity
+        cap = limits.max_order_quantity
+        if cap and quantity > cap:
+            self._reject(out, cmd, 0, R_RISK_QTY,
+                         f"quantity {quantity} exceeds max_order_quantity {cap} "
+                         f"of account {account}")
+            return True
+        cap = limits.max_order_notional
+        if cap:
+            if cmd.order_type == MARKET:
+                price = market_reach_price(opposite, cmd.side, quantity,
+                                           self._protect(book, opposite, limit_key))
+            notional = price * quantity
+            if notional > cap:
+                self._reject(out, cmd, 0, R_RISK_NOTIONAL,
+                             f"notional {notional} ({price} x {quantity}) exceeds "
+                             f"max_order_notional {cap} of account {account}")
+                return True
+        cap = limits.max_open_orders
+        if cap and (tif == GTC or tif == GTD) and self._open_counts is not None:
+            open_orders = self._open_counts.get(account, 0)
+            if open_orders >= cap:
+                self._reject(out, cmd, 0, R_RISK_OPEN,
+                             f"account {account} has {open_orders} open orders, "
+                             f"max_open_orders {cap}")
+                return True
+        cap = limits.max_position
+        if cap and self._positions is not None:
+            text = _position_breach(self._positions.get((account, cmd.symbol), 0),
+                                    quantity if cmd.side == BUY else -quantity, cap, account,
+                                    cmd.symbol)
+            if text:
+                self._reject(out, cmd, 0, R_RISK_POSITION, text)
+                return True
+        return False
+
+    def _pretrade_replace(self, cmd: Replace, order: Order, price: int, quantity: int,
+                          out: list[Event]) -> bool:
+        """As :meth:`_pretrade_new` for a validated replace of ``order`` to ``price`` and the
+        new total ``quantity``."""
+        account = order.account
+        order_id = order.order_id
+        if account in self._disabled:
+            self._reject(out, cmd, order_id, R_DISABLED, f"account {account} is disabled")
+            return True
+        limits = self._limits.get(account)
+        if limits is None:
+            return False
+        grows = quantity > order.quantity
+        cap = limits.max_order_quantity
+        if cap and grows and quantity > cap:
+            self._reject(out, cmd, order_id, R_RISK_QTY,
+                         f"quantity {quantity} exceeds max_order_quantity {cap} "
+                         f"of account {account}")
+            return True
+        cap = limits.max_order_notional
+        if cap and (grows or price != order.price):
+            notional = price * quantity
+            if notional > cap and notional > order.price * order.quantity:
+                self._reject(out, cmd, order_id, R_RISK_NOTIONAL,
+                             f"notional {notional} ({price} x {quantity}) exceeds "
+                             f"max_order_notional {cap} of account {account}")
+                return True
+        cap = limits.max_position
+        if cap and grows and self._positions is not None:
+            leaves = quantity - order.filled
+            text = _position_breach(self._positions.get((account, order.symbol), 0),
+                                    leaves if order.side == BUY else -leaves, cap, account,
+                                    order.symbol)
+            if text:
+                self._reject(out, cmd, order_id, R_RISK_POSITION, text)
+                return True
+        return False
+
+    # -- state: snapshots, digest, invariants ---------------------------------------------
+
+    def _recount_open(self) -> None:
+        """Rebuild the open-order counts from the live orders (after a restore)."""
+        if self._open_counts is not None:
+            counts: dict[int, int] = {}
+            for order in self.orders.values():
+                counts[order.account] = counts.get(order.account, 0) + 1
+            self._open_counts = counts
+
+    def _risk_digest(self) -> bytes:
+        """The account-control state for :meth:`MatchingEngine.digest` (empty when there is
+        none, so an engine without it digests as before)."""
+        parts = []
+        if self._disabled:
+            parts.append(b"disabled:" + b",".join(b"%d" % a for a in sorted(self._disabled)))
+        if self._positions:
+            parts.append(b"positions:" + b";".join(
+                b"%d:%s:%d" % (a, s.encode(), q) for (a, s), q in sorted(self._positions.items())
+                if q))
+        return b"|".join(parts)
+
+    def _check_risk(self) -> None:
+        """Invariants: open counts equal the live orders per account; per symbol the
+        positions sum to zero (every trade has a buyer and a seller); a disabled account
+        has no live order."""
+        if self._open_counts is not None:
+            counts: dict[int, int] = {}
+            for order in self.orders.values():
+                counts[order.account] = counts.get(order.account, 0) + 1
+            assert {a: n for a, n in self._open_counts.items() if n} == counts, (
+                f"open counts {self._open_counts} != live {counts}")
+        if self._positions is not None:
+            sums: dict[str, int] = {}
+            for (_account, symbol), q in self._positions.items():
+                sums[symbol] = sums.get(symbol, 0) + q
+            assert not any(sums.values()), f"positions do not net to zero: {sums}"
+        for order in self.orders.values():
+            assert order.account not in self._disabled, (
+                f"disabled account {order.account} has live order {order.order_id}")
+
+
+def _symbol_then_id(order: Order) -> tuple[str, int]:
+    return (order.symbol, order.order_id)
+
+
+def _position_breach(position: int, adds: int, cap: int, account: int, symbol: str) -> str:
+    """The reject text when ``position + adds`` breaches ``cap`` and does not shrink the
+    absolute position; "" when the order is allowed."""
+    after = position + adds
+    if abs(after) <= cap or abs(after) < abs(position):
+        return ""
+    return (f"position {after} in {symbol} if filled (now {position}) exceeds max_position "
+            f"{cap} of account {account}")
+
+
+__all__ = ["ACCOUNT_CANCEL_REASONS", "RiskControls", "RiskLimits", "market_reach_price"]
