@@ -188,6 +188,8 @@ class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     key: str
     stp: int = int(STPMode.CANCEL_NEWEST)
+    admin: bool = False
+    """May open a drop copy of every account (and use the admin actions)."""
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -84,7 +84,7 @@ import msgspec
 from tickline.config import Account, ServerConfig
 from tickline.core.metrics import LatencyRecorder, prometheus_text
 from tickline.core.ratelimit import TokenBucket, TokenBuckets
-from tickline.exchange import Exchange, ExchangeStopped
+from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped
 from tickline.gateway import protocol as p
 from tickline.matching import (
     Cancel,
@@ -95,8 +95,9 @@ from tickline.matching import (
     Replace,
     reject_reason_name,
 )
-from tickline.stream.reports import ExecKind, ExecReport
+from tickline.stream.reports import ExecKind, ExecReport, OrderState
 from tickline.stream.routing import ReportPort
+from tickline.venue import ResumeError, VenueServices
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ _EXPIRED = int(ExecKind.EXPIRED)
 _RATE_LIMITED = int(RejectReason.RATE_LIMITED)
 _THROTTLED = int(RejectReason.THROTTLED)
 _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
+_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
+_UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
+_CLID_TOO_LONG = int(RejectReason.CLIENT_ORDER_ID_TOO_LONG)
+_READ_ONLY = int(RejectReason.READ_ONLY_SESSION)
+_RESUME_UNAVAILABLE = int(RejectReason.RESUME_UNAVAILABLE)
+_NOT_ADMIN = int(RejectReason.NOT_ADMIN)
+_TRADING = int(p.SessionKind.TRADING)
+_DROP_COPY_ALL = int(p.SessionKind.DROP_COPY_ALL)
+_KINDS = frozenset(int(k) for k in p.SessionKind)
 _CLID_TOO_LONG = int(RejectReason.CLIENT_ORDER_ID_TOO_LONG)
 
 _THROTTLE_MAX_ADDRESSES = 16_384
@@ -168,6 +178,11 @@ class _Session(asyncio.Protocol):
         self.last_rx = self.last_tx = now
         self.test_sent = False
         self.login_timer: asyncio.TimerHandle | None = None
+        self.kind = _TRADING
+        self.cancel_on_disconnect = False
+        self.held: list[msgspec.Struct] | None = None
+        """Report frames held back while a resume reads the journal (None: not resuming)."""
+        self.resume_task: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -256,6 +271,9 @@ class _Session(asyncio.Protocol):
                 self._logon(msg)
             elif kind is p.Logout:
                 self._logout()
+            elif (kind is p.OrderStatusRequest or kind is p.OpenOrdersRequest
+                  or kind is p.MassCancelRequest):
+                self._service(msg)  # type: ignore[arg-type]
             else:  # pragma: no cover - the union is exhaustive
                 self.send(p.Error(int(p.ErrorCode.UNEXPECTED_MESSAGE),
                                   f"unexpected message {kind.__name__}"))
@@ -289,18 +307,129 @@ class _Session(asyncio.Protocol):
             self._refuse_logon(_THROTTLED,
                                f"too many sessions (max_sessions={limits.max_sessions})")
             return
+        kind = msg.kind
+        if kind not in _KINDS:
+            self._refuse_logon(_NOT_AUTHENTICATED, f"unknown session kind {kind}")
+            return
+        if kind == _DROP_COPY_ALL and not account.admin:
+            self._refuse_logon(_NOT_ADMIN, f"account {account.name!r} is not an admin: no "
+                                           "drop copy of all accounts")
+            return
+        if kind == _DROP_COPY_ALL and msg.resume:
+            self._refuse_logon(_RESUME_UNAVAILABLE, "a drop copy of all accounts cannot "
+                                                    "resume (report numbers are per account)")
+            return
+        missed: list[ExecReport] | None = []
+        last = gw.exchange.reports.last_seq(account.id)
+        if msg.resume:
+            try:
+                last, missed = gw.services.resume(account.id, msg.resume_from)
+            except ResumeError as e:
+                self._refuse_logon(_RESUME_UNAVAILABLE, str(e))
+                return
         gw._unpend(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
             self.login_timer = None
         self.account = account
+        self.kind = kind
+        self.cancel_on_disconnect = msg.cancel_on_disconnect and kind == _TRADING
         gw.logons += 1
         self.send(p.LogonAck(
             account=account.id, name=account.name, heartbeat_seconds=limits.heartbeat_seconds,
             max_in_flight=limits.max_in_flight, orders_per_second=limits.orders_per_second,
             burst=limits.burst, max_frame_bytes=limits.max_frame_bytes,
-            instruments=list(gw.exchange.instruments)))
-        self.port = gw.exchange.router.attach(account.id, self._unsolicited)
+            instruments=list(gw.exchange.instruments), last_report_seq=last, kind=kind,
+            cancel_on_disconnect=self.cancel_on_disconnect,
+            max_client_order_id_bytes=limits.max_client_order_id_bytes))
+        # Attached in the same loop turn as ``last`` was read: every live report is numbered
+        # above ``last``, every missed one at or below it.
+        self.port = gw.exchange.router.attach(None if kind == _DROP_COPY_ALL else account.id,
+                                              self._unsolicited, drop_copy=kind != _TRADING)
+        if missed is None:  # not all in memory: read the journal, hold live output meanwhile
+            self.held = []
+            self.resume_task = asyncio.get_running_loop().create_task(
+                self._resume_from_journal(account.id, msg.resume_from, last))
+        else:
+            for r in missed:
+                self.send(to_wire(r))
+
+    async def _resume_from_journal(self, account: int, after: int, last: int) -> None:
+        try:
+            missed = await self.gw.services.missed(account, after, last)
+        except Exception as e:  # ResumeError or a journal read error: say so, then close
+            log.error("binary session %s: resume failed: %s", self.peer, e)
+            self.held = None
+            self.send(p.Error(int(p.ErrorCode.RESUME_FAILED), f"resume failed: {e}"))
+            self.close_after_flush()
+            return
+        held = self.held or []
+        self.held = None
+        for r in missed:
+            self.send(to_wire(r))
+        for m in held:
+            self.send(m)
+
+    def _service(self, req: p.OrderStatusRequest | p.OpenOrdersRequest | p.MassCancelRequest
+                 ) -> None:
+        """Order status, open orders and mass cancel (see :mod:`tickline.venue`)."""
+        gw = self.gw
+        account = self.account
+        rid = req.request_id
+        if account is None:
+            gw.not_logged_on += 1
+            self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
+                              f"request {rid} before Logon: ignored"))
+            return
+        symbol = req.symbol
+        if symbol and symbol not in gw.symbols:
+            self._refuse(rid, 0, symbol, _UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+            return
+        services = gw.services
+        try:
+            if type(req) is p.OrderStatusRequest:
+                order_id, clid = req.order_id, req.client_order_id
+                if len(clid.encode()) > self.max_clid:
+                    self._refuse(rid, order_id, symbol, _CLID_TOO_LONG,
+                                 f"client_order_id is {len(clid.encode())} bytes, above "
+                                 f"limits.max_client_order_id_bytes={self.max_clid}")
+                    return
+
+                def status(state: OrderState | None) -> None:
+                    if state is None or (symbol and state.symbol != symbol):
+                        self._refuse(rid, order_id, symbol, _UNKNOWN_ORDER,
+                                     f"unknown order {order_id or clid!r}")
+                    else:
+                        self._send_report_frame(p.OrderStatusResponse(rid, state))
+
+                services.order_status(account.id, order_id, clid, status)
+            elif type(req) is p.OpenOrdersRequest:
+                def orders(found: list[OrderState]) -> None:
+                    self._send_report_frame(p.OpenOrdersResponse(rid, found))
+
+                services.open_orders(account.id, symbol or None, orders)
+            else:
+                assert isinstance(req, p.MassCancelRequest)
+                if self.kind != _TRADING:
+                    self._refuse(rid, 0, symbol, _READ_ONLY, "drop-copy session: read only")
+                    return
+                self.pending.append(rid)
+                try:
+                    services.mass_cancel(account.id, symbol, req.side, self._on_reply,
+                                         self.port)
+                except BaseException:
+                    self.pending.pop()
+                    raise
+        except ExchangeStopped:
+            self._refuse(rid, 0, symbol, _THROTTLED, "server is stopping")
+        except ExchangeBusy:
+            gw.busy += 1
+            self._refuse(rid, 0, symbol, _THROTTLED, "exchange busy: inbound queue full")
+
+    def _refuse(self, rid: int, order_id: int, symbol: str, reason: int, text: str) -> None:
+        self.gw.count_reject(reason)
+        self._send_report_frame(p.Response(rid, [p.OrderRejected(0, 0, order_id, "", symbol,
+                                                                 reason, text)]))
 
     def _refuse_logon(self, reason: int, text: str) -> None:
         self.gw.logon_rejects += 1
@@ -343,6 +472,9 @@ class _Session(asyncio.Protocol):
             gw.not_logged_on += 1
             self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
                               f"request {rid} before Logon: ignored"))
+            return
+        if self.kind != _TRADING:
+            self._reject(rid, req, _READ_ONLY, "drop-copy session: read only")
             return
         if self.logout_pending or not gw.accepting:
             self._reject(rid, req, _THROTTLED, "session is logging out" if self.logout_pending
@@ -436,15 +568,27 @@ class _Session(asyncio.Protocol):
         if wire and wire[0].__class__ is p.OrderRejected:
             self.gw.count_reject(wire[0].reason)
         if not self.closed:
-            self.send(p.Response(rid, wire))
+            self._send_report_frame(p.Response(rid, wire))
         if self.logout_pending and not self.pending and not self.closed:
             self.send(p.Logout("logged out"))
             self.close_after_flush()
 
     def _unsolicited(self, reports: list[ExecReport]) -> None:
         """The router's reports about this session's orders that it did not ask for."""
+        held = self.held
+        if held is not None:
+            held.extend(to_wire(r) for r in reports)
+            return
         for r in reports:
             self.send(to_wire(r))
+
+    def _send_report_frame(self, msg: msgspec.Struct) -> None:
+        """A frame carrying reports or order state: held back while a resume reads the
+        journal, so the session sees everything in report order."""
+        if self.held is not None:
+            self.held.append(msg)
+        else:
+            self.send(msg)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -494,6 +638,11 @@ class _Session(asyncio.Protocol):
         if self.login_timer is not None:
             self.login_timer.cancel()
             self.login_timer = None
+        port = self.port
+        if self.cancel_on_disconnect and port is not None and self.account is not None:
+            self.cancel_on_disconnect = False  # once
+            with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                self.gw.services.cancel_on_disconnect(port, self.account.id)
         self.gw._leave(self)
 
 
@@ -509,6 +658,8 @@ class BinaryGateway:
     def __init__(self, exchange: Exchange, config: ServerConfig, *,
                  max_output_bytes: int = 8 << 20, send_buffer_bytes: int | None = None) -> None:
         self.exchange = exchange
+        self.services = VenueServices(exchange)
+        self.symbols = frozenset(i.symbol for i in exchange.instruments)
         self.config = config
         self.max_output_bytes = max_output_bytes
         self.send_buffer_bytes = send_buffer_bytes

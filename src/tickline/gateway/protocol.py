@@ -146,6 +146,8 @@ class ErrorCode(enum.IntEnum):
     """The client stopped reading and its output buffer overflowed (closed; best effort)."""
     SHUTTING_DOWN = 10
     """The server is stopping."""
+    RESUME_FAILED = 11
+    """The missed reports of a resume could not be read (the connection is closed)."""
 
 
 # --- client -> server ------------------------------------------------------------------------

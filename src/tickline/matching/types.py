@@ -93,6 +93,13 @@ class RejectReason(IntEnum):
     THROTTLED = 405
     CLIENT_ORDER_ID_TOO_LONG = 406
     """A gateway's ``limits.max_client_order_id_bytes`` was exceeded."""
+    READ_ONLY_SESSION = 407
+    """An order request on a drop-copy session (it only receives reports)."""
+    RESUME_UNAVAILABLE = 408
+    """A logon's ``resume_from`` names reports that do not exist (beyond the account's last)
+    or can no longer be produced."""
+    NOT_ADMIN = 409
+    """An action reserved for accounts marked ``admin`` (e.g. a drop copy of all accounts)."""
     # 501 retired (was OUT_OF_SEQUENCE: no gateway sequences client messages)
 
 
