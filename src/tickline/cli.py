@@ -1,4 +1,4 @@
-"""The ``tickline`` command line: serve, demo, bench, replay, journal, loadgen.
+"""The ``tickline`` command line: serve, demo, bench, replay, journal, loadgen, admin.
 
 Each command imports its implementation lazily so that ``tickline --help`` stays instant and
 one subsystem's dependencies never slow another's start.
@@ -270,6 +270,70 @@ def bench_journal(
     run(records=records, keep=keep, json_path=json_path, recovery_records=recovery_records,
         batch=batch, seed=seed, full_recovery=full_recovery)
 
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+admin_app = typer.Typer(help="Admin actions on a running server (halt, resume, kill, enable), "
+                             "over its HTTP port with the admin key.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+UrlOption = Annotated[str, typer.Option(
+    help="The server's HTTP address.", envvar="TICKLINE_HTTP")]
+KeyOption = Annotated[str, typer.Option(
+    help="The admin key ([server] admin_key).", envvar="TICKLINE_ADMIN_KEY")]
+
+
+def _admin(url: str, key: str, action: str, query: str) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{url.rstrip('/')}/admin/{action}?{query}", method="POST",
+                                 headers={"Authorization": f"Bearer {key}",
+                                          "Content-Length": "0"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            typer.echo(json.dumps(json.loads(resp.read())))
+    except urllib.error.HTTPError as e:
+        with e:
+            body = e.read().decode(errors="replace")
+        typer.echo(f"error: {e.code}: {body}", err=True)
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, OSError) as e:
+        typer.echo(f"error: cannot reach {url}: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+@admin_app.command("halt")
+def admin_halt(symbol: str, url: UrlOption = "http://127.0.0.1:8080", key: KeyOption = "") -> None:
+    """Halt trading in SYMBOL (journaled; shows on status.SYMBOL)."""
+    from urllib.parse import urlencode
+
+    _admin(url, key, "halt", urlencode({"symbol": symbol}))
+
+
+@admin_app.command("resume")
+def admin_resume(symbol: str, url: UrlOption = "http://127.0.0.1:8080",
+                 key: KeyOption = "") -> None:
+    """Resume trading in SYMBOL."""
+    from urllib.parse import urlencode
+
+    _admin(url, key, "resume", urlencode({"symbol": symbol}))
+
+
+@admin_app.command("kill")
+def admin_kill(account: int, url: UrlOption = "http://127.0.0.1:8080",
+               key: KeyOption = "") -> None:
+    """Kill switch: cancel all of ACCOUNT's orders and reject its new ones until enabled."""
+    _admin(url, key, "kill", f"account={account}")
+
+
+@admin_app.command("enable")
+def admin_enable(account: int, url: UrlOption = "http://127.0.0.1:8080",
+                 key: KeyOption = "") -> None:
+    """Lift ACCOUNT's kill switch."""
+    _admin(url, key, "enable", f"account={account}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ replaces any part of it::
     interval_ms = 5
     snapshot_every = 100000
     gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
+    admin_key = ""            # POST /admin/halt|resume|kill|enable with "Bearer <key>"; "" = off
 
     [limits]
     max_frame_bytes = 4096
@@ -93,6 +94,7 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     inbound_capacity: int = 65_536
     max_batch: int = 1_024
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
+    admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -203,6 +205,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """Check cross-field rules; return self. Raises :class:`ConfigError`."""
         if not self.instruments:
             raise ConfigError("at least one [[instruments]] entry is required")
+        if self.server.admin_key and len(self.server.admin_key) < 16:
+            raise ConfigError(f"server.admin_key must be at least 16 characters (or \"\" for "
+                              f"no admin endpoint), got {len(self.server.admin_key)}")
         symbols = [i.symbol for i in self.instruments]
         if len(set(symbols)) != len(symbols):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
