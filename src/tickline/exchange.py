@@ -51,7 +51,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tickline.core.metrics import LatencyRecorder, prometheus_text
+from prometheus_client.metrics_core import Metric
+
+from tickline.core.metrics import (
+    FamiliesCollector,
+    LatencyRecorder,
+    exposition,
+    metric_families,
+    processor_families,
+)
 from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import Journal, RecoveryReport, recover
 from tickline.matching import (
@@ -390,22 +398,37 @@ class Exchange:
         return stats
 
     def prometheus(self) -> str:
-        """Every metric in the Prometheus text format: stage histograms and counters."""
-        counters: dict[str, int | float] = {
-            "commands": self.commands,
-            "events": self.events,
-            "snapshots": self.snapshots,
-            "snapshots_skipped": self.snapshots_skipped,
-        }
-        # Stage latencies: "sequence" is the wait in the inbound ring until the sequencer
-        # takes the command; match/journal/publish are per batch.
-        stages = [
-            dataclasses.replace(self.processor.queue_wait.snapshot(), name="sequence_ns"),
-            self.stage_match.snapshot(), self.stage_journal.snapshot(),
-            self.stage_publish.snapshot(),
-        ]
-        return (prometheus_text("tickline_exchange", counters, stages)
-                + self.processor.prometheus("tickline_inbound"))
+        """Every metric of :class:`ExchangeCollector`, in the Prometheus text format."""
+        return exposition(ExchangeCollector(self))
 
 
-__all__ = ["Exchange", "ExchangeBusy", "ExchangeStopped", "Reply"]
+class ExchangeCollector(FamiliesCollector):
+    """The exchange's metrics at scrape time: its counters and stage histograms
+    (``tickline_exchange_*``) and its inbound processor's (``tickline_inbound_*``).
+
+    Stage latencies: "sequence" is the wait in the inbound ring until the sequencer takes
+    the command; match/journal/publish are per batch.
+    """
+
+    def __init__(self, exchange: Exchange) -> None:
+        def families() -> list[Metric]:
+            ex = exchange
+            inbound = ex.processor.statistics()  # one snapshot of the ring's queue wait
+            counters: dict[str, int | float] = {
+                "commands": ex.commands,
+                "events": ex.events,
+                "snapshots": ex.snapshots,
+                "snapshots_skipped": ex.snapshots_skipped,
+            }
+            stages = [
+                dataclasses.replace(inbound.queue_wait_ns, name="sequence_ns"),
+                ex.stage_match.snapshot(), ex.stage_journal.snapshot(),
+                ex.stage_publish.snapshot(),
+            ]
+            return [*metric_families("tickline_exchange", counters, stages),
+                    *processor_families(inbound, "tickline_inbound")]
+
+        super().__init__(families)
+
+
+__all__ = ["Exchange", "ExchangeBusy", "ExchangeCollector", "ExchangeStopped", "Reply"]

@@ -80,9 +80,17 @@ from collections import deque
 from typing import Any, cast
 
 import msgspec
+from prometheus_client.metrics_core import Metric
 
 from tickline.config import Account, ServerConfig
-from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.metrics import (
+    FamiliesCollector,
+    LatencyRecorder,
+    exposition,
+    gauge,
+    labelled_counter,
+    metric_families,
+)
 from tickline.core.ratelimit import TokenBucket, TokenBuckets
 from tickline.exchange import Exchange, ExchangeStopped
 from tickline.gateway import protocol as p
@@ -551,6 +559,8 @@ class BinaryGateway:
         self.busy = 0
         self.slow_consumer_disconnects = 0
         self.rejects: dict[int, int] = {}
+        #: This gateway's metrics for a server's registry, built at scrape time.
+        self.collector = FamiliesCollector(self._families)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -741,20 +751,21 @@ class BinaryGateway:
         }
 
     def prometheus(self) -> str:
-        """Prometheus text: counters, the sessions gauge, rejects by reason, decode times."""
+        """This gateway's metrics (:attr:`collector`) in the Prometheus text format."""
+        return exposition(self.collector)
+
+    def _families(self) -> list[Metric]:
+        """Counters, the session gauges, rejects by reason and decode times, at scrape time
+        (the :attr:`collector`'s source)."""
         prefix = "tickline_binary"
-        text = prometheus_text(prefix, self._counters(), [self.stage_decode.snapshot()],
-                               help_text={"decode_ns": "frame decode time, stage decode"})
-        lines = [
-            f"# HELP {prefix}_sessions open binary order-entry connections",
-            f"# TYPE {prefix}_sessions gauge",
-            f"{prefix}_sessions {len(self.sessions)}",
-            f"# HELP {prefix}_pending_logons open connections that have not logged on yet",
-            f"# TYPE {prefix}_pending_logons gauge",
-            f"{prefix}_pending_logons {len(self._pending)}",
-            f"# HELP {prefix}_rejects_total rejected requests by reason",
-            f"# TYPE {prefix}_rejects_total counter",
+        return [
+            *metric_families(prefix, self._counters(), [self.stage_decode.snapshot()],
+                             help_text={"decode_ns": "frame decode time, stage decode"}),
+            gauge(f"{prefix}_sessions", "open binary order-entry connections",
+                  len(self.sessions)),
+            gauge(f"{prefix}_pending_logons", "open connections that have not logged on yet",
+                  len(self._pending)),
+            labelled_counter(f"{prefix}_rejects", "rejected requests by reason", "reason",
+                             [(reject_reason_name(r), n)
+                              for r, n in sorted(self.rejects.items())]),
         ]
-        for reason, n in sorted(self.rejects.items()):
-            lines.append(f'{prefix}_rejects_total{{reason="{reject_reason_name(reason)}"}} {n}')
-        return text + "\n".join(lines) + "\n"
