@@ -121,6 +121,8 @@ _THROTTLED = int(RejectReason.THROTTLED)
 _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
 _CLID_TOO_LONG = int(RejectReason.CLIENT_ORDER_ID_TOO_LONG)
 
+_append_frame = p.append_frame  # bound once: _Session.send is on every report's path
+
 _THROTTLE_MAX_ADDRESSES = 16_384
 """Source addresses whose failed logons are remembered at once (least recently failed
 forgotten first; see :class:`~tickline.core.ratelimit.TokenBuckets`)."""
@@ -460,10 +462,7 @@ class _Session(asyncio.Protocol):
         """Queue one frame; flushed at the end of this loop turn."""
         if self.closed:
             return
-        out = self.out
-        start = len(out)
-        self.gw._encode_into(msg, out, start + p.HEADER)
-        out[start:start + p.HEADER] = (len(out) - start - p.HEADER).to_bytes(p.HEADER, "big")
+        _append_frame(msg, self.out)
         self.gw.frames_out += 1
         if not self.dirty:
             self.dirty = True
@@ -533,7 +532,6 @@ class BinaryGateway:
         self._dirty: list[_Session] = []
         self._flush_scheduled = False
         self._hb_timer: asyncio.TimerHandle | None = None
-        self._encode_into = msgspec.msgpack.Encoder().encode_into
         self.stage_decode = LatencyRecorder("decode_ns")
         # counters (single writer: the event loop)
         self.connections_total = 0
