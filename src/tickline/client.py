@@ -467,10 +467,7 @@ class Client:
     # -- internals ---------------------------------------------------------------------------
 
     def _send(self, msg: msgspec.Struct) -> None:
-        out = self._out
-        start = len(out)
-        _encode_into(msg, out, start + p.HEADER)
-        out[start:start + p.HEADER] = (len(out) - start - p.HEADER).to_bytes(p.HEADER, "big")
+        p.append_frame(msg, self._out)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -594,7 +591,6 @@ class Client:
         self._arm_heartbeat()
 
 
-_encode_into = msgspec.msgpack.Encoder().encode_into
 T = TypeVar("T")
 
 

@@ -54,7 +54,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tickline.core.metrics import LatencyRecorder, prometheus_text
+from prometheus_client.metrics_core import Metric
+
+from tickline.core.metrics import (
+    FamiliesCollector,
+    LatencyRecorder,
+    exposition,
+    metric_families,
+    processor_families,
+)
 from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
 from tickline.matching import (
@@ -518,26 +526,43 @@ class Exchange:
                 "skipped": self.snapshots_skipped, "last_error": self.snapshot_error}
 
     def prometheus(self) -> str:
-        """Every metric in the Prometheus text format: stage histograms and counters."""
-        counters: dict[str, int | float] = {
-            "commands": self.commands,
-            "events": self.events,
-            "snapshots": self.snapshots,
-            "snapshots_failed": self.snapshots_failed,
-            "snapshots_skipped": self.snapshots_skipped,
-        }
-        # Stage latencies: "sequence" is the wait in the inbound ring until the sequencer
-        # takes the command; match/journal/publish are per batch.
-        stages = [
-            dataclasses.replace(self.processor.queue_wait.snapshot(), name="sequence_ns"),
-            self.stage_match.snapshot(), self.stage_journal.snapshot(),
-            self.stage_publish.snapshot(),
-        ]
-        helps = {"snapshots": "snapshots written", "snapshots_failed": "snapshot writes "
-                 "that failed (logged; the journal is intact)", "snapshots_skipped":
-                 "snapshots not started because the previous one was still being written"}
-        return (prometheus_text("tickline_exchange", counters, stages, help_text=helps)
-                + self.processor.prometheus("tickline_inbound"))
+        """Every metric of :class:`ExchangeCollector`, in the Prometheus text format."""
+        return exposition(ExchangeCollector(self))
 
 
-__all__ = ["Exchange", "ExchangeBusy", "ExchangeStopped", "Reply"]
+_HELP = {"snapshots": "snapshots written", "snapshots_failed": "snapshot writes that failed "
+         "(logged; the journal is intact)", "snapshots_skipped": "snapshots not started "
+         "because the previous one was still being written"}
+
+
+class ExchangeCollector(FamiliesCollector):
+    """The exchange's metrics at scrape time: its counters and stage histograms
+    (``tickline_exchange_*``) and its inbound processor's (``tickline_inbound_*``).
+
+    Stage latencies: "sequence" is the wait in the inbound ring until the sequencer takes
+    the command; match/journal/publish are per batch.
+    """
+
+    def __init__(self, exchange: Exchange) -> None:
+        def families() -> list[Metric]:
+            ex = exchange
+            inbound = ex.processor.statistics()  # one snapshot of the ring's queue wait
+            counters: dict[str, int | float] = {
+                "commands": ex.commands,
+                "events": ex.events,
+                "snapshots": ex.snapshots,
+                "snapshots_failed": ex.snapshots_failed,
+                "snapshots_skipped": ex.snapshots_skipped,
+            }
+            stages = [
+                dataclasses.replace(inbound.queue_wait_ns, name="sequence_ns"),
+                ex.stage_match.snapshot(), ex.stage_journal.snapshot(),
+                ex.stage_publish.snapshot(),
+            ]
+            return [*metric_families("tickline_exchange", counters, stages, help_text=_HELP),
+                    *processor_families(inbound, "tickline_inbound")]
+
+        super().__init__(families)
+
+
+__all__ = ["Exchange", "ExchangeBusy", "ExchangeCollector", "ExchangeStopped", "Reply"]

@@ -23,6 +23,10 @@ import signal
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+
 from tickline.config import ServerConfig
 from tickline.core.gctune import (
     REALTIME_THRESHOLDS,
@@ -30,8 +34,8 @@ from tickline.core.gctune import (
     freeze_after_warmup,
     realtime_thresholds,
 )
-from tickline.core.metrics import prometheus_text
-from tickline.exchange import Exchange
+from tickline.core.metrics import FamiliesCollector, metric_families
+from tickline.exchange import Exchange, ExchangeCollector
 
 if TYPE_CHECKING:
     from tickline.gateway.binary import BinaryGateway
@@ -59,6 +63,11 @@ class Server:
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_monitor = GcPauseMonitor().install()  # every collection's pause, in /metrics
+        # This server's metrics, one collector per component (the gateways register theirs
+        # when they start); its own registry, never the global default one.
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(ExchangeCollector(self.exchange))
+        self.registry.register(FamiliesCollector(self._gc_families))
         self.port = 0
         self.http_port = 0
 
@@ -69,6 +78,7 @@ class Server:
         self._runner = asyncio.create_task(self.exchange.run(), name="exchange")
         section = self.config.server
         self.binary = BinaryGateway(self.exchange, self.config)
+        self.registry.register(self.binary.collector)
         self.port = await self.binary.start(section.host, section.port)
         self.http = HttpGateway(self, self.config.websocket)
         self.http_port = await self.http.start(section.host, section.http_port)
@@ -98,17 +108,16 @@ class Server:
         await self._stopped.wait()
 
     def prometheus(self) -> str:
-        """Every metric of the exchange, its gateways and the garbage collector, Prometheus
-        text format."""
-        parts = [self.exchange.prometheus()]
-        if self.binary is not None:
-            parts.append(self.binary.prometheus())
+        """Every metric of the exchange, its gateways and the garbage collector: the
+        Prometheus text format 0.0.4 of :attr:`registry` (what ``GET /metrics`` serves)."""
+        return generate_latest(self.registry).decode()
+
+    def _gc_families(self) -> list[Metric]:
         gc_stats = self.gc_monitor.statistics()
-        parts.append(prometheus_text(
+        return metric_families(
             "tickline_gc",
             {f"collections_gen{g}": n for g, n in enumerate(gc_stats.collections)},
-            [dataclasses.replace(gc_stats.pause_ns, name="pause_ns")]))
-        return "".join(parts)
+            [dataclasses.replace(gc_stats.pause_ns, name="pause_ns")])
 
     def health(self) -> dict[str, Any]:
         """The state an operator or a probe checks; the HTTP gateway answers ``/health``

@@ -1,5 +1,5 @@
-"""LatencyRecorder folds into exactly the histogram direct recording gives; Prometheus text
-parses."""
+"""LatencyRecorder folds into exactly the histogram direct recording gives; the Prometheus
+families and their exposition through prometheus_client."""
 
 from __future__ import annotations
 
@@ -7,9 +7,24 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    SummaryMetricFamily,
+)
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
-from tickline.core.metrics import PERCENTILES, LatencyRecorder, prometheus_text
+from tickline.core.metrics import (
+    PERCENTILES,
+    FamiliesCollector,
+    LatencyRecorder,
+    ProcessorCollector,
+    exposition,
+    metric_families,
+    prometheus_text,
+)
 from tickline.core.processor import EventProcessor
 
 
@@ -79,3 +94,42 @@ def test_processor_prometheus_exposition_parses() -> None:
     assert fams["tickline_processor_processed"].samples[0].value == 10
     assert "tickline_processor_end_to_end_seconds" in fams
     assert "tickline_processor_batch_size" in fams
+
+
+def test_metric_families_are_prometheus_client_families() -> None:
+    """Counters, summaries with the HDR quantiles and ``_max`` gauges, exposed by
+    ``generate_latest`` with the names the hand-written text had."""
+    rec = LatencyRecorder("batch")
+    rec.record_many([1, 2, 3, 4, 100])
+    fams = metric_families("tl", {"processed": 7}, [rec.snapshot()], labels={"shard": "0"},
+                           scale={"batch": 2.0}, help_text={"processed": "events handled"})
+    assert [type(f) for f in fams] == [CounterMetricFamily, SummaryMetricFamily,
+                                       GaugeMetricFamily]
+    text = exposition(FamiliesCollector(lambda: fams))
+    lines = text.splitlines()
+    assert "# HELP tl_processed_total events handled" in lines
+    assert "# TYPE tl_processed_total counter" in lines
+    assert 'tl_processed_total{shard="0"} 7.0' in lines
+    assert 'tl_batch{quantile="0.5",shard="0"} 6.0' in lines  # scaled by 2
+    assert 'tl_batch_count{shard="0"} 5.0' in lines
+    assert 'tl_batch_sum{shard="0"} 220.0' in lines
+    assert 'tl_batch_max{shard="0"} 200.0' in lines
+    assert "# TYPE tl_batch_max gauge" in lines
+
+
+def test_processor_collector_reads_at_scrape_time_and_names_clash_loudly() -> None:
+    """A collector reads the processor when scraped, not when registered; two collectors
+    exposing the same names cannot share a registry."""
+    p: EventProcessor[int] = EventProcessor(capacity=64, name="p1")
+    p.register(int, lambda e: None)
+    collector = ProcessorCollector(p, "tl_proc")
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    p.submit_many(list(range(5)))
+    p.poll()
+    text = generate_latest(registry).decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fams["tl_proc_processed"].samples[0].value == 5
+    assert fams["tl_proc_processed"].samples[0].labels == {"processor": "p1"}
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(ProcessorCollector(p, "tl_proc"))

@@ -55,6 +55,20 @@ def test_encode_frames_appends_consecutive_frames() -> None:
                                                        for m in CLIENT_SAMPLES]
 
 
+def test_append_frame_writes_after_what_the_buffer_holds() -> None:
+    """The one frame writer: each frame goes after the bytes already there, with its own
+    big-endian length prefix, and equals :func:`encode_frame` of the message."""
+    out = bytearray(b"xyz")
+    for msg in SERVER_SAMPLES:
+        p.append_frame(msg, out)
+    assert out[:3] == b"xyz"
+    frames = [p.encode_frame(m) for m in SERVER_SAMPLES]
+    assert bytes(out[3:]) == b"".join(frames)
+    payloads = p.FrameReader(1 << 16).feed(bytes(out[3:]))
+    assert [p.decode_server(x) for x in payloads] == SERVER_SAMPLES
+    assert all(int.from_bytes(f[:4], "big") == len(f) - 4 for f in frames)
+
+
 def test_server_messages_do_not_decode_as_client_messages() -> None:
     with pytest.raises(msgspec.ValidationError):
         p.decode_client(p.encode_frame(p.Error(1, "x"))[4:])

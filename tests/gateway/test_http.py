@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tickline.config import ServerConfig, default_config
 from tickline.core.metrics import LatencyRecorder
-from tickline.exchange import Exchange
+from tickline.exchange import Exchange, ExchangeCollector
 from tickline.gateway.http import HttpGateway, hdr_summary
 from tickline.matching import BUY, SELL, Cancel, NewOrder
 
@@ -40,9 +41,8 @@ class StandInServer:
     def __init__(self, exchange: Exchange, config: ServerConfig | None) -> None:
         self.exchange = exchange
         self.config = config
-
-    def prometheus(self) -> str:
-        return self.exchange.prometheus()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(ExchangeCollector(exchange))
 
     def health(self) -> dict[str, Any]:
         ex = self.exchange
@@ -725,5 +725,144 @@ def test_real_server_serves_metrics_health_and_book(tmp_path: Path) -> None:
             assert r.json()["bids"] == [{"price": "99.50", "quantity": "3", "orders": 1}]
         finally:
             await server.stop()
+
+    asyncio.run(scenario())
+
+
+# Every metric family ``/metrics`` exposed before it was produced through prometheus_client
+# (captured from a running ``tickline serve`` with load), with its type and label names
+# (``quantile`` aside). The exposition may add families; it must never drop or rename one.
+_COUNTERS = (
+    "tickline_binary_broken_frames", "tickline_binary_bytes_in", "tickline_binary_bytes_out",
+    "tickline_binary_client_order_id_too_long", "tickline_binary_connections",
+    "tickline_binary_disconnects", "tickline_binary_exchange_busy", "tickline_binary_frames_in",
+    "tickline_binary_frames_out", "tickline_binary_heartbeat_timeouts",
+    "tickline_binary_login_timeouts", "tickline_binary_logon_failures",
+    "tickline_binary_logon_rejects", "tickline_binary_logon_throttled", "tickline_binary_logons",
+    "tickline_binary_malformed_frames", "tickline_binary_pending_logons_evicted",
+    "tickline_binary_rate_limited", "tickline_binary_requests",
+    "tickline_binary_requests_before_logon", "tickline_binary_sessions_refused",
+    "tickline_binary_slow_consumer_disconnects", "tickline_exchange_commands",
+    "tickline_exchange_events", "tickline_exchange_snapshots",
+    "tickline_exchange_snapshots_skipped",
+    "tickline_gc_collections_gen0", "tickline_gc_collections_gen1", "tickline_gc_collections_gen2",
+    "tickline_ws_bytes_sent", "tickline_ws_frames_sent", "tickline_ws_gaps",
+    "tickline_ws_login_failures", "tickline_ws_login_throttled", "tickline_ws_login_timeouts",
+    "tickline_ws_messages_sent", "tickline_ws_orders", "tickline_ws_resyncs",
+    "tickline_ws_sessions_opened", "tickline_ws_sessions_refused",
+    "tickline_ws_slow_consumer_disconnects",
+)
+_INBOUND_COUNTERS = ("batches", "block_timeouts", "dropped_oldest", "expired", "handler_errors",
+                     "hard_misses", "processed", "rejected", "soft_late", "starvation_overrides",
+                     "submitted", "unhandled")
+_SUMMARIES = ("tickline_binary_decode_seconds", "tickline_exchange_journal_seconds",
+              "tickline_exchange_match_seconds", "tickline_exchange_publish_seconds",
+              "tickline_exchange_sequence_seconds", "tickline_gc_pause_seconds",
+              "tickline_http_request_seconds", "tickline_ws_frame_send_seconds")
+_INBOUND_SUMMARIES = ("batch_size", "end_to_end_seconds", "lateness_seconds",
+                      "queue_wait_seconds", "service_seconds")
+EXPECTED_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{n: ("counter", ()) for n in _COUNTERS},
+    **{f"tickline_inbound_{n}": ("counter", ("processor",)) for n in _INBOUND_COUNTERS},
+    **{n: ("summary", ()) for n in _SUMMARIES},
+    **{f"{n}_max": ("gauge", ()) for n in _SUMMARIES},
+    **{f"tickline_inbound_{n}": ("summary", ("processor",)) for n in _INBOUND_SUMMARIES},
+    **{f"tickline_inbound_{n}_max": ("gauge", ("processor",)) for n in _INBOUND_SUMMARIES},
+    "tickline_binary_pending_logons": ("gauge", ()),
+    "tickline_binary_sessions": ("gauge", ()),
+    "tickline_ws_pending_max": ("gauge", ()),
+    "tickline_ws_sessions": ("gauge", ()),
+    "tickline_ws_sessions_anonymous": ("gauge", ()),
+    "tickline_binary_rejects": ("counter", ("reason",)),
+    "tickline_http_requests": ("counter", ("code", "route")),
+    "tickline_ws_errors": ("counter", ("code",)),
+}
+
+
+def test_real_server_metrics_keep_every_name_and_label(tmp_path: Path) -> None:
+    """``/metrics`` of a loaded server: every family of :data:`EXPECTED_FAMILIES` with its
+    type and labels, counters exposed as ``*_total``, percentiles as summary quantiles, and
+    numbers that are the components' own."""
+    from tickline.client import Client, ClientError
+    from tickline.config import load_config
+    from tickline.server import Server
+
+    async def scenario() -> None:
+        config = load_config(None, port=0, http_port=0, journal_dir=str(tmp_path / "j"),
+                             durability="none")
+        server = Server(config)
+        await server.start()
+        try:
+            async with await Client.connect("127.0.0.1", server.port, "demo-key-1") as client:
+                await client.new_order("AAPL", "buy", "3", price="99.50")
+                with pytest.raises(ClientError):
+                    await client.cancel("AAPL", 999)  # UNKNOWN_ORDER: rejects{reason}
+            ws = await ws_connect(server.http_port)
+            await ws.send("not json")  # ws_errors{code="invalid_json"}
+            await read_until(ws, lambda m: m["type"] == "error")
+            await ws.close()
+            await settle(server.exchange)
+            r = await get(server.http_port, "/metrics")
+            assert r.status == 200
+            text = r.body.decode()
+        finally:
+            await server.stop()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        missing = sorted(set(EXPECTED_FAMILIES) - set(families))
+        assert missing == []
+        for name, (kind, labels) in EXPECTED_FAMILIES.items():
+            fam = families[name]
+            assert fam.type == kind, name
+            assert fam.samples, name
+            for s in fam.samples:
+                assert tuple(sorted(set(s.labels) - {"quantile"})) == labels, (name, s)
+                if kind == "counter":
+                    assert s.name == f"{name}_total", s.name
+        assert "# TYPE tickline_exchange_commands_total counter" in text
+        quantiles = {s.labels["quantile"] for s in families["tickline_exchange_match_seconds"]
+                     .samples if "quantile" in s.labels}
+        assert quantiles == {"0.5", "0.9", "0.99", "0.999", "0.9999"}
+        assert families["tickline_exchange_commands"].samples[0].value == 2
+        assert families["tickline_inbound_processed"].samples[0].labels == {
+            "processor": "exchange"}
+        rejects = {s.labels["reason"]: s.value for s in families["tickline_binary_rejects"].samples}
+        assert rejects == {"UNKNOWN_ORDER": 1}
+        errors = {s.labels["code"]: s.value for s in families["tickline_ws_errors"].samples}
+        assert errors == {"invalid_json": 1}
+
+    asyncio.run(scenario())
+
+
+def test_each_server_has_its_own_registry(tmp_path: Path) -> None:
+    """Two servers in one process: each ``/metrics`` counts only its own commands, nothing
+    lands in prometheus_client's global default registry, and a stopped HTTP gateway's
+    collector leaves its server's registry."""
+    from prometheus_client import REGISTRY
+
+    from tickline.config import load_config
+    from tickline.server import Server
+
+    async def scenario() -> None:
+        servers = [Server(load_config(None, port=0, http_port=0,
+                                      journal_dir=str(tmp_path / f"j{i}"), durability="none"))
+                   for i in range(2)]
+        for s in servers:
+            await s.start()
+        try:
+            for i, s in enumerate(servers):
+                for k in range(i + 1):
+                    s.exchange.submit(order(1, BUY, "99.50", str(k + 1)))
+                await settle(s.exchange)
+            for i, s in enumerate(servers):
+                r = await get(s.http_port, "/metrics")
+                fams = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
+                assert fams["tickline_exchange_commands"].samples[0].value == i + 1
+                assert "tickline_ws_sessions" in fams
+            assert not any(f.name.startswith("tickline_") for f in REGISTRY.collect())
+        finally:
+            for s in servers:
+                await s.stop()
+        after = {f.name for f in text_string_to_metric_families(servers[0].prometheus())}
+        assert "tickline_exchange_commands" in after and "tickline_ws_sessions" not in after
 
     asyncio.run(scenario())

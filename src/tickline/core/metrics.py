@@ -14,22 +14,48 @@ fills (1,024 values by default) or on a snapshot. Folding groups equal values wi
 (so the histogram is identical -- a test checks it), ~0.25 µs per distinct value. The buffer
 is small on purpose: a fold is a stall of the recording thread, and an 8,192-value buffer
 measured as a ~3 ms stall in the processor's tail (see docs/benchmarks.md).
+
+Prometheus export goes through ``prometheus_client``, never hand-written text: every
+component has a collector (a :class:`FamiliesCollector`) that turns its counters and
+histogram snapshots into metric families at scrape time (:func:`metric_families`; HDR
+percentiles as a ``summary`` with ``quantile`` labels plus a ``*_max`` gauge), a server
+registers its components' collectors in its own ``CollectorRegistry`` (never the global
+default one, so several servers in one process do not clash), and ``generate_latest`` writes
+the ``/metrics`` body.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from hdrh.histogram import HdrHistogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
 
 __all__ = [
     "PERCENTILES",
+    "FamiliesCollector",
     "HistogramSnapshot",
     "LatencyRecorder",
+    "ProcessorCollector",
+    "ProcessorSource",
+    "ProcessorStats",
+    "exposition",
+    "gauge",
+    "labelled_counter",
+    "metric_families",
+    "processor_families",
     "prometheus_text",
 ]
 
@@ -272,33 +298,143 @@ def percentiles_of(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[flo
     return out
 
 
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+
 def _prom_name(name: str) -> str:
-    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    """``name`` as a valid Prometheus metric name (other characters become ``_``)."""
+    out = _NOT_NAME_CHAR.sub("_", name)
     return out if not out[:1].isdigit() else "_" + out
 
 
-def _prom_value(v: float) -> str:
-    if isinstance(v, int):
-        return str(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v))
+def metric_families(
+    prefix: str,
+    counters: Mapping[str, int | float],
+    histograms: Iterable[HistogramSnapshot],
+    *,
+    labels: Mapping[str, str] | None = None,
+    scale: Mapping[str, float] | None = None,
+    help_text: Mapping[str, str] | None = None,
+) -> list[Metric]:
+    """Counters and histogram snapshots as ``prometheus_client`` metric families.
+
+    Built at scrape time from numbers the components already keep (nothing is recorded
+    per event for Prometheus). Each counter ``name`` becomes a :class:`CounterMetricFamily`
+    ``<prefix>_<name>`` (exposed as ``<prefix>_<name>_total``); each histogram becomes a
+    ``summary`` with the :data:`PERCENTILES` as ``quantile`` samples plus ``_count`` and
+    ``_sum``, and a ``<name>_max`` gauge. A histogram named ``*_ns`` is exported in seconds
+    (Prometheus's base unit) as ``*_seconds``; ``scale`` multiplies any other histogram's
+    values. ``labels`` go on every sample. O(counters + histograms).
+    """
+    lab = dict(labels or {})
+    keys = list(lab)
+    values = list(lab.values())
+    sc = scale or {}
+    helps = help_text or {}
+    out: list[Metric] = []
+    for name, value in counters.items():
+        counter = CounterMetricFamily(_prom_name(f"{prefix}_{name}"),
+                                      helps.get(name, name.replace("_", " ")), labels=keys)
+        counter.add_metric(values, value)
+        out.append(counter)
+    for snap in histograms:
+        name = snap.name
+        if name.endswith("_ns"):  # Prometheus's base unit is the second
+            k = 1e-9
+            name = name[:-3] + "_seconds"
+        else:
+            k = sc.get(snap.name, 1.0)
+        full = _prom_name(f"{prefix}_{name}")
+        summary = SummaryMetricFamily(full, helps.get(snap.name, name.replace("_", " ")),
+                                      labels=keys)
+        for p, v in snap.percentiles.items():
+            summary.add_sample(full, {**lab, "quantile": f"{p / 100.0:.6g}"},
+                               v * k if k != 1.0 else v)
+        summary.add_sample(full + "_count", lab, snap.count)
+        summary.add_sample(full + "_sum", lab, snap.total * k if k != 1.0 else snap.total)
+        out.append(summary)
+        out.append(gauge(full + "_max", "largest value recorded",
+                         snap.max * k if k != 1.0 else snap.max, lab))
+    return out
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def gauge(name: str, help_text: str, value: float,
+          labels: Mapping[str, str] | None = None) -> GaugeMetricFamily:
+    """One gauge family with one sample (``labels`` on it, if any)."""
+    lab = dict(labels or {})
+    family = GaugeMetricFamily(name, help_text, labels=list(lab))
+    family.add_metric(list(lab.values()), value)
+    return family
 
 
-def _labels(labels: Mapping[str, str], extra: Mapping[str, str] | None = None) -> str:
-    items = dict(labels)
-    if extra:
-        items.update(extra)
-    if not items:
-        return ""
-    body = ",".join(f'{_prom_name(k)}="{_escape(str(v))}"' for k, v in items.items())
-    return "{" + body + "}"
+def labelled_counter(name: str, help_text: str, label: str,
+                     counts: Iterable[tuple[str, int | float]]) -> CounterMetricFamily:
+    """One counter family (``name``, exposed as ``name_total``) with a sample per value of
+    one ``label``, e.g. requests by route or rejects by reason."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value, n in counts:
+        family.add_metric([value], n)
+    return family
+
+
+class ProcessorSource(Protocol):
+    """What :class:`ProcessorCollector` reads: an
+    :class:`~tickline.core.processor.EventProcessor` (its ``statistics()`` has ``name``,
+    ``counters()`` and ``histograms()``)."""
+
+    def statistics(self) -> ProcessorStats: ...
+
+
+class ProcessorStats(Protocol):
+    """A :class:`~tickline.core.processor.ProcessorStatistics` as the collectors read it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def counters(self) -> Mapping[str, int]: ...
+
+    def histograms(self) -> Iterable[HistogramSnapshot]: ...
+
+
+class FamiliesCollector(Collector):
+    """A collector whose families are built by ``families()`` at each scrape.
+
+    The base of every component's collector: the component keeps its own single-writer
+    counters and histograms, and the collector turns a snapshot of them into families only
+    when ``/metrics`` is read (no per-event Prometheus instrumentation on the hot path).
+    """
+
+    def __init__(self, families: Callable[[], Iterable[Metric]]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        """The families as of now."""
+        return self._families()
+
+
+class ProcessorCollector(FamiliesCollector):
+    """An event processor's counters and histograms (latencies in seconds), every sample
+    labelled ``processor="<name>"``, names prefixed ``prefix``."""
+
+    def __init__(self, processor: ProcessorSource, prefix: str = "tickline_processor") -> None:
+        super().__init__(lambda: processor_families(processor.statistics(), prefix))
+
+
+def processor_families(stats: ProcessorStats, prefix: str) -> list[Metric]:
+    """The families of one processor statistics snapshot (see :class:`ProcessorCollector`);
+    for a collector that reads the snapshot for its own numbers too."""
+    return metric_families(prefix, stats.counters(), stats.histograms(),
+                           labels={"processor": stats.name})
+
+
+def exposition(*collectors: Collector) -> str:
+    """The Prometheus text format 0.0.4 of ``collectors``, through a private
+    :class:`CollectorRegistry` and ``generate_latest`` (for a component's own ``prometheus()``
+    text and tests; a server scrapes its one registry)."""
+    registry = CollectorRegistry(auto_describe=True)
+    for c in collectors:
+        registry.register(c)
+    return generate_latest(registry).decode()
 
 
 def prometheus_text(
@@ -310,42 +446,7 @@ def prometheus_text(
     scale: Mapping[str, float] | None = None,
     help_text: Mapping[str, str] | None = None,
 ) -> str:
-    """Render counters and histogram snapshots in the Prometheus text exposition format 0.0.4.
-
-    Counters become ``<prefix>_<name>_total``; each histogram becomes a ``summary`` with the
-    :data:`PERCENTILES` as quantiles plus ``_count`` and ``_sum``, and a ``<name>_max`` gauge.
-    A histogram named ``*_ns`` is exported in seconds (Prometheus's base unit) as
-    ``*_seconds``; ``scale`` multiplies any other histogram's values. The output parses with
-    ``prometheus_client.parser.text_string_to_metric_families``.
-    """
-    lab = dict(labels or {})
-    sc = scale or {}
-    helps = help_text or {}
-    lines: list[str] = []
-    for name, value in counters.items():
-        full = _prom_name(f"{prefix}_{name}")
-        lines.append(f"# HELP {full}_total {helps.get(name, name.replace('_', ' '))}")
-        lines.append(f"# TYPE {full}_total counter")
-        lines.append(f"{full}_total{_labels(lab)} {_prom_value(value)}")
-    for snap in histograms:
-        name = snap.name
-        if name.endswith("_ns"):  # Prometheus's base unit is the second
-            k = 1e-9
-            name = name[:-3] + "_seconds"
-        else:
-            k = sc.get(snap.name, 1.0)
-        full = _prom_name(f"{prefix}_{name}")
-        lines.append(f"# HELP {full} {helps.get(snap.name, name.replace('_', ' '))}")
-        lines.append(f"# TYPE {full} summary")
-        for p, v in snap.percentiles.items():
-            q = f"{p / 100.0:.6g}"
-            val = v * k if k != 1.0 else v
-            lines.append(f"{full}{_labels(lab, {'quantile': q})} {_prom_value(val)}")
-        total = snap.total * k if k != 1.0 else snap.total
-        lines.append(f"{full}_count{_labels(lab)} {snap.count}")
-        lines.append(f"{full}_sum{_labels(lab)} {_prom_value(total)}")
-        lines.append(f"# HELP {full}_max largest value recorded")
-        lines.append(f"# TYPE {full}_max gauge")
-        mx = snap.max * k if k != 1.0 else snap.max
-        lines.append(f"{full}_max{_labels(lab)} {_prom_value(mx)}")
-    return "\n".join(lines) + "\n"
+    """:func:`metric_families` rendered by ``prometheus_client`` (text format 0.0.4)."""
+    families = metric_families(prefix, counters, histograms, labels=labels, scale=scale,
+                               help_text=help_text)
+    return exposition(FamiliesCollector(lambda: families))

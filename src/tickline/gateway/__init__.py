@@ -3,7 +3,8 @@
 * :mod:`~tickline.gateway.protocol` — the binary order-entry wire format (length-prefixed,
   typed MessagePack frames);
 * :mod:`~tickline.gateway.binary` — the binary order-entry server: sessions, logon by account
-  key, rate and in-flight limits, execution reports;
+  key, rate and in-flight limits, execution reports (one connection's protocol in
+  :mod:`~tickline.gateway.binary_session`);
 * :mod:`~tickline.gateway.http` — HTTP (``/metrics``, ``/health``, ``/book/<symbol>``,
   ``/stats.json``), the live dashboard page and its WebSocket feed, on one port.
 

@@ -19,7 +19,8 @@ Endpoints
 ---------
 =====================  ===================================================================
 ``GET /``              the dashboard (a self-contained HTML page, no external fetches)
-``GET /metrics``       Prometheus text 0.0.4: the server's metrics plus this gateway's own
+``GET /metrics``       Prometheus text 0.0.4 of the server's registry (this gateway's own
+                       collector included), through ``prometheus_client``
 ``GET /health``        ``server.health()`` as JSON; 200 when ``status`` is ``ok``, else 503
 ``GET /book/SYM``      ``?depth=N`` (1..1000, default 10): levels best first as decimal
                        strings, the ``depth.SYM`` topic sequence, best bid and ask; 404 with
@@ -135,6 +136,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -142,12 +145,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tickline.config import WebSocketConfig
-from tickline.core.metrics import LatencyRecorder, prometheus_text
+from tickline.core.metrics import LatencyRecorder, exposition
 from tickline.core.ratelimit import TokenBuckets
 from tickline.exchange import Exchange
 from tickline.gateway.admission import Admission, OriginPolicy
 from tickline.gateway.jsonfmt import Format, encoder
-from tickline.gateway.stats import GatewayStatistics, Sampler, WsCounters, hdr_summary
+from tickline.gateway.stats import (
+    GatewayStatistics,
+    HttpCollector,
+    Sampler,
+    WsCounters,
+    hdr_summary,
+)
 from tickline.gateway.wssession import Session
 
 if TYPE_CHECKING:
@@ -167,12 +176,15 @@ _THROTTLE_MAX_ADDRESSES = 16_384
 class ServerLike(Protocol):
     """What the gateway needs from :class:`tickline.server.Server` (tests may pass a
     stand-in). ``config`` (optional) supplies the account keys for WebSocket login, the
-    ``[websocket]`` settings and the order limits."""
+    ``[websocket]`` settings and the order limits. ``registry`` holds the server's metric
+    collectors: the gateway adds its own while it runs and serves the whole registry as
+    ``/metrics``."""
 
     @property
     def exchange(self) -> Exchange: ...
 
-    def prometheus(self) -> str: ...
+    @property
+    def registry(self) -> CollectorRegistry: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -227,6 +239,9 @@ class HttpGateway:
         # scrape's percentile walk costs ~0.3 ms of loop time rather than ~3 ms.
         self._http_latency = LatencyRecorder("http_request_seconds", significant_figures=2)
         self.frame_send_latency = LatencyRecorder("frame_send_seconds", significant_figures=2)
+        self.collector = HttpCollector(self.statistics, self.counters, self._requests,
+                                       self.frame_send_latency, self._http_latency)
+        self._registered = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -247,11 +262,17 @@ class HttpGateway:
             [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in sockets],
             s.allowed_origins)
         self.sampler.start()
+        if not self._registered:
+            self.server.registry.register(self.collector)
+            self._registered = True
         return self.port
 
     async def close(self) -> None:
         """Stop listening, close every WebSocket (1001) and wait for them. Idempotent."""
         self.sampler.stop()
+        if self._registered:
+            self.server.registry.unregister(self.collector)
+            self._registered = False
         server = self._server
         if server is None:
             return
@@ -300,7 +321,7 @@ class HttpGateway:
         if route == "/":
             return route, _response(200, self._dashboard, _HTML)
         if route == "/metrics":
-            body = (self.server.prometheus() + self.prometheus()).encode()
+            body = generate_latest(self.server.registry)
             return route, _response(200, body, _PROMETHEUS)
         if route == "/health":
             health = self.server.health()
@@ -427,61 +448,8 @@ class HttpGateway:
         )
 
     def prometheus(self) -> str:
-        """This gateway's metrics in the Prometheus text format 0.0.4."""
-        st = self.statistics()
-        lines = [
-            "# HELP tickline_http_requests_total HTTP requests by route and status code",
-            "# TYPE tickline_http_requests_total counter",
-        ]
-        for (route, code), n in sorted(self._requests.items()):
-            lines.append(f'tickline_http_requests_total{{route="{route}",code="{code}"}} {n}')
-        lines += [
-            "# HELP tickline_ws_errors_total typed errors sent to WebSocket clients, by code",
-            "# TYPE tickline_ws_errors_total counter",
-        ]
-        lines.extend(f'tickline_ws_errors_total{{code="{code}"}} {n}'
-                     for code, n in sorted(self.counters.errors.items()))
-        lines += [
-            "# HELP tickline_ws_sessions WebSocket sessions open now",
-            "# TYPE tickline_ws_sessions gauge",
-            f"tickline_ws_sessions {st.ws_sessions_active}",
-            "# HELP tickline_ws_sessions_anonymous WebSocket sessions open now, not logged in",
-            "# TYPE tickline_ws_sessions_anonymous gauge",
-            f"tickline_ws_sessions_anonymous {st.ws_sessions_anonymous}",
-            "# HELP tickline_ws_pending_max most messages waiting in one session now",
-            "# TYPE tickline_ws_pending_max gauge",
-            f"tickline_ws_pending_max {st.ws_pending_max}",
-        ]
-        text = "\n".join(lines) + "\n"
-        counters = {
-            "sessions_opened": st.ws_sessions_opened,
-            "sessions_refused": st.ws_sessions_refused,
-            "frames_sent": st.ws_frames_sent,
-            "messages_sent": st.ws_messages_sent,
-            "bytes_sent": st.ws_bytes_sent,
-            "slow_consumer_disconnects": st.ws_slow_consumer_disconnects,
-            "resyncs": st.ws_resyncs,
-            "gaps": st.ws_gaps,
-            "orders": st.ws_orders,
-            "login_failures": st.ws_login_failures,
-            "login_throttled": st.ws_login_throttled,
-            "login_timeouts": st.ws_login_timeouts,
-        }
-        text += prometheus_text(
-            "tickline_ws", counters, [self.frame_send_latency.snapshot()],
-            scale={"frame_send_seconds": 1e-9},
-            help_text={"frame_send_seconds": "seconds to write one WebSocket frame (includes "
-                                             "waiting for the client)",
-                       "login_failures": "WebSocket logins with an unknown key",
-                       "login_throttled": "WebSocket logins refused unchecked (rate_limited) "
-                                          "after too many failures from the address",
-                       "login_timeouts": "WebSocket sessions on probation closed for not "
-                                         "logging in in time"})
-        text += prometheus_text("tickline", {}, [self._http_latency.snapshot()],
-                                scale={"http_request_seconds": 1e-9},
-                                help_text={"http_request_seconds": "seconds to answer one HTTP "
-                                           "request (excluding network)"})
-        return text
+        """This gateway's own metrics (:attr:`collector`) in the Prometheus text format."""
+        return exposition(self.collector)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ __all__ = [
     "ServerMessage",
     "SessionKind",
     "TestRequest",
+    "append_frame",
     "decode_client",
     "decode_server",
     "encode_frame",
@@ -452,7 +453,7 @@ ServerMessage = (LogonAck | LogonReject | Logout | Heartbeat | TestRequest | Err
 
 _client_decoder: msgspec.msgpack.Decoder[ClientMessage] = msgspec.msgpack.Decoder(ClientMessage)
 _server_decoder: msgspec.msgpack.Decoder[ServerMessage] = msgspec.msgpack.Decoder(ServerMessage)
-_encoder = msgspec.msgpack.Encoder()
+_encode_into = msgspec.msgpack.Encoder().encode_into
 
 
 def decode_client(payload: bytes | memoryview) -> ClientMessage:
@@ -466,23 +467,32 @@ def decode_server(payload: bytes | memoryview) -> ServerMessage:
     return _server_decoder.decode(payload)
 
 
+def append_frame(msg: msgspec.Struct, out: bytearray) -> None:
+    """Append ``msg`` to ``out`` as one frame: the payload is encoded straight into ``out``
+    after a reserved length prefix, which is then filled in (no intermediate ``bytes``).
+
+    The one place frames are written: the binary gateway's sessions, the client and
+    :func:`encode_frame`/:func:`encode_frames` all call it. One ``encode_into`` and one
+    4-byte slice assignment; the encoder is shared (msgspec encoders keep no state between
+    calls, so any thread may use it).
+    """
+    start = len(out)
+    _encode_into(msg, out, start + HEADER)
+    out[start:start + HEADER] = (len(out) - start - HEADER).to_bytes(HEADER, "big")
+
+
 def encode_frame(msg: msgspec.Struct) -> bytes:
     """One message as a complete frame (header + payload)."""
-    buf = bytearray(HEADER)
-    _encoder.encode_into(msg, buf, HEADER)
-    buf[0:HEADER] = (len(buf) - HEADER).to_bytes(HEADER, "big")
+    buf = bytearray()
+    append_frame(msg, buf)
     return bytes(buf)
 
 
 def encode_frames(msgs: list[msgspec.Struct], out: bytearray | None = None) -> bytearray:
-    """Append each message as a frame to ``out`` (a new buffer if None); return it. One
-    ``encode_into`` per message, no intermediate ``bytes``."""
+    """Append each message as a frame to ``out`` (a new buffer if None); return it."""
     buf = out if out is not None else bytearray()
-    encode_into = _encoder.encode_into
     for msg in msgs:
-        start = len(buf)
-        encode_into(msg, buf, start + HEADER)
-        buf[start:start + HEADER] = (len(buf) - start - HEADER).to_bytes(HEADER, "big")
+        append_frame(msg, buf)
     return buf
 
 

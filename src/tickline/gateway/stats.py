@@ -5,7 +5,8 @@ by the gateway, its sessions and their feeds; :class:`GatewayStatistics` is its 
 :class:`Sampler` produces the ``stats`` documents of ``GET /stats.json`` and the WebSocket
 ``stats`` channel. A published sample is shared by every subscriber and never changed after
 publication: readers copy it (see :meth:`Sampler.preview` for a document taken without
-publishing anything).
+publishing anything). :class:`HttpCollector` exposes the counters and the gateway's two
+histograms to Prometheus at scrape time.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tickline.core.metrics import LatencyRecorder
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+from tickline.core.metrics import (
+    FamiliesCollector,
+    LatencyRecorder,
+    gauge,
+    labelled_counter,
+    metric_families,
+)
 from tickline.exchange import Exchange
 
-__all__ = ["GatewayStatistics", "Sampler", "WsCounters", "hdr_summary"]
+__all__ = ["GatewayStatistics", "HttpCollector", "Sampler", "WsCounters", "hdr_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,69 @@ class GatewayStatistics:
     ws_login_failures: int = 0
     ws_login_throttled: int = 0
     ws_login_timeouts: int = 0
+
+
+class HttpCollector(FamiliesCollector):
+    """The HTTP/WebSocket gateway's metrics at scrape time: requests by route and status
+    code, WebSocket errors by code, the session gauges, the counters of
+    :class:`GatewayStatistics` (``tickline_ws_*``), the frame-send and request-time
+    histograms. ``requests`` is the gateway's live ``(route, code) -> count`` dict (read,
+    never changed, here). O(routes + error codes + sessions) per scrape."""
+
+    def __init__(self, statistics: Callable[[], GatewayStatistics], counters: WsCounters,
+                 requests: Mapping[tuple[str, int], int], frame_send: LatencyRecorder,
+                 http_latency: LatencyRecorder) -> None:
+        def families() -> list[Metric]:
+            st = statistics()
+            ws_counters = {
+                "sessions_opened": st.ws_sessions_opened,
+                "sessions_refused": st.ws_sessions_refused,
+                "frames_sent": st.ws_frames_sent,
+                "messages_sent": st.ws_messages_sent,
+                "bytes_sent": st.ws_bytes_sent,
+                "slow_consumer_disconnects": st.ws_slow_consumer_disconnects,
+                "resyncs": st.ws_resyncs,
+                "gaps": st.ws_gaps,
+                "orders": st.ws_orders,
+                "login_failures": st.ws_login_failures,
+                "login_throttled": st.ws_login_throttled,
+                "login_timeouts": st.ws_login_timeouts,
+            }
+            by_route = CounterMetricFamily("tickline_http_requests",
+                                           "HTTP requests by route and status code",
+                                           labels=["route", "code"])
+            for (route, code), n in sorted(requests.items()):
+                by_route.add_metric([route, str(code)], n)
+            return [
+                by_route,
+                labelled_counter("tickline_ws_errors",
+                                 "typed errors sent to WebSocket clients, by code", "code",
+                                 sorted(counters.errors.items())),
+                gauge("tickline_ws_sessions", "WebSocket sessions open now",
+                      st.ws_sessions_active),
+                gauge("tickline_ws_sessions_anonymous",
+                      "WebSocket sessions open now, not logged in", st.ws_sessions_anonymous),
+                gauge("tickline_ws_pending_max", "most messages waiting in one session now",
+                      st.ws_pending_max),
+                *metric_families(
+                    "tickline_ws", ws_counters, [frame_send.snapshot()],
+                    scale={"frame_send_seconds": 1e-9},
+                    help_text={"frame_send_seconds": "seconds to write one WebSocket frame "
+                                                     "(includes waiting for the client)",
+                               "login_failures": "WebSocket logins with an unknown key",
+                               "login_throttled": "WebSocket logins refused unchecked "
+                                                  "(rate_limited) after too many failures "
+                                                  "from the address",
+                               "login_timeouts": "WebSocket sessions on probation closed for "
+                                                 "not logging in in time"}),
+                *metric_families(
+                    "tickline", {}, [http_latency.snapshot()],
+                    scale={"http_request_seconds": 1e-9},
+                    help_text={"http_request_seconds": "seconds to answer one HTTP request "
+                                                       "(excluding network)"}),
+            ]
+
+        super().__init__(families)
 
 
 def hdr_summary(rec: LatencyRecorder) -> dict[str, int]:
