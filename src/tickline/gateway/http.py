@@ -28,6 +28,8 @@ Endpoints
 ``GET /stats.json``    stage latency percentiles, throughput and the recent latency
                        distribution (what the dashboard's ``stats`` channel pushes)
 ``GET /ws``            the WebSocket (below)
+``POST /admin/ACTION`` halt / resume a symbol, kill / enable an account, with the admin key
+                       (:mod:`tickline.gateway.admin`; off unless ``server.admin_key`` is set)
 =====================  ===================================================================
 
 Anything else is 404, a method other than GET is 405; every error body is JSON
@@ -148,6 +150,7 @@ from tickline.config import WebSocketConfig
 from tickline.core.metrics import LatencyRecorder, exposition
 from tickline.core.ratelimit import TokenBuckets
 from tickline.exchange import Exchange
+from tickline.gateway.admin import AdminEndpoint, AdminError
 from tickline.gateway.admission import Admission, OriginPolicy
 from tickline.gateway.jsonfmt import Format, encoder
 from tickline.gateway.stats import (
@@ -167,7 +170,7 @@ __all__ = ["GatewayStatistics", "HttpGateway", "ServerLike", "hdr_summary"]
 _JSON = "application/json"
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
-_ROUTES = ("/", "/metrics", "/health", "/book", "/stats.json", "/ws", "other")
+_ROUTES = ("/", "/metrics", "/health", "/book", "/stats.json", "/ws", "/admin", "other")
 _MAX_BOOK_DEPTH = 1000
 _THROTTLE_MAX_ADDRESSES = 16_384
 """Source addresses whose failed logins are remembered (least recently used forgotten)."""
@@ -242,6 +245,9 @@ class HttpGateway:
         self.collector = HttpCollector(self.statistics, self.counters, self._requests,
                                        self.frame_send_latency, self._http_latency)
         self._registered = False
+        self.admin = AdminEndpoint(
+            self.exchange, config.server.admin_key if config is not None else None,
+            {a.id for a in config.accounts} if config is not None else set())
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -251,7 +257,7 @@ class HttpGateway:
                            .joinpath("static/dashboard.html").read_bytes())
         s = self.settings
         self._server = await serve(
-            self._session, host, port, process_request=self._route,
+            self._session, host, port, process_request=self._process,
             max_size=s.max_frame_bytes, max_queue=16, write_limit=s.write_limit,
             compression=None, ping_interval=20, ping_timeout=20, close_timeout=2,
             open_timeout=10, server_header="tickline",
@@ -287,6 +293,38 @@ class HttpGateway:
         return self.admission.sessions
 
     # -- HTTP ------------------------------------------------------------------------------
+
+    async def _process(self, connection: ServerConnection,
+                       request: Request) -> Response | None:
+        """``/admin/...`` awaits its journaled outcome; every other route answers at once."""
+        path = urlsplit(request.path).path
+        if path == "/admin" or path.startswith("/admin/"):
+            t0 = time.perf_counter_ns()
+            response = await self._admin(request, path[len("/admin/"):])
+            key = ("/admin", response.status_code)
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._http_latency.record(time.perf_counter_ns() - t0)
+            return response
+        return self._route(connection, request)
+
+    async def _admin(self, request: Request, action: str) -> Response:
+        admin = self.admin
+        if not admin.enabled:
+            return _error(404, "not_found", "no admin endpoint (server.admin_key is not set)")
+        method = getattr(request, "method", "GET")
+        if method != "POST":
+            return _error(405, "method_not_allowed",
+                          f"method {method!r} not allowed; use POST", allow="POST")
+        origin = request.headers.get("Origin")
+        if not self.origins.allows(origin):
+            return _error(403, "forbidden_origin", f"origin {str(origin)[:100]!r} refused")
+        try:
+            result = await admin.run(action, urlsplit(request.path).query, request.headers)
+        except AdminError as e:
+            return _error(e.status, e.code, e.message)
+        except TimeoutError:
+            return _error(504, "timeout", "the action was not journaled within 10 s")
+        return _response(200, encoder.encode(result), _JSON)
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         t0 = time.perf_counter_ns()
