@@ -1,4 +1,4 @@
-"""The ``tickline`` command line: serve, demo, bench, replay, journal, loadgen, admin.
+"""The ``tickline`` command line: serve, demo, bench, replay, journal, loadgen, admin, account.
 
 Each command imports its implementation lazily so that ``tickline --help`` stays instant and
 one subsystem's dependencies never slow another's start.
@@ -334,6 +334,119 @@ def admin_enable(account: int, url: UrlOption = "http://127.0.0.1:8080",
                  key: KeyOption = "") -> None:
     """Lift ACCOUNT's kill switch."""
     _admin(url, key, "enable", f"account={account}")
+
+
+# --- account (a member's view of its orders and reports) ----------------------------------------
+
+account_app = typer.Typer(help="Your account on a running server, over the binary port: open "
+                               "orders, order status, mass cancel, reports (resume, drop copy).",
+                          no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+PortOption = Annotated[int, typer.Option(help="Binary order-entry port.")]
+HostOption = Annotated[str, typer.Option(help="Server address.")]
+AccountKey = Annotated[str, typer.Option("--key", help="Account key.",
+                                         envvar="TICKLINE_KEY")]
+
+
+def _state_json(state: Any) -> str:
+    import msgspec
+
+    from tickline.gateway.protocol import OrderStatus
+
+    row: dict[str, Any] = msgspec.structs.asdict(state)
+
+    row["status"] = OrderStatus(row["status"]).name.lower()
+    avg = state.avg_price
+    row["avg_price"] = str(avg) if avg is not None else None
+    return msgspec.json.encode(row).decode()
+
+
+def _account_call(host: str, port: int, key: str, what: Any, **connect: Any) -> None:
+    import asyncio
+
+    from tickline.client import Client, ClientError
+
+    async def go() -> None:
+        client = await Client.connect(host, port, key, **connect)
+        try:
+            await what(client)
+        finally:
+            client.close()
+            await client.wait_closed()
+
+    try:
+        asyncio.run(go())
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+@account_app.command("open-orders")
+def account_open_orders(symbol: Annotated[str | None, typer.Argument()] = None,
+                        key: AccountKey = "demo-key-1", host: HostOption = "127.0.0.1",
+                        port: PortOption = 7001) -> None:
+    """The account's open orders (one JSON object a line)."""
+    async def what(client: Any) -> None:
+        for state in await client.open_orders(symbol):
+            typer.echo(_state_json(state))
+    _account_call(host, port, key, what)
+
+
+@account_app.command("status")
+def account_status(symbol: str, order_id: Annotated[int, typer.Argument()] = 0,
+                   client_order_id: Annotated[str, typer.Option()] = "",
+                   key: AccountKey = "demo-key-1", host: HostOption = "127.0.0.1",
+                   port: PortOption = 7001) -> None:
+    """One order's state, by engine ORDER_ID or --client-order-id."""
+    async def what(client: Any) -> None:
+        typer.echo(_state_json(await client.order_status(symbol, order_id,
+                                                         client_order_id=client_order_id)))
+    _account_call(host, port, key, what)
+
+
+@account_app.command("mass-cancel")
+def account_mass_cancel(symbol: Annotated[str | None, typer.Argument()] = None,
+                        side: Annotated[str | None, typer.Option(help="buy or sell")] = None,
+                        key: AccountKey = "demo-key-1", host: HostOption = "127.0.0.1",
+                        port: PortOption = 7001) -> None:
+    """Cancel every open order of the account (optionally one symbol and/or side)."""
+    async def what(client: Any) -> None:
+        cancelled = await client.mass_cancel(symbol, side)
+        typer.echo(f"cancelled {len(cancelled)} orders")
+    _account_call(host, port, key, what)
+
+
+@account_app.command("reports")
+def account_reports(resume_from: Annotated[int, typer.Option(
+                        help="Print every report numbered above this one first.")] = 0,
+                    follow: Annotated[bool, typer.Option(
+                        help="Keep printing live reports until Ctrl-C.")] = False,
+                    drop_copy: Annotated[bool, typer.Option(
+                        help="Open a read-only drop copy (every session's reports).")] = True,
+                    key: AccountKey = "demo-key-1", host: HostOption = "127.0.0.1",
+                    port: PortOption = 7001) -> None:
+    """The account's reports after --resume-from (one JSON array a line, as on the wire)."""
+    import asyncio
+
+    import msgspec
+
+    async def what(client: Any) -> None:
+        assert client.ack is not None
+        last = client.ack.last_report_seq
+        it = aiter(client.reports())
+        while client.last_report_seq < last or follow:
+            try:
+                report = await asyncio.wait_for(anext(it), None if follow else 10)
+            except (StopAsyncIteration, TimeoutError):
+                break
+            typer.echo(msgspec.json.encode([type(report).__name__,
+                                            msgspec.to_builtins(report)]).decode())
+    try:
+        _account_call(host, port, key, what, resume_from=resume_from,
+                      kind="drop_copy" if drop_copy else "trading")
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

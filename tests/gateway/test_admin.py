@@ -94,3 +94,28 @@ def test_no_admin_key_means_no_endpoint(tmp_path: Path) -> None:
         assert status == 404 and "admin_key" in str(body["message"])
     finally:
         served.close()
+
+
+def test_account_commands_show_and_cancel_orders_and_replay_reports(server: Served) -> None:
+    port = str(server.port)
+    common = ("--key", "alice-key", "--port", port)
+
+    async def place() -> None:
+        async with await Client.connect(HOST, server.port, "alice-key") as alice:
+            await alice.new_order("AAPL", "buy", 3, "90.00", client_order_id="a1")
+            await alice.new_order("MSFT", "sell", 2, "60.00")
+    asyncio.run(place())
+    listed = run_tickline("account", "open-orders", *common)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["symbol"], r["status"], r["leaves"]) for r in rows] == [
+        ("AAPL", "new", 3), ("MSFT", "new", 2)]
+    one = run_tickline("account", "status", "AAPL", "--client-order-id", "a1", *common)
+    assert json.loads(one.stdout)["order_id"] == rows[0]["order_id"]
+    missing = run_tickline("account", "status", "AAPL", "999999", *common)
+    assert missing.returncode == 1 and "UNKNOWN_ORDER" in missing.stderr
+    cancelled = run_tickline("account", "mass-cancel", "MSFT", *common)
+    assert cancelled.stdout.strip() == "cancelled 1 orders"
+    reports = run_tickline("account", "reports", "--resume-from", "1", *common)
+    kinds = [json.loads(line)[0] for line in reports.stdout.splitlines()]
+    assert kinds == ["OrderAccepted", "OrderCancelled"]  # reports 2 and 3 of alice
