@@ -53,6 +53,15 @@ def test_a_new_event_type_without_a_handler_is_refused_at_construction(
         MarketDataPublisher(Bus(), ["AAA"])
 
 
+def test_something_that_is_not_an_engine_event_is_a_type_error() -> None:
+    class Stray(msgspec.Struct):
+        symbol: str
+
+    md = MarketDataPublisher(Bus(), ["AAA"])
+    with pytest.raises(TypeError, match="not an engine event: Stray"):
+        md.publish(1, 1, [Stray("AAA")])  # type: ignore[list-item]
+
+
 def test_every_event_type_goes_through_its_handler() -> None:
     """One event of each kind, hand-made, in one command: each handler's effect shows."""
     bus = Bus()

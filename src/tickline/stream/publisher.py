@@ -282,8 +282,9 @@ class MarketDataPublisher:
     def publish_batch(self, batch: Iterable[tuple[int, int, list[Event]]]) -> None:
         """Publish the market data of many commands, in order: one ``publish_many`` per
         topic touched, so fan-out costs per batch rather than per message. Synchronous.
-        An event of a symbol the publisher does not know is skipped. Cost: O(events) plus
-        O(topics touched x subscribers)."""
+        An event of a symbol the publisher does not know is skipped; anything that is not
+        an engine event raises :class:`TypeError`. Cost: O(events) plus O(topics touched x
+        subscribers)."""
         self._epoch += 1
         epoch = self._epoch
         has_subs = self.bus.has_subscribers
@@ -294,6 +295,8 @@ class MarketDataPublisher:
         pending = self._pending
         bbo_dirty = self._bbo_dirty
         self._touched = []
+        pending.clear()  # (empty unless a previous call raised)
+        bbo_dirty.clear()
         n_events = 0
         n_commands = 0
         base = self.commands  # global command number, marks "BBO already queued for check"
@@ -310,7 +313,11 @@ class MarketDataPublisher:
                     continue
                 if st.epoch != epoch:
                     enter(st, epoch)
-                handlers[type(ev)](st, ev, ts)
+                try:
+                    handler = handlers[type(ev)]
+                except KeyError:
+                    raise TypeError(f"not an engine event: {type(ev).__name__}") from None
+                handler(st, ev, ts)
             if pending:
                 self._settle(ts)
             if bbo_dirty:
