@@ -63,6 +63,7 @@ def test_reports_survive_disconnects_resumes_and_restarts(plan: list[str]) -> No
             if client is None:
                 return last
             await asyncio.sleep(0.05)  # let its unsolicited reports arrive
+            got.extend(client.reports_nowait())  # any that came before on_report was set
             seen = client.last_report_seq
             client.close()
             await client.wait_closed()

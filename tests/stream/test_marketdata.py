@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from fractions import Fraction
 from typing import Any
 
 import msgspec
@@ -255,7 +256,7 @@ def test_bars_and_vwap_match_a_direct_computation(
         assert (bar.open, bar.high, bar.low, bar.close) == (
             prices[0], max(prices), min(prices), prices[-1])
         assert (bar.volume, bar.notional, bar.trades) == (volume, notional, len(fills))
-        assert bar.vwap == notional / volume
+        assert type(bar.vwap) is Fraction and bar.vwap == Fraction(notional, volume)
         assert bar.end - bar.start in windows
     per_topic: dict[str, list[int]] = defaultdict(list)
     for bar in got.values():

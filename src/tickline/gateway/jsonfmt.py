@@ -1,7 +1,7 @@
 """JSON formatting at the HTTP/WebSocket edge: integer ticks and lots become decimal strings
 (with each instrument's ``price_to_str``/``qty_to_str``, memoized), sides ``"buy"``/``"sell"``,
-and one function per outbound message kind. No float is ever produced: VWAP is computed in
-integers and rounded half up.
+and one function per outbound message kind. No float is ever produced: a bar's VWAP is
+``notional / volume`` rounded half-even to the instrument's price units, in integers.
 
 :func:`exec_json` is the one formatter of execution reports for the WebSocket.
 """
@@ -32,18 +32,20 @@ class Format:
         self.inst = inst
         self.price = functools.lru_cache(maxsize=8192)(inst.price_to_str)
         self.qty = functools.lru_cache(maxsize=8192)(inst.qty_to_str)
-        self._vwap_scale = 10 ** 4
 
     def vwap(self, notional: int, volume: int) -> str:
-        """``notional / volume`` in price units, four more decimals than prices, rounded
-        half up, computed in integers (no float at the edge)."""
+        """A bar's VWAP as a decimal string with the instrument's ``price_decimals``: the
+        exact ratio ``notional / volume`` (price units; :attr:`tickline.stream.Bar.vwap`)
+        rounded to the nearest price unit, ties to even (banker's rounding, so rounding
+        does not drift up over many bars), computed in integers -- no float at the edge.
+        ``""`` for ``volume <= 0`` (a bar without trades has no VWAP)."""
         if volume <= 0:
             return ""
-        scaled = (notional * self._vwap_scale * 2 + volume) // (volume * 2)
-        d = self.inst.price_decimals + 4
-        sign = "-" if scaled < 0 else ""
-        whole, frac = divmod(abs(scaled), 10 ** d)
-        return f"{sign}{whole}.{frac:0{d}d}"
+        units, rest = divmod(notional, volume)  # floor division: 0 <= rest < volume
+        twice = 2 * rest
+        if twice > volume or (twice == volume and units % 2):
+            units += 1
+        return self.inst.price_to_str(units)
 
     def levels(self, levels: Sequence[tuple[int, int, int]]) -> list[tuple[str, str, int]]:
         """``[(price, quantity, orders)]`` as decimal strings."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Mapping
 
 import msgspec
 
@@ -65,8 +66,25 @@ EMPTY = -(1 << 63)
 """The ``best`` key of an empty side: below every real key and below "any price" (market)."""
 
 NEXT_BEST_SCAN = 32
-"""How many ticks :meth:`BookSide.drop_level` steps through, looking for the next best level,
+"""How many ticks :func:`next_best_key` steps through, looking for the next best level,
 before it falls back to a C-speed ``max()`` over all levels."""
+
+
+def next_best_key(levels: Mapping[int, object], key: int, sign: int, step: int) -> int:
+    """The best key of a side whose best level (at ``key``) was just dropped from
+    ``levels`` (prices; keys are ``price * sign``, ``sign`` 1 for bids and -1 for asks),
+    or ``EMPTY`` if no level is left. Steps ``step`` (the tick size) at a time for up to
+    ``NEXT_BEST_SCAN`` lookups, then scans every level (``max``/``min`` in C, O(L)).
+
+    Pure, on any mapping keyed by price: the engine's :class:`BookSide` and the
+    market-data mirror (:mod:`tickline.stream.publisher`) both use it."""
+    if not levels:
+        return EMPTY
+    for _ in range(NEXT_BEST_SCAN):
+        key -= step
+        if key * sign in levels:
+            return key
+    return max(levels) if sign == 1 else -min(levels)
 
 
 class BookSide:
@@ -133,16 +151,7 @@ class BookSide:
         key = price * sign
         if key != self.best:
             return
-        if not levels:
-            self.best = EMPTY
-            return
-        step = self.step
-        for _ in range(NEXT_BEST_SCAN):
-            key -= step
-            if key * sign in levels:
-                self.best = key
-                return
-        self.best = max(levels) if sign == 1 else -min(levels)
+        self.best = next_best_key(levels, key, sign, self.step)
 
     def sorted_keys(self) -> list[int]:
         """Every level's key, ascending (best last). O(L log L)."""

@@ -5,12 +5,14 @@
   batch-friendly publishing; :meth:`Bus.statistics`.
 * :class:`MarketDataPublisher` -- engine events to trades, BBO, depth deltas, L3 order
   events, OHLCV/VWAP bars and status, every message with a per-topic sequence number;
-  snapshots for late joiners and resync.
+  snapshots for late joiners and resync (overview: :mod:`tickline.stream.marketdata`;
+  code: ``messages``, ``publisher``, ``bars``, ``consumer``).
 * :class:`ReportBuilder` -- each command's execution reports, numbered per account
   (deterministic: re-derivable from the journal); :class:`ReportRouter` -- delivers them to
   their accounts' sessions, the one path every gateway uses.
 """
 
+from tickline.stream.bars import window_label
 from tickline.stream.bus import (
     Bus,
     BusStatistics,
@@ -23,26 +25,23 @@ from tickline.stream.bus import (
     default_conflation_key,
     topic_matches,
 )
-from tickline.stream.marketdata import (
+from tickline.stream.consumer import DepthBook, SequenceTracker
+from tickline.stream.messages import (
     Bar,
     Bbo,
-    DepthBook,
     DepthDelta,
     DepthSnapshot,
     L3Reason,
     L3Snapshot,
     MarketDataMessage,
-    MarketDataPublisher,
     OrderAdded,
     OrderDeleted,
     OrderExecuted,
     OrderModified,
-    PublisherStatistics,
-    SequenceTracker,
     StatusUpdate,
     TradeTick,
-    window_label,
 )
+from tickline.stream.publisher import MarketDataPublisher, PublisherStatistics
 from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 

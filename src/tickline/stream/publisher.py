@@ -1,0 +1,597 @@
+"""The market-data publisher: engine events in, sequenced messages on the bus out.
+
+Topics, sequencing and snapshot rules are in :mod:`tickline.stream.marketdata`; the
+messages in :mod:`tickline.stream.messages`; bars in :mod:`tickline.stream.bars`.
+
+**Shape of a publish call.** :meth:`MarketDataPublisher.publish_batch` walks the batch's
+events once and hands each to the handler of its kind, looked up in a table keyed by event
+type (``type(event)`` -> bound method; one dict lookup per event instead of a chain of
+``is`` tests)::
+
+    Accepted                -> _on_accepted       the order is in flight in this command
+    Rejected                -> _on_rejected       nothing changed: no market data
+    Trade                   -> _on_trade          trade tick, bars, L3 execution of the maker
+    Cancelled, Expired      -> _on_left_book      L3 delete (reason cancelled / expired)
+    Replaced                -> _on_replaced       L3 modify in place, or delete + re-add
+    LevelChanged            -> _on_level_changed  mirror level, best key, depth delta
+    StatusChanged           -> _on_status_changed status update
+    MassCancelled           -> _on_rejected       a summary: its Cancelled and LevelChanged
+                                                  events carried the market data
+    AccountStatusChanged    (no symbol: skipped)  account status is private
+
+The table must name every type in :data:`tickline.matching.events.EVENT_TYPES`: the
+constructor raises :class:`TypeError` otherwise, so a new event kind cannot be forgotten.
+After each command, orders that arrived or moved in it and are still open become resting
+(L3 add), and a BBO is emitted where the best bid/offer changed. Messages are collected per
+topic and published once per topic per call (:meth:`Bus.publish_many`).
+
+Single writer: only the exchange loop calls ``publish``/``publish_batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from tickline.matching.book import EMPTY, OrderBook, next_best_key
+from tickline.matching.events import (
+    EVENT_TYPES,
+    Accepted,
+    AccountStatusChanged,
+    Cancelled,
+    Event,
+    Expired,
+    LevelChanged,
+    MassCancelled,
+    Rejected,
+    Replaced,
+    StatusChanged,
+    Trade,
+)
+from tickline.matching.instruments import Instrument
+from tickline.matching.types import BUY
+from tickline.stream.bars import BarClock, OpenBar, window_label
+from tickline.stream.bus import Bus, Callback, Subscription
+from tickline.stream.messages import (
+    Bbo,
+    DepthDelta,
+    DepthSnapshot,
+    L3Reason,
+    L3Snapshot,
+    OrderAdded,
+    OrderDeleted,
+    OrderExecuted,
+    OrderModified,
+    StatusUpdate,
+    TradeTick,
+)
+
+__all__ = ["MarketDataPublisher", "PublisherStatistics"]
+
+_L3_CANCELLED = int(L3Reason.CANCELLED)
+_L3_EXPIRED = int(L3Reason.EXPIRED)
+_L3_REPLACED = int(L3Reason.REPLACED)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStatistics:
+    """Counters of a :class:`MarketDataPublisher`: commands and events seen, messages
+    published (messages nobody subscribed to are not built and not counted), the last
+    command's ``seq``/``ts``, symbols known, bars currently open."""
+
+    commands: int
+    events: int
+    messages: int
+    last_seq: int
+    last_ts: int
+    symbols: int
+    open_bars: int
+
+
+# --- the mirror --------------------------------------------------------------------------------
+
+
+class _Order(msgspec.Struct, gc=False):
+    """The publisher's view of a live order (resting, or in flight within one command).
+    A ``gc=False`` struct: built in C (one per accepted order), never scanned by the GC."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+    resting: bool
+
+
+class _Symbol:
+    """Per-symbol mirror, sequence counters and this publish call's pending messages
+    (``None``: nobody subscribes to that topic, so its messages are not built)."""
+
+    __slots__ = (
+        "ask_best",
+        "asks",
+        "bars",
+        "bbo",
+        "bbo_last",
+        "bbo_mark",
+        "bbo_seq",
+        "bid_best",
+        "bids",
+        "depth",
+        "depth_seq",
+        "epoch",
+        "l3",
+        "l3_seq",
+        "orders",
+        "status",
+        "status_seq",
+        "step",
+        "symbol",
+        "t_bbo",
+        "t_depth",
+        "t_l3",
+        "t_status",
+        "t_trades",
+        "trades",
+        "trades_seq",
+        "want_bbo",
+    )
+
+    def __init__(self, symbol: str, bar_windows: Sequence[int], step: int = 1) -> None:
+        self.symbol = symbol
+        self.step = step  # the tick size: how far apart two price levels can be
+        self.t_trades = f"trades.{symbol}"
+        self.t_bbo = f"bbo.{symbol}"
+        self.t_depth = f"depth.{symbol}"
+        self.t_l3 = f"l3.{symbol}"
+        self.t_status = f"status.{symbol}"
+        self.trades_seq = self.bbo_seq = self.depth_seq = self.l3_seq = self.status_seq = 0
+        self.epoch = -1
+        self.bbo_mark = -1
+        self.want_bbo = False
+        self.trades: list[Any] | None = None
+        self.bbo: list[Any] | None = None
+        self.depth: list[Any] | None = None
+        self.l3: list[Any] | None = None
+        self.status: list[Any] | None = None
+        # Mirror: levels as price -> (total, count), and the best key of each side (bids
+        # by price, asks by -price; EMPTY when empty), as in the engine's BookSide: no
+        # sorted list to maintain per level change; sorted views are built on demand.
+        self.bids: dict[int, tuple[int, int]] = {}
+        self.asks: dict[int, tuple[int, int]] = {}
+        self.bid_best = EMPTY
+        self.ask_best = EMPTY
+        self.bbo_last: tuple[int, int, int, int] = (0, 0, 0, 0)
+        # Live orders of this symbol; resting ones in arrival order at their level.
+        self.orders: dict[int, _Order] = {}
+        self.bars = [OpenBar(symbol, width) for width in bar_windows]
+
+    def best(self) -> tuple[int, int, int, int]:
+        """``(bid price, bid size, ask price, ask size)``, 0/0 for an empty side. O(1)."""
+        bb = self.bid_best
+        ab = self.ask_best
+        bp = 0 if bb == EMPTY else bb
+        ap = 0 if ab == EMPTY else -ab
+        return (bp, self.bids[bp][0] if bp else 0, ap, self.asks[ap][0] if ap else 0)
+
+    def sorted_bid_prices(self) -> list[int]:
+        """Bid prices, best (highest) first. O(L log L)."""
+        return sorted(self.bids, reverse=True)
+
+    def sorted_ask_prices(self) -> list[int]:
+        """Ask prices, best (lowest) first. O(L log L)."""
+        return sorted(self.asks)
+
+
+_Handler = Callable[[_Symbol, Any, int], None]
+"""``handler(symbol state, event, ts)``: one event's effect on the mirror and the streams."""
+
+
+# --- the publisher -----------------------------------------------------------------------------
+
+
+class MarketDataPublisher:
+    """Publishes trades, BBO, depth deltas, L3 order events, bars/VWAP and status on ``bus``
+    from the engine's events (see :mod:`tickline.stream.marketdata`).
+
+    ``instruments``: the symbols to publish (instruments or plain symbol strings).
+    ``books``: the engine's books (``engine.books``) if they already hold orders that were
+    not published through this publisher (e.g. after recovery); the mirror starts from them.
+    ``bar_windows``: bar widths in engine ns (default one second).
+
+    Single writer: call ``publish``/``publish_batch`` from the exchange loop only.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        instruments: Iterable[Instrument | str],
+        *,
+        books: Mapping[str, OrderBook] | None = None,
+        bar_windows: Sequence[int] = (1_000_000_000,),
+    ) -> None:
+        self.bus = bus
+        for width in bar_windows:
+            window_label(width)  # validates
+        if len(set(bar_windows)) != len(bar_windows):
+            raise ValueError(f"bar_windows has duplicates: {list(bar_windows)}")
+        self.bar_windows = tuple(bar_windows)
+        self._symbols: dict[str, _Symbol] = {}
+        for inst in instruments:
+            symbol = inst if isinstance(inst, str) else inst.symbol
+            step = 1 if isinstance(inst, str) else inst.tick_size
+            self._symbols[symbol] = _Symbol(symbol, self.bar_windows, step)
+        self._handlers: dict[type[Any], _Handler] = {
+            Accepted: self._on_accepted,
+            Rejected: self._on_rejected,
+            Trade: self._on_trade,
+            Cancelled: self._on_left_book,
+            Expired: self._on_left_book,
+            Replaced: self._on_replaced,
+            LevelChanged: self._on_level_changed,
+            StatusChanged: self._on_status_changed,
+            MassCancelled: self._on_rejected,
+            AccountStatusChanged: self._on_rejected,
+        }
+        missing = [t.__name__ for t in EVENT_TYPES if t not in self._handlers]
+        if missing:
+            raise TypeError(f"MarketDataPublisher has no handler for event types {missing}")
+        self._bars = BarClock()
+        # State of the publish call in progress (single writer: one call at a time).
+        self._epoch = 0
+        self._cmd_no = 0
+        self._touched: list[_Symbol] = []
+        self._bbo_dirty: list[_Symbol] = []
+        self._pending: list[tuple[_Symbol, _Order]] = []
+        self.last_seq = 0
+        self.last_ts = 0
+        self.commands = 0
+        self.events = 0
+        self.messages = 0
+        if books is not None:
+            for symbol, book in books.items():
+                if symbol in self._symbols:
+                    self._seed(self._symbols[symbol], book)
+
+    def handled_event_types(self) -> frozenset[type[Event]]:
+        """The event types the dispatch table has a handler for (every one of
+        :data:`~tickline.matching.events.EVENT_TYPES`, or the constructor would have
+        raised)."""
+        return frozenset(self._handlers)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _seed(st: _Symbol, book: OrderBook) -> None:
+        for side_book, levels in ((book.bids, st.bids), (book.asks, st.asks)):
+            for level in side_book.iter_levels_best_first():
+                levels[level.price] = (level.total, len(level.orders))
+        st.bid_best = max(st.bids) if st.bids else EMPTY
+        st.ask_best = -min(st.asks) if st.asks else EMPTY
+        for order in book.orders():
+            st.orders[order.order_id] = _Order(order.order_id, order.account,
+                                               order.client_order_id, order.side, order.price,
+                                               order.quantity, order.leaves, True)
+        st.bbo_last = st.best()
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, seq: int, ts: int, events: list[Event]) -> None:
+        """Publish the market data of one command (``seq``/``ts`` as stamped on it).
+        Synchronous; never awaits."""
+        self.publish_batch(((seq, ts, events),))
+
+    def publish_batch(self, batch: Iterable[tuple[int, int, list[Event]]]) -> None:
+        """Publish the market data of many commands, in order: one ``publish_many`` per
+        topic touched, so fan-out costs per batch rather than per message. Synchronous.
+        An event of a symbol the publisher does not know is skipped; anything that is not
+        an engine event raises :class:`TypeError`. Cost: O(events) plus O(topics touched x
+        subscribers)."""
+        self._epoch += 1
+        epoch = self._epoch
+        has_subs = self.bus.has_subscribers
+        symbols = self._symbols
+        handlers = self._handlers
+        enter = self._enter
+        bars = self._bars
+        pending = self._pending
+        bbo_dirty = self._bbo_dirty
+        self._touched = []
+        pending.clear()  # (empty unless a previous call raised)
+        bbo_dirty.clear()
+        n_events = 0
+        n_commands = 0
+        base = self.commands  # global command number, marks "BBO already queued for check"
+        seq = ts = 0
+        for seq, ts, events in batch:  # noqa: B007 -- the last seq is kept below
+            n_commands += 1
+            self._cmd_no = base + n_commands
+            if ts >= bars.next_close:
+                bars.close(ts, has_subs)
+            n_events += len(events)
+            for ev in events:
+                try:
+                    st = symbols.get(ev.symbol)  # type: ignore[union-attr]
+                except AttributeError:  # an account-level event: no market data
+                    continue
+                if st is None:
+                    continue
+                if st.epoch != epoch:
+                    enter(st, epoch)
+                try:
+                    handler = handlers[type(ev)]
+                except KeyError:
+                    raise TypeError(f"not an engine event: {type(ev).__name__}") from None
+                handler(st, ev, ts)
+            # End of command. Inlined, not methods: these run for most commands, and two
+            # calls per command cost ~5% of publish_batch's instructions (callgrind).
+            if pending:
+                # Orders that arrived or moved in it and are still open now rest, at the
+                # back of their level (L3 add).
+                for st, order in pending:
+                    orders = st.orders
+                    if order.leaves > 0 and orders.get(order.order_id) is order:
+                        order.resting = True
+                        del orders[order.order_id]  # re-insert: arrival order at its level
+                        orders[order.order_id] = order
+                        l3 = st.l3
+                        if l3 is not None:
+                            st.l3_seq += 1
+                            l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
+                                                 order.side, order.price, order.leaves))
+                pending.clear()
+            if bbo_dirty:
+                # A BBO message for each symbol marked by a level change whose best moved.
+                for st in bbo_dirty:
+                    best = st.best()
+                    if best != st.bbo_last:
+                        st.bbo_last = best
+                        bbo = st.bbo
+                        if bbo is not None:
+                            st.bbo_seq += 1
+                            bbo.append(Bbo(st.bbo_seq, ts, st.symbol, *best))
+                bbo_dirty.clear()
+        if n_commands:
+            self.last_seq = seq
+            self.last_ts = ts
+        self.commands += n_commands
+        self.events += n_events
+        self._flush()
+
+    def _enter(self, st: _Symbol, epoch: int) -> None:
+        """First event of ``st`` in this call: open its pending lists for the topics that
+        have subscribers."""
+        has_subs = self.bus.has_subscribers
+        st.epoch = epoch
+        st.trades = [] if has_subs(st.t_trades) else None
+        st.depth = [] if has_subs(st.t_depth) else None
+        st.l3 = [] if has_subs(st.t_l3) else None
+        want_bbo = has_subs(st.t_bbo)
+        if want_bbo and not st.want_bbo:
+            # BBO is only tracked while someone listens: re-baseline from the mirror,
+            # which is still at the state before this batch's first event here.
+            st.bbo_last = st.best()
+        st.want_bbo = want_bbo
+        st.bbo = [] if want_bbo else None
+        st.status = None
+        self._touched.append(st)
+
+    # -- one handler per event kind ----------------------------------------------------------
+
+    def _on_accepted(self, st: _Symbol, ev: Accepted, ts: int) -> None:
+        """A new order: live, not yet resting (it may trade away within its command)."""
+        order = _Order(ev.order_id, ev.account, ev.client_order_id, ev.side,
+                       ev.price, ev.quantity, ev.quantity, False)
+        st.orders[ev.order_id] = order
+        self._pending.append((st, order))
+
+    def _on_rejected(self, st: _Symbol, ev: Rejected, ts: int) -> None:
+        """A rejected command changed nothing: no market data."""
+
+    def _on_trade(self, st: _Symbol, ev: Trade, ts: int) -> None:
+        """A trade tick; the bars; the maker's L3 execution; both orders' open quantity."""
+        price = ev.price
+        qty = ev.quantity
+        trades = st.trades
+        if trades is not None:
+            st.trades_seq += 1
+            trades.append(TradeTick(st.trades_seq, ts, st.symbol, ev.trade_id,
+                                    price, qty, ev.aggressor_side))
+        self._bars.trade(st.bars, ts, price, qty)
+        orders = st.orders
+        maker_leaves = ev.maker_leaves
+        maker = orders.get(ev.maker_order_id)
+        if maker is not None:
+            maker.leaves = maker_leaves
+            if maker_leaves == 0:
+                del orders[ev.maker_order_id]
+            l3 = st.l3
+            if l3 is not None:
+                st.l3_seq += 1
+                l3.append(OrderExecuted(st.l3_seq, ts, st.symbol, ev.maker_order_id,
+                                        maker.side, price, qty, maker_leaves, ev.trade_id))
+        taker = orders.get(ev.taker_order_id)
+        if taker is not None:
+            taker.leaves = ev.taker_leaves
+            if ev.taker_leaves == 0:
+                del orders[ev.taker_order_id]
+
+    def _on_left_book(self, st: _Symbol, ev: Cancelled | Expired, ts: int) -> None:
+        """An order (or its remainder) is gone: an L3 delete if it was resting."""
+        order = st.orders.pop(ev.order_id, None)
+        l3 = st.l3
+        if order is not None and order.resting and l3 is not None:
+            st.l3_seq += 1
+            l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, ev.order_id, ev.side, ev.price,
+                                   _L3_EXPIRED if type(ev) is Expired else _L3_CANCELLED))
+
+    def _on_replaced(self, st: _Symbol, ev: Replaced, ts: int) -> None:
+        """Kept priority: an L3 modify if the open quantity changed. Lost it: an L3 delete,
+        and the order is in flight again (re-added at the end of the command if open)."""
+        order = st.orders.get(ev.order_id)
+        if order is None:
+            return
+        l3 = st.l3
+        order.client_order_id = ev.client_order_id
+        order.quantity = ev.quantity
+        if ev.kept_priority:
+            if order.leaves != ev.leaves:
+                order.leaves = ev.leaves
+                if l3 is not None and order.resting:
+                    st.l3_seq += 1
+                    l3.append(OrderModified(st.l3_seq, ts, st.symbol, order.order_id,
+                                            order.side, order.price, ev.leaves))
+            return
+        if order.resting:
+            order.resting = False
+            if l3 is not None:
+                st.l3_seq += 1
+                l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, order.order_id, order.side,
+                                       order.price, _L3_REPLACED))
+        order.price = ev.price
+        order.leaves = ev.leaves
+        self._pending.append((st, order))
+
+    def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: int) -> None:
+        """The mirror's level and best key (next best by the engine's own scan), a depth
+        delta, and the symbol marked for a BBO check at the end of the command."""
+        price = ev.price
+        if ev.side == BUY:
+            levels = st.bids
+            if ev.order_count:
+                levels[price] = (ev.quantity, ev.order_count)
+                if price > st.bid_best:
+                    st.bid_best = price
+            elif price in levels:
+                del levels[price]
+                if price == st.bid_best:
+                    st.bid_best = next_best_key(levels, price, 1, st.step)
+        else:
+            levels = st.asks
+            if ev.order_count:
+                levels[price] = (ev.quantity, ev.order_count)
+                if -price > st.ask_best:
+                    st.ask_best = -price
+            elif price in levels:
+                del levels[price]
+                if -price == st.ask_best:
+                    st.ask_best = next_best_key(levels, -price, -1, st.step)
+        depth = st.depth
+        if depth is not None:
+            st.depth_seq += 1
+            depth.append(DepthDelta(st.depth_seq, ts, st.symbol, ev.side, price,
+                                    ev.quantity, ev.order_count))
+        if st.bbo is not None and st.bbo_mark != self._cmd_no:
+            st.bbo_mark = self._cmd_no
+            self._bbo_dirty.append(st)
+
+    def _on_status_changed(self, st: _Symbol, ev: StatusChanged, ts: int) -> None:
+        """Halt or resume: a status update, if anyone listens."""
+        if self.bus.has_subscribers(st.t_status):
+            if st.status is None:
+                st.status = []
+            st.status_seq += 1
+            st.status.append(StatusUpdate(st.status_seq, ts, st.symbol, ev.halted))
+
+    # -- end of call ---------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """One ``publish_many`` per topic with messages: the per-symbol topics, then the
+        bars closed during the call."""
+        publish_many = self.bus.publish_many
+        messages = 0
+        for st in self._touched:
+            for topic, msgs in ((st.t_trades, st.trades), (st.t_depth, st.depth),
+                                (st.t_bbo, st.bbo), (st.t_l3, st.l3),
+                                (st.t_status, st.status)):
+                if msgs:
+                    messages += len(msgs)
+                    publish_many(topic, msgs)
+            st.trades = st.depth = st.bbo = st.l3 = st.status = None
+        self._touched = []
+        for topic, closed in self._bars.take().items():
+            messages += len(closed)
+            publish_many(topic, closed)
+        self.messages += messages
+
+    # -- snapshots and subscriptions -----------------------------------------------------------
+
+    def _symbol(self, symbol: str) -> _Symbol:
+        try:
+            return self._symbols[symbol]
+        except KeyError:
+            raise KeyError(f"unknown symbol {symbol!r}") from None
+
+    def depth_snapshot(self, symbol: str) -> DepthSnapshot:
+        """Every level of ``symbol``'s book, consistent with ``depth.SYM`` message ``seq``.
+        O(levels)."""
+        st = self._symbol(symbol)
+        bids = st.bids
+        asks = st.asks
+        return DepthSnapshot(
+            st.depth_seq, self.last_ts, symbol,
+            [(p, *bids[p]) for p in st.sorted_bid_prices()],
+            [(p, *asks[p]) for p in st.sorted_ask_prices()],
+        )
+
+    def l3_snapshot(self, symbol: str) -> L3Snapshot:
+        """Every resting order of ``symbol`` in priority order, consistent with ``l3.SYM``
+        message ``seq``. O(orders log orders)."""
+        st = self._symbol(symbol)
+        resting = [o for o in st.orders.values() if o.resting]
+        # Stable sort: within a level, dict order is arrival order at that level.
+        resting.sort(key=lambda o: (o.side, -o.price if o.side == BUY else o.price))
+        return L3Snapshot(st.l3_seq, self.last_ts, symbol,
+                          [(o.order_id, o.side, o.price, o.leaves) for o in resting])
+
+    def bbo(self, symbol: str) -> Bbo:
+        """The current best bid/offer, tagged with the last ``bbo.SYM`` sequence number."""
+        st = self._symbol(symbol)
+        return Bbo(st.bbo_seq, self.last_ts, symbol, *st.best())
+
+    def subscribe_depth(
+        self, symbol: str, callback: Callback | None = None, **options: Any
+    ) -> tuple[DepthSnapshot, Subscription]:
+        """Join ``depth.SYM`` late: subscribe, then snapshot. The subscription's first delta
+        is ``snapshot.seq + 1``. ``options`` go to :meth:`Bus.subscribe`."""
+        self._symbol(symbol)
+        sub = self.bus.subscribe(f"depth.{symbol}", callback, **options)
+        return self.depth_snapshot(symbol), sub
+
+    def subscribe_l3(
+        self, symbol: str, callback: Callback | None = None, **options: Any
+    ) -> tuple[L3Snapshot, Subscription]:
+        """Join ``l3.SYM`` late: subscribe, then an L3 snapshot (next message ``seq + 1``)."""
+        self._symbol(symbol)
+        sub = self.bus.subscribe(f"l3.{symbol}", callback, **options)
+        return self.l3_snapshot(symbol), sub
+
+    def check(self, books: Mapping[str, OrderBook]) -> None:
+        """Assert that the mirror equals the engine's ``books`` (levels, counts, resting
+        orders and their priority). For tests; O(orders)."""
+        for symbol, st in self._symbols.items():
+            book = books[symbol]
+            snap = self.depth_snapshot(symbol)
+            depth = book.depth(1 << 30)
+            assert snap.bids == depth["bids"], f"{symbol} bids differ"
+            assert snap.asks == depth["asks"], f"{symbol} asks differ"
+            mine = self.l3_snapshot(symbol).orders
+            theirs = [(o.order_id, o.side, o.price, o.leaves) for o in book.orders()]
+            assert mine == theirs, f"{symbol} resting orders differ"
+            live = {oid for oid, o in st.orders.items() if not o.resting}
+            assert not live, f"{symbol} orders in flight after a command: {sorted(live)}"
+            if st.want_bbo:
+                assert st.bbo_last == st.best(), f"{symbol} BBO is stale"
+
+    def statistics(self) -> PublisherStatistics:
+        """A frozen snapshot of the publisher's counters. O(1)."""
+        return PublisherStatistics(
+            commands=self.commands, events=self.events, messages=self.messages,
+            last_seq=self.last_seq, last_ts=self.last_ts, symbols=len(self._symbols),
+            open_bars=len(self._bars.open_bars),
+        )
