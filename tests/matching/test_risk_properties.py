@@ -121,7 +121,7 @@ def _accepted_within_limits(engine: MatchingEngine, cmd: NewOrder, position: int
     """An accepted new order respects every limit of its account (as the module doc
     defines them; market notional is not recomputed here)."""
     limits = CONFIG.account_limits.get(cmd.account)
-    assert cmd.account not in engine._disabled
+    assert cmd.account not in engine.disabled_accounts()
     if limits is None:
         return
     if limits.max_order_quantity:
@@ -142,8 +142,7 @@ def test_positions_are_the_sum_of_the_trades_and_check_holds_after_every_step(
     from_trades: dict[tuple[int, str], int] = {}
     for cmd in build(ops):
         before = state(engine)
-        position = (engine._positions or {}).get(
-            (getattr(cmd, "account", 0), getattr(cmd, "symbol", "")), 0)
+        position = engine.position(getattr(cmd, "account", 0), getattr(cmd, "symbol", ""))
         events = engine.process(cmd)
         engine.check()
         tracker.apply(events)
@@ -155,8 +154,7 @@ def test_positions_are_the_sum_of_the_trades_and_check_holds_after_every_step(
                     + e.quantity
                 from_trades[(seller, e.symbol)] = from_trades.get((seller, e.symbol), 0) \
                     - e.quantity
-        assert {k: q for k, q in (engine._positions or {}).items() if q} == {
-            k: q for k, q in from_trades.items() if q}
+        assert engine.positions() == {k: q for k, q in from_trades.items() if q}
         if len(events) == 1 and type(events[0]) is Rejected:
             assert state(engine) == before, events
         elif type(cmd) is NewOrder and events and type(events[0]) is Accepted:

@@ -366,11 +366,8 @@ class MatchingEngine(RiskControls):
         if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
-        caps = self._replace_caps
-        if caps:  # a notional limit or the kill switch: the full check (risk.py)
-            cap = caps.get(order.account)
-            if cap is not None and price * order.quantity > cap:
-                return self._replace_general(cmd, out)
+        if price * order.quantity > self._notional_floor:  # maybe a notional limit (risk.py)
+            return self._replace_general(cmd, out)
         order_id = order.order_id
         leaves = order.leaves
         levels = own_side.levels
@@ -527,9 +524,12 @@ class MatchingEngine(RiskControls):
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
-        positions = self._positions  # None unless some account has max_position
+        # this symbol's positions (account -> net lots); None unless some account has
+        # max_position
+        positions: dict[int, int] | None = None
+        if self._positions is not None:
+            positions = self._positions.get(symbol) or self._symbol_positions(symbol)
         signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
-        taker_key = (taker_account, symbol)
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
@@ -561,9 +561,9 @@ class MatchingEngine(RiskControls):
                 taker.filled += qty
                 level.total -= qty
                 if positions is not None:
-                    maker_key = (maker.account, symbol)
-                    positions[maker_key] = positions.get(maker_key, 0) - signed * qty
-                    positions[taker_key] = positions.get(taker_key, 0) + signed * qty
+                    maker_account = maker.account
+                    positions[maker_account] = positions.get(maker_account, 0) - signed * qty
+                    positions[taker_account] = positions.get(taker_account, 0) + signed * qty
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                  maker.account, maker_leaves, taker_id, taker_account, leaves))
                 trade_id += 1
@@ -805,7 +805,7 @@ class MatchingEngine(RiskControls):
             next_trade_id=self.next_trade_id,
             halted=[s for s, b in self.books.items() if b.halted],
             orders=orders, recent_client_ids=list(self._recent_client_order),
-            positions=sorted((a, s, q) for (a, s), q in (self._positions or {}).items()),
+            positions=sorted((a, s, q) for (a, s), q in self.positions().items()),
             disabled_accounts=sorted(self._disabled),
         )
 
@@ -831,7 +831,8 @@ class MatchingEngine(RiskControls):
         for account, clid in snap.recent_client_ids:
             self._remember_client_id((account, clid))
         if self._positions is not None:
-            self._positions = {(a, s): q for a, s, q in snap.positions}
+            for account, symbol, quantity in snap.positions:
+                self._symbol_positions(symbol)[account] = quantity
         self._disabled = set(snap.disabled_accounts)
         self._update_gate()
         self._recount_open()
