@@ -56,7 +56,7 @@ from tickline.matching.events import (
     Trade,
 )
 from tickline.matching.instruments import Instrument
-from tickline.matching.risk import RiskControls, RiskLimits
+from tickline.matching.risk import NO_CAP, RiskControls, RiskLimits
 from tickline.matching.types import (
     BUY,
     FOK,
@@ -165,6 +165,7 @@ class MatchingEngine(RiskControls):
     ) -> None:
         self.config = config if config is not None else EngineConfig()
         self.books: dict[str, OrderBook] = {}
+        self._init_risk(self.config.account_limits)
         for instrument in instruments:
             self.add_instrument(instrument)
         self.orders: dict[int, Order] = {}  # live orders only: finished ones are dropped
@@ -179,7 +180,6 @@ class MatchingEngine(RiskControls):
         self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
-        self._init_risk(self.config.account_limits)
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -187,6 +187,7 @@ class MatchingEngine(RiskControls):
             raise ValueError(f"instrument {instrument.symbol!r} is already listed")
         book = OrderBook(instrument)
         self.books[instrument.symbol] = book
+        self._update_move_floor()  # depends on the instruments' max quantities (risk.py)
         return book
 
     # -- the one entry point --------------------------------------------------------------
@@ -280,8 +281,25 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
-        if self._gated and self._pretrade_new(cmd, book, opposite, price, tif, limit_key, out):
-            return None  # kill switch or a risk limit (risk.py)
+        if self._gated:  # the kill switch and risk limits (risk.py): a fast pass inline (it
+            # runs for every order), the exact check and its typed reject only when needed
+            caps = self._caps.get(account)  # maxima, NO_CAP where unset; all 0: disabled
+            if caps is not None:
+                max_quantity, max_notional, max_open, max_position = caps
+                suspect = (quantity > max_quantity or price * quantity > max_notional
+                           or (order_type == MARKET and max_notional != NO_CAP))
+                if not suspect and max_open != NO_CAP and tif != IOC and tif != FOK:
+                    counts = self._open_counts
+                    suspect = counts is not None and counts.get(account, 0) >= max_open
+                if not suspect and max_position != NO_CAP:
+                    positions = self._positions
+                    by_account = positions.get(symbol) if positions is not None else None
+                    position = by_account.get(account, 0) if by_account else 0
+                    after = position + quantity if side == BUY else position - quantity
+                    suspect = after > max_position or -after > max_position
+                if suspect and self._pretrade_new(cmd, book, opposite, price, tif, limit_key,
+                                                  out):
+                    return None
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
@@ -366,7 +384,7 @@ class MatchingEngine(RiskControls):
         if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
-        if price * order.quantity > self._notional_floor:  # maybe a notional limit (risk.py)
+        if price > self._move_price_floor:  # the move may breach a notional limit (risk.py)
             return self._replace_general(cmd, out)
         order_id = order.order_id
         leaves = order.leaves

@@ -91,7 +91,8 @@ ACCOUNT_CANCEL_REASONS: frozenset[int] = frozenset(
 self-trade, ... — describe what the engine did, so no caller may claim them)."""
 
 NO_CAP = 1 << 62
-"""``_notional_floor`` when no account has a notional limit: above every real notional."""
+"""A limit that is not set, in :attr:`RiskControls._caps`, and the move price floor when no
+account has a notional limit: above every real quantity, notional and price."""
 
 LIMIT_FIELDS = ("max_order_quantity", "max_order_notional", "max_open_orders", "max_position")
 
@@ -174,12 +175,19 @@ class RiskControls:
 
     * ``_limits``: account → :class:`RiskLimits`, only accounts with a limit;
     * ``_disabled``: accounts whose kill switch is on;
+    * ``_caps``: the same limits as a tuple ``(quantity, notional, open orders, position)``
+      with ``NO_CAP`` where unset, and all zeros for a disabled account, for the engine's
+      inline fast pass (it calls :meth:`_pretrade_new`, the exact check that also rejects
+      a disabled account, only when an order may breach something);
     * ``_gated``: ``bool(_limits or _disabled)`` — the one flag the hot path tests;
-    * ``_notional_floor``: the smallest ``max_order_notional`` of any account (``NO_CAP``
-      when none has one): a price-only replace whose notional stays at or below it cannot
-      breach any notional limit, so the engine's fast replace path needs one multiplication
-      and one comparison, whatever the accounts. (A disabled account never has a live order
-      to replace: the switch cancels them all, and ``check()`` asserts it.)
+    * ``_move_price_floor``: a price at or below which no order can breach any account's
+      notional limit (``NO_CAP`` when no account has one): the smallest
+      ``max_order_notional // largest quantity`` over the accounts with a notional limit,
+      the largest quantity being the account's ``max_order_quantity``, else the largest
+      instrument ``max_quantity`` (0 — every move takes the exact path — when neither
+      bounds it). The engine's fast replace path (a price-only move, the commonest command)
+      then pays one comparison, with or without limits. (A disabled account never has a
+      live order to replace: the switch cancels them all, and ``check()`` asserts it.)
     * ``_positions``: symbol → account → net filled quantity, or ``None`` when no account
       has ``max_position`` (per symbol, so the matching loop updates two int-keyed dict
       entries per trade and allocates nothing);
@@ -187,13 +195,14 @@ class RiskControls:
       ``max_open_orders``.
     """
 
-    __slots__ = ("_disabled", "_gated", "_limits", "_notional_floor", "_open_counts",
-                 "_positions")
+    __slots__ = ("_caps", "_disabled", "_gated", "_limits", "_move_price_floor",
+                 "_open_counts", "_positions")
 
     _limits: dict[int, RiskLimits]
+    _caps: dict[int, tuple[int, int, int, int]]
     _disabled: set[int]
     _gated: bool
-    _notional_floor: int
+    _move_price_floor: int
     _positions: dict[str, dict[int, int]] | None
     _open_counts: dict[int, int] | None
 
@@ -214,17 +223,32 @@ class RiskControls:
             limits.validate(f"account {account}")
         self._limits = {a: lim for a, lim in account_limits.items() if lim.active}
         self._disabled = set()
-        self._notional_floor = min((lim.max_order_notional for lim in self._limits.values()
-                                    if lim.max_order_notional), default=NO_CAP)
         self._positions = ({} if any(lim.max_position for lim in self._limits.values())
                            else None)
         self._open_counts = ({} if any(lim.max_open_orders for lim in self._limits.values())
                              else None)
         self._update_gate()
+        self._update_move_floor()
+
+    def _update_move_floor(self) -> None:
+        """Recompute ``_move_price_floor`` (after the limits or the instruments changed)."""
+        quantities = [book.instrument.max_quantity for book in self.books.values()]
+        largest = max(quantities) if quantities and all(quantities) else 0
+        floor = NO_CAP
+        for limits in self._limits.values():
+            if limits.max_order_notional:
+                bound = limits.max_order_quantity or largest
+                floor = min(floor, limits.max_order_notional // bound if bound else 0)
+        self._move_price_floor = floor
 
     def _update_gate(self) -> None:
-        """Recompute ``_gated`` after the disabled set changed."""
+        """Recompute ``_gated`` and ``_caps`` after the disabled set changed."""
         self._gated = bool(self._limits or self._disabled)
+        self._caps = {a: (lim.max_order_quantity or NO_CAP, lim.max_order_notional or NO_CAP,
+                          lim.max_open_orders or NO_CAP, lim.max_position or NO_CAP)
+                      for a, lim in self._limits.items()}
+        for account in self._disabled:
+            self._caps[account] = (0, 0, 0, 0)  # every order is suspect: the exact check
 
     # -- commands -------------------------------------------------------------------------
 
