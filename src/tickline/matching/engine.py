@@ -187,7 +187,7 @@ class MatchingEngine(RiskControls):
             raise ValueError(f"instrument {instrument.symbol!r} is already listed")
         book = OrderBook(instrument)
         self.books[instrument.symbol] = book
-        self._update_move_floor()  # depends on the instruments' max quantities (risk.py)
+        self._on_instruments()  # position tables, the move price floor (risk.py)
         return book
 
     # -- the one entry point --------------------------------------------------------------
@@ -293,8 +293,7 @@ class MatchingEngine(RiskControls):
                     suspect = counts is not None and counts.get(account, 0) >= max_open
                 if not suspect and max_position != NO_CAP:
                     positions = self._positions
-                    by_account = positions.get(symbol) if positions is not None else None
-                    position = by_account.get(account, 0) if by_account else 0
+                    position = positions[symbol].get(account, 0) if positions is not None else 0
                     after = position + quantity if side == BUY else position - quantity
                     suspect = after > max_position or -after > max_position
                 if suspect and self._pretrade_new(cmd, book, opposite, price, tif, limit_key,
@@ -544,9 +543,7 @@ class MatchingEngine(RiskControls):
         trade_id = self.next_trade_id
         # this symbol's positions (account -> net lots); None unless some account has
         # max_position
-        positions: dict[int, int] | None = None
-        if self._positions is not None:
-            positions = self._positions.get(symbol) or self._symbol_positions(symbol)
+        positions = self._positions[symbol] if self._positions is not None else None
         signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
         while opposite.best >= limit_key:
             price = opposite.best * sign

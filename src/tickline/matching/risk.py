@@ -188,9 +188,9 @@ class RiskControls:
       bounds it). The engine's fast replace path (a price-only move, the commonest command)
       then pays one comparison, with or without limits. (A disabled account never has a
       live order to replace: the switch cancels them all, and ``check()`` asserts it.)
-    * ``_positions``: symbol → account → net filled quantity, or ``None`` when no account
-      has ``max_position`` (per symbol, so the matching loop updates two int-keyed dict
-      entries per trade and allocates nothing);
+    * ``_positions``: symbol → account → net filled quantity (a table for every symbol), or
+      ``None`` when no account has ``max_position`` (per symbol, so the matching loop
+      updates two int-keyed dict entries per trade and allocates nothing);
     * ``_open_counts``: account → live orders, or ``None`` when no account has
       ``max_open_orders``.
     """
@@ -228,10 +228,15 @@ class RiskControls:
         self._open_counts = ({} if any(lim.max_open_orders for lim in self._limits.values())
                              else None)
         self._update_gate()
-        self._update_move_floor()
+        self._on_instruments()
 
-    def _update_move_floor(self) -> None:
-        """Recompute ``_move_price_floor`` (after the limits or the instruments changed)."""
+    def _on_instruments(self) -> None:
+        """After the instruments changed: a position table per symbol (while positions are
+        tracked: the hot paths index it directly), and ``_move_price_floor``, which depends
+        on the instruments' max quantities."""
+        if self._positions is not None:
+            for symbol in self.books:
+                self._positions.setdefault(symbol, {})
         quantities = [book.instrument.max_quantity for book in self.books.values()]
         largest = max(quantities) if quantities and all(quantities) else 0
         floor = NO_CAP
