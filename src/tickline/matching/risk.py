@@ -40,8 +40,15 @@ limit.
 *Positions* are net filled quantity per ``(account, symbol)`` (buys minus sells), updated on
 every trade for both parties; they are engine state (snapshot, digest). They are tracked only
 when some account has ``max_position`` (and open-order counts only when some account has
-``max_open_orders``: those are derived from the live orders), so an engine without limits pays
-one ``is None`` test per trade and one flag test per new order.
+``max_open_orders``: those are derived from the live orders).
+
+*Cost.* An engine without limits pays one flag test per new order, one ``is None`` test per
+match, trade, rest and finish, and one comparison per price-only move (the move price floor):
+by instruction count (``valgrind --tool=cachegrind``, 40,000 commands of the exchange-core
+mix) the same as before these controls existed. With all four limits on every account the
+new orders take an inline fast pass (the exact check, with its reject texts, runs only for an
+order that may breach a limit) and trades, rests and finishes update positions and counts:
++5.3% instructions; ``tickline bench matching --risk`` measures the wall-clock ratio.
 """
 
 from __future__ import annotations
