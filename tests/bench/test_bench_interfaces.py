@@ -40,7 +40,7 @@ def test_bench_matching_risk_json_keys(tmp_path: Path) -> None:
     assert isinstance(risk, dict)
     assert risk["commands_per_second_off"] > 0 and risk["commands_per_second_on"] > 0
     assert isinstance(risk["overhead_pct"], float)
-    assert isinstance(risk["overhead_pct_chunk_minima"], float)
+    assert len(risk["overhead_pct_p25_p75"]) == 2
     assert risk["same_outcome"] is True
     assert risk["accounts_with_limits"] > 100
 

@@ -15,10 +15,9 @@ What is timed, in four passes over the same pre-generated commands:
 With ``risk=True`` (``--risk``) the throughput pass also runs, back to back in alternating
 rounds, on an engine where *every* account has generous pre-trade limits
 (:func:`generous_limits`: all four set, none ever reached, so the same events are produced
-— checked on the final books and id counters): ``risk.commands_per_second_off`` /
-``_on`` are the best round of each, ``risk.overhead_pct`` what the checks cost between them,
-and ``risk.overhead_pct_chunk_minima`` the same from each chunk's fastest round (steadier on
-a busy machine).
+— checked on the final books and id counters), *paired*: an engine without and one with the
+limits take turns on the same 5,000-command slices, so other load on the machine hits both
+alike. ``risk.overhead_pct`` is the median over slices of the time ratio minus one.
 """
 
 from __future__ import annotations
@@ -115,11 +114,9 @@ def _prefilled(workload: Workload, config: EngineConfig | None = None) -> Matchi
 
 
 def run_throughput(workload: Workload, advance: Any = None,
-                   config: EngineConfig | None = None,
-                   chunk_ns: list[int] | None = None) -> tuple[float, MatchingEngine]:
+                   config: EngineConfig | None = None) -> tuple[float, MatchingEngine]:
     """Commands per second of a plain loop over every command (all events produced), on an
-    engine with ``config`` (default: the workload's own); each chunk's time is appended to
-    ``chunk_ns`` when given."""
+    engine with ``config`` (default: the workload's own)."""
     engine = _prefilled(workload, config)
     process = engine.process
     commands = workload.commands
@@ -130,10 +127,7 @@ def run_throughput(workload: Workload, advance: Any = None,
         t0 = clock()
         for cmd in chunk:
             process(cmd)
-        took = clock() - t0
-        elapsed += took
-        if chunk_ns is not None:
-            chunk_ns.append(took)
+        elapsed += clock() - t0
         if advance is not None:
             advance(len(chunk))
     return len(commands) / (elapsed / 1e9), engine
@@ -167,37 +161,58 @@ def _same_outcome(a: MatchingEngine, b: MatchingEngine) -> bool:
             and all(a.books[s].digest() == b.books[s].digest() for s in a.books))
 
 
+PAIR_CHUNK = 5_000
+"""Commands per timed slice in :func:`run_risk_comparison`."""
+
+
 def run_risk_comparison(workload: Workload, rounds: int = 3,
                         advance: Any = None) -> dict[str, Any]:
-    """Throughput without and with generous limits on every account, alternating ``rounds``
-    times (off first in even rounds, on first in odd ones) so that drift in the machine hits
-    both alike. ``commands_per_second_off``/``_on`` and ``overhead_pct`` come from the best
-    round of each; ``overhead_pct_chunk_minima`` from the sum over chunks of each chunk's
-    fastest round (less sensitive to other load on the machine)."""
+    """Throughput without and with generous limits on every account, measured *paired*: two
+    engines (limits off, limits on) run the same ``PAIR_CHUNK``-command slice one after the
+    other (which goes first alternates), so that load from elsewhere on the machine hits both
+    alike; ``rounds`` times over the whole stream with fresh engines.
+
+    ``overhead_pct`` is the median over slices of ``on / off - 1`` (robust to a busy
+    machine); ``commands_per_second_off``/``_on`` the totals of the best round of each."""
     config = generous_limits(workload)
-    off: list[float] = []
-    on: list[float] = []
-    chunks: dict[bool, list[list[int]]] = {False: [], True: []}
+    commands = workload.commands
+    clock = time.perf_counter_ns
+    ratios: list[float] = []
+    off_rates: list[float] = []
+    on_rates: list[float] = []
     same = True
-    for i in range(rounds):
-        engines: dict[bool, MatchingEngine] = {}
-        for limited in ((False, True) if i % 2 == 0 else (True, False)):
-            times: list[int] = []
-            cps, engines[limited] = run_throughput(workload, advance,
-                                                   config if limited else None, times)
-            (on if limited else off).append(cps)
-            chunks[limited].append(times)
-        same = same and _same_outcome(engines[False], engines[True])
-        del engines
-    best_off, best_on = max(off), max(on)
-    min_off, min_on = (sum(min(column) for column in zip(*chunks[k], strict=True))
-                       for k in (False, True))
+    for _ in range(rounds):
+        plain = _prefilled(workload)
+        limited = _prefilled(workload, config)
+        pair = ((plain.process, 0), (limited.process, 1))
+        totals = [0, 0]
+        for n, start in enumerate(range(0, len(commands), PAIR_CHUNK)):
+            chunk = commands[start:start + PAIR_CHUNK]
+            took = [0, 0]
+            for process, which in (pair if n % 2 == 0 else pair[::-1]):
+                t0 = clock()
+                for cmd in chunk:
+                    process(cmd)
+                took[which] = clock() - t0
+            totals[0] += took[0]
+            totals[1] += took[1]
+            ratios.append(took[1] / took[0])
+            if advance is not None:
+                advance(2 * len(chunk))
+        same = same and _same_outcome(plain, limited)
+        del plain, limited
+        off_rates.append(len(commands) / (totals[0] / 1e9))
+        on_rates.append(len(commands) / (totals[1] / 1e9))
+    ratios.sort()
+    median = ratios[len(ratios) // 2]
     return {
         "rounds": rounds, "accounts_with_limits": len(config.account_limits),
-        "commands_per_second_off": round(best_off), "commands_per_second_on": round(best_on),
-        "rounds_off": [round(x) for x in off], "rounds_on": [round(x) for x in on],
-        "overhead_pct": round(100 * (best_off - best_on) / best_off, 2),
-        "overhead_pct_chunk_minima": round(100 * (min_on - min_off) / min_off, 2),
+        "slices": len(ratios), "slice_commands": PAIR_CHUNK,
+        "commands_per_second_off": round(max(off_rates)),
+        "commands_per_second_on": round(max(on_rates)),
+        "overhead_pct": round(100 * (median - 1), 2),
+        "overhead_pct_p25_p75": [round(100 * (ratios[len(ratios) // 4] - 1), 2),
+                                 round(100 * (ratios[3 * len(ratios) // 4] - 1), 2)],
         "same_outcome": same,
     }
 
@@ -379,10 +394,10 @@ def _print(r: dict[str, Any]) -> None:
         k = r["risk"]
         table.add_row(f"commands/s risk limits off / on (best of {k['rounds']})",
                       f"{k['commands_per_second_off']:,} / {k['commands_per_second_on']:,}")
-        table.add_row("risk check overhead (best rounds / chunk minima)",
-                      f"{k['overhead_pct']}% / {k['overhead_pct_chunk_minima']}% "
-                      f"({k['accounts_with_limits']:,} accounts limited"
-                      f"{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
+        table.add_row("risk check overhead (median of paired slices, p25..p75)",
+                      f"{k['overhead_pct']}% ({k['overhead_pct_p25_p75'][0]}.."
+                      f"{k['overhead_pct_p25_p75'][1]}%; {k['accounts_with_limits']:,} "
+                      f"accounts limited{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
     table.add_row("peak RSS", f"{r['peak_rss_mb']:,} MB")
     console.print(table)
     lat = {k: v / 1000 for k, v in r["latency_ns"].items()}
