@@ -41,6 +41,10 @@ def bench_matching(
         help="Resting orders for the memory pass (0: skip).")] = 1_000_000,
     latency_runs: Annotated[int, typer.Option(
         help="Latency passes; >1 tells engine tails (same commands) from machine noise.")] = 1,
+    risk: Annotated[bool, typer.Option(
+        help="Also time throughput with generous risk limits on every account, "
+             "alternating with limits off.")] = False,
+    risk_rounds: Annotated[int, typer.Option(help="Off/on rounds for --risk.")] = 3,
     json_path: JsonOption = None,
 ) -> None:
     """Run the exchange-core mix through the matching engine (and the seed's port)."""
@@ -48,7 +52,7 @@ def bench_matching(
 
     run(commands=commands, seed=seed, symbols=symbols, with_seed_port=seed_port,
         seed_port_commands=seed_port_commands, memory_orders=memory_orders,
-        latency_runs=latency_runs, json_path=json_path)
+        latency_runs=latency_runs, json_path=json_path, risk=risk, risk_rounds=risk_rounds)
 
 
 # --- serve (issue 5) -----------------------------------------------------------------------

@@ -62,10 +62,20 @@ replaces any part of it::
     name = "demo"
     key = "demo-key-1"
     stp = 1                   # self-trade prevention: 1 newest, 2 oldest, 3 both, 4 off
+    admin = false             # may open a drop copy of every account
+    # pre-trade risk limits, checked in the engine (0 or omitted = no limit):
+    max_order_quantity = 0    # lots per order (a replace: its new total)
+    max_order_notional = 0    # price x quantity per order, in price units x lots
+    max_open_orders = 0       # live orders at once, over all symbols
+    max_position = 0          # |net filled position| per symbol, counting the new order
 
 Demo accounts (embedded defaults; change them for anything but a demo): ``demo`` (id 1, key
 ``demo-key-1``), ``alice`` (2, ``alice-key``), ``bob`` (3, ``bob-key-3``), and market makers
 ``mm1``..``mm4`` (11..14, ``mm1-key-0``..``mm4-key-0``).
+
+Risk limits are part of the engine's configuration, which the journal records: replaying a
+journal needs the limits it was written with (see :class:`~tickline.matching.RiskLimits`
+for the exact rules, and ``tickline.matching.risk`` for the reject codes).
 """
 
 from __future__ import annotations
@@ -76,7 +86,8 @@ from typing import Any
 
 import msgspec
 
-from tickline.matching import EngineConfig, Instrument, STPMode
+from tickline.matching import EngineConfig, Instrument, RiskLimits, STPMode
+from tickline.matching.risk import LIMIT_FIELDS
 
 
 class ConfigError(ValueError):
@@ -186,12 +197,26 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
 
 
 class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[accounts]]`` entry: identity, self-trade prevention mode, the ``admin`` flag
+    (drop copy of every account) and the pre-trade risk limits (0 = no limit)."""
+
     id: int
     name: str
     key: str
     stp: int = int(STPMode.CANCEL_NEWEST)
     admin: bool = False
     """May open a drop copy of every account (and use the admin actions)."""
+    max_order_quantity: int = 0
+    max_order_notional: int = 0
+    max_open_orders: int = 0
+    max_position: int = 0
+
+    def risk_limits(self) -> RiskLimits:
+        """The engine's view of this account's limits."""
+        return RiskLimits(max_order_quantity=self.max_order_quantity,
+                          max_order_notional=self.max_order_notional,
+                          max_open_orders=self.max_open_orders,
+                          max_position=self.max_position)
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -224,6 +249,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ConfigError(f"account {a.name!r}: key must be at least 8 characters")
             if a.stp not in (1, 2, 3, 4):
                 raise ConfigError(f"account {a.name!r}: stp must be 1..4, got {a.stp}")
+            for name in LIMIT_FIELDS:
+                value = getattr(a, name)
+                if value < 0:
+                    raise ConfigError(f"account {a.name!r}: {name} must be >= 0 "
+                                      f"(0 = no limit), got {value}")
         if self.server.durability not in ("none", "batch", "interval"):
             raise ConfigError(
                 f"server.durability must be none, batch or interval, got "
@@ -259,8 +289,12 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self
 
     def engine_config(self) -> EngineConfig:
-        """The engine settings implied by the accounts (self-trade prevention modes)."""
-        return EngineConfig(account_stp={a.id: a.stp for a in self.accounts})
+        """The engine settings implied by the accounts: self-trade prevention modes and the
+        risk limits of the accounts that have any (so a configuration without limits gives
+        the same engine config, and journal, as before limits existed)."""
+        limits = {a.id: a.risk_limits() for a in self.accounts}
+        return EngineConfig(account_stp={a.id: a.stp for a in self.accounts},
+                            account_limits={i: lim for i, lim in limits.items() if lim.active})
 
     def account_by_key(self) -> dict[str, Account]:
         return {a.key: a for a in self.accounts}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -28,6 +29,20 @@ def test_bench_matching_json_keys(tmp_path: Path) -> None:
     assert isinstance(latency, dict)
     assert {"p50", "p99", "p99_99", "max"} <= set(latency)
     assert latency["p50"] <= latency["p99"] <= latency["p99_99"] <= latency["max"]
+
+
+def test_bench_matching_risk_json_keys(tmp_path: Path) -> None:
+    """``--risk``: both throughputs, the overhead, and the check that the generous limits
+    rejected nothing (same books and ids as without them)."""
+    data = _run(["bench", "matching", "--commands", "3000", "--no-seed-port",
+                 "--memory-orders", "0", "--risk", "--risk-rounds", "1"], tmp_path / "r.json")
+    risk: dict[str, Any] = data["risk"]  # type: ignore[assignment]
+    assert isinstance(risk, dict)
+    assert risk["commands_per_second_off"] > 0 and risk["commands_per_second_on"] > 0
+    assert isinstance(risk["overhead_pct"], float)
+    assert len(risk["overhead_pct_p25_p75"]) == 2
+    assert risk["same_outcome"] is True
+    assert risk["accounts_with_limits"] > 100
 
 
 def test_bench_processor_json_keys(tmp_path: Path) -> None:

@@ -20,7 +20,10 @@ Where the contract leaves a choice open, the choices below are the engine's, wri
 * price protection: the band is ``protection_ticks * tick_size`` beyond the best opposite
   price on arrival; if the band (not the order's own limit) stopped it, the remainder is
   cancelled with ``PRICE_PROTECTION`` whatever the time in force;
-* market orders are reported as IOC (or FOK), with price 0.
+* market orders are reported as IOC (or FOK), with price 0;
+* account commands: a mass cancel / cancel list / kill switch cancels the account's resting
+  orders sorted by symbol then order id, then one summary event; a disabled account's new
+  order is rejected after every other check (risk limits are not modelled here).
 """
 
 from __future__ import annotations
@@ -32,18 +35,23 @@ from typing import Any
 from tickline.matching import (
     BUY,
     Accepted,
+    AccountStatusChanged,
     Cancel,
     Cancelled,
+    CancelOrders,
     CancelReason,
     EngineConfig,
     Event,
     Expired,
     Instrument,
+    MassCancel,
+    MassCancelled,
     NewOrder,
     Rejected,
     RejectReason,
     Replace,
     Replaced,
+    SetAccountStatus,
     SetTradingStatus,
     StatusChanged,
     STPMode,
@@ -81,6 +89,7 @@ class ReferenceMatcher:
         self.instruments = {i.symbol: i for i in instruments}
         self.config = config
         self.halted: set[str] = set()
+        self.disabled: set[int] = set()
         self.resting: list[RefOrder] = []
         self.finished_clids: list[tuple[int, str]] = []
         self.next_order_id = 1
@@ -226,9 +235,41 @@ class ReferenceMatcher:
             else:
                 (self.halted.add if cmd.halted else self.halted.discard)(cmd.symbol)
                 out.append(StatusChanged(cmd.symbol, cmd.halted))
+        elif isinstance(cmd, MassCancel):
+            if cmd.symbol and cmd.symbol not in self.instruments:
+                self._reject(cmd, 0, R.UNKNOWN_SYMBOL, out)
+            elif cmd.side not in (0, 1, 2):
+                self._reject(cmd, 0, R.INVALID_SIDE, out)
+            else:
+                mine = [o for o in self.resting if o.account == cmd.account
+                        and cmd.symbol in ("", o.symbol) and cmd.side in (0, o.side)]
+                self._cancel_all(mine, C.MASS_CANCEL, out)
+                out.append(MassCancelled(cmd.account, cmd.symbol, cmd.side,
+                                         int(C.MASS_CANCEL), len(mine)))
+        elif isinstance(cmd, CancelOrders):
+            if cmd.reason not in (C.USER, C.MASS_CANCEL, C.CANCEL_ON_DISCONNECT, C.KILL_SWITCH):
+                out.append(Rejected(cmd.account, "", "", 0, int(R.INVALID_CANCEL_REASON), ""))
+            else:
+                mine = [o for o in self.resting if o.account == cmd.account
+                        and o.order_id in cmd.order_ids]
+                self._cancel_all(mine, C(cmd.reason), out)
+                out.append(MassCancelled(cmd.account, "", 0, cmd.reason, len(mine)))
+        elif isinstance(cmd, SetAccountStatus):
+            mine = []
+            if cmd.enabled:
+                self.disabled.discard(cmd.account)
+            else:
+                self.disabled.add(cmd.account)
+                mine = [o for o in self.resting if o.account == cmd.account]
+                self._cancel_all(mine, C.KILL_SWITCH, out)
+            out.append(AccountStatusChanged(cmd.account, cmd.enabled, len(mine)))
         else:
             assert isinstance(cmd, TimeTick)
         return out
+
+    def _cancel_all(self, orders: list[RefOrder], reason: C, out: list[Event]) -> None:
+        for o in sorted(orders, key=lambda o: (o.symbol, o.order_id)):
+            self._cancel(o, reason, out)  # (out of the resting list too)
 
     def _new(self, cmd: NewOrder, out: list[Event]) -> None:
         inst = self.instruments.get(cmd.symbol)
@@ -271,6 +312,8 @@ class ReferenceMatcher:
         limit = None if order.is_market else price
         if cmd.post_only and self._crosses(order, limit):
             return self._reject(cmd, 0, R.POST_ONLY_WOULD_TAKE, out)
+        if cmd.account in self.disabled:
+            return self._reject(cmd, 0, R.ACCOUNT_DISABLED, out)
         self.next_order_id += 1
         out.append(Accepted(order.order_id, order.account, order.clid, order.symbol,
                             order.side, cmd.order_type, tif, price, order.quantity))

@@ -527,3 +527,28 @@ def test_reports_are_ordinary_cancels_and_the_summaries_report_nothing() -> None
         (ExecKind.CANCELLED, 1, C.KILL_SWITCH), (ExecKind.CANCELLED, 5, C.KILL_SWITCH)]
     assert non_depth(events)[-1] == AccountStatusChanged(1, False, 2)
     builder.check(h.engine.books)
+
+
+@pytest.mark.parametrize(("limits", "max_quantity", "floor"), [
+    (RiskLimits(max_order_notional=1000, max_order_quantity=10), 0, 100),
+    (RiskLimits(max_order_notional=1000), 20, 50),       # bounded by the instrument
+    (RiskLimits(max_order_notional=1000), 0, 0),         # unbounded: every move is checked
+    (RiskLimits(max_order_quantity=10), 0, 1 << 62),     # no notional limit: no floor
+])
+def test_price_moves_are_checked_exactly_above_the_move_price_floor(
+        limits: RiskLimits, max_quantity: int, floor: int) -> None:
+    """The fast replace path only compares the new price with a floor below which no order
+    can breach a notional limit; above it the exact check decides (and may accept)."""
+    h = Harness([Instrument(symbol=SYM, max_quantity=max_quantity)],
+                EngineConfig(account_limits={1: limits}))
+    assert h.engine._move_price_floor == floor
+    h.buy(1, 5, 80)                                        # 1
+    h.buy(1, 10, 40)                                       # 2
+    h.replace(1, 1, price=150)                             # 750: above any floor, allowed
+    assert h.engine.orders[1].price == 150
+    if limits.max_order_notional:
+        assert_reject_changes_nothing(h, h_replace(1, 2, price=101), R.RISK_MAX_NOTIONAL,
+                                      "notional 1010 (101 x 10)")
+    else:
+        h.replace(1, 2, price=101)
+        assert h.engine.orders[2].price == 101

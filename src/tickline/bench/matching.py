@@ -11,6 +11,13 @@ What is timed, in four passes over the same pre-generated commands:
 3. **seed port** — the seed document's order book, ported straight
    (:mod:`tickline.bench.seed_port`), on the first ``seed_port_commands`` of the same stream.
 4. **memory** — RSS growth of an engine holding ``memory_orders`` resting orders.
+
+With ``risk=True`` (``--risk``) the throughput pass also runs, back to back in alternating
+rounds, on an engine where *every* account has generous pre-trade limits
+(:func:`generous_limits`: all four set, none ever reached, so the same events are produced
+— checked on the final books and id counters), *paired*: an engine without and one with the
+limits take turns on the same 5,000-command slices, so other load on the machine hits both
+alike. ``risk.overhead_pct`` is the median over slices of the time ratio minus one.
 """
 
 from __future__ import annotations
@@ -38,7 +45,15 @@ from tickline.bench.report import (
 )
 from tickline.bench.seed_port import SeedPortRunner
 from tickline.bench.workload import Workload, exchange_core_mix
-from tickline.matching import BUY, SELL, Instrument, MatchingEngine, NewOrder
+from tickline.matching import (
+    BUY,
+    SELL,
+    EngineConfig,
+    Instrument,
+    MatchingEngine,
+    NewOrder,
+    RiskLimits,
+)
 
 CHUNK = 50_000
 
@@ -75,17 +90,34 @@ class GcPauses:
         }
 
 
-def _prefilled(workload: Workload) -> MatchingEngine:
-    engine = workload.engine()
+GENEROUS = RiskLimits(max_order_quantity=10**12, max_order_notional=10**18,
+                      max_open_orders=10**9, max_position=10**15)
+"""Limits no command of the mix comes near: every check runs, none rejects."""
+
+
+def generous_limits(workload: Workload) -> EngineConfig:
+    """The workload's engine config with :data:`GENEROUS` limits for every account that
+    appears in it."""
+    accounts = {int(getattr(cmd, "account", 0)) for cmd in workload.prefill}
+    accounts |= {int(getattr(cmd, "account", 0)) for cmd in workload.commands}
+    accounts.discard(0)
+    return EngineConfig(account_limits=dict.fromkeys(sorted(accounts), GENEROUS))
+
+
+def _prefilled(workload: Workload, config: EngineConfig | None = None) -> MatchingEngine:
+    engine = (workload.engine() if config is None
+              else MatchingEngine(workload.instruments, config))
     process = engine.process
     for cmd in workload.prefill:
         process(cmd)
     return engine
 
 
-def run_throughput(workload: Workload, advance: Any = None) -> tuple[float, MatchingEngine]:
-    """Commands per second of a plain loop over every command (all events produced)."""
-    engine = _prefilled(workload)
+def run_throughput(workload: Workload, advance: Any = None,
+                   config: EngineConfig | None = None) -> tuple[float, MatchingEngine]:
+    """Commands per second of a plain loop over every command (all events produced), on an
+    engine with ``config`` (default: the workload's own)."""
+    engine = _prefilled(workload, config)
     process = engine.process
     commands = workload.commands
     elapsed = 0
@@ -121,6 +153,68 @@ def run_latency(workload: Workload, advance: Any = None) -> tuple[array[int], in
             if advance is not None:
                 advance(min(CHUNK, len(commands) - start))
     return samples, events, pauses
+
+
+def _same_outcome(a: MatchingEngine, b: MatchingEngine) -> bool:
+    """Same books, same id counters: the limits rejected nothing."""
+    return ((a.next_order_id, a.next_trade_id) == (b.next_order_id, b.next_trade_id)
+            and all(a.books[s].digest() == b.books[s].digest() for s in a.books))
+
+
+PAIR_CHUNK = 5_000
+"""Commands per timed slice in :func:`run_risk_comparison`."""
+
+
+def run_risk_comparison(workload: Workload, rounds: int = 3,
+                        advance: Any = None) -> dict[str, Any]:
+    """Throughput without and with generous limits on every account, measured *paired*: two
+    engines (limits off, limits on) run the same ``PAIR_CHUNK``-command slice one after the
+    other (which goes first alternates), so that load from elsewhere on the machine hits both
+    alike; ``rounds`` times over the whole stream with fresh engines.
+
+    ``overhead_pct`` is the median over slices of ``on / off - 1`` (robust to a busy
+    machine); ``commands_per_second_off``/``_on`` the totals of the best round of each."""
+    config = generous_limits(workload)
+    commands = workload.commands
+    clock = time.perf_counter_ns
+    ratios: list[float] = []
+    off_rates: list[float] = []
+    on_rates: list[float] = []
+    same = True
+    for _ in range(rounds):
+        plain = _prefilled(workload)
+        limited = _prefilled(workload, config)
+        pair = ((plain.process, 0), (limited.process, 1))
+        totals = [0, 0]
+        for n, start in enumerate(range(0, len(commands), PAIR_CHUNK)):
+            chunk = commands[start:start + PAIR_CHUNK]
+            took = [0, 0]
+            for process, which in (pair if n % 2 == 0 else pair[::-1]):
+                t0 = clock()
+                for cmd in chunk:
+                    process(cmd)
+                took[which] = clock() - t0
+            totals[0] += took[0]
+            totals[1] += took[1]
+            ratios.append(took[1] / took[0])
+            if advance is not None:
+                advance(2 * len(chunk))
+        same = same and _same_outcome(plain, limited)
+        del plain, limited
+        off_rates.append(len(commands) / (totals[0] / 1e9))
+        on_rates.append(len(commands) / (totals[1] / 1e9))
+    ratios.sort()
+    median = ratios[len(ratios) // 2]
+    return {
+        "rounds": rounds, "accounts_with_limits": len(config.account_limits),
+        "slices": len(ratios), "slice_commands": PAIR_CHUNK,
+        "commands_per_second_off": round(max(off_rates)),
+        "commands_per_second_on": round(max(on_rates)),
+        "overhead_pct": round(100 * (median - 1), 2),
+        "overhead_pct_p25_p75": [round(100 * (ratios[len(ratios) // 4] - 1), 2),
+                                 round(100 * (ratios[3 * len(ratios) // 4] - 1), 2)],
+        "same_outcome": same,
+    }
 
 
 def run_seed_port(workload: Workload, limit: int, advance: Any = None) -> tuple[float, int]:
@@ -175,6 +269,7 @@ def run(
     *, commands: int = 1_000_000, seed: int = 1, symbols: int = 1, with_seed_port: bool = True,
     seed_port_commands: int = 200_000, memory_orders: int = 1_000_000,
     latency_runs: int = 1, slow_ns: int = 30_000, json_path: Path | None = None,
+    risk: bool = False, risk_rounds: int = 3,
 ) -> dict[str, Any]:
     """Run every pass, print the report, write ``json_path``; return the results."""
     overhead = timer_overhead_ns()
@@ -202,6 +297,11 @@ def run(
             task = bar.add_task("seed port", total=seed_limit)
             seed_cps, seed_trades = run_seed_port(workload, seed_limit,
                                                   lambda k: bar.advance(task, k))
+        risk_result: dict[str, Any] = {}
+        if risk:
+            task = bar.add_task("risk limits off/on", total=commands * 2 * risk_rounds)
+            risk_result = run_risk_comparison(workload, risk_rounds,
+                                              lambda k: bar.advance(task, k))
         memory: dict[str, float] = {}
         if memory_orders > 0:
             task = bar.add_task("1M-order book memory", total=memory_orders)
@@ -235,6 +335,7 @@ def run(
         "seed_port_trades": seed_trades,
         "speedup_vs_seed_port": round(cps / seed_cps, 2) if seed_cps else None,
         "memory": memory,
+        "risk": risk_result,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "machine": machine(),
     }
@@ -289,6 +390,14 @@ def _print(r: dict[str, Any]) -> None:
         m = r["memory"]
         table.add_row(f"memory of {m['resting_orders']:,} resting orders",
                       f"{m['rss_mb']:,} MB ({m['bytes_per_order']} B/order)")
+    if r["risk"]:
+        k = r["risk"]
+        table.add_row(f"commands/s risk limits off / on (best of {k['rounds']})",
+                      f"{k['commands_per_second_off']:,} / {k['commands_per_second_on']:,}")
+        table.add_row("risk check overhead (median of paired slices, p25..p75)",
+                      f"{k['overhead_pct']}% ({k['overhead_pct_p25_p75'][0]}.."
+                      f"{k['overhead_pct_p25_p75'][1]}%; {k['accounts_with_limits']:,} "
+                      f"accounts limited{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
     table.add_row("peak RSS", f"{r['peak_rss_mb']:,} MB")
     console.print(table)
     lat = {k: v / 1000 for k, v in r["latency_ns"].items()}

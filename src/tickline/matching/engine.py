@@ -56,7 +56,7 @@ from tickline.matching.events import (
     Trade,
 )
 from tickline.matching.instruments import Instrument
-from tickline.matching.risk import RiskControls, RiskLimits
+from tickline.matching.risk import NO_CAP, RiskControls, RiskLimits
 from tickline.matching.types import (
     BUY,
     FOK,
@@ -165,6 +165,7 @@ class MatchingEngine(RiskControls):
     ) -> None:
         self.config = config if config is not None else EngineConfig()
         self.books: dict[str, OrderBook] = {}
+        self._init_risk(self.config.account_limits)
         for instrument in instruments:
             self.add_instrument(instrument)
         self.orders: dict[int, Order] = {}  # live orders only: finished ones are dropped
@@ -179,7 +180,6 @@ class MatchingEngine(RiskControls):
         self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
-        self._init_risk(self.config.account_limits)
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -187,6 +187,7 @@ class MatchingEngine(RiskControls):
             raise ValueError(f"instrument {instrument.symbol!r} is already listed")
         book = OrderBook(instrument)
         self.books[instrument.symbol] = book
+        self._on_instruments()  # position tables, the move price floor (risk.py)
         return book
 
     # -- the one entry point --------------------------------------------------------------
@@ -280,8 +281,24 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
-        if self._gated and self._pretrade_new(cmd, book, opposite, price, tif, limit_key, out):
-            return None  # kill switch or a risk limit (risk.py)
+        if self._gated:  # the kill switch and risk limits (risk.py): a fast pass inline (it
+            # runs for every order), the exact check and its typed reject only when needed
+            caps = self._caps.get(account)  # maxima, NO_CAP where unset; all 0: disabled
+            if caps is not None:
+                max_quantity, max_notional, max_open, max_position = caps
+                suspect = (quantity > max_quantity or price * quantity > max_notional
+                           or (order_type == MARKET and max_notional != NO_CAP))
+                if not suspect and max_open != NO_CAP and tif != IOC and tif != FOK:
+                    counts = self._open_counts
+                    suspect = counts is not None and counts.get(account, 0) >= max_open
+                if not suspect and max_position != NO_CAP:
+                    positions = self._positions
+                    position = positions[symbol].get(account, 0) if positions is not None else 0
+                    after = position + quantity if side == BUY else position - quantity
+                    suspect = after > max_position or -after > max_position
+                if suspect and self._pretrade_new(cmd, book, opposite, price, tif, limit_key,
+                                                  out):
+                    return None
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
@@ -366,11 +383,8 @@ class MatchingEngine(RiskControls):
         if (crosses or price == old_price or book.halted or price < book.min_price
                 or price > book.max_price or price % book.tick_size):
             return self._replace_general(cmd, out)
-        caps = self._replace_caps
-        if caps:  # a notional limit or the kill switch: the full check (risk.py)
-            cap = caps.get(order.account)
-            if cap is not None and price * order.quantity > cap:
-                return self._replace_general(cmd, out)
+        if price > self._move_price_floor:  # the move may breach a notional limit (risk.py)
+            return self._replace_general(cmd, out)
         order_id = order.order_id
         leaves = order.leaves
         levels = own_side.levels
@@ -527,9 +541,10 @@ class MatchingEngine(RiskControls):
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
-        positions = self._positions  # None unless some account has max_position
+        # this symbol's positions (account -> net lots); None unless some account has
+        # max_position
+        positions = self._positions[symbol] if self._positions is not None else None
         signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
-        taker_key = (taker_account, symbol)
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
@@ -561,9 +576,9 @@ class MatchingEngine(RiskControls):
                 taker.filled += qty
                 level.total -= qty
                 if positions is not None:
-                    maker_key = (maker.account, symbol)
-                    positions[maker_key] = positions.get(maker_key, 0) - signed * qty
-                    positions[taker_key] = positions.get(taker_key, 0) + signed * qty
+                    maker_account = maker.account
+                    positions[maker_account] = positions.get(maker_account, 0) - signed * qty
+                    positions[taker_account] = positions.get(taker_account, 0) + signed * qty
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                  maker.account, maker_leaves, taker_id, taker_account, leaves))
                 trade_id += 1
@@ -805,7 +820,7 @@ class MatchingEngine(RiskControls):
             next_trade_id=self.next_trade_id,
             halted=[s for s, b in self.books.items() if b.halted],
             orders=orders, recent_client_ids=list(self._recent_client_order),
-            positions=sorted((a, s, q) for (a, s), q in (self._positions or {}).items()),
+            positions=sorted((a, s, q) for (a, s), q in self.positions().items()),
             disabled_accounts=sorted(self._disabled),
         )
 
@@ -831,7 +846,8 @@ class MatchingEngine(RiskControls):
         for account, clid in snap.recent_client_ids:
             self._remember_client_id((account, clid))
         if self._positions is not None:
-            self._positions = {(a, s): q for a, s, q in snap.positions}
+            for account, symbol, quantity in snap.positions:
+                self._symbol_positions(symbol)[account] = quantity
         self._disabled = set(snap.disabled_accounts)
         self._update_gate()
         self._recount_open()
