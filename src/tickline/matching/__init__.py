@@ -23,8 +23,10 @@ from tickline.matching.events import (
     Replaced,
     StatusChanged,
     Trade,
+    Triggered,
 )
 from tickline.matching.instruments import Instrument, InstrumentError
+from tickline.matching.stops import StopBook
 from tickline.matching.types import (
     BUY,
     SELL,
@@ -42,6 +44,6 @@ __all__ = [
     "CancelReason", "Cancelled", "Command", "EngineConfig", "EngineSnapshot", "Event",
     "Expired", "Instrument", "InstrumentError", "Level", "LevelChanged", "MatchingEngine",
     "NewOrder", "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace",
-    "Replaced", "STPMode", "SetTradingStatus", "Side", "StatusChanged", "TimeInForce",
-    "TimeTick", "Trade", "reject_reason_name",
+    "Replaced", "STPMode", "SetTradingStatus", "Side", "StatusChanged", "StopBook",
+    "TimeInForce", "TimeTick", "Trade", "Triggered", "reject_reason_name",
 ]

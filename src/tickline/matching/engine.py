@@ -52,7 +52,16 @@ from tickline.matching.events import (
     StatusChanged,
     Trade,
 )
+from tickline.matching.iceberg import replace_iceberg
 from tickline.matching.instruments import Instrument
+from tickline.matching.stops import (
+    StopBook,
+    accept_stop,
+    cancel_stop,
+    replace_stop,
+    restore_stops,
+    trigger_stops,
+)
 from tickline.matching.types import (
     BUY,
     FOK,
@@ -62,36 +71,37 @@ from tickline.matching.types import (
     LIMIT,
     MARKET,
     SELL,
+    STOP,
+    STOP_LIMIT,
     STP_ACCOUNT_DEFAULT,
     STP_CANCEL_BOTH,
     STP_CANCEL_NEWEST,
     STP_CANCEL_OLDEST,
     STP_OFF,
     CancelReason,
-    RejectReason,
+)
+from tickline.matching.validation import (
+    R_DUP_CLID,
+    R_EXPIRE,
+    R_HALTED,
+    R_MARKET,
+    R_POST_ONLY,
+    R_REPLACE_QTY,
+    R_SIDE,
+    R_STP,
+    R_TIF,
+    R_TYPE,
+    R_UNKNOWN_ORDER,
+    R_UNKNOWN_SYMBOL,
+    check_new_order_extras,
+    check_price,
+    check_quantity,
+    price_text,
+    quantity_text,
 )
 
 _NO_LIMIT = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
 _NEVER = 1 << 62  # an engine time after every real one
-
-R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
-R_HALTED = int(RejectReason.INSTRUMENT_HALTED)
-R_SIDE = int(RejectReason.INVALID_SIDE)
-R_TYPE = int(RejectReason.INVALID_ORDER_TYPE)
-R_STP = int(RejectReason.INVALID_STP_MODE)
-R_TIF = int(RejectReason.INVALID_TIME_IN_FORCE)
-R_QTY = int(RejectReason.NON_POSITIVE_QUANTITY)
-R_LOT = int(RejectReason.OFF_LOT_QUANTITY)
-R_QTY_MAX = int(RejectReason.QUANTITY_TOO_LARGE)
-R_PRICE = int(RejectReason.NON_POSITIVE_PRICE)
-R_TICK = int(RejectReason.OFF_TICK_PRICE)
-R_BAND = int(RejectReason.PRICE_OUT_OF_BAND)
-R_EXPIRE = int(RejectReason.EXPIRE_TIME_IN_PAST)
-R_POST_ONLY = int(RejectReason.POST_ONLY_WOULD_TAKE)
-R_MARKET = int(RejectReason.MARKET_ORDER_NOT_ALLOWED)
-R_REPLACE_QTY = int(RejectReason.REPLACE_QUANTITY_TOO_LOW)
-R_UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
-R_DUP_CLID = int(RejectReason.DUPLICATE_CLIENT_ORDER_ID)
 
 C_USER = int(CancelReason.USER)
 C_IOC = int(CancelReason.IOC_REMAINDER)
@@ -113,6 +123,9 @@ class EngineConfig(msgspec.Struct, kw_only=True):
     default_stp: int = STP_CANCEL_NEWEST
     account_stp: dict[int, int] = msgspec.field(default_factory=dict)
     client_id_memory: int = 100_000
+    max_stop_triggers: int = 1_000
+    """At most this many stops trigger in one command (cascades included); the stops still
+    due after that are cancelled ``STOP_TRIGGER_LIMIT`` (see :mod:`tickline.matching.stops`)."""
 
 
 class EngineSnapshot(msgspec.Struct, kw_only=True):
@@ -125,6 +138,10 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     halted: list[str]
     orders: list[Order]
     recent_client_ids: list[tuple[int, str]]
+    stops: list[Order] = msgspec.field(default_factory=list)
+    """Armed stop orders, in arrival order."""
+    last_prices: dict[str, int] = msgspec.field(default_factory=dict)
+    """The last trade price of every symbol that has traded (stops trigger on it)."""
     attachments: dict[str, bytes] = msgspec.field(default_factory=dict)
     """State of components downstream of the engine that derive from its events (e.g. the
     exchange's report numbering), saved with the engine so a snapshot restores them at the
@@ -145,8 +162,8 @@ class MatchingEngine:
 
     __slots__ = (
         "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
-        "_recent_client_ids", "_recent_client_order", "books", "config", "last_seq",
-        "next_order_id", "next_trade_id", "now", "orders",
+        "_recent_client_ids", "_recent_client_order", "books", "config", "last_prices",
+        "last_seq", "next_order_id", "next_trade_id", "now", "orders", "stops",
     )
 
     def __init__(
@@ -168,6 +185,8 @@ class MatchingEngine:
         self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
+        self.stops: dict[str, StopBook] = {}  # armed stops by symbol; only non-empty books
+        self.last_prices: dict[str, int] = {}  # last trade price by symbol (0/absent: none)
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -202,6 +221,8 @@ class MatchingEngine:
             self._set_status(cmd, out)  # type: ignore[arg-type]
         elif kind is not TimeTick:
             raise TypeError(f"not a command: {cmd!r}")
+        if self.stops and (kind is NewOrder or kind is Replace):
+            trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
         return out
 
     # -- new orders ---------------------------------------------------------------------
@@ -225,24 +246,33 @@ class MatchingEngine:
             return self._reject(out, cmd, 0, R_TIF, f"time in force must be 1..4, got {tif}")
         instrument = book.instrument
         quantity = cmd.quantity
-        reason = self._check_quantity(instrument, quantity)
+        reason = check_quantity(instrument, quantity)
         if reason:
-            return self._reject(out, cmd, 0, reason, self._quantity_text(instrument, quantity))
+            return self._reject(out, cmd, 0, reason, quantity_text(instrument, quantity))
         price = cmd.price
-        if order_type == LIMIT:
-            reason = self._check_price(instrument, price)
+        if order_type == LIMIT or order_type == STOP_LIMIT:
+            reason = check_price(instrument, price)
             if reason:
-                return self._reject(out, cmd, 0, reason, self._price_text(instrument, price))
+                return self._reject(out, cmd, 0, reason, price_text(instrument, price))
         elif order_type == MARKET:
             if cmd.post_only:
                 return self._reject(out, cmd, 0, R_MARKET, "a market order cannot be post-only")
             price = 0
             if tif != FOK:
                 tif = IOC  # market orders never rest
+        elif order_type == STOP:
+            price = 0
         else:
             return self._reject(
-                out, cmd, 0, R_TYPE, f"order type must be 1 (limit) or 2 (market), got {order_type}"
+                out, cmd, 0, R_TYPE, f"order type must be 1 (limit), 2 (market), 3 (stop) or "
+                f"4 (stop-limit), got {order_type}"
             )
+        if cmd.stop_price or cmd.display_quantity or order_type > MARKET:
+            reason, text = check_new_order_extras(
+                instrument, order_type, tif, cmd.stop_price, cmd.display_quantity, quantity,
+                cmd.post_only)
+            if reason:
+                return self._reject(out, cmd, 0, reason, text)
         if tif == GTD and cmd.expire_time <= cmd.ts:
             return self._reject(
                 out, cmd, 0, R_EXPIRE,
@@ -256,6 +286,8 @@ class MatchingEngine:
         if clid and self._client_id_taken(account, clid):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
+        if order_type > MARKET:  # an armed stop: outside the book until triggered
+            return accept_stop(self, cmd, order_type, price, stp, out)
         if side == BUY:
             opposite = book.asks
             limit_key = -price if order_type == LIMIT else _NO_LIMIT
@@ -274,10 +306,10 @@ class MatchingEngine:
         order = Order(
             order_id, account, clid, symbol, side, price, quantity, quantity, 0,
             tif, cmd.expire_time if tif == GTD else 0, cmd.post_only, stp, cmd.seq,
+            cmd.display_quantity,
         )
-        out.append(
-            Accepted(order_id, account, clid, symbol, side, order_type, tif, price, quantity)
-        )
+        out.append(Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
+                            quantity, 0, cmd.display_quantity))
         if clid:
             self._live_client_ids[(account, clid)] = order_id
 
@@ -322,6 +354,8 @@ class MatchingEngine:
         order = self._find_owned(cmd, out)
         if order is None:
             return
+        if order.stop_price:
+            return cancel_stop(self, order, out)
         own_side = self.books[order.symbol].side(order.side)
         level = own_side.remove(order)
         self._cancel_rest(order, out, C_USER)
@@ -336,7 +370,8 @@ class MatchingEngine:
         and each line costs here); the contract is the same."""
         order = self.orders.get(cmd.order_id)
         if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
-                or order.account != cmd.account or order.symbol != cmd.symbol):
+                or order.account != cmd.account or order.symbol != cmd.symbol
+                or order.display or order.stop_price or cmd.stop_price or cmd.display_quantity):
             return self._replace_general(cmd, out)
         symbol = order.symbol
         book = self.books[symbol]
@@ -397,6 +432,10 @@ class MatchingEngine:
         book = self.books[symbol]
         if book.halted:
             return self._reject(out, cmd, order_id, R_HALTED, f"{symbol} is halted")
+        if order.stop_price:
+            return replace_stop(self, cmd, order, out)
+        if order.display or cmd.stop_price or cmd.display_quantity:
+            return replace_iceberg(self, cmd, order, out)
         old_price = order.price
         price = cmd.price or old_price
         quantity = cmd.quantity or order.quantity
@@ -405,13 +444,13 @@ class MatchingEngine:
             or price > book.max_price
         ):
             instrument = book.instrument
-            return self._reject(out, cmd, order_id, self._check_price(instrument, price),
-                                self._price_text(instrument, price))
+            return self._reject(out, cmd, order_id, check_price(instrument, price),
+                                price_text(instrument, price))
         if quantity != order.quantity:
-            reason = self._check_quantity(book.instrument, quantity)
+            reason = check_quantity(book.instrument, quantity)
             if reason:
                 return self._reject(out, cmd, order_id, reason,
-                                    self._quantity_text(book.instrument, quantity))
+                                    quantity_text(book.instrument, quantity))
         filled = order.filled
         if quantity <= filled:
             return self._reject(
@@ -495,7 +534,9 @@ class MatchingEngine:
 
         Emits trades, cancels from self-trade prevention, and one ``LevelChanged`` per maker
         level touched. On return the taker's ``leaves`` is what is left; if STP cancelled the
-        taker, its leaves is 0 and it is already finished.
+        taker, its leaves is 0 and it is already finished. An iceberg maker whose slice fills
+        refills from its reserve at the back of its level (after this pass over the level);
+        the symbol's last trade price is updated.
         """
         levels = opposite.levels
         sign = opposite.sign
@@ -506,12 +547,14 @@ class MatchingEngine:
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
+        traded_at = 0
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
             level_orders = level.orders
             total_before = level.total
             done: list[int] = []
+            refill: list[Order] | None = None
             stop = False
             for maker in level_orders.values():
                 if maker.account == taker_account and stp != STP_OFF:
@@ -520,8 +563,9 @@ class MatchingEngine:
                         level.total -= maker.leaves
                         self._finish(maker)
                         out.append(Cancelled(maker.order_id, maker.account, symbol, opp_side,
-                                             price, maker.leaves, C_STP))
+                                             price, maker.leaves + maker.hidden, C_STP))
                         maker.leaves = 0
+                        maker.hidden = 0
                     if stp != STP_CANCEL_OLDEST:
                         stop = True
                         break
@@ -536,16 +580,34 @@ class MatchingEngine:
                 taker.leaves = leaves
                 taker.filled += qty
                 level.total -= qty
+                hidden = maker.hidden
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
-                                 maker.account, maker_leaves, taker_id, taker_account, leaves))
+                                 maker.account, maker_leaves + hidden, taker_id, taker_account,
+                                 leaves))
                 trade_id += 1
+                traded_at = price
                 if maker_leaves == 0:
                     done.append(maker.order_id)
-                    self._finish(maker)
+                    if hidden:
+                        if refill is None:
+                            refill = []
+                        refill.append(maker)
+                    else:
+                        self._finish(maker)
                 if leaves == 0:
                     break
             for order_id in done:
                 del level_orders[order_id]
+            if refill is not None:  # the next slices, at the back of the level
+                seq = self.last_seq
+                for maker in refill:
+                    hidden = maker.hidden
+                    qty = maker.display if maker.display < hidden else hidden
+                    maker.hidden = hidden - qty
+                    maker.leaves = qty
+                    maker.priority = seq
+                    level_orders[maker.order_id] = maker
+                    level.total += qty
             if level_orders:
                 if done or level.total != total_before:
                     out.append(LevelChanged(symbol, opp_side, price, level.total,
@@ -555,15 +617,21 @@ class MatchingEngine:
                 out.append(LevelChanged(symbol, opp_side, price, 0, 0))
             if stop:
                 self.next_trade_id = trade_id
+                if traded_at:
+                    self.last_prices[symbol] = traded_at
                 self._cancel_rest(taker, out, C_STP)
                 return
             if taker.leaves == 0:
                 break
         self.next_trade_id = trade_id
+        if traded_at:
+            self.last_prices[symbol] = traded_at
 
     def _fillable(self, opposite: BookSide, taker: Order, limit_key: int) -> int:
         """How much of ``taker`` would fill now (respecting self-trade prevention), without
-        changing anything; stops counting once the taker's quantity is reached."""
+        changing anything; stops counting once the taker's quantity is reached. An iceberg's
+        reserve counts only at a level where no own order stops the taker: refilled slices go
+        to the back, behind it."""
         need = taker.leaves
         got = 0
         stp = taker.stp
@@ -573,14 +641,19 @@ class MatchingEngine:
         for key in reversed(opposite.sorted_keys()):
             if key < limit_key:
                 break
+            hidden = 0
             for maker in levels[key * sign].orders.values():
                 if maker.account == account and stp != STP_OFF:
                     if stp == STP_CANCEL_OLDEST:
                         continue
                     return got
                 got += maker.leaves
+                hidden += maker.hidden
                 if got >= need:
                     return got
+            got += hidden
+            if got >= need:
+                return got
         return got
 
     def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int:
@@ -595,6 +668,11 @@ class MatchingEngine:
     # -- resting, finishing ----------------------------------------------------------------
 
     def _rest(self, book: OrderBook, order: Order, out: list[Event]) -> None:
+        """Put an order that is done taking into its level; an iceberg shows one slice."""
+        display = order.display
+        if display and order.leaves > display:
+            order.hidden = order.leaves - display
+            order.leaves = display
         own_side = book.bids if order.side == BUY else book.asks
         level = own_side.add(order)
         self.orders[order.order_id] = order
@@ -606,8 +684,9 @@ class MatchingEngine:
     def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None:
         """Cancel the open quantity of an order that is no longer in a level."""
         out.append(Cancelled(order.order_id, order.account, order.symbol, order.side,
-                             order.price, order.leaves, reason))
+                             order.price, order.leaves + order.hidden, reason))
         order.leaves = 0
+        order.hidden = 0
         self._finish(order)
 
     def _finish(self, order: Order) -> None:
@@ -633,10 +712,20 @@ class MatchingEngine:
             order = orders.get(order_id)
             if order is None or order.expire_time != expire_time:
                 continue  # finished since: a stale heap entry
+            if order.stop_price:  # an armed stop: not in a level
+                self.stops[order.symbol].remove(order)
+                if not self.stops[order.symbol]:
+                    del self.stops[order.symbol]
+                out.append(Expired(order.order_id, order.account, order.symbol, order.side,
+                                   order.price, order.leaves))
+                order.leaves = 0
+                self._finish(order)
+                continue
             level = self.books[order.symbol].side(order.side).remove(order)
             out.append(Expired(order.order_id, order.account, order.symbol, order.side,
-                               order.price, order.leaves))
+                               order.price, order.leaves + order.hidden))
             order.leaves = 0
+            order.hidden = 0
             self._finish(order)
             out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
                                     len(level.orders)))
@@ -652,43 +741,6 @@ class MatchingEngine:
         out.append(StatusChanged(cmd.symbol, cmd.halted))
 
     # -- validation helpers ---------------------------------------------------------------
-
-    @staticmethod
-    def _check_quantity(instrument: Instrument, quantity: int) -> int:
-        if quantity <= 0:
-            return R_QTY
-        if quantity % instrument.lot_size:
-            return R_LOT
-        if instrument.max_quantity and quantity > instrument.max_quantity:
-            return R_QTY_MAX
-        return 0
-
-    @staticmethod
-    def _quantity_text(instrument: Instrument, quantity: int) -> str:
-        if quantity <= 0:
-            return f"quantity must be positive, got {quantity}"
-        if quantity % instrument.lot_size:
-            return f"quantity {quantity} is not a multiple of the lot size {instrument.lot_size}"
-        return f"quantity {quantity} exceeds the maximum {instrument.max_quantity}"
-
-    @staticmethod
-    def _check_price(instrument: Instrument, price: int) -> int:
-        if price <= 0:
-            return R_PRICE
-        if price % instrument.tick_size:
-            return R_TICK
-        if price < instrument.min_price or (instrument.max_price and price > instrument.max_price):
-            return R_BAND
-        return 0
-
-    @staticmethod
-    def _price_text(instrument: Instrument, price: int) -> str:
-        if price <= 0:
-            return f"limit price must be positive, got {price}"
-        if price % instrument.tick_size:
-            return f"price {price} is not a multiple of the tick size {instrument.tick_size}"
-        return (f"price {price} is outside the band "
-                f"[{instrument.min_price}, {instrument.max_price or 'inf'}]")
 
     def _client_id_taken(self, account: int, clid: str) -> bool:
         key = (account, clid)
@@ -743,6 +795,10 @@ class MatchingEngine:
             h.update(self.books[symbol].digest().encode())
         for account, clid in self._recent_client_order:
             h.update(b"%d:%s;" % (account, clid.encode()))
+        for symbol in sorted(self.last_prices):
+            h.update(b"L%s:%d;" % (symbol.encode(), self.last_prices[symbol]))
+        for symbol in sorted(self.stops):
+            h.update(self.stops[symbol].digest().encode())
         return h.hexdigest()
 
     def check(self) -> None:
@@ -756,7 +812,16 @@ class MatchingEngine:
                     f"order {order.order_id} rests but is not indexed"
                 )
                 seen.add(order.order_id)
-        assert seen == set(self.orders), "index holds orders that do not rest"
+        for symbol, stop_book in self.stops.items():
+            stop_book.check(self.last_prices.get(symbol, 0))
+            for order in stop_book.orders():
+                assert order.symbol == symbol
+                assert self.orders.get(order.order_id) is order, (
+                    f"stop {order.order_id} is armed but not indexed"
+                )
+                assert order.order_id not in seen, f"stop {order.order_id} also rests"
+                seen.add(order.order_id)
+        assert seen == set(self.orders), "index holds orders that neither rest nor are armed"
         for (account, _clid), order_id in self._live_client_ids.items():
             assert self.orders[order_id].account == account
 
@@ -771,6 +836,8 @@ class MatchingEngine:
             next_trade_id=self.next_trade_id,
             halted=[s for s, b in self.books.items() if b.halted],
             orders=orders, recent_client_ids=list(self._recent_client_order),
+            stops=[msgspec.structs.replace(o) for sb in self.stops.values() for o in sb.orders()],
+            last_prices=dict(self.last_prices),
         )
 
     def restore(self, snap: EngineSnapshot) -> None:
@@ -794,6 +861,8 @@ class MatchingEngine:
                 self._schedule_expiry(order)
         for account, clid in snap.recent_client_ids:
             self._remember_client_id((account, clid))
+        self.last_prices.update(snap.last_prices)
+        restore_stops(self, snap.stops)
 
 
 __all__ = ["EngineConfig", "EngineSnapshot", "Level", "MatchingEngine", "Order", "OrderBook"]
