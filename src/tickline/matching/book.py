@@ -23,7 +23,7 @@ import heapq
 import msgspec
 
 from tickline.matching.instruments import Instrument
-from tickline.matching.types import BUY, SELL, Side
+from tickline.matching.types import BUY, SELL, STP_CANCEL_OLDEST, STP_OFF, Side
 
 
 class Order(msgspec.Struct, gc=False):
@@ -152,6 +152,34 @@ class BookSide:
                 self.best = key
                 return
         self.best = max(levels) if sign == 1 else -min(levels)
+
+    def fillable(self, account: int, stp: int, need: int, limit_key: int) -> int:
+        """How much an order of ``account`` with self-trade prevention mode ``stp`` would
+        fill against this side down to ``limit_key``, without changing anything; stops
+        counting once ``need`` is reached. An own order stops it (unless ``stp`` is off or
+        cancel-oldest, which cancels own orders and goes on). An iceberg's reserve counts
+        only at a level where no own order stops it: refilled slices queue behind that
+        order. O(orders crossed), plus O(L log L) to sort the levels."""
+        got = 0
+        sign = self.sign
+        levels = self.levels
+        for key in reversed(self.sorted_keys()):
+            if key < limit_key:
+                break
+            hidden = 0
+            for maker in levels[key * sign].orders.values():
+                if maker.account == account and stp != STP_OFF:
+                    if stp == STP_CANCEL_OLDEST:
+                        continue
+                    return got
+                got += maker.leaves
+                hidden += maker.hidden
+                if got >= need:
+                    return got
+            got += hidden
+            if got >= need:
+                return got
+        return got
 
     def sorted_keys(self) -> list[int]:
         """Every level's key, ascending (best last). O(L log L)."""

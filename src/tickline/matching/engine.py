@@ -10,6 +10,9 @@ The contract (DESIGN.md "Matching semantics"):
 * price-time priority; a trade executes at the resting (maker) order's price;
 * limit and market orders; GTC, IOC, FOK, GTD (expiry in engine time, checked before every
   command); post-only; market orders never rest;
+* stop and stop-limit orders, armed outside the book until the last trade price touches
+  them, then triggered in a defined order with a bounded cascade (:mod:`.stops`); iceberg
+  orders that show one display slice at a time (:mod:`.iceberg`);
 * cancel and replace by the owning account only (another account's order is answered as an
   unknown one); a same-price quantity decrease keeps time priority, anything else goes to
   the back of the (new) level and may trade;
@@ -19,19 +22,23 @@ The contract (DESIGN.md "Matching semantics"):
 * for every order ``filled + open + cancelled == quantity``; the book is never crossed after a
   command completes.
 
+Layout: this module holds the command dispatch, new orders, cancels, matching, resting and
+expiry; replace is in :mod:`.replace`, validation in :mod:`.validation`, digest, check and
+snapshots in :mod:`.state`.
+
 The hot path is written for CPython (locals bound once, plain-int codes, type dispatch by
 identity) and typed precisely so that it can later be compiled with mypyc unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterable
 
 import msgspec
 
+from tickline.matching import state
 from tickline.matching.book import EMPTY, BookSide, Level, Order, OrderBook
 from tickline.matching.commands import (
     Cancel,
@@ -48,18 +55,15 @@ from tickline.matching.events import (
     Expired,
     LevelChanged,
     Rejected,
-    Replaced,
     StatusChanged,
     Trade,
 )
-from tickline.matching.iceberg import replace_iceberg
 from tickline.matching.instruments import Instrument
+from tickline.matching.replace import replace_order
 from tickline.matching.stops import (
     StopBook,
     accept_stop,
     cancel_stop,
-    replace_stop,
-    restore_stops,
     trigger_stops,
 )
 from tickline.matching.types import (
@@ -86,7 +90,6 @@ from tickline.matching.validation import (
     R_HALTED,
     R_MARKET,
     R_POST_ONLY,
-    R_REPLACE_QTY,
     R_SIDE,
     R_STP,
     R_TIF,
@@ -212,7 +215,7 @@ class MatchingEngine:
             self._expire(ts, out)
         kind = type(cmd)
         if kind is Replace:
-            self._replace(cmd, out)  # type: ignore[arg-type]
+            replace_order(self, cmd, out)  # type: ignore[arg-type]
         elif kind is NewOrder:
             self._new_order(cmd, out)  # type: ignore[arg-type]
         elif kind is Cancel:
@@ -362,171 +365,6 @@ class MatchingEngine:
         out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
                                 len(level.orders)))
 
-    def _replace(self, cmd: Replace, out: list[Event]) -> None:
-        """Fast path for the commonest command of all (82% of the exchange-core mix): a
-        price-only move of a plain order to a valid new price that does not cross.
-        Everything else — crossing moves, quantity or client-id changes, post-only orders,
-        every reject — takes :meth:`_replace_general`. Inlined by profile (each Python call
-        and each line costs here); the contract is the same."""
-        order = self.orders.get(cmd.order_id)
-        if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
-                or order.account != cmd.account or order.symbol != cmd.symbol
-                or order.display or order.stop_price or cmd.stop_price or cmd.display_quantity):
-            return self._replace_general(cmd, out)
-        symbol = order.symbol
-        book = self.books[symbol]
-        price = cmd.price
-        old_price = order.price
-        side = order.side
-        if side == BUY:
-            own_side = book.bids
-            crosses = book.asks.best >= -price
-        else:
-            own_side = book.asks
-            crosses = book.bids.best >= price
-        if (crosses or price == old_price or book.halted or price < book.min_price
-                or price > book.max_price or price % book.tick_size):
-            return self._replace_general(cmd, out)
-        order_id = order.order_id
-        leaves = order.leaves
-        levels = own_side.levels
-        level = levels[old_price]
-        level_orders = level.orders
-        del level_orders[order_id]
-        if level_orders:
-            total = level.total - leaves
-            level.total = total
-            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
-        else:
-            own_side.drop_level(old_price)
-            out.append(LevelChanged(symbol, side, old_price, 0, 0))
-        order.price = price
-        order.priority = cmd.seq
-        out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
-                            price, order.quantity, leaves, False))
-        level = levels.get(price)  # type: ignore[assignment]
-        if level is None:
-            levels[price] = Level(price, {order_id: order}, leaves)
-            key = price * own_side.sign
-            if key > own_side.best:
-                own_side.best = key
-            out.append(LevelChanged(symbol, side, price, leaves, 1))
-        else:
-            level_orders = level.orders
-            level_orders[order_id] = order
-            total = level.total + leaves
-            level.total = total
-            out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
-        return None
-
-    def _replace_general(self, cmd: Replace, out: list[Event]) -> None:
-        """Every replace: lookup by client order id, quantity changes, new client ids,
-        post-only orders, same-price changes, and all the rejects."""
-        order = self.orders.get(cmd.order_id)
-        if order is None or order.account != cmd.account or order.symbol != cmd.symbol:
-            order = self._find_owned(cmd, out)  # by client order id, or the reject
-            if order is None:
-                return None
-        order_id = order.order_id
-        symbol = order.symbol
-        book = self.books[symbol]
-        if book.halted:
-            return self._reject(out, cmd, order_id, R_HALTED, f"{symbol} is halted")
-        if order.stop_price:
-            return replace_stop(self, cmd, order, out)
-        if order.display or cmd.stop_price or cmd.display_quantity:
-            return replace_iceberg(self, cmd, order, out)
-        old_price = order.price
-        price = cmd.price or old_price
-        quantity = cmd.quantity or order.quantity
-        if price != old_price and (
-            price <= 0 or price % book.tick_size or price < book.min_price
-            or price > book.max_price
-        ):
-            instrument = book.instrument
-            return self._reject(out, cmd, order_id, check_price(instrument, price),
-                                price_text(instrument, price))
-        if quantity != order.quantity:
-            reason = check_quantity(book.instrument, quantity)
-            if reason:
-                return self._reject(out, cmd, order_id, reason,
-                                    quantity_text(book.instrument, quantity))
-        filled = order.filled
-        if quantity <= filled:
-            return self._reject(
-                out, cmd, order_id, R_REPLACE_QTY,
-                f"new quantity {quantity} is not above the filled quantity {filled}",
-            )
-        clid = cmd.client_order_id
-        account = order.account
-        if clid and clid != order.client_order_id and self._client_id_taken(account, clid):
-            return self._reject(out, cmd, order_id, R_DUP_CLID,
-                                f"client order id {clid!r} already used by account {account}")
-        side = order.side
-        if side == BUY:
-            own_side = book.bids
-            opposite = book.asks
-            limit_key = -price
-        else:
-            own_side = book.asks
-            opposite = book.bids
-            limit_key = price
-        crosses = opposite.best >= limit_key
-        if crosses and order.post_only:
-            return self._reject(out, cmd, order_id, R_POST_ONLY,
-                                f"post-only order {order_id} at {price} would take liquidity")
-
-        # Validated: from here on the replace happens.
-        if clid and clid != order.client_order_id:
-            live = self._live_client_ids
-            if order.client_order_id:
-                old_key = (account, order.client_order_id)
-                del live[old_key]
-                self._remember_client_id(old_key)
-            live[(account, clid)] = order_id
-            order.client_order_id = clid
-        leaves = quantity - filled
-        old_leaves = order.leaves
-        levels = own_side.levels
-        level = levels[old_price]
-        if price == old_price and leaves <= old_leaves:  # keeps its place in the queue
-            level.total -= old_leaves - leaves
-            order.leaves = leaves
-            order.quantity = quantity
-            out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                                side, price, quantity, leaves, True))
-            if leaves != old_leaves:
-                out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
-            return None
-        # Out of its old level (inlined BookSide.remove) ...
-        level_orders = level.orders
-        del level_orders[order_id]
-        total = level.total - old_leaves
-        level.total = total
-        if level_orders:
-            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
-        else:
-            own_side.drop_level(old_price)
-            out.append(LevelChanged(symbol, side, old_price, 0, 0))
-        order.price = price
-        order.quantity = quantity
-        order.leaves = leaves
-        order.priority = cmd.seq
-        out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                            side, price, quantity, leaves, False))
-        if crosses:
-            self._match(opposite, order, self._protect(book, opposite, limit_key), out)
-            if order.leaves == 0:  # filled, or cancelled by self-trade prevention
-                self._finish(order)
-                return None
-            if opposite.best >= limit_key:  # stopped by price protection
-                self._cancel_rest(order, out, C_PROTECTION)
-                return None
-        # ... and onto the back of its new one.
-        level = own_side.add(order)
-        out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
-        return None
-
     # -- matching -------------------------------------------------------------------------
 
     def _match(self, opposite: BookSide, taker: Order, limit_key: int, out: list[Event]) -> None:
@@ -628,33 +466,8 @@ class MatchingEngine:
             self.last_prices[symbol] = traded_at
 
     def _fillable(self, opposite: BookSide, taker: Order, limit_key: int) -> int:
-        """How much of ``taker`` would fill now (respecting self-trade prevention), without
-        changing anything; stops counting once the taker's quantity is reached. An iceberg's
-        reserve counts only at a level where no own order stops the taker: refilled slices go
-        to the back, behind it."""
-        need = taker.leaves
-        got = 0
-        stp = taker.stp
-        account = taker.account
-        sign = opposite.sign
-        levels = opposite.levels
-        for key in reversed(opposite.sorted_keys()):
-            if key < limit_key:
-                break
-            hidden = 0
-            for maker in levels[key * sign].orders.values():
-                if maker.account == account and stp != STP_OFF:
-                    if stp == STP_CANCEL_OLDEST:
-                        continue
-                    return got
-                got += maker.leaves
-                hidden += maker.hidden
-                if got >= need:
-                    return got
-            got += hidden
-            if got >= need:
-                return got
-        return got
+        """How much of ``taker`` would fill now (see :meth:`BookSide.fillable`)."""
+        return opposite.fillable(taker.account, taker.stp, taker.leaves, limit_key)
 
     def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int:
         """Tighten ``limit_key`` to the instrument's protection band around the best opposite
@@ -785,84 +598,26 @@ class MatchingEngine:
         return self.orders.get(order_id)
 
     def digest(self) -> str:
-        """A hex digest of the whole engine state: every book, the id counters, engine time,
-        the last sequence number and the remembered client order ids. Equal digests mean
-        engines that will behave identically from here on."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(b"%d|%d|%d|%d|" % (self.last_seq, self.now, self.next_order_id,
-                                    self.next_trade_id))
-        for symbol in sorted(self.books):
-            h.update(self.books[symbol].digest().encode())
-        for account, clid in self._recent_client_order:
-            h.update(b"%d:%s;" % (account, clid.encode()))
-        for symbol in sorted(self.last_prices):
-            h.update(b"L%s:%d;" % (symbol.encode(), self.last_prices[symbol]))
-        for symbol in sorted(self.stops):
-            h.update(self.stops[symbol].digest().encode())
-        return h.hexdigest()
+        """A hex digest of the whole engine state: every book, the armed stops, the last
+        trade prices, the id counters, engine time, the last sequence number and the
+        remembered client order ids. Equal digests mean engines that will behave identically
+        from here on."""
+        return state.digest(self)
 
     def check(self) -> None:
-        """Assert every invariant of every book and of the live-order index."""
-        seen: set[int] = set()
-        for symbol, book in self.books.items():
-            book.check()
-            for order in book.orders():
-                assert order.symbol == symbol
-                assert self.orders.get(order.order_id) is order, (
-                    f"order {order.order_id} rests but is not indexed"
-                )
-                seen.add(order.order_id)
-        for symbol, stop_book in self.stops.items():
-            stop_book.check(self.last_prices.get(symbol, 0))
-            for order in stop_book.orders():
-                assert order.symbol == symbol
-                assert self.orders.get(order.order_id) is order, (
-                    f"stop {order.order_id} is armed but not indexed"
-                )
-                assert order.order_id not in seen, f"stop {order.order_id} also rests"
-                seen.add(order.order_id)
-        assert seen == set(self.orders), "index holds orders that neither rest nor are armed"
-        for (account, _clid), order_id in self._live_client_ids.items():
-            assert self.orders[order_id].account == account
+        """Assert every invariant of every book, stop book and of the live-order index."""
+        state.check(self)
 
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> EngineSnapshot:
         """A self-contained copy of the state, for the journal's snapshots."""
-        orders = [msgspec.structs.replace(o) for book in self.books.values()
-                  for o in book.orders()]
-        return EngineSnapshot(
-            last_seq=self.last_seq, now=self.now, next_order_id=self.next_order_id,
-            next_trade_id=self.next_trade_id,
-            halted=[s for s, b in self.books.items() if b.halted],
-            orders=orders, recent_client_ids=list(self._recent_client_order),
-            stops=[msgspec.structs.replace(o) for sb in self.stops.values() for o in sb.orders()],
-            last_prices=dict(self.last_prices),
-        )
+        return state.snapshot(self, EngineSnapshot)
 
     def restore(self, snap: EngineSnapshot) -> None:
         """Replace this engine's state with ``snap`` (books must be empty and configured
         with the same instruments)."""
-        if self.orders or self.last_seq:
-            raise RuntimeError("restore needs a fresh engine")
-        self.last_seq = snap.last_seq
-        self.now = snap.now
-        self.next_order_id = snap.next_order_id
-        self.next_trade_id = snap.next_trade_id
-        for symbol in snap.halted:
-            self.book(symbol).halted = True
-        for order in snap.orders:
-            book = self.book(order.symbol)
-            (book.bids if order.side == BUY else book.asks).add(order)
-            self.orders[order.order_id] = order
-            if order.client_order_id:
-                self._live_client_ids[(order.account, order.client_order_id)] = order.order_id
-            if order.tif == GTD:
-                self._schedule_expiry(order)
-        for account, clid in snap.recent_client_ids:
-            self._remember_client_id((account, clid))
-        self.last_prices.update(snap.last_prices)
-        restore_stops(self, snap.stops)
+        state.restore(self, snap)
 
 
 __all__ = ["EngineConfig", "EngineSnapshot", "Level", "MatchingEngine", "Order", "OrderBook"]
