@@ -4,6 +4,7 @@ immediate triggers, cascade order and bound, cancel, replace, expiry and snapsho
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from tests.matching.helpers import SYM, Harness, accepted_id, non_depth, of_type
 from tickline.matching import (
@@ -263,3 +264,32 @@ def test_digest_sees_stops_and_the_last_price() -> None:
     trade_at(h2, 98)
     assert [h.engine.book(SYM).digest()] == [h2.engine.book(SYM).digest()]
     assert h.engine.digest() != h2.engine.digest()  # only the last price differs
+
+
+def test_check_detects_broken_stop_and_iceberg_invariants() -> None:
+    """The invariant checker can fail on each new invariant."""
+    def armed() -> Harness:
+        h = Harness()
+        trade_at(h, 100)
+        h.buy(1, 5, order_type=STOP, stop_price=105)
+        h.sell(1, 5, order_type=STOP, stop_price=95)
+        h.sell(2, 30, 110, display_quantity=10)
+        h.engine.check()
+        return h
+
+    corruptions = {
+        "due stop left armed": lambda h: h.engine.last_prices.__setitem__(SYM, 105),
+        "stale trigger": lambda h: setattr(h.engine.stops[SYM], "buy_trigger", 104),
+        "stop not indexed": lambda h: h.engine.orders.pop(4),
+        "stop with fills": lambda h: setattr(h.engine.orders[4], "filled", 1),
+        "iceberg shows too much": lambda h: setattr(h.engine.orders[5], "display", 5),
+        "reserve without display": lambda h: setattr(h.engine.orders[5], "display", 0),
+        "reserve overfull": lambda h: setattr(h.engine.orders[5], "hidden", 30),
+        "armed stop in a level": lambda h: setattr(h.engine.orders[5], "stop_price", 1),
+    }
+    for name, corrupt in corruptions.items():
+        h = armed()
+        corrupt(h)
+        with pytest.raises(AssertionError):
+            h.engine.check()
+            raise RuntimeError(f"check() missed: {name}")
