@@ -218,14 +218,14 @@ class MatchingEngine:
             replace_order(self, cmd, out)  # type: ignore[arg-type]
         elif kind is NewOrder:
             self._new_order(cmd, out)  # type: ignore[arg-type]
+            if self.stops:  # a trade, or a stop due on entry, may trigger stops
+                trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
         elif kind is Cancel:
             self._cancel(cmd, out)  # type: ignore[arg-type]
         elif kind is SetTradingStatus:
             self._set_status(cmd, out)  # type: ignore[arg-type]
         elif kind is not TimeTick:
             raise TypeError(f"not a command: {cmd!r}")
-        if self.stops and (kind is NewOrder or kind is Replace):
-            trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
         return out
 
     # -- new orders ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tickline.matching.book import Level
 from tickline.matching.commands import Replace
 from tickline.matching.events import Event, LevelChanged, Replaced
 from tickline.matching.iceberg import replace_iceberg
-from tickline.matching.stops import replace_stop
+from tickline.matching.stops import replace_stop, trigger_stops
 from tickline.matching.types import BUY, CancelReason
 from tickline.matching.validation import (
     R_DUP_CLID,
@@ -45,7 +45,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
             or order.account != cmd.account or order.symbol != cmd.symbol
             or order.display or order.stop_price or cmd.stop_price or cmd.display_quantity):
-        return replace_general(engine, cmd, out)
+        return _replace_and_trigger(engine, cmd, out)
     symbol = order.symbol
     book = engine.books[symbol]
     price = cmd.price
@@ -59,7 +59,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         crosses = book.bids.best >= price
     if (crosses or price == old_price or book.halted or price < book.min_price
             or price > book.max_price or price % book.tick_size):
-        return replace_general(engine, cmd, out)
+        return _replace_and_trigger(engine, cmd, out)
     order_id = order.order_id
     leaves = order.leaves
     levels = own_side.levels
@@ -91,6 +91,14 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         level.total = total
         out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
     return None
+
+def _replace_and_trigger(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
+    """The general path, then the stop trigger cascade: its trades, or a replaced stop that
+    is due now, may trigger stops. (The fast path never trades and never moves a stop.)"""
+    replace_general(engine, cmd, out)
+    if engine.stops:
+        trigger_stops(engine, cmd.symbol, out)
+
 
 def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
     """Every replace: lookup by client order id, quantity changes, new client ids,
