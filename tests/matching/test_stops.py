@@ -3,6 +3,8 @@ immediate triggers, cascade order and bound, cancel, replace, expiry and snapsho
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 import pytest
 
@@ -293,3 +295,32 @@ def test_check_detects_broken_stop_and_iceberg_invariants() -> None:
         with pytest.raises(AssertionError):
             h.engine.check()
             raise RuntimeError(f"check() missed: {name}")
+
+
+def test_trigger_order_survives_many_cancels_and_replaces() -> None:
+    """The stop book's lazy heaps: after random cancels and replaces (kept and not kept
+    priority) of hundreds of stops, one sweep triggers exactly the live stops, in (stop
+    price, arrival, id) order, and the bound cuts the tail."""
+    rng = random.Random(5)
+    h = Harness(config=EngineConfig(max_stop_triggers=250))
+    trade_at(h, 100)
+    h.sell(5, 10_000, 200)
+    ids = [accepted_id(h.buy(1 + i % 3, 1, order_type=STOP, stop_price=rng.randint(101, 150)))
+           for i in range(400)]
+    for oid in rng.sample(ids, 120):
+        o = h.engine.order(oid)
+        assert o is not None
+        what = rng.random()
+        if what < 0.4:
+            h.cancel(o.account, oid)
+        elif what < 0.7:
+            h.replace(o.account, oid, stop_price=rng.randint(101, 150))
+        else:
+            h.replace(o.account, oid, quantity=1 if rng.random() < 0.5 else 2)
+    live = sorted((o.stop_price, o.priority, o.order_id) for o in h.engine.orders.values()
+                  if o.stop_price)
+    events = trade_at(h, 150, seller=6, buyer=7)  # also touches every stop: 150 >= all
+    triggered = [t.order_id for t in of_type(events, Triggered)]
+    assert triggered == [oid for _s, _p, oid in live[:250]]
+    assert [c.order_id for c in of_type(events, Cancelled)] == [oid for *_k, oid in live[250:]]
+    assert SYM not in h.engine.stops

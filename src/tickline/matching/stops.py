@@ -40,6 +40,7 @@ Pure, like the rest of :mod:`tickline.matching`: no I/O, no clock.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -81,44 +82,53 @@ C_TRIGGER_LIMIT = int(CancelReason.STOP_TRIGGER_LIMIT)
 
 
 class StopBook:
-    """The armed stops of one symbol, by side, with the cached trigger thresholds: the lowest
-    buy stop price and the highest sell stop price, so "is any stop due?" is two comparisons
-    (O(1)); finding *which* is due scans the stops (O(S)), which happens only when one is."""
+    """The armed stops of one symbol, by side, each side with a heap in trigger order: buys
+    by ``(stop_price, arrival, id)``, sells by ``(-stop_price, arrival, id)``. The head of
+    each heap is the stop that side triggers next, so "is any stop due?" is two comparisons
+    (O(1)) and taking the next due stop is O(log S). Heap entries are removed lazily: an
+    entry whose order was disarmed or re-armed (replace) since is skipped and dropped when it
+    reaches the head; the heaps are rebuilt when stale entries outnumber live ones."""
 
-    __slots__ = ("buy_trigger", "buys", "sell_trigger", "sells")
+    __slots__ = ("buy_heap", "buy_trigger", "buys", "sell_heap", "sell_trigger", "sells")
 
     def __init__(self) -> None:
         self.buys: dict[int, Order] = {}
         self.sells: dict[int, Order] = {}
-        self.buy_trigger = _NO_BUY
-        self.sell_trigger = 0
+        self.buy_heap: list[tuple[int, int, int]] = []
+        self.sell_heap: list[tuple[int, int, int]] = []
+        self.buy_trigger = _NO_BUY  # lowest buy stop price (_NO_BUY: none)
+        self.sell_trigger = 0  # highest sell stop price (0: none)
 
     def __len__(self) -> int:
         return len(self.buys) + len(self.sells)
 
     def add(self, order: Order) -> None:
-        """Arm ``order`` (its ``stop_price`` set). O(1)."""
-        stop = order.stop_price
+        """Arm ``order`` (its ``stop_price`` and ``priority`` set). O(log S)."""
         if order.side == BUY:
             self.buys[order.order_id] = order
-            if stop < self.buy_trigger:
-                self.buy_trigger = stop
+            heapq.heappush(self.buy_heap, (order.stop_price, order.priority, order.order_id))
+            if len(self.buy_heap) > 2 * len(self.buys) + 16:
+                self.buy_heap = [(o.stop_price, o.priority, o.order_id)
+                                 for o in self.buys.values()]
+                heapq.heapify(self.buy_heap)
+            self.buy_trigger = self.buy_heap[0][0]
         else:
             self.sells[order.order_id] = order
-            if stop > self.sell_trigger:
-                self.sell_trigger = stop
+            heapq.heappush(self.sell_heap, (-order.stop_price, order.priority, order.order_id))
+            if len(self.sell_heap) > 2 * len(self.sells) + 16:
+                self.sell_heap = [(-o.stop_price, o.priority, o.order_id)
+                                  for o in self.sells.values()]
+                heapq.heapify(self.sell_heap)
+            self.sell_trigger = -self.sell_heap[0][0]
 
     def remove(self, order: Order) -> None:
-        """Disarm ``order``. O(1), or O(S) when it held a threshold."""
+        """Disarm ``order``. O(log S) amortized."""
         if order.side == BUY:
             del self.buys[order.order_id]
-            if order.stop_price == self.buy_trigger:
-                self.buy_trigger = min((o.stop_price for o in self.buys.values()),
-                                       default=_NO_BUY)
+            self.buy_trigger = _prune(self.buy_heap, self.buys, 1, _NO_BUY)
         else:
             del self.sells[order.order_id]
-            if order.stop_price == self.sell_trigger:
-                self.sell_trigger = max((o.stop_price for o in self.sells.values()), default=0)
+            self.sell_trigger = -_prune(self.sell_heap, self.sells, -1, 0)
 
     def due(self, last: int) -> bool:
         """Whether any stop is due at last trade price ``last`` (0: no trade yet). O(1)."""
@@ -126,21 +136,17 @@ class StopBook:
 
     def next_due(self, last: int) -> Order | None:
         """The stop to trigger next at ``last``: largest overshoot, then arrival, then order
-        id (see the module docstring); ``None`` if none is due. O(S)."""
+        id (see the module docstring); ``None`` if none is due. O(1): the heads."""
         best: Order | None = None
-        best_key = (0, 0, 0)
-        if last >= self.buy_trigger:
-            for o in self.buys.values():
-                if last >= o.stop_price:
-                    key = (o.stop_price - last, o.priority, o.order_id)
-                    if best is None or key < best_key:
-                        best, best_key = o, key
-        if last <= self.sell_trigger:
-            for o in self.sells.values():
-                if last <= o.stop_price:
-                    key = (last - o.stop_price, o.priority, o.order_id)
-                    if best is None or key < best_key:
-                        best, best_key = o, key
+        if last > 0 and last >= self.buy_trigger:
+            stop, priority, oid = self.buy_heap[0]
+            best = self.buys[oid]
+            best_key = (stop - last, priority, oid)
+        if last > 0 and last <= self.sell_trigger:
+            neg_stop, priority, oid = self.sell_heap[0]
+            key = (last + neg_stop, priority, oid)
+            if best is None or key < best_key:
+                best = self.sells[oid]
         return best
 
     def orders(self) -> list[Order]:
@@ -158,21 +164,42 @@ class StopBook:
         return h.hexdigest()
 
     def check(self, last: int) -> None:
-        """Assert the stop book's invariants: thresholds equal to the extreme stop prices,
-        every stop armed (positive stop price) with its whole quantity open (an armed stop
-        has never traded), on its side, and none of them due at ``last``."""
-        for side, stops in ((BUY, self.buys), (2, self.sells)):
+        """Assert the stop book's invariants: thresholds equal to the extreme stop prices
+        and to live heap heads, every armed stop in its heap, every stop armed (positive stop
+        price) with its whole quantity open (an armed stop has never traded), on its side,
+        and none of them due at ``last``."""
+        for side, stops, heap, sign in ((BUY, self.buys, self.buy_heap, 1),
+                                        (2, self.sells, self.sell_heap, -1)):
+            entries = set(heap)
             for oid, o in stops.items():
                 assert oid == o.order_id and o.side == side, f"stop {oid} misfiled"
                 assert o.stop_price > 0, f"stop {oid} not armed"
                 assert o.filled == 0 and o.hidden == 0 and o.display == 0, f"stop {oid}"
                 assert 0 < o.leaves == o.quantity, f"stop {oid} leaves {o.leaves}"
+                assert (sign * o.stop_price, o.priority, oid) in entries, f"stop {oid} lost"
+            if heap:
+                key, priority, oid = heap[0]
+                assert oid in stops and stops[oid].stop_price == sign * key, "stale heap head"
+                assert stops[oid].priority == priority, "stale heap head"
         assert self.buy_trigger == min((o.stop_price for o in self.buys.values()),
                                        default=_NO_BUY), "buy trigger stale"
         assert self.sell_trigger == max((o.stop_price for o in self.sells.values()),
                                         default=0), "sell trigger stale"
         assert len(self) > 0, "empty stop book kept"
         assert not self.due(last), f"a stop is due at last price {last} after a command"
+
+
+def _prune(heap: list[tuple[int, int, int]], live: dict[int, Order], sign: int,
+           empty: int) -> int:
+    """Drop stale entries from the head of ``heap``; return the head's key (``empty``
+    when the heap runs out)."""
+    while heap:
+        key, priority, oid = heap[0]
+        o = live.get(oid)
+        if o is not None and o.stop_price == sign * key and o.priority == priority:
+            return key
+        heapq.heappop(heap)
+    return empty
 
 
 def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: int, stp: int,
