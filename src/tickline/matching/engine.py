@@ -483,9 +483,11 @@ class MatchingEngine:
     def _rest(self, book: OrderBook, order: Order, out: list[Event]) -> None:
         """Put an order that is done taking into its level; an iceberg shows one slice."""
         display = order.display
-        if display and order.leaves > display:
-            order.hidden = order.leaves - display
-            order.leaves = display
+        if display:
+            order.special = True
+            if order.leaves > display:
+                order.hidden = order.leaves - display
+                order.leaves = display
         own_side = book.bids if order.side == BUY else book.asks
         level = own_side.add(order)
         self.orders[order.order_id] = order

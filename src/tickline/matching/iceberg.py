@@ -113,6 +113,7 @@ def replace_iceberg(engine: MatchingEngine, cmd: Replace, order: Order,
         order.hidden = open_qty - leaves
         order.quantity = quantity
         order.display = display
+        order.special = True
         out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
                             price, quantity, open_qty, True, 0, display))
         if leaves != old_leaves:

@@ -37,14 +37,15 @@ C_PROTECTION = int(CancelReason.PRICE_PROTECTION)
 
 def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
     """Fast path for the commonest command of all (82% of the exchange-core mix): a
-    price-only move of a plain order to a valid new price that does not cross.
-    Everything else — crossing moves, quantity or client-id changes, post-only orders,
-    every reject — takes :func:`replace_general`. Inlined by profile (each Python call
-    and each line costs here); the contract is the same."""
+    price-only move of a plain order to a valid new price that does not cross (a post-only
+    order moves here too: not crossing, it behaves as any other). Everything else —
+    crossing moves, quantity, client-id, stop price or display changes, icebergs and armed
+    stops (``Order.special``), every reject — takes :func:`replace_general`. Inlined by
+    profile (each Python call and each line costs here); the contract is the same."""
     order = engine.orders.get(cmd.order_id)
-    if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
+    if (order is None or cmd.quantity or cmd.client_order_id or order.special
             or order.account != cmd.account or order.symbol != cmd.symbol
-            or order.display or order.stop_price or cmd.stop_price or cmd.display_quantity):
+            or cmd.stop_price or cmd.display_quantity):
         return _replace_and_trigger(engine, cmd, out)
     symbol = order.symbol
     book = engine.books[symbol]

@@ -175,6 +175,7 @@ class StopBook:
                 assert oid == o.order_id and o.side == side, f"stop {oid} misfiled"
                 assert o.stop_price > 0, f"stop {oid} not armed"
                 assert o.filled == 0 and o.hidden == 0 and o.display == 0, f"stop {oid}"
+                assert o.special, f"stop {oid} not flagged special"
                 assert 0 < o.leaves == o.quantity, f"stop {oid} leaves {o.leaves}"
                 assert (sign * o.stop_price, o.priority, oid) in entries, f"stop {oid} lost"
             if heap:
@@ -211,7 +212,7 @@ def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: i
     tif = cmd.tif
     order = Order(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side, price,
                   cmd.quantity, cmd.quantity, 0, tif, cmd.expire_time if tif == GTD else 0,
-                  False, stp, cmd.seq, 0, 0, cmd.stop_price)
+                  False, stp, cmd.seq, 0, 0, cmd.stop_price, True)
     out.append(Accepted(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side,
                         order_type, tif, price, cmd.quantity, cmd.stop_price, 0))
     if cmd.client_order_id:
@@ -283,6 +284,7 @@ def _enter(engine: MatchingEngine, book: OrderBook, order: Order, out: list[Even
     and indexed; it can be neither post-only nor an iceberg)."""
     stop_price = order.stop_price
     order.stop_price = 0
+    order.special = False  # a plain market or limit order now
     order.priority = engine.last_seq
     price = order.price
     market = price == 0
