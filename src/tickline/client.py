@@ -257,19 +257,27 @@ class Client:
                           price: Decimalish | None = None, *, order_type: str | int = "limit",
                           tif: str | int = "gtc", client_order_id: str = "",
                           expire_time: int = 0, post_only: bool = False,
-                          stp: int = 0) -> p.NewOrderRequest:
-        """Build (not send) a request from decimal values; ``request_id`` is assigned."""
+                          stp: int = 0, stop_price: Decimalish | None = None,
+                          display_quantity: Decimalish | None = None) -> p.NewOrderRequest:
+        """Build (not send) a request from decimal values; ``request_id`` is assigned.
+        ``stop_price`` (a price) is for ``stop``/``stop_limit`` orders, ``display_quantity``
+        (a quantity) makes a resting limit order an iceberg."""
         inst = self.instrument(symbol)
         otype = _enum(order_type, OrderType, "order_type")
-        if price is None and otype == OrderType.LIMIT:
-            raise ValueError("a limit order needs a price")
+        if price is None and otype in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            raise ValueError(f"a {OrderType(otype).name.lower()} order needs a price")
+        if stop_price is None and otype in (OrderType.STOP, OrderType.STOP_LIMIT):
+            raise ValueError(f"a {OrderType(otype).name.lower()} order needs a stop_price")
         return p.NewOrderRequest(
             request_id=self.next_request_id(), symbol=symbol, side=_side(side),
             quantity=inst.qty_from_str(_dec(quantity)),
             price=inst.price_from_str(_dec(price)) if price is not None else 0,
             order_type=otype, tif=_enum(tif, TimeInForce, "tif"),
             client_order_id=client_order_id, expire_time=expire_time, post_only=post_only,
-            stp=stp)
+            stp=stp,
+            stop_price=inst.price_from_str(_dec(stop_price)) if stop_price is not None else 0,
+            display_quantity=(inst.qty_from_str(_dec(display_quantity))
+                              if display_quantity is not None else 0))
 
     def send_new_order(self, symbol: str, side: str | int, quantity: Decimalish,
                        price: Decimalish | None = None, **kw: Any) -> asyncio.Future[p.Response]:
@@ -285,14 +293,20 @@ class Client:
 
     def send_replace(self, symbol: str, order_id: int = 0, *, price: Decimalish | None = None,
                      quantity: Decimalish | None = None, orig_client_order_id: str = "",
-                     client_order_id: str = "") -> asyncio.Future[p.Response]:
+                     client_order_id: str = "", stop_price: Decimalish | None = None,
+                     display_quantity: Decimalish | None = None
+                     ) -> asyncio.Future[p.Response]:
+        """Queue a replace; ``None`` (or omitted) keeps a field as it is."""
         inst = self.instrument(symbol)
         return self.send_request(p.ReplaceRequest(
             request_id=0, symbol=symbol, order_id=order_id,
             orig_client_order_id=orig_client_order_id,
             price=inst.price_from_str(_dec(price)) if price is not None else 0,
             quantity=inst.qty_from_str(_dec(quantity)) if quantity is not None else 0,
-            client_order_id=client_order_id))
+            client_order_id=client_order_id,
+            stop_price=inst.price_from_str(_dec(stop_price)) if stop_price is not None else 0,
+            display_quantity=(inst.qty_from_str(_dec(display_quantity))
+                              if display_quantity is not None else 0)))
 
     async def new_order(self, symbol: str, side: str | int, quantity: Decimalish,
                         price: Decimalish | None = None, **kw: Any) -> OrderAck:
@@ -308,10 +322,14 @@ class Client:
 
     async def replace(self, symbol: str, order_id: int = 0, *, price: Decimalish | None = None,
                       quantity: Decimalish | None = None,
-                      orig_client_order_id: str = "") -> p.OrderReplaced:
-        """Cancel/replace: new price and/or new total quantity; return the Replaced report."""
+                      orig_client_order_id: str = "", stop_price: Decimalish | None = None,
+                      display_quantity: Decimalish | None = None) -> p.OrderReplaced:
+        """Cancel/replace: new price, total quantity, stop price and/or display quantity;
+        return the Replaced report."""
         resp = await self.send_replace(symbol, order_id, price=price, quantity=quantity,
-                                       orig_client_order_id=orig_client_order_id)
+                                       orig_client_order_id=orig_client_order_id,
+                                       stop_price=stop_price,
+                                       display_quantity=display_quantity)
         return _expect(resp, p.OrderReplaced)
 
     async def order_status(self, symbol: str, order_id: int = 0, *,

@@ -33,13 +33,15 @@ ACCOUNTS = (1, 2, 3, 4)
 CONFIG = EngineConfig(
     account_stp={3: int(STPMode.CANCEL_OLDEST), 4: int(STPMode.CANCEL_BOTH)},
     client_id_memory=6,
+    max_stop_triggers=2,  # small, so that the bound is reached in random streams
 )
 CLIDS = [f"c{i}" for i in range(10)]
 
 
 def make_config() -> EngineConfig:
     return EngineConfig(account_stp=dict(CONFIG.account_stp),
-                        client_id_memory=CONFIG.client_id_memory)
+                        client_id_memory=CONFIG.client_id_memory,
+                        max_stop_triggers=CONFIG.max_stop_triggers)
 
 
 def random_commands(seed: int, n: int) -> list[Command]:
@@ -85,9 +87,19 @@ def random_commands(seed: int, n: int) -> list[Command]:
                     quantity = rng.randint(1, 9) * inst.lot_size
                 if rng.random() < 0.03:
                     price = price + 1 if price else -5
+                stop_price = display = 0
+                if rng.random() < 0.15:
+                    stop_price = MIDS[symbol] + rng.randint(-4, 4) * inst.tick_size
+                    if rng.random() < 0.1:
+                        stop_price += 1  # off tick on BBB
+                if rng.random() < 0.1:
+                    display = rng.randint(1, 4) * inst.lot_size
+                if rng.random() < 0.02:
+                    display = rng.choice((-inst.lot_size, inst.lot_size + 1, 100 * inst.lot_size))
                 cmd = Replace(seq=seq, ts=ts, account=account, symbol=symbol,
                               order_id=order_id, orig_client_order_id=orig, price=price,
-                              quantity=quantity, client_order_id=clid)
+                              quantity=quantity, client_order_id=clid, stop_price=stop_price,
+                              display_quantity=display)
         elif r < 0.95:
             cmd = SetTradingStatus(seq=seq, ts=ts, symbol=symbol, halted=rng.random() < 0.2)
         else:
@@ -115,23 +127,33 @@ def _new_order(rng: random.Random, seq: int, ts: int, account: int, symbol: str,
         kw["stp"] = rng.randint(0, 4)
     price = MIDS[symbol] + rng.randint(-4, 4) * tick
     quantity = rng.randint(1, 8) * lot
-    fields: dict[str, Any] = {"side": rng.choice((BUY, SELL)),
-                              "order_type": 2 if rng.random() < 0.1 else 1, "tif": tif}
+    order_type = rng.choices((1, 2, 3, 4), (75, 10, 7, 8))[0]
+    fields: dict[str, Any] = {"side": rng.choice((BUY, SELL)), "order_type": order_type,
+                              "tif": tif}
+    if order_type >= 3:  # mostly on the far side of the mid, so that stops pile up
+        away = rng.randint(-4, 4) if rng.random() < 0.2 else rng.randint(1, 4)
+        kw["stop_price"] = MIDS[symbol] + (away if fields["side"] == BUY else -away) * tick
+        kw["post_only"] = rng.random() < 0.03
+    elif rng.random() < 0.15:
+        kw["display_quantity"] = rng.randint(1, 3) * lot
     if rng.random() < 0.04:  # invalid input of some kind
         field: str
         value: Any
         field, value = rng.choice([
             ("quantity", 0), ("quantity", lot * 3 + (1 if lot > 1 else -10)),
             ("quantity", 10_000), ("price", 0), ("price", price + 1), ("price", 10_000),
-            ("side", 3), ("order_type", 7), ("tif", 9), ("stp", 8), ("symbol", "NOPE")])
+            ("side", 3), ("order_type", 7), ("tif", 9), ("stp", 8), ("symbol", "NOPE"),
+            ("stop_price", 0), ("stop_price", price + 1), ("stop_price", price),
+            ("display_quantity", -lot), ("display_quantity", lot + 1),
+            ("display_quantity", quantity + lot)])
         if field == "quantity":
             quantity = value
         elif field == "price":
             price = value
         elif field == "symbol":
             symbol = value
-        elif field == "stp":
-            kw["stp"] = value
+        elif field in ("stp", "stop_price", "display_quantity"):
+            kw[field] = value
         else:
             fields[field] = value
     return NewOrder(seq=seq, ts=ts, account=account, symbol=symbol, quantity=quantity,

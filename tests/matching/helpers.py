@@ -180,7 +180,7 @@ class OrderTracker:
         assert set(live) == set(engine.orders), (sorted(live), sorted(engine.orders))
         for oid, q in live.items():
             order = engine.orders[oid]
-            assert order.leaves == q
+            assert order.leaves + order.hidden == q
             assert order.filled == self.filled[oid]
             assert order.quantity == self.quantity[oid]
 

@@ -44,6 +44,10 @@ def _setup() -> Harness:
     h.sell(3, 10, 150)                                  # fills 10 of id 3
     h.buy(1, 10, 50, post_only=True)                    # id 5, post-only
     h.status(True, symbol=HALTED)
+    # last trade price 150: these stops stay armed
+    h.buy(1, 10, 310, order_type=4, stop_price=300)     # id 6, stop-limit
+    h.sell(1, 100, 250, display_quantity=20)            # id 7, iceberg
+    h.sell(1, 10, order_type=3, stop_price=100)         # id 8, stop-market
     return h
 
 
@@ -61,8 +65,8 @@ NEW_ORDER_CASES: list[tuple[str, NewOrder, RejectReason, str]] = [
     ("side 0", new(side=0), R.INVALID_SIDE, "side must be 1 (buy) or 2 (sell), got 0"),
     ("side 3", new(side=3), R.INVALID_SIDE, "got 3"),
     ("order type 0", new(order_type=0), R.INVALID_ORDER_TYPE,
-     "order type must be 1 (limit) or 2 (market), got 0"),
-    ("order type 3", new(order_type=3), R.INVALID_ORDER_TYPE, "got 3"),
+     "order type must be 1 (limit), 2 (market), 3 (stop) or 4 (stop-limit), got 0"),
+    ("order type 5", new(order_type=5), R.INVALID_ORDER_TYPE, "got 5"),
     ("stp mode", new(stp=5), R.INVALID_STP_MODE, "stp mode must be 0..4, got 5"),
     ("tif 0", new(tif=0), R.INVALID_TIME_IN_FORCE, "time in force must be 1..4, got 0"),
     ("tif 5", new(tif=5), R.INVALID_TIME_IN_FORCE, "got 5"),
@@ -93,6 +97,36 @@ NEW_ORDER_CASES: list[tuple[str, NewOrder, RejectReason, str]] = [
      "client order id 'live' already used by account 1"),
     ("duplicate finished", new(client_order_id="done"), R.DUPLICATE_CLIENT_ORDER_ID,
      "client order id 'done' already used by account 1"),
+    ("stop without stop price", new(order_type=3), R.NON_POSITIVE_STOP_PRICE,
+     "stop price must be positive, got 0"),
+    ("negative stop price", new(order_type=4, stop_price=-5), R.NON_POSITIVE_STOP_PRICE,
+     "got -5"),
+    ("off-tick stop price", new(order_type=3, stop_price=303), R.OFF_TICK_STOP_PRICE,
+     "stop price 303 is not a multiple of the tick size 5"),
+    ("stop price out of band", new(order_type=4, stop_price=600), R.STOP_PRICE_OUT_OF_BAND,
+     "stop price 600 is outside the band [50, 500]"),
+    ("stop-limit off-tick limit", new(order_type=4, stop_price=300, price=303),
+     R.OFF_TICK_PRICE, "price 303 is not a multiple"),
+    ("stop price on a limit", new(stop_price=300), R.STOP_PRICE_NOT_ALLOWED,
+     "stop price 300 given on an order that is not a stop"),
+    ("stop price on a market", new(order_type=2, stop_price=300), R.STOP_PRICE_NOT_ALLOWED,
+     "not a stop"),
+    ("post-only stop", new(order_type=4, stop_price=300, post_only=True),
+     R.INVALID_STOP_ORDER, "a stop order cannot be post-only"),
+    ("negative display", new(display_quantity=-10), R.NEGATIVE_DISPLAY_QUANTITY,
+     "display quantity must not be negative, got -10"),
+    ("off-lot display", new(display_quantity=15), R.OFF_LOT_DISPLAY_QUANTITY,
+     "display quantity 15 is not a multiple of the lot size 10"),
+    ("display above quantity", new(display_quantity=20), R.DISPLAY_QUANTITY_TOO_LARGE,
+     "display quantity 20 exceeds the quantity 10"),
+    ("display on market", new(order_type=2, display_quantity=10),
+     R.DISPLAY_QUANTITY_NOT_ALLOWED, "a display quantity needs a resting limit order"),
+    ("display on IOC", new(tif=2, display_quantity=10), R.DISPLAY_QUANTITY_NOT_ALLOWED,
+     "resting limit order"),
+    ("display on FOK", new(tif=3, display_quantity=10), R.DISPLAY_QUANTITY_NOT_ALLOWED,
+     "resting limit order"),
+    ("display on stop", new(order_type=4, stop_price=300, display_quantity=10),
+     R.DISPLAY_QUANTITY_NOT_ALLOWED, "resting limit order"),
 ]
 
 
@@ -165,6 +199,39 @@ TARGET_CASES: list[tuple[str, Any, RejectReason, int, str]] = [
      R.DUPLICATE_CLIENT_ORDER_ID, 1, "client order id 'done' already used by account 1"),
     ("replace post-only takes", replace(order_id=5, price=200), R.POST_ONLY_WOULD_TAKE, 5,
      "post-only order 5 at 200 would take liquidity"),
+    ("replace stop price of a limit", replace(order_id=1, stop_price=300),
+     R.STOP_PRICE_NOT_ALLOWED, 1, "order 1 is not an armed stop"),
+    ("replace stop price of an iceberg", replace(order_id=7, stop_price=300),
+     R.STOP_PRICE_NOT_ALLOWED, 7, "order 7 is not an armed stop"),
+    ("replace off-tick stop price", replace(order_id=6, stop_price=301),
+     R.OFF_TICK_STOP_PRICE, 6, "stop price 301 is not a multiple"),
+    ("replace stop price zero-crossing", replace(order_id=6, stop_price=-5),
+     R.NON_POSITIVE_STOP_PRICE, 6, "stop price must be positive"),
+    ("replace stop price band", replace(order_id=8, stop_price=45), R.STOP_PRICE_OUT_OF_BAND,
+     8, "stop price 45 is outside the band"),
+    ("replace stop-market price", replace(order_id=8, price=120), R.INVALID_STOP_ORDER, 8,
+     "stop-market order 8 has no limit price"),
+    ("replace stop-limit off tick", replace(order_id=6, price=311), R.OFF_TICK_PRICE, 6,
+     "price 311"),
+    ("replace stop off lot", replace(order_id=6, quantity=15), R.OFF_LOT_QUANTITY, 6,
+     "quantity 15"),
+    ("replace stop display", replace(order_id=6, display_quantity=10),
+     R.DISPLAY_QUANTITY_NOT_ALLOWED, 6, "a stop order cannot have a display quantity"),
+    ("replace stop dup clid", replace(order_id=6, client_order_id="live"),
+     R.DUPLICATE_CLIENT_ORDER_ID, 6, "client order id 'live' already used"),
+    ("replace display off lot", replace(order_id=1, display_quantity=15),
+     R.OFF_LOT_DISPLAY_QUANTITY, 1, "display quantity 15 is not a multiple"),
+    ("replace display negative", replace(order_id=7, display_quantity=-10),
+     R.NEGATIVE_DISPLAY_QUANTITY, 7, "got -10"),
+    ("replace display too large", replace(order_id=7, display_quantity=200),
+     R.DISPLAY_QUANTITY_TOO_LARGE, 7, "display quantity 200 exceeds the quantity 100"),
+    ("replace display below new total", replace(order_id=7, quantity=30, display_quantity=40),
+     R.DISPLAY_QUANTITY_TOO_LARGE, 7, "display quantity 40 exceeds the quantity 30"),
+    ("replace iceberg too low", replace(account=2, order_id=3, quantity=10,
+                                        display_quantity=10),
+     R.REPLACE_QUANTITY_TOO_LOW, 3, "not above the filled quantity 10"),
+    ("replace iceberg post-only", replace(order_id=5, price=200, display_quantity=10),
+     R.POST_ONLY_WOULD_TAKE, 5, "post-only order 5 at 200 would take liquidity"),
 ]
 
 

@@ -33,6 +33,7 @@ from tickline.matching.events import (
     Replaced,
     StatusChanged,
     Trade,
+    Triggered,
 )
 from tickline.stream import Bar, Bus, L3Reason, MarketDataPublisher, OrderDeleted, window_label
 from tickline.stream.bars import BarClock, OpenBar
@@ -41,7 +42,7 @@ from tickline.stream.bars import BarClock, OpenBar
 def test_dispatch_table_has_a_handler_for_every_engine_event_type() -> None:
     md = MarketDataPublisher(Bus(), ["AAA"])
     assert md.handled_event_types() == frozenset(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 10  # a new event type: give it a handler, then update this
+    assert len(EVENT_TYPES) == 11  # a new event type: give it a handler, then update this
 
 
 def test_a_new_event_type_without_a_handler_is_refused_at_construction(
@@ -88,6 +89,8 @@ def test_every_event_type_goes_through_its_handler() -> None:
         LevelChanged("AAA", BUY, 100, 0, 0),
         Expired(2, 8, "AAA", SELL, 101, 3),
         LevelChanged("AAA", SELL, 101, 0, 0),
+        Triggered(3, 7, "t", "AAA", BUY, 2, 0, 99, 2),  # a stop-market enters the book ...
+        Cancelled(3, 7, "AAA", BUY, 0, 2, 4),  # ... and its remainder is cancelled
         MassCancelled(7, "AAA", 0, 30, 0),
         AccountStatusChanged(7, True, 0),
     ]

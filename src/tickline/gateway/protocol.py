@@ -218,6 +218,11 @@ class NewOrderRequest(msgspec.Struct, tag=10, array_like=True, gc=False, kw_only
     expire_time: int = 0
     post_only: bool = False
     stp: int = 0
+    stop_price: int = 0
+    """Ticks; required by stop (3) and stop-limit (4) orders. Appended last, with a default,
+    so frames from older clients still decode."""
+    display_quantity: int = 0
+    """Lots shown in the book for an iceberg (0: all). Appended last, like ``stop_price``."""
 
 
 class CancelRequest(msgspec.Struct, tag=11, array_like=True, gc=False, kw_only=True):
@@ -259,7 +264,9 @@ class MassCancelRequest(msgspec.Struct, tag=15, array_like=True, gc=False, kw_on
 
 
 class ReplaceRequest(msgspec.Struct, tag=12, array_like=True, gc=False, kw_only=True):
-    """Cancel/replace: ``price`` 0 keeps the price, ``quantity`` 0 keeps the total."""
+    """Cancel/replace: ``price`` 0 keeps the price, ``quantity`` 0 keeps the total,
+    ``stop_price`` 0 keeps an armed stop's stop price, ``display_quantity`` 0 keeps an
+    iceberg's display quantity (the last two appended with defaults: old frames decode)."""
 
     request_id: int
     symbol: str
@@ -268,6 +275,8 @@ class ReplaceRequest(msgspec.Struct, tag=12, array_like=True, gc=False, kw_only=
     price: int = 0
     quantity: int = 0
     client_order_id: str = ""
+    stop_price: int = 0
+    display_quantity: int = 0
 
 
 # --- server -> client ------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from tickline.matching.events import (
     Replaced,
     StatusChanged,
     Trade,
+    Triggered,
 )
 from tickline.matching.instruments import Instrument, InstrumentError
 from tickline.matching.risk import RiskLimits
+from tickline.matching.stops import StopBook
 from tickline.matching.types import (
     BUY,
     SELL,
@@ -50,5 +52,5 @@ __all__ = [
     "Level", "LevelChanged", "MassCancel", "MassCancelled", "MatchingEngine", "NewOrder",
     "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace", "Replaced",
     "RiskLimits", "STPMode", "SetAccountStatus", "SetTradingStatus", "Side", "StatusChanged",
-    "TimeInForce", "TimeTick", "Trade", "reject_reason_name",
+    "StopBook", "TimeInForce", "TimeTick", "Trade", "Triggered", "reject_reason_name",
 ]

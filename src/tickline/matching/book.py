@@ -24,16 +24,22 @@ from collections.abc import Mapping
 import msgspec
 
 from tickline.matching.instruments import Instrument
-from tickline.matching.types import BUY, SELL, Side
+from tickline.matching.types import BUY, SELL, STP_CANCEL_OLDEST, STP_OFF, Side
 
 
 class Order(msgspec.Struct, gc=False):
     """A live order as the book holds it. Mutable; owned by the engine (single writer).
 
     ``quantity`` is the total order quantity (replace may change it), ``leaves`` the open
-    quantity, ``filled`` what has traded: for a live order ``filled + leaves <= quantity``,
-    and the difference is what was cancelled. ``priority`` is the sequence number at which the
-    order took its current place in its level's queue (FIFO within a level is by it).
+    quantity *in the book*, ``hidden`` an iceberg's reserve (0 for other orders), ``filled``
+    what has traded: the order's open quantity is ``leaves + hidden``, for a live order
+    ``filled + leaves + hidden <= quantity``, and the difference is what was cancelled.
+    ``display`` is an iceberg's display quantity (0: all visible): a resting iceberg shows
+    ``leaves <= display`` and refills from ``hidden`` when that slice fills.
+    ``stop_price`` is non-zero exactly while the order is an *armed* stop, held by the
+    engine's stop book instead of a level (``price`` 0: a stop-market).
+    ``priority`` is the sequence number at which the order took its current place in its
+    level's queue (FIFO within a level is by it, and by arrival within one command).
     ``gc=False``: an order holds only ints and strings, so the collector need never scan it —
     a book with a million orders adds nothing to GC pauses.
     """
@@ -52,6 +58,12 @@ class Order(msgspec.Struct, gc=False):
     post_only: bool
     stp: int
     priority: int
+    display: int = 0
+    hidden: int = 0
+    stop_price: int = 0
+    special: bool = False
+    """An iceberg or an armed stop (``display or stop_price``), cached in one field because
+    the replace fast path checks it on every move."""
 
 
 class Level(msgspec.Struct, gc=False):
@@ -153,6 +165,34 @@ class BookSide:
             return
         self.best = next_best_key(levels, key, sign, self.step)
 
+    def fillable(self, account: int, stp: int, need: int, limit_key: int) -> int:
+        """How much an order of ``account`` with self-trade prevention mode ``stp`` would
+        fill against this side down to ``limit_key``, without changing anything; stops
+        counting once ``need`` is reached. An own order stops it (unless ``stp`` is off or
+        cancel-oldest, which cancels own orders and goes on). An iceberg's reserve counts
+        only at a level where no own order stops it: refilled slices queue behind that
+        order. O(orders crossed), plus O(L log L) to sort the levels."""
+        got = 0
+        sign = self.sign
+        levels = self.levels
+        for key in reversed(self.sorted_keys()):
+            if key < limit_key:
+                break
+            hidden = 0
+            for maker in levels[key * sign].orders.values():
+                if maker.account == account and stp != STP_OFF:
+                    if stp == STP_CANCEL_OLDEST:
+                        continue
+                    return got
+                got += maker.leaves
+                hidden += maker.hidden
+                if got >= need:
+                    return got
+            got += hidden
+            if got >= need:
+                return got
+        return got
+
     def sorted_keys(self) -> list[int]:
         """Every level's key, ascending (best last). O(L log L)."""
         sign = self.sign
@@ -239,6 +279,8 @@ class OrderBook:
                    order.side, order.price, order.quantity, order.leaves, order.filled,
                    order.tif, order.expire_time, order.stp, order.priority)
             )
+            if order.display:
+                h.update(b"i%d,%d;" % (order.display, order.hidden))
         return h.hexdigest()
 
     # -- invariants ---------------------------------------------------------------------
@@ -247,8 +289,10 @@ class OrderBook:
         """Raise :class:`AssertionError` unless every structural invariant holds:
         each side's best key is its best level's; each level non-empty, its total equal to the sum
         of its orders' open quantity; each order on the right side and price, positive open
-        quantity, ``filled + leaves <= quantity``; FIFO (strictly increasing ``priority``)
-        within each level; and the book not crossed."""
+        quantity, ``filled + leaves + hidden <= quantity``, an iceberg's slice within its
+        display quantity, a reserve only on icebergs, no armed stop; FIFO (non-decreasing
+        ``priority``: several orders can take their place in one command, by cascade or
+        iceberg refill) within each level; and the book not crossed."""
         for book_side in (self.bids, self.asks):
             keys = book_side.sorted_keys()
             expected_best = keys[-1] if keys else EMPTY
@@ -265,8 +309,16 @@ class OrderBook:
                     assert order.side == book_side.side, f"order {oid} on the wrong side"
                     assert order.price == price, f"order {oid} at the wrong level"
                     assert order.leaves > 0, f"order {oid} rests with leaves {order.leaves}"
-                    assert order.filled + order.leaves <= order.quantity, f"order {oid} overfull"
-                    assert order.priority > last_priority, f"FIFO broken at {price}: {oid}"
+                    assert order.filled + order.leaves + order.hidden <= order.quantity, (
+                        f"order {oid} overfull")
+                    assert order.hidden >= 0, f"order {oid} hidden {order.hidden}"
+                    if order.display:
+                        assert order.leaves <= order.display, f"iceberg {oid} shows too much"
+                    else:
+                        assert order.hidden == 0, f"order {oid} hides without display"
+                    assert order.stop_price == 0, f"armed stop {oid} in the book"
+                    assert order.special == (order.display > 0), f"order {oid} special flag"
+                    assert order.priority >= last_priority, f"FIFO broken at {price}: {oid}"
                     last_priority = order.priority
                     total += order.leaves
                 assert total == level.total, (

@@ -33,9 +33,11 @@ from tickline.matching.types import GTC, LIMIT, STP_ACCOUNT_DEFAULT, CancelReaso
 class NewOrder(msgspec.Struct, tag=1, array_like=True, gc=False, kw_only=True):
     """Enter a new order.
 
-    ``price`` is ignored for market orders. ``expire_time`` (engine ns) is required for GTD.
-    ``client_order_id`` is optional ("" = none); when given it must be unique per account
-    among live and recently finished orders.
+    ``price`` is ignored for market and stop(-market) orders. ``expire_time`` (engine ns) is
+    required for GTD. ``client_order_id`` is optional ("" = none); when given it must be
+    unique per account among live and recently finished orders. ``stop_price`` (ticks) is
+    required by ``STOP``/``STOP_LIMIT`` orders and refused on others; ``display_quantity``
+    (lots, 0 = all visible) makes a resting limit order an iceberg.
     """
 
     seq: int = 0
@@ -51,6 +53,8 @@ class NewOrder(msgspec.Struct, tag=1, array_like=True, gc=False, kw_only=True):
     expire_time: int = 0
     post_only: bool = False
     stp: int = STP_ACCOUNT_DEFAULT
+    stop_price: int = 0
+    display_quantity: int = 0
 
 
 class Cancel(msgspec.Struct, tag=2, array_like=True, gc=False, kw_only=True):
@@ -74,6 +78,10 @@ class Replace(msgspec.Struct, tag=3, array_like=True, gc=False, kw_only=True):
     ``quantity - filled`` and must stay positive. A quantity decrease at the same price keeps
     time priority; a price change or a quantity increase moves the order to the back of its
     (new) level, and a new price that crosses the book trades first.
+
+    ``stop_price`` 0 keeps an armed stop's stop price (a non-zero one on any other order is
+    rejected); ``display_quantity`` 0 keeps the display quantity (an iceberg is made fully
+    visible by a display quantity equal to its total).
     """
 
     seq: int = 0
@@ -85,6 +93,8 @@ class Replace(msgspec.Struct, tag=3, array_like=True, gc=False, kw_only=True):
     price: int = 0
     quantity: int = 0
     client_order_id: str = ""
+    stop_price: int = 0
+    display_quantity: int = 0
 
 
 class SetTradingStatus(msgspec.Struct, tag=4, array_like=True, gc=False, kw_only=True):

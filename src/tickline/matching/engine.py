@@ -10,6 +10,9 @@ The contract (DESIGN.md "Matching semantics"):
 * price-time priority; a trade executes at the resting (maker) order's price;
 * limit and market orders; GTC, IOC, FOK, GTD (expiry in engine time, checked before every
   command); post-only; market orders never rest;
+* stop and stop-limit orders, armed outside the book until the last trade price touches
+  them, then triggered in a defined order with a bounded cascade (:mod:`.stops`); iceberg
+  orders that show one display slice at a time (:mod:`.iceberg`);
 * cancel and replace by the owning account only (another account's order is answered as an
   unknown one); a same-price quantity decrease keeps time priority, anything else goes to
   the back of the (new) level and may trade;
@@ -21,19 +24,23 @@ The contract (DESIGN.md "Matching semantics"):
 * account controls (:mod:`tickline.matching.risk`): mass cancel, cancel a list of orders,
   a per-account kill switch, and pre-trade risk limits per account.
 
+Layout: this module holds the command dispatch, new orders, cancels, matching, resting and
+expiry; replace is in :mod:`.replace`, validation in :mod:`.validation`, digest, check and
+snapshots in :mod:`.state`.
+
 The hot path is written for CPython (locals bound once, plain-int codes, type dispatch by
 identity) and typed precisely so that it can later be compiled with mypyc unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterable
 
 import msgspec
 
+from tickline.matching import state
 from tickline.matching.book import EMPTY, BookSide, Level, Order, OrderBook
 from tickline.matching.commands import (
     Cancel,
@@ -51,12 +58,18 @@ from tickline.matching.events import (
     Expired,
     LevelChanged,
     Rejected,
-    Replaced,
     StatusChanged,
     Trade,
 )
 from tickline.matching.instruments import Instrument
+from tickline.matching.replace import replace_order
 from tickline.matching.risk import NO_CAP, RiskControls, RiskLimits
+from tickline.matching.stops import (
+    StopBook,
+    accept_stop,
+    cancel_stop,
+    trigger_stops,
+)
 from tickline.matching.types import (
     BUY,
     FOK,
@@ -66,36 +79,36 @@ from tickline.matching.types import (
     LIMIT,
     MARKET,
     SELL,
+    STOP,
+    STOP_LIMIT,
     STP_ACCOUNT_DEFAULT,
     STP_CANCEL_BOTH,
     STP_CANCEL_NEWEST,
     STP_CANCEL_OLDEST,
     STP_OFF,
     CancelReason,
-    RejectReason,
+)
+from tickline.matching.validation import (
+    R_DUP_CLID,
+    R_EXPIRE,
+    R_HALTED,
+    R_MARKET,
+    R_POST_ONLY,
+    R_SIDE,
+    R_STP,
+    R_TIF,
+    R_TYPE,
+    R_UNKNOWN_ORDER,
+    R_UNKNOWN_SYMBOL,
+    check_new_order_extras,
+    check_price,
+    check_quantity,
+    price_text,
+    quantity_text,
 )
 
 _NO_LIMIT = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
 _NEVER = 1 << 62  # an engine time after every real one
-
-R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
-R_HALTED = int(RejectReason.INSTRUMENT_HALTED)
-R_SIDE = int(RejectReason.INVALID_SIDE)
-R_TYPE = int(RejectReason.INVALID_ORDER_TYPE)
-R_STP = int(RejectReason.INVALID_STP_MODE)
-R_TIF = int(RejectReason.INVALID_TIME_IN_FORCE)
-R_QTY = int(RejectReason.NON_POSITIVE_QUANTITY)
-R_LOT = int(RejectReason.OFF_LOT_QUANTITY)
-R_QTY_MAX = int(RejectReason.QUANTITY_TOO_LARGE)
-R_PRICE = int(RejectReason.NON_POSITIVE_PRICE)
-R_TICK = int(RejectReason.OFF_TICK_PRICE)
-R_BAND = int(RejectReason.PRICE_OUT_OF_BAND)
-R_EXPIRE = int(RejectReason.EXPIRE_TIME_IN_PAST)
-R_POST_ONLY = int(RejectReason.POST_ONLY_WOULD_TAKE)
-R_MARKET = int(RejectReason.MARKET_ORDER_NOT_ALLOWED)
-R_REPLACE_QTY = int(RejectReason.REPLACE_QUANTITY_TOO_LOW)
-R_UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
-R_DUP_CLID = int(RejectReason.DUPLICATE_CLIENT_ORDER_ID)
 
 C_USER = int(CancelReason.USER)
 C_IOC = int(CancelReason.IOC_REMAINDER)
@@ -119,6 +132,9 @@ class EngineConfig(msgspec.Struct, kw_only=True):
     account_stp: dict[int, int] = msgspec.field(default_factory=dict)
     client_id_memory: int = 100_000
     account_limits: dict[int, RiskLimits] = msgspec.field(default_factory=dict)
+    max_stop_triggers: int = 1_000
+    """At most this many stops trigger in one command (cascades included); the stops still
+    due after that are cancelled ``STOP_TRIGGER_LIMIT`` (see :mod:`tickline.matching.stops`)."""
 
 
 class EngineSnapshot(msgspec.Struct, kw_only=True):
@@ -131,6 +147,10 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     halted: list[str]
     orders: list[Order]
     recent_client_ids: list[tuple[int, str]]
+    stops: list[Order] = msgspec.field(default_factory=list)
+    """Armed stop orders, in arrival order."""
+    last_prices: dict[str, int] = msgspec.field(default_factory=dict)
+    """The last trade price of every symbol that has traded (stops trigger on it)."""
     attachments: dict[str, bytes] = msgspec.field(default_factory=dict)
     """State of components downstream of the engine that derive from its events (e.g. the
     exchange's report numbering), saved with the engine so a snapshot restores them at the
@@ -156,8 +176,8 @@ class MatchingEngine(RiskControls):
 
     __slots__ = (
         "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
-        "_recent_client_ids", "_recent_client_order", "books", "config", "last_seq",
-        "next_order_id", "next_trade_id", "now", "orders",
+        "_recent_client_ids", "_recent_client_order", "books", "config", "last_prices",
+        "last_seq", "next_order_id", "next_trade_id", "now", "orders", "stops",
     )  # and RiskControls' own
 
     def __init__(
@@ -180,6 +200,8 @@ class MatchingEngine(RiskControls):
         self._next_expiry = _NEVER  # == self._expiry[0][0], or _NEVER when empty
         self._account_stp = self.config.account_stp
         self._default_stp = self.config.default_stp
+        self.stops: dict[str, StopBook] = {}  # armed stops by symbol; only non-empty books
+        self.last_prices: dict[str, int] = {}  # last trade price by symbol (0/absent: none)
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -206,9 +228,11 @@ class MatchingEngine(RiskControls):
             self._expire(ts, out)
         kind = type(cmd)
         if kind is Replace:
-            self._replace(cmd, out)  # type: ignore[arg-type]
+            replace_order(self, cmd, out)  # type: ignore[arg-type]
         elif kind is NewOrder:
             self._new_order(cmd, out)  # type: ignore[arg-type]
+            if self.stops:  # a trade, or a stop due on entry, may trigger stops
+                trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
         elif kind is Cancel:
             self._cancel(cmd, out)  # type: ignore[arg-type]
         elif kind is SetTradingStatus:
@@ -238,24 +262,33 @@ class MatchingEngine(RiskControls):
             return self._reject(out, cmd, 0, R_TIF, f"time in force must be 1..4, got {tif}")
         instrument = book.instrument
         quantity = cmd.quantity
-        reason = self._check_quantity(instrument, quantity)
+        reason = check_quantity(instrument, quantity)
         if reason:
-            return self._reject(out, cmd, 0, reason, self._quantity_text(instrument, quantity))
+            return self._reject(out, cmd, 0, reason, quantity_text(instrument, quantity))
         price = cmd.price
-        if order_type == LIMIT:
-            reason = self._check_price(instrument, price)
+        if order_type == LIMIT or order_type == STOP_LIMIT:
+            reason = check_price(instrument, price)
             if reason:
-                return self._reject(out, cmd, 0, reason, self._price_text(instrument, price))
+                return self._reject(out, cmd, 0, reason, price_text(instrument, price))
         elif order_type == MARKET:
             if cmd.post_only:
                 return self._reject(out, cmd, 0, R_MARKET, "a market order cannot be post-only")
             price = 0
             if tif != FOK:
                 tif = IOC  # market orders never rest
+        elif order_type == STOP:
+            price = 0
         else:
             return self._reject(
-                out, cmd, 0, R_TYPE, f"order type must be 1 (limit) or 2 (market), got {order_type}"
+                out, cmd, 0, R_TYPE, f"order type must be 1 (limit), 2 (market), 3 (stop) or "
+                f"4 (stop-limit), got {order_type}"
             )
+        if cmd.stop_price or cmd.display_quantity or order_type > MARKET:
+            reason, text = check_new_order_extras(
+                instrument, order_type, tif, cmd.stop_price, cmd.display_quantity, quantity,
+                cmd.post_only)
+            if reason:
+                return self._reject(out, cmd, 0, reason, text)
         if tif == GTD and cmd.expire_time <= cmd.ts:
             return self._reject(
                 out, cmd, 0, R_EXPIRE,
@@ -269,6 +302,14 @@ class MatchingEngine(RiskControls):
         if clid and self._client_id_taken(account, clid):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
+        if order_type > MARKET:  # an armed stop: outside the book until triggered
+            if self._gated and self._caps.get(account) is not None:
+                # kill switch and limits, at its limit price (stop-limit) or stop price
+                at = price or cmd.stop_price
+                if self._pretrade_new(cmd, book, book.asks if side == BUY else book.bids, at,
+                                      tif, -at if side == BUY else at, out):
+                    return None
+            return accept_stop(self, cmd, order_type, price, stp, out)
         if side == BUY:
             opposite = book.asks
             limit_key = -price if order_type == LIMIT else _NO_LIMIT
@@ -305,10 +346,10 @@ class MatchingEngine(RiskControls):
         order = Order(
             order_id, account, clid, symbol, side, price, quantity, quantity, 0,
             tif, cmd.expire_time if tif == GTD else 0, cmd.post_only, stp, cmd.seq,
+            cmd.display_quantity,
         )
-        out.append(
-            Accepted(order_id, account, clid, symbol, side, order_type, tif, price, quantity)
-        )
+        out.append(Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
+                            quantity, 0, cmd.display_quantity))
         if clid:
             self._live_client_ids[(account, clid)] = order_id
 
@@ -353,175 +394,13 @@ class MatchingEngine(RiskControls):
         order = self._find_owned(cmd, out)
         if order is None:
             return
+        if order.stop_price:
+            return cancel_stop(self, order, out)
         own_side = self.books[order.symbol].side(order.side)
         level = own_side.remove(order)
         self._cancel_rest(order, out, C_USER)
         out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
                                 len(level.orders)))
-
-    def _replace(self, cmd: Replace, out: list[Event]) -> None:
-        """Fast path for the commonest command of all (82% of the exchange-core mix): a
-        price-only move of a plain order to a valid new price that does not cross.
-        Everything else — crossing moves, quantity or client-id changes, post-only orders,
-        every reject — takes :meth:`_replace_general`. Inlined by profile (each Python call
-        and each line costs here); the contract is the same."""
-        order = self.orders.get(cmd.order_id)
-        if (order is None or cmd.quantity or cmd.client_order_id or order.post_only
-                or order.account != cmd.account or order.symbol != cmd.symbol):
-            return self._replace_general(cmd, out)
-        symbol = order.symbol
-        book = self.books[symbol]
-        price = cmd.price
-        old_price = order.price
-        side = order.side
-        if side == BUY:
-            own_side = book.bids
-            crosses = book.asks.best >= -price
-        else:
-            own_side = book.asks
-            crosses = book.bids.best >= price
-        if (crosses or price == old_price or book.halted or price < book.min_price
-                or price > book.max_price or price % book.tick_size):
-            return self._replace_general(cmd, out)
-        if price > self._move_price_floor:  # the move may breach a notional limit (risk.py)
-            return self._replace_general(cmd, out)
-        order_id = order.order_id
-        leaves = order.leaves
-        levels = own_side.levels
-        level = levels[old_price]
-        level_orders = level.orders
-        del level_orders[order_id]
-        if level_orders:
-            total = level.total - leaves
-            level.total = total
-            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
-        else:
-            own_side.drop_level(old_price)
-            out.append(LevelChanged(symbol, side, old_price, 0, 0))
-        order.price = price
-        order.priority = cmd.seq
-        out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
-                            price, order.quantity, leaves, False))
-        level = levels.get(price)  # type: ignore[assignment]
-        if level is None:
-            levels[price] = Level(price, {order_id: order}, leaves)
-            key = price * own_side.sign
-            if key > own_side.best:
-                own_side.best = key
-            out.append(LevelChanged(symbol, side, price, leaves, 1))
-        else:
-            level_orders = level.orders
-            level_orders[order_id] = order
-            total = level.total + leaves
-            level.total = total
-            out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
-        return None
-
-    def _replace_general(self, cmd: Replace, out: list[Event]) -> None:
-        """Every replace: lookup by client order id, quantity changes, new client ids,
-        post-only orders, same-price changes, and all the rejects."""
-        order = self.orders.get(cmd.order_id)
-        if order is None or order.account != cmd.account or order.symbol != cmd.symbol:
-            order = self._find_owned(cmd, out)  # by client order id, or the reject
-            if order is None:
-                return None
-        order_id = order.order_id
-        symbol = order.symbol
-        book = self.books[symbol]
-        if book.halted:
-            return self._reject(out, cmd, order_id, R_HALTED, f"{symbol} is halted")
-        old_price = order.price
-        price = cmd.price or old_price
-        quantity = cmd.quantity or order.quantity
-        if price != old_price and (
-            price <= 0 or price % book.tick_size or price < book.min_price
-            or price > book.max_price
-        ):
-            instrument = book.instrument
-            return self._reject(out, cmd, order_id, self._check_price(instrument, price),
-                                self._price_text(instrument, price))
-        if quantity != order.quantity:
-            reason = self._check_quantity(book.instrument, quantity)
-            if reason:
-                return self._reject(out, cmd, order_id, reason,
-                                    self._quantity_text(book.instrument, quantity))
-        filled = order.filled
-        if quantity <= filled:
-            return self._reject(
-                out, cmd, order_id, R_REPLACE_QTY,
-                f"new quantity {quantity} is not above the filled quantity {filled}",
-            )
-        clid = cmd.client_order_id
-        account = order.account
-        if clid and clid != order.client_order_id and self._client_id_taken(account, clid):
-            return self._reject(out, cmd, order_id, R_DUP_CLID,
-                                f"client order id {clid!r} already used by account {account}")
-        side = order.side
-        if side == BUY:
-            own_side = book.bids
-            opposite = book.asks
-            limit_key = -price
-        else:
-            own_side = book.asks
-            opposite = book.bids
-            limit_key = price
-        crosses = opposite.best >= limit_key
-        if crosses and order.post_only:
-            return self._reject(out, cmd, order_id, R_POST_ONLY,
-                                f"post-only order {order_id} at {price} would take liquidity")
-        if self._gated and self._pretrade_replace(cmd, order, price, quantity, out):
-            return None  # kill switch or a risk limit (risk.py)
-
-        # Validated: from here on the replace happens.
-        if clid and clid != order.client_order_id:
-            live = self._live_client_ids
-            if order.client_order_id:
-                old_key = (account, order.client_order_id)
-                del live[old_key]
-                self._remember_client_id(old_key)
-            live[(account, clid)] = order_id
-            order.client_order_id = clid
-        leaves = quantity - filled
-        old_leaves = order.leaves
-        levels = own_side.levels
-        level = levels[old_price]
-        if price == old_price and leaves <= old_leaves:  # keeps its place in the queue
-            level.total -= old_leaves - leaves
-            order.leaves = leaves
-            order.quantity = quantity
-            out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                                side, price, quantity, leaves, True))
-            if leaves != old_leaves:
-                out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
-            return None
-        # Out of its old level (inlined BookSide.remove) ...
-        level_orders = level.orders
-        del level_orders[order_id]
-        total = level.total - old_leaves
-        level.total = total
-        if level_orders:
-            out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
-        else:
-            own_side.drop_level(old_price)
-            out.append(LevelChanged(symbol, side, old_price, 0, 0))
-        order.price = price
-        order.quantity = quantity
-        order.leaves = leaves
-        order.priority = cmd.seq
-        out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                            side, price, quantity, leaves, False))
-        if crosses:
-            self._match(opposite, order, self._protect(book, opposite, limit_key), out)
-            if order.leaves == 0:  # filled, or cancelled by self-trade prevention
-                self._finish(order)
-                return None
-            if opposite.best >= limit_key:  # stopped by price protection
-                self._cancel_rest(order, out, C_PROTECTION)
-                return None
-        # ... and onto the back of its new one.
-        level = own_side.add(order)
-        out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
-        return None
 
     # -- matching -------------------------------------------------------------------------
 
@@ -530,7 +409,9 @@ class MatchingEngine(RiskControls):
 
         Emits trades, cancels from self-trade prevention, and one ``LevelChanged`` per maker
         level touched. On return the taker's ``leaves`` is what is left; if STP cancelled the
-        taker, its leaves is 0 and it is already finished.
+        taker, its leaves is 0 and it is already finished. An iceberg maker whose slice fills
+        refills from its reserve at the back of its level (after this pass over the level);
+        the symbol's last trade price is updated.
         """
         levels = opposite.levels
         sign = opposite.sign
@@ -545,12 +426,14 @@ class MatchingEngine(RiskControls):
         # max_position
         positions = self._positions[symbol] if self._positions is not None else None
         signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
+        traded_at = 0
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
             level_orders = level.orders
             total_before = level.total
             done: list[int] = []
+            refill: list[Order] | None = None
             stop = False
             for maker in level_orders.values():
                 if maker.account == taker_account and stp != STP_OFF:
@@ -559,8 +442,9 @@ class MatchingEngine(RiskControls):
                         level.total -= maker.leaves
                         self._finish(maker)
                         out.append(Cancelled(maker.order_id, maker.account, symbol, opp_side,
-                                             price, maker.leaves, C_STP))
+                                             price, maker.leaves + maker.hidden, C_STP))
                         maker.leaves = 0
+                        maker.hidden = 0
                     if stp != STP_CANCEL_OLDEST:
                         stop = True
                         break
@@ -579,16 +463,34 @@ class MatchingEngine(RiskControls):
                     maker_account = maker.account
                     positions[maker_account] = positions.get(maker_account, 0) - signed * qty
                     positions[taker_account] = positions.get(taker_account, 0) + signed * qty
+                hidden = maker.hidden
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
-                                 maker.account, maker_leaves, taker_id, taker_account, leaves))
+                                 maker.account, maker_leaves + hidden, taker_id, taker_account,
+                                 leaves))
                 trade_id += 1
+                traded_at = price
                 if maker_leaves == 0:
                     done.append(maker.order_id)
-                    self._finish(maker)
+                    if hidden:
+                        if refill is None:
+                            refill = []
+                        refill.append(maker)
+                    else:
+                        self._finish(maker)
                 if leaves == 0:
                     break
             for order_id in done:
                 del level_orders[order_id]
+            if refill is not None:  # the next slices, at the back of the level
+                seq = self.last_seq
+                for maker in refill:
+                    hidden = maker.hidden
+                    qty = maker.display if maker.display < hidden else hidden
+                    maker.hidden = hidden - qty
+                    maker.leaves = qty
+                    maker.priority = seq
+                    level_orders[maker.order_id] = maker
+                    level.total += qty
             if level_orders:
                 if done or level.total != total_before:
                     out.append(LevelChanged(symbol, opp_side, price, level.total,
@@ -598,33 +500,19 @@ class MatchingEngine(RiskControls):
                 out.append(LevelChanged(symbol, opp_side, price, 0, 0))
             if stop:
                 self.next_trade_id = trade_id
+                if traded_at:
+                    self.last_prices[symbol] = traded_at
                 self._cancel_rest(taker, out, C_STP)
                 return
             if taker.leaves == 0:
                 break
         self.next_trade_id = trade_id
+        if traded_at:
+            self.last_prices[symbol] = traded_at
 
     def _fillable(self, opposite: BookSide, taker: Order, limit_key: int) -> int:
-        """How much of ``taker`` would fill now (respecting self-trade prevention), without
-        changing anything; stops counting once the taker's quantity is reached."""
-        need = taker.leaves
-        got = 0
-        stp = taker.stp
-        account = taker.account
-        sign = opposite.sign
-        levels = opposite.levels
-        for key in reversed(opposite.sorted_keys()):
-            if key < limit_key:
-                break
-            for maker in levels[key * sign].orders.values():
-                if maker.account == account and stp != STP_OFF:
-                    if stp == STP_CANCEL_OLDEST:
-                        continue
-                    return got
-                got += maker.leaves
-                if got >= need:
-                    return got
-        return got
+        """How much of ``taker`` would fill now (see :meth:`BookSide.fillable`)."""
+        return opposite.fillable(taker.account, taker.stp, taker.leaves, limit_key)
 
     def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int:
         """Tighten ``limit_key`` to the instrument's protection band around the best opposite
@@ -638,12 +526,19 @@ class MatchingEngine(RiskControls):
     # -- resting, finishing ----------------------------------------------------------------
 
     def _rest(self, book: OrderBook, order: Order, out: list[Event]) -> None:
+        """Put an order that is done taking into its level; an iceberg shows one slice."""
+        display = order.display
+        if display:
+            order.special = True
+            if order.leaves > display:
+                order.hidden = order.leaves - display
+                order.leaves = display
         own_side = book.bids if order.side == BUY else book.asks
         level = own_side.add(order)
-        self.orders[order.order_id] = order
         counts = self._open_counts
-        if counts is not None:
+        if counts is not None and order.order_id not in self.orders:  # (a triggered stop is)
             counts[order.account] = counts.get(order.account, 0) + 1
+        self.orders[order.order_id] = order
         if order.tif == GTD:
             self._schedule_expiry(order)
         out.append(LevelChanged(order.symbol, order.side, order.price, level.total,
@@ -652,8 +547,9 @@ class MatchingEngine(RiskControls):
     def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None:
         """Cancel the open quantity of an order that is no longer in a level."""
         out.append(Cancelled(order.order_id, order.account, order.symbol, order.side,
-                             order.price, order.leaves, reason))
+                             order.price, order.leaves + order.hidden, reason))
         order.leaves = 0
+        order.hidden = 0
         self._finish(order)
 
     def _finish(self, order: Order) -> None:
@@ -680,10 +576,20 @@ class MatchingEngine(RiskControls):
             order = orders.get(order_id)
             if order is None or order.expire_time != expire_time:
                 continue  # finished since: a stale heap entry
+            if order.stop_price:  # an armed stop: not in a level
+                self.stops[order.symbol].remove(order)
+                if not self.stops[order.symbol]:
+                    del self.stops[order.symbol]
+                out.append(Expired(order.order_id, order.account, order.symbol, order.side,
+                                   order.price, order.leaves))
+                order.leaves = 0
+                self._finish(order)
+                continue
             level = self.books[order.symbol].side(order.side).remove(order)
             out.append(Expired(order.order_id, order.account, order.symbol, order.side,
-                               order.price, order.leaves))
+                               order.price, order.leaves + order.hidden))
             order.leaves = 0
+            order.hidden = 0
             self._finish(order)
             out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
                                     len(level.orders)))
@@ -699,43 +605,6 @@ class MatchingEngine(RiskControls):
         out.append(StatusChanged(cmd.symbol, cmd.halted))
 
     # -- validation helpers ---------------------------------------------------------------
-
-    @staticmethod
-    def _check_quantity(instrument: Instrument, quantity: int) -> int:
-        if quantity <= 0:
-            return R_QTY
-        if quantity % instrument.lot_size:
-            return R_LOT
-        if instrument.max_quantity and quantity > instrument.max_quantity:
-            return R_QTY_MAX
-        return 0
-
-    @staticmethod
-    def _quantity_text(instrument: Instrument, quantity: int) -> str:
-        if quantity <= 0:
-            return f"quantity must be positive, got {quantity}"
-        if quantity % instrument.lot_size:
-            return f"quantity {quantity} is not a multiple of the lot size {instrument.lot_size}"
-        return f"quantity {quantity} exceeds the maximum {instrument.max_quantity}"
-
-    @staticmethod
-    def _check_price(instrument: Instrument, price: int) -> int:
-        if price <= 0:
-            return R_PRICE
-        if price % instrument.tick_size:
-            return R_TICK
-        if price < instrument.min_price or (instrument.max_price and price > instrument.max_price):
-            return R_BAND
-        return 0
-
-    @staticmethod
-    def _price_text(instrument: Instrument, price: int) -> str:
-        if price <= 0:
-            return f"limit price must be positive, got {price}"
-        if price % instrument.tick_size:
-            return f"price {price} is not a multiple of the tick size {instrument.tick_size}"
-        return (f"price {price} is outside the band "
-                f"[{instrument.min_price}, {instrument.max_price or 'inf'}]")
 
     def _client_id_taken(self, account: int, clid: str) -> bool:
         key = (account, clid)
@@ -780,77 +649,26 @@ class MatchingEngine(RiskControls):
         return self.orders.get(order_id)
 
     def digest(self) -> str:
-        """A hex digest of the whole engine state: every book, the id counters, engine time,
-        the last sequence number and the remembered client order ids. Equal digests mean
-        engines that will behave identically from here on."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(b"%d|%d|%d|%d|" % (self.last_seq, self.now, self.next_order_id,
-                                    self.next_trade_id))
-        for symbol in sorted(self.books):
-            h.update(self.books[symbol].digest().encode())
-        for account, clid in self._recent_client_order:
-            h.update(b"%d:%s;" % (account, clid.encode()))
-        h.update(self._risk_digest())
-        return h.hexdigest()
+        """A hex digest of the whole engine state: every book, the armed stops, the last
+        trade prices, the id counters, engine time, the last sequence number and the
+        remembered client order ids. Equal digests mean engines that will behave identically
+        from here on."""
+        return state.digest(self)
 
     def check(self) -> None:
-        """Assert every invariant of every book and of the live-order index."""
-        seen: set[int] = set()
-        for symbol, book in self.books.items():
-            book.check()
-            for order in book.orders():
-                assert order.symbol == symbol
-                assert self.orders.get(order.order_id) is order, (
-                    f"order {order.order_id} rests but is not indexed"
-                )
-                seen.add(order.order_id)
-        assert seen == set(self.orders), "index holds orders that do not rest"
-        for (account, _clid), order_id in self._live_client_ids.items():
-            assert self.orders[order_id].account == account
-        self._check_risk()
+        """Assert every invariant of every book, stop book and of the live-order index."""
+        state.check(self)
 
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> EngineSnapshot:
         """A self-contained copy of the state, for the journal's snapshots."""
-        orders = [msgspec.structs.replace(o) for book in self.books.values()
-                  for o in book.orders()]
-        return EngineSnapshot(
-            last_seq=self.last_seq, now=self.now, next_order_id=self.next_order_id,
-            next_trade_id=self.next_trade_id,
-            halted=[s for s, b in self.books.items() if b.halted],
-            orders=orders, recent_client_ids=list(self._recent_client_order),
-            positions=sorted((a, s, q) for (a, s), q in self.positions().items()),
-            disabled_accounts=sorted(self._disabled),
-        )
+        return state.snapshot(self, EngineSnapshot)
 
     def restore(self, snap: EngineSnapshot) -> None:
         """Replace this engine's state with ``snap`` (books must be empty and configured
         with the same instruments)."""
-        if self.orders or self.last_seq:
-            raise RuntimeError("restore needs a fresh engine")
-        self.last_seq = snap.last_seq
-        self.now = snap.now
-        self.next_order_id = snap.next_order_id
-        self.next_trade_id = snap.next_trade_id
-        for symbol in snap.halted:
-            self.book(symbol).halted = True
-        for order in snap.orders:
-            book = self.book(order.symbol)
-            (book.bids if order.side == BUY else book.asks).add(order)
-            self.orders[order.order_id] = order
-            if order.client_order_id:
-                self._live_client_ids[(order.account, order.client_order_id)] = order.order_id
-            if order.tif == GTD:
-                self._schedule_expiry(order)
-        for account, clid in snap.recent_client_ids:
-            self._remember_client_id((account, clid))
-        if self._positions is not None:
-            for account, symbol, quantity in snap.positions:
-                self._symbol_positions(symbol)[account] = quantity
-        self._disabled = set(snap.disabled_accounts)
-        self._update_gate()
-        self._recount_open()
+        state.restore(self, snap)
 
 
 __all__ = ["EngineConfig", "EngineSnapshot", "Level", "MatchingEngine", "Order", "OrderBook"]

@@ -16,6 +16,7 @@ tag   event           meaning
 6     Expired         a GTD order reached its expiry time
 7     LevelChanged    a price level's new total quantity and order count (0/0 = gone)
 8     StatusChanged   a symbol was halted or resumed
+20    Triggered       an armed stop's stop price was touched: it enters the book now
 30    MassCancelled   a MassCancel/CancelOrders finished: how many orders it cancelled
 31    AccountStatus-  an account was disabled (kill switch) or enabled
       Changed
@@ -28,6 +29,10 @@ import msgspec
 
 
 class Accepted(msgspec.Struct, tag=1, array_like=True, gc=False):
+    """``quantity`` is the order's total; ``stop_price`` is set for ``STOP``/``STOP_LIMIT``
+    orders (which are armed, not in the book, until a :class:`Triggered`);
+    ``display_quantity`` for icebergs (0: all visible)."""
+
     order_id: int
     account: int
     client_order_id: str
@@ -37,6 +42,8 @@ class Accepted(msgspec.Struct, tag=1, array_like=True, gc=False):
     tif: int
     price: int
     quantity: int
+    stop_price: int = 0
+    display_quantity: int = 0
 
 
 class Rejected(msgspec.Struct, tag=2, array_like=True, gc=False):
@@ -51,7 +58,8 @@ class Rejected(msgspec.Struct, tag=2, array_like=True, gc=False):
 
 
 class Trade(msgspec.Struct, tag=3, array_like=True, gc=False):
-    """One execution. ``maker_leaves``/``taker_leaves`` are the open quantities after it."""
+    """One execution. ``maker_leaves``/``taker_leaves`` are the open quantities after it
+    (for an iceberg, the whole open quantity, hidden reserve included)."""
 
     trade_id: int
     symbol: str
@@ -67,7 +75,7 @@ class Trade(msgspec.Struct, tag=3, array_like=True, gc=False):
 
 
 class Cancelled(msgspec.Struct, tag=4, array_like=True, gc=False):
-    """``quantity`` is the open quantity that was cancelled."""
+    """``quantity`` is the open quantity that was cancelled (hidden reserve included)."""
 
     order_id: int
     account: int
@@ -79,7 +87,9 @@ class Cancelled(msgspec.Struct, tag=4, array_like=True, gc=False):
 
 
 class Replaced(msgspec.Struct, tag=5, array_like=True, gc=False):
-    """``quantity`` is the new total, ``leaves`` the new open quantity."""
+    """``quantity`` is the new total, ``leaves`` the new open quantity (hidden reserve
+    included); ``stop_price`` is the armed stop's (0: not a stop), ``display_quantity`` the
+    iceberg's (0: all visible)."""
 
     order_id: int
     account: int
@@ -90,6 +100,8 @@ class Replaced(msgspec.Struct, tag=5, array_like=True, gc=False):
     quantity: int
     leaves: int
     kept_priority: bool
+    stop_price: int = 0
+    display_quantity: int = 0
 
 
 class Expired(msgspec.Struct, tag=6, array_like=True, gc=False):
@@ -116,6 +128,23 @@ class StatusChanged(msgspec.Struct, tag=8, array_like=True, gc=False):
     halted: bool
 
 
+class Triggered(msgspec.Struct, tag=20, array_like=True, gc=False):
+    """An armed stop was triggered: the last trade price touched ``stop_price``. It enters
+    the book now, as ``order_type`` (``MARKET`` for a stop, ``LIMIT`` for a stop-limit) at
+    ``price`` (0 for market) with its open ``quantity``, and takes time priority from this
+    moment; its trades, cancels and level changes follow."""
+
+    order_id: int
+    account: int
+    client_order_id: str
+    symbol: str
+    side: int
+    order_type: int
+    price: int
+    stop_price: int
+    quantity: int
+
+
 class MassCancelled(msgspec.Struct, tag=30, array_like=True, gc=False):
     """The last event of a ``MassCancel`` or ``CancelOrders``: the filter it applied
     (``symbol`` "" = all, ``side`` 0 = both; always ""/0 for ``CancelOrders``), the cancel
@@ -139,10 +168,10 @@ class AccountStatusChanged(msgspec.Struct, tag=31, array_like=True, gc=False):
 
 
 Event = (Accepted | Rejected | Trade | Cancelled | Replaced | Expired | LevelChanged
-         | StatusChanged | MassCancelled | AccountStatusChanged)
+         | StatusChanged | Triggered | MassCancelled | AccountStatusChanged)
 """The tagged union of every engine output."""
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     Accepted, Rejected, Trade, Cancelled, Replaced, Expired, LevelChanged, StatusChanged,
-    MassCancelled, AccountStatusChanged,
+    Triggered, MassCancelled, AccountStatusChanged,
 )

@@ -69,6 +69,7 @@ from tickline.matching.events import (
     MassCancelled,
     Rejected,
 )
+from tickline.matching.stops import cancel_stop
 from tickline.matching.types import (
     BUY,
     GTC,
@@ -329,6 +330,9 @@ class RiskControls:
         targets.sort(key=_symbol_then_id)
         books = self.books
         for order in targets:
+            if order.stop_price:  # an armed stop: not in a level, nothing visible changes
+                cancel_stop(self, order, out, reason)  # type: ignore[arg-type]
+                continue
             level = books[order.symbol].side(order.side).remove(order)
             self._cancel_rest(order, out, reason)
             out.append(LevelChanged(order.symbol, order.side, level.price, level.total,

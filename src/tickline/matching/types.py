@@ -18,8 +18,14 @@ class Side(IntEnum):
 
 
 class OrderType(IntEnum):
+    """``STOP`` and ``STOP_LIMIT`` rest outside the book until the last trade price touches
+    their stop price, then enter as ``MARKET`` and ``LIMIT`` orders (see
+    :mod:`tickline.matching.stops`)."""
+
     LIMIT = 1
     MARKET = 2
+    STOP = 3
+    STOP_LIMIT = 4
 
 
 class TimeInForce(IntEnum):
@@ -74,6 +80,20 @@ class RejectReason(IntEnum):
     MARKET_ORDER_NOT_ALLOWED = 212
     REPLACE_QUANTITY_TOO_LOW = 213
     INVALID_STP_MODE = 214
+    # 230-249: stop and iceberg orders (230-239 stop price, 240-249 display quantity)
+    NON_POSITIVE_STOP_PRICE = 230
+    OFF_TICK_STOP_PRICE = 231
+    STOP_PRICE_OUT_OF_BAND = 232
+    STOP_PRICE_NOT_ALLOWED = 233
+    """A stop price on an order (or replace of an order) that is not an armed stop."""
+    INVALID_STOP_ORDER = 234
+    """A post-only stop, or a limit price on a replace of a stop-market order."""
+    NEGATIVE_DISPLAY_QUANTITY = 240
+    OFF_LOT_DISPLAY_QUANTITY = 241
+    DISPLAY_QUANTITY_TOO_LARGE = 242
+    """The display quantity exceeds the order's (new) total quantity."""
+    DISPLAY_QUANTITY_NOT_ALLOWED = 243
+    """A display quantity on a market, IOC, FOK or stop order (none of them rests visibly)."""
     ACCOUNT_DISABLED = 250
     """The account's kill switch is on (``SetAccountStatus(enabled=False)``)."""
     RISK_MAX_QUANTITY = 251
@@ -123,6 +143,9 @@ class CancelReason(IntEnum):
     PRICE_PROTECTION = 6
     # 7 retired (was REPLACED_TO_ZERO: a replace to at most the filled quantity is rejected
     # with REPLACE_QUANTITY_TOO_LOW, never turned into a cancel)
+    STOP_TRIGGER_LIMIT = 20
+    """A due stop beyond ``EngineConfig.max_stop_triggers`` triggers in one command: it is
+    cancelled instead of triggered (see :mod:`tickline.matching.stops`)."""
     # 30-39: cancels of many orders at once, on behalf of an account (matching/risk.py)
     MASS_CANCEL = 30
     """A ``MassCancel`` command."""
@@ -137,6 +160,8 @@ BUY: Final = 1
 SELL: Final = 2
 LIMIT: Final = 1
 MARKET: Final = 2
+STOP: Final = 3
+STOP_LIMIT: Final = 4
 GTC: Final = 1
 IOC: Final = 2
 FOK: Final = 3

@@ -15,6 +15,8 @@ type (``type(event)`` -> bound method; one dict lookup per event instead of a ch
     Replaced                -> _on_replaced       L3 modify in place, or delete + re-add
     LevelChanged            -> _on_level_changed  mirror level, best key, depth delta
     StatusChanged           -> _on_status_changed status update
+    Triggered               -> _on_accepted       a stop entered the book (armed stops and
+                                                  their Accepted are invisible)
     MassCancelled           -> _on_rejected       a summary: its Cancelled and LevelChanged
                                                   events carried the market data
     AccountStatusChanged    (no symbol: skipped)  account status is private
@@ -50,6 +52,7 @@ from tickline.matching.events import (
     Replaced,
     StatusChanged,
     Trade,
+    Triggered,
 )
 from tickline.matching.instruments import Instrument
 from tickline.matching.types import BUY
@@ -235,6 +238,7 @@ class MarketDataPublisher:
             Replaced: self._on_replaced,
             LevelChanged: self._on_level_changed,
             StatusChanged: self._on_status_changed,
+            Triggered: self._on_accepted,
             MassCancelled: self._on_rejected,
             AccountStatusChanged: self._on_rejected,
         }
@@ -383,8 +387,11 @@ class MarketDataPublisher:
 
     # -- one handler per event kind ----------------------------------------------------------
 
-    def _on_accepted(self, st: _Symbol, ev: Accepted, ts: int) -> None:
-        """A new order: live, not yet resting (it may trade away within its command)."""
+    def _on_accepted(self, st: _Symbol, ev: Accepted | Triggered, ts: int) -> None:
+        """A new order (or a stop that triggered): live, not yet resting (it may trade away
+        within its command). An armed stop is invisible until it triggers: nothing."""
+        if type(ev) is Accepted and ev.stop_price:
+            return
         order = _Order(ev.order_id, ev.account, ev.client_order_id, ev.side,
                        ev.price, ev.quantity, ev.quantity, False)
         st.orders[ev.order_id] = order
