@@ -276,6 +276,18 @@ def bench_journal(
 
 
 
+@bench_app.command("venue")
+def bench_venue(
+    missed: Annotated[int, typer.Option(help="Reports a resuming session missed.")] = 100_000,
+    mass: Annotated[int, typer.Option(help="Open orders one mass cancel cancels.")] = 10_000,
+    json_path: JsonOption = None,
+) -> None:
+    """Resume time for missed reports (journal, snapshot, memory) and mass cancel time."""
+    from tickline.bench.venue import run
+
+    run(missed=missed, mass=mass, json_path=json_path)
+
+
 # --- admin ------------------------------------------------------------------------------------
 
 admin_app = typer.Typer(help="Admin actions on a running server (halt, resume, kill, enable), "

@@ -64,3 +64,14 @@ def test_bench_journal_json_keys_and_kept_journal_replays(tmp_path: Path) -> Non
     replay = json.loads((tmp_path / "r.json").read_text())
     assert replay["last_sequence"] >= 3000
     assert len(replay["digest"]) == 32
+
+
+def test_bench_venue_json_keys(tmp_path: Path) -> None:
+    data = _run(["bench", "venue", "--missed", "2000", "--mass", "300"], tmp_path / "v.json")
+    assert data["missed_reports"] == 2000
+    for key in ("resume_journal_seconds", "resume_journal_reports_per_second",
+                "resume_snapshot_seconds", "resume_memory_seconds", "mass_cancel_seconds",
+                "mass_cancel_orders_per_second"):
+        value = data[key]
+        assert isinstance(value, float) and value > 0, key
+    assert data["mass_cancel_orders"] == 300

@@ -40,6 +40,7 @@ tail.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
 from fractions import Fraction
@@ -223,7 +224,9 @@ class ReportBuilder:
         self._orders: dict[int, _Live] = {}
         self._seqs: dict[int, int] = {}
         self._clids: dict[tuple[int, str], int] = {}
-        self._finished: dict[int, OrderState] = {}
+        # oldest first; an OrderedDict because popping the oldest entry of a plain dict is
+        # O(entries deleted since its last resize) -- quadratic under steady churn
+        self._finished: OrderedDict[int, OrderState] = OrderedDict()
         self.finished_capacity = finished_capacity
         self.reports = 0
         if books is not None or state is not None:
@@ -245,7 +248,7 @@ class ReportBuilder:
         self._seqs = dict(saved.report_seqs) if saved is not None else {}
         self._orders = {}
         self._clids = {}
-        self._finished = {}
+        self._finished = OrderedDict()
         for book in books.values():
             for o in book.orders():
                 self._orders[o.order_id] = _Live(o.account, o.client_order_id, o.symbol, o.side,
@@ -282,8 +285,7 @@ class ReportBuilder:
         finished = self._finished
         finished[order_id] = o.state(order_id, status)
         if len(finished) > self.finished_capacity:
-            old_id = next(iter(finished))
-            old = finished.pop(old_id)
+            old_id, old = finished.popitem(last=False)
             if old.client_order_id and self._clids.get(
                     (old.account, old.client_order_id)) == old_id:
                 del self._clids[(old.account, old.client_order_id)]
