@@ -8,6 +8,7 @@ rebuilt from the journal (:func:`tickline.resume.replay_reports`).
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from collections.abc import Sequence
 
 from tickline.stream.reports import ExecReport
@@ -46,5 +47,4 @@ class ReportHistory:
         if not q or q[0].seq > after + 1 or q[-1].seq < upto:
             return None
         start = after + 1 - q[0].seq
-        out = [q[i] for i in range(start, start + (upto - after))]
-        return out
+        return list(islice(q, start, start + (upto - after)))  # deque indexing is O(n)
