@@ -228,3 +228,25 @@ def test_drop_copies_see_every_report_and_cannot_trade() -> None:
                 await c.logout()
                 c.close()
         asyncio.run(scenario())
+
+
+def test_cancel_on_disconnect_when_the_session_goes_silent() -> None:
+    """A session that stops sending (no heartbeats) is closed after 3 x heartbeat_seconds,
+    and with cancel_on_disconnect its orders leave the book."""
+    from tests.gateway.binary_harness import RawClient
+
+    with ServerThread(make_config(heartbeat_seconds=0.2)) as server:
+        with RawClient(server.port) as raw:
+            raw.send(p.Logon("alice-key", "silent", cancel_on_disconnect=True))
+            ack = raw.recv_type(p.LogonAck)
+            assert ack.cancel_on_disconnect
+            raw.send(p.NewOrderRequest(request_id=1, symbol="AAPL", side=1, quantity=2,
+                                       price=9_000))
+            resp = raw.recv_type(p.Response)
+            oid = resp.reports[0].order_id
+            assert server.call(lambda: oid in server.exchange.engine.orders)
+            # silent from now on: TestRequests go unanswered, the server closes the session
+            assert raw.closed_by_server(timeout=5)
+        server.settle()
+        assert server.call(lambda: oid not in server.exchange.engine.orders)
+        assert server.stats()["heartbeat_timeouts"] == 1
