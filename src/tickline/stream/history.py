@@ -8,8 +8,8 @@ rebuilt from the journal (:func:`tickline.resume.replay_reports`).
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
 from collections.abc import Sequence
+from itertools import islice
 
 from tickline.stream.reports import ExecReport
 
