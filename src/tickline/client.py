@@ -46,94 +46,27 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import msgspec
 
-from tickline.gateway import protocol as p
-from tickline.matching import (
-    Instrument,
-    OrderType,
-    RejectReason,
-    Side,
-    TimeInForce,
-    reject_reason_name,
+from tickline.client_types import (
+    ClientError,
+    Decimalish,
+    OrderAck,
+    OrderRejectedError,
+    decimal_arg,
+    enum_code,
+    expect_report,
+    first_or_raise,
+    order_ack,
+    side_code,
 )
+from tickline.gateway import protocol as p
+from tickline.matching import Instrument, OrderType, TimeInForce
 
 __all__ = ["Client", "ClientError", "OrderAck", "OrderRejectedError"]
-
-Decimalish = str | Decimal | int
-
-
-class ClientError(Exception):
-    """The connection failed, logon was refused, or the server sent an Error and closed."""
-
-
-class OrderRejectedError(ClientError):
-    """A request was rejected. ``reason`` is a :class:`RejectReason` (or the raw int if this
-    client does not know the code), ``text`` the server's explanation."""
-
-    def __init__(self, request_id: int, report: p.OrderRejected) -> None:
-        try:
-            reason: RejectReason | int = RejectReason(report.reason)
-        except ValueError:
-            reason = report.reason
-        super().__init__(f"request {request_id} rejected: {reject_reason_name(report.reason)}: "
-                         f"{report.text}")
-        self.request_id = request_id
-        self.reason = reason
-        self.text = report.text
-        self.report = report
-
-
-@dataclass(slots=True)
-class OrderAck:
-    """A new order's outcome: accepted with ``order_id``; ``fills`` it got on arrival;
-    ``leaves`` (integer units) open after them; ``status`` one of ``new``,
-    ``partially_filled``, ``filled``, ``cancelled`` (e.g. an IOC remainder)."""
-
-    request_id: int
-    order_id: int
-    client_order_id: str
-    symbol: str
-    leaves: int
-    status: str
-    accepted: p.OrderAccepted
-    fills: list[p.Fill] = field(default_factory=list)
-    reports: list[p.Report] = field(default_factory=list)
-
-
-_SIDES = {"buy": Side.BUY, "sell": Side.SELL, "b": Side.BUY, "s": Side.SELL}
-
-
-def _side(side: str | int) -> int:
-    if isinstance(side, str):
-        try:
-            return int(_SIDES[side.lower()])
-        except KeyError:
-            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
-    return int(Side(side))
-
-
-def _enum(value: str | int, enum: type[OrderType] | type[TimeInForce], what: str) -> int:
-    if isinstance(value, str):
-        try:
-            return int(enum[value.upper()])
-        except KeyError:
-            raise ValueError(f"{what} must be one of {[m.name.lower() for m in enum]}, "
-                             f"got {value!r}") from None
-    return int(enum(value))
-
-
-def _dec(value: Decimalish) -> str | Decimal:
-    if isinstance(value, bool):
-        raise TypeError(f"expected a decimal, got {value!r}")
-    if isinstance(value, int):
-        return Decimal(value)
-    return value
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -263,20 +196,21 @@ class Client:
         ``stop_price`` (a price) is for ``stop``/``stop_limit`` orders, ``display_quantity``
         (a quantity) makes a resting limit order an iceberg."""
         inst = self.instrument(symbol)
-        otype = _enum(order_type, OrderType, "order_type")
+        otype = enum_code(order_type, OrderType, "order_type")
         if price is None and otype in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             raise ValueError(f"a {OrderType(otype).name.lower()} order needs a price")
         if stop_price is None and otype in (OrderType.STOP, OrderType.STOP_LIMIT):
             raise ValueError(f"a {OrderType(otype).name.lower()} order needs a stop_price")
         return p.NewOrderRequest(
-            request_id=self.next_request_id(), symbol=symbol, side=_side(side),
-            quantity=inst.qty_from_str(_dec(quantity)),
-            price=inst.price_from_str(_dec(price)) if price is not None else 0,
-            order_type=otype, tif=_enum(tif, TimeInForce, "tif"),
+            request_id=self.next_request_id(), symbol=symbol, side=side_code(side),
+            quantity=inst.qty_from_str(decimal_arg(quantity)),
+            price=inst.price_from_str(decimal_arg(price)) if price is not None else 0,
+            order_type=otype, tif=enum_code(tif, TimeInForce, "tif"),
             client_order_id=client_order_id, expire_time=expire_time, post_only=post_only,
             stp=stp,
-            stop_price=inst.price_from_str(_dec(stop_price)) if stop_price is not None else 0,
-            display_quantity=(inst.qty_from_str(_dec(display_quantity))
+            stop_price=(inst.price_from_str(decimal_arg(stop_price))
+                        if stop_price is not None else 0),
+            display_quantity=(inst.qty_from_str(decimal_arg(display_quantity))
                               if display_quantity is not None else 0))
 
     def send_new_order(self, symbol: str, side: str | int, quantity: Decimalish,
@@ -301,24 +235,25 @@ class Client:
         return self.send_request(p.ReplaceRequest(
             request_id=0, symbol=symbol, order_id=order_id,
             orig_client_order_id=orig_client_order_id,
-            price=inst.price_from_str(_dec(price)) if price is not None else 0,
-            quantity=inst.qty_from_str(_dec(quantity)) if quantity is not None else 0,
+            price=inst.price_from_str(decimal_arg(price)) if price is not None else 0,
+            quantity=inst.qty_from_str(decimal_arg(quantity)) if quantity is not None else 0,
             client_order_id=client_order_id,
-            stop_price=inst.price_from_str(_dec(stop_price)) if stop_price is not None else 0,
-            display_quantity=(inst.qty_from_str(_dec(display_quantity))
+            stop_price=(inst.price_from_str(decimal_arg(stop_price))
+                        if stop_price is not None else 0),
+            display_quantity=(inst.qty_from_str(decimal_arg(display_quantity))
                               if display_quantity is not None else 0)))
 
     async def new_order(self, symbol: str, side: str | int, quantity: Decimalish,
                         price: Decimalish | None = None, **kw: Any) -> OrderAck:
         """Enter an order and wait for the outcome. Raises :class:`OrderRejectedError`."""
         resp = await self.send_new_order(symbol, side, quantity, price, **kw)
-        return _ack(resp)
+        return order_ack(resp)
 
     async def cancel(self, symbol: str, order_id: int = 0, *,
                      orig_client_order_id: str = "") -> p.OrderCancelled:
         """Cancel one of this account's orders; return the Cancelled report."""
         resp = await self.send_cancel(symbol, order_id, orig_client_order_id=orig_client_order_id)
-        return _expect(resp, p.OrderCancelled)
+        return expect_report(resp, p.OrderCancelled)
 
     async def replace(self, symbol: str, order_id: int = 0, *, price: Decimalish | None = None,
                       quantity: Decimalish | None = None,
@@ -330,7 +265,7 @@ class Client:
                                        orig_client_order_id=orig_client_order_id,
                                        stop_price=stop_price,
                                        display_quantity=display_quantity)
-        return _expect(resp, p.OrderReplaced)
+        return expect_report(resp, p.OrderReplaced)
 
     async def order_status(self, symbol: str, order_id: int = 0, *,
                            client_order_id: str = "") -> p.OrderState:
@@ -343,7 +278,7 @@ class Client:
                                                     order_id=order_id,
                                                     client_order_id=client_order_id))
         if isinstance(resp, p.Response):
-            _first_or_raise(resp)
+            first_or_raise(resp)
             raise ClientError(f"request {resp.request_id}: unexpected {resp!r}")
         assert isinstance(resp, p.OrderStatusResponse)
         return resp.order
@@ -354,7 +289,7 @@ class Client:
             self.instrument(symbol)
         resp = await self._ask(p.OpenOrdersRequest(request_id=0, symbol=symbol or ""))
         if isinstance(resp, p.Response):
-            _first_or_raise(resp)
+            first_or_raise(resp)
             raise ClientError(f"request {resp.request_id}: unexpected {resp!r}")
         assert isinstance(resp, p.OpenOrdersResponse)
         return resp.orders
@@ -366,7 +301,7 @@ class Client:
         if symbol is not None:
             self.instrument(symbol)
         resp = await self._ask(p.MassCancelRequest(
-            request_id=0, symbol=symbol or "", side=_side(side) if side is not None else 0))
+            request_id=0, symbol=symbol or "", side=side_code(side) if side is not None else 0))
         assert isinstance(resp, p.Response)
         if resp.reports and isinstance(resp.reports[0], p.OrderRejected):
             raise OrderRejectedError(resp.request_id, resp.reports[0])
@@ -607,51 +542,3 @@ class Client:
         if time.monotonic() - self._last_tx >= hb / 2:
             self._send(p.Heartbeat())
         self._arm_heartbeat()
-
-
-T = TypeVar("T")
-
-
-def _first(resp: p.Response) -> p.Report:
-    if not resp.reports:
-        raise ClientError(f"request {resp.request_id}: empty response")
-    return resp.reports[0]
-
-
-def _first_or_raise(resp: p.Response) -> p.Report:
-    first = _first(resp)
-    if isinstance(first, p.OrderRejected):
-        raise OrderRejectedError(resp.request_id, first)
-    return first
-
-
-def _ack(resp: p.Response) -> OrderAck:
-    first = _first(resp)
-    if isinstance(first, p.OrderRejected):
-        raise OrderRejectedError(resp.request_id, first)
-    if not isinstance(first, p.OrderAccepted):
-        raise ClientError(f"request {resp.request_id}: unexpected first report {first!r}")
-    fills = [r for r in resp.reports if isinstance(r, p.Fill) and r.order_id == first.order_id]
-    leaves = fills[-1].leaves if fills else first.leaves
-    cancelled = any(isinstance(r, p.OrderCancelled) and r.order_id == first.order_id
-                    for r in resp.reports)
-    if cancelled:
-        status, leaves = "cancelled", 0
-    elif leaves == 0:
-        status = "filled"
-    elif fills:
-        status = "partially_filled"
-    else:
-        status = "new"
-    return OrderAck(resp.request_id, first.order_id, first.client_order_id, first.symbol,
-                    leaves, status, first, fills, list(resp.reports))
-
-
-def _expect(resp: p.Response, kind: type[T]) -> T:
-    first = _first(resp)
-    if isinstance(first, p.OrderRejected):
-        raise OrderRejectedError(resp.request_id, first)
-    for r in resp.reports:
-        if isinstance(r, kind):
-            return r
-    raise ClientError(f"request {resp.request_id}: expected {kind.__name__}, got {first!r}")

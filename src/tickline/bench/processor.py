@@ -30,25 +30,24 @@ What is timed, in one run (each rate is wall-clock, first submit to last event h
 Also: the processor fed by one ``submit()`` per event (what batching on the producer side buys).
 
 The handler is the same function in 1, 3 and 4 (it does nothing), so the rates compare the
-machinery. Results are printed and written, never asserted.
+machinery. Results are printed and written, never asserted. Parts 1-4 (in-process, one
+``Event`` type and handler) are here; 5-6 are in :mod:`tickline.bench.shm`, 7 in
+:mod:`tickline.bench.gc_settings`; :func:`run` runs them all and reports.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import struct
 import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from queue import Queue
 from typing import Any
 
 from rich.table import Table
 
+from tickline.bench.gc_settings import GC_MODES, bench_gc
 from tickline.bench.report import (
     console,
     histogram_of,
@@ -58,8 +57,26 @@ from tickline.bench.report import (
     progress,
     write_json,
 )
+from tickline.bench.shm import RECORD, bench_mpq, bench_shm, bench_shm_wait
 from tickline.core.processor import EventProcessor
-from tickline.core.shm_ring import BackoffWait, BlockingWait, SpscShmRing
+
+__all__ = [
+    "GC_MODES",
+    "RECORD",
+    "Event",
+    "SeedProcessor",
+    "bench_gc",
+    "bench_mpq",
+    "bench_paced",
+    "bench_processor",
+    "bench_processor_single",
+    "bench_queue",
+    "bench_seed",
+    "bench_shm",
+    "bench_shm_wait",
+    "run",
+    "trivial_handler",
+]
 
 
 class Event:
@@ -328,231 +345,6 @@ def bench_seed(events: int, workers: int, prog: Any) -> dict[str, Any]:
     return {"events": m.processed, "seconds": dt, "events_per_second": m.processed / dt,
             "queue_full_retries": full, "seed_average_latency_ns": m.average_latency,
             "seed_max_latency_ns": m.max_latency}
-
-
-# -- 5. shm ring vs multiprocessing.Queue --------------------------------------------------
-
-RECORD = 64
-
-
-def _shm_producer(name: str, records: int, chunk: int) -> None:
-    ring = SpscShmRing.attach(name, wait=BackoffWait())
-    block = memoryview(bytes(range(RECORD)) * chunk)
-    sent = 0
-    while sent < records:
-        k = min(chunk, records - sent)
-        sent += ring.put_packed(block[:k * RECORD])
-    ring.close_writer()
-    ring.close()
-
-
-def _mpq_producer(q: Any, records: int) -> None:
-    rec = bytes(range(RECORD))
-    put = q.put
-    for _ in range(records):
-        put(rec)
-    put(None)
-
-
-def bench_shm(records: int, chunk: int, prog: Any, *, split: bool = True) -> dict[str, Any]:
-    """64-byte records child -> parent through SpscShmRing (packed batches).
-
-    ``split``: the consumer turns every record into its own ``bytes`` and compares it (what a
-    ``multiprocessing.Queue`` consumer gets); without it, it only moves the packed blocks.
-    """
-    ctx = mp.get_context("spawn")
-    ring = SpscShmRing.create(capacity=1 << 14, slot_size=RECORD, wait=BlockingWait())
-    iter_unpack = struct.Struct(f"{RECORD}s").iter_unpack
-    label = "per-record bytes" if split else "packed blocks only"
-    task = prog.add_task(f"shm ring (64-byte records, {label})", total=records)
-    try:
-        p = ctx.Process(target=_shm_producer, args=(ring.name, records, chunk))
-        p.start()
-        got = 0
-        first = 0.0
-        get = ring.get_packed
-        expect = bytes(range(RECORD))
-        checked = 0
-        while True:
-            data = get(8192, 30.0)
-            if not data:
-                if ring.writer_closed and len(ring) == 0:
-                    break
-                continue
-            if not got:
-                first = time.perf_counter()
-            if split:
-                # One bytes object per record, as multiprocessing.Queue hands out.
-                for (rec,) in iter_unpack(data):
-                    if rec != expect:
-                        raise RuntimeError("shm ring delivered a corrupt record")
-                    got += 1
-            else:
-                got += len(data) // RECORD
-                if data[-RECORD:] != expect:  # spot-check the last record of each read
-                    raise RuntimeError("shm ring delivered a corrupt record")
-            checked += 1
-            if checked % 64 == 0:
-                prog.update(task, completed=got)
-        dt = time.perf_counter() - first
-        p.join(30)
-    finally:
-        ring.close()
-        ring.unlink()
-    prog.update(task, completed=records)
-    return {"records": got, "seconds": dt, "records_per_second": got / dt}
-
-
-def bench_mpq(records: int, prog: Any) -> dict[str, Any]:
-    """64-byte records child -> parent through multiprocessing.Queue, one per put."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue(maxsize=1 << 14)
-    task = prog.add_task("multiprocessing.Queue", total=records)
-    p = ctx.Process(target=_mpq_producer, args=(q, records))
-    p.start()
-    got = 0
-    get = q.get
-    first = 0.0
-    while True:
-        rec = get()
-        if rec is None:
-            break
-        if not got:
-            first = time.perf_counter()
-        got += 1
-        if got % 20_000 == 0:
-            prog.update(task, completed=got)
-    dt = time.perf_counter() - first
-    p.join(30)
-    prog.update(task, completed=records)
-    return {"records": got, "seconds": dt, "records_per_second": got / dt}
-
-
-# -- 6. shm wake-up latency and idle CPU per wait strategy ---------------------------------
-
-def _shm_paced_producer(name: str, records: int, interval_ns: int) -> None:
-    ring = SpscShmRing.attach(name, wait=BackoffWait())
-    rec = bytearray(RECORD)
-    clock = time.perf_counter_ns  # CLOCK_MONOTONIC: comparable across processes
-    nxt = clock() + 20_000_000
-    for _ in range(records):
-        delay = nxt - clock()
-        if delay > 0:
-            time.sleep(delay / 1e9)
-        struct.pack_into("<q", rec, 0, clock())
-        ring.put_packed(rec)
-        nxt += interval_ns
-    ring.close_writer()
-    ring.close()
-
-
-def bench_shm_wait(strategy: str, records: int, interval_us: int, prog: Any) -> dict[str, Any]:
-    """One record every ``interval_us`` from a child; the parent waits with ``strategy``.
-
-    Latency: the producer's write to the consumer holding the record (one clock, two
-    processes). CPU: the consumer's process time over wall time while mostly idle.
-    """
-    from tickline.core.shm_ring import SpinWait, WaitStrategy, YieldWait
-
-    waits: dict[str, Callable[[], WaitStrategy]] = {
-        "spin": SpinWait, "yield": YieldWait, "backoff": BackoffWait, "blocking": BlockingWait}
-    ctx = mp.get_context("spawn")
-    ring = SpscShmRing.create(capacity=1 << 10, slot_size=RECORD, wait=waits[strategy]())
-    task = prog.add_task(f"shm wake-up, {strategy} wait", total=records)
-    lat = array("q")
-    clock = time.perf_counter_ns
-    unpack = struct.Struct("<q56x").iter_unpack
-    try:
-        p = ctx.Process(target=_shm_paced_producer,
-                        args=(ring.name, records, interval_us * 1000))
-        p.start()
-        cpu0 = 0.0
-        wall0 = 0.0
-        while True:
-            data = ring.get_packed(64, 30.0)
-            now = clock()
-            if not data:
-                if ring.writer_closed and len(ring) == 0:
-                    break
-                continue
-            if not lat:
-                cpu0 = time.process_time()
-                wall0 = time.perf_counter()
-            lat.extend(now - t for (t,) in unpack(data))
-            if len(lat) % 500 == 0:
-                prog.update(task, completed=len(lat))
-        cpu = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-        p.join(30)
-    finally:
-        ring.close()
-        ring.unlink()
-    prog.update(task, completed=records)
-    return {"strategy": strategy, "records": len(lat), "interval_us": interval_us,
-            "consumer_cpu_fraction": cpu, "latency_us": percentiles(histogram_of(lat), 1000.0)}
-
-
-# -- 7. gc settings under a growing heap ----------------------------------------------------
-
-class _Order:
-    __slots__ = ("fills", "id", "px")
-
-    def __init__(self, i: int, px: int) -> None:
-        self.id = i
-        self.px = px
-        self.fills: list[int] = []
-
-
-def _gc_trial(mode: str, events: int, live: int, out: Any) -> None:
-    """One fresh interpreter: build ``live`` objects, then each event adds one more."""
-    import gc
-
-    from tickline.core.gctune import GcPauseMonitor, freeze_after_warmup, realtime_thresholds
-
-    book = {i: _Order(i, i % 1000) for i in range(live)}
-
-    def handler(ev: int) -> None:
-        book[live + ev] = _Order(ev, ev)
-
-    proc: EventProcessor[int] = EventProcessor(capacity=1 << 12, max_batch=64,
-                                               clock=time.perf_counter_ns)
-    proc.register(int, handler)
-    for s in range(0, 64_000, 64):  # warm-up
-        proc.submit_many(range(-s - 64, -s))
-        proc.poll()
-    if "freeze" in mode:
-        freeze_after_warmup()
-    ctx = (realtime_thresholds() if "thresholds" in mode
-           else contextlib.nullcontext(gc.get_threshold()))
-    proc.service.reset()
-    with ctx, GcPauseMonitor() as mon:
-        t0 = time.perf_counter()
-        for s in range(0, events, 64):
-            proc.submit_many(range(s, s + 64))
-            proc.poll()
-        dt = time.perf_counter() - t0
-    st = mon.statistics()
-    out.put({"mode": mode, "events_per_second": events / dt,
-             "batch_service_us": percentiles(proc.service.histogram, 1000.0),
-             "gc_collections": list(st.collections),
-             "gc_max_pause_ms": [m / 1e6 for m in st.max_pause_ns_by_generation]})
-
-
-GC_MODES = ("default", "freeze", "thresholds", "freeze+thresholds")
-
-
-def bench_gc(events: int, live: int, prog: Any) -> list[dict[str, Any]]:
-    """Each gc mode in its own spawned interpreter (clean collector state)."""
-    ctx = mp.get_context("spawn")
-    task = prog.add_task("gc modes, growing heap", total=len(GC_MODES))
-    results = []
-    for mode in GC_MODES:
-        q = ctx.Queue()
-        p = ctx.Process(target=_gc_trial, args=(mode, events, live, q))
-        p.start()
-        results.append(q.get(timeout=300))
-        p.join(30)
-        prog.advance(task)
-    return results
 
 
 # -- the command ---------------------------------------------------------------------------
