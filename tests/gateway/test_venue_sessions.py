@@ -250,3 +250,27 @@ def test_cancel_on_disconnect_when_the_session_goes_silent() -> None:
         server.settle()
         assert server.call(lambda: oid not in server.exchange.engine.orders)
         assert server.stats()["heartbeat_timeouts"] == 1
+
+
+def test_stop_orders_over_the_binary_gateway_and_icebergs_refused() -> None:
+    with ServerThread() as server:
+        async def scenario() -> None:
+            async with await Client.connect(HOST, server.port, ALICE) as alice, \
+                    await Client.connect(HOST, server.port, BOB) as bob, \
+                    await Client.connect(HOST, server.port, ADMIN) as mm:
+                stop = await alice.new_order("AAPL", "buy", 2, None, order_type="stop",
+                                             tif="ioc", stop_price="101.00")
+                assert stop.status == "new" and stop.accepted.price == 0
+                # invisible until triggered: not in the depth
+                assert server.call(lambda: server.exchange.engine.book("AAPL").depth(5)) == {
+                    "bids": [], "asks": []}
+                await mm.new_order("AAPL", "sell", 5, "101.00")
+                await bob.new_order("AAPL", "buy", 1, "101.00")  # last trade 101: triggers
+                await asyncio.sleep(0.1)
+                fills = [r for r in alice.reports_nowait() if isinstance(r, p.Fill)]
+                assert [(f.order_id, f.last_quantity, f.last_price) for f in fills] == [
+                    (stop.order_id, 2, 10_100)]
+                with pytest.raises(OrderRejectedError) as iceberg:
+                    await alice.new_order("AAPL", "sell", 10, "105.00", display_quantity=2)
+                assert iceberg.value.reason == RejectReason.DISPLAY_QUANTITY_NOT_ALLOWED
+        asyncio.run(scenario())

@@ -61,6 +61,7 @@ _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
 _UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
 _UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
 _READ_ONLY = int(RejectReason.READ_ONLY_SESSION)
+_NO_ICEBERG = int(RejectReason.DISPLAY_QUANTITY_NOT_ALLOWED)
 _RESUME_UNAVAILABLE = int(RejectReason.RESUME_UNAVAILABLE)
 _NOT_ADMIN = int(RejectReason.NOT_ADMIN)
 _TRADING = int(p.SessionKind.TRADING)
@@ -444,13 +445,20 @@ class BinarySession(asyncio.Protocol):
             self._reject(rid, req, _RATE_LIMITED,
                          f"rate limit {rate.rate:g} orders/s (burst {rate.burst:g}) exceeded")
             return
+        if kind is not p.CancelRequest and req.display_quantity:  # type: ignore[union-attr]
+            # The engine has icebergs, but the L3 feed would still show their reserve:
+            # refused here, typed, until market data hides it.
+            self._reject(rid, req, _NO_ICEBERG, "iceberg orders (display_quantity) are not "
+                                                "open on this gateway yet")
+            return
         cmd: Command
         if kind is p.NewOrderRequest:
             assert isinstance(req, p.NewOrderRequest)
             cmd = NewOrder(account=account.id, symbol=req.symbol, side=req.side,
                            quantity=req.quantity, price=req.price, order_type=req.order_type,
                            tif=req.tif, client_order_id=req.client_order_id,
-                           expire_time=req.expire_time, post_only=req.post_only, stp=req.stp)
+                           expire_time=req.expire_time, post_only=req.post_only, stp=req.stp,
+                           stop_price=req.stop_price)
         elif kind is p.CancelRequest:
             assert isinstance(req, p.CancelRequest)
             cmd = Cancel(account=account.id, symbol=req.symbol, order_id=req.order_id,
@@ -460,7 +468,8 @@ class BinarySession(asyncio.Protocol):
             assert isinstance(req, p.ReplaceRequest)
             cmd = Replace(account=account.id, symbol=req.symbol, order_id=req.order_id,
                           orig_client_order_id=req.orig_client_order_id, price=req.price,
-                          quantity=req.quantity, client_order_id=req.client_order_id)
+                          quantity=req.quantity, client_order_id=req.client_order_id,
+                          stop_price=req.stop_price)
         self.staged.append(cmd)
         self.staged_reqs.append(req)
 
