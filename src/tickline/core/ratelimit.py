@@ -16,6 +16,8 @@ Single writer: both classes are used from one thread (a gateway's event loop).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 __all__ = ["TokenBucket", "TokenBuckets"]
 
 
@@ -74,7 +76,9 @@ class TokenBuckets:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: dict[str, TokenBucket] = {}  # insertion order = least recent first
+        # least recently used first; an OrderedDict: a plain dict's oldest key costs
+        # O(deleted entries) to find after churn, OrderedDict.popitem(last=False) is O(1)
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -92,10 +96,12 @@ class TokenBuckets:
         """Take one of ``key``'s tokens (see :meth:`TokenBucket.take`); marks ``key`` as the
         most recently used, forgetting the least recently used key past ``max_keys``."""
         buckets = self._buckets
-        bucket = buckets.pop(key, None)
+        bucket = buckets.get(key)
         if bucket is None:
             bucket = TokenBucket(self.rate, self.burst, now)
             if len(buckets) >= self.max_keys:
-                del buckets[next(iter(buckets))]
-        buckets[key] = bucket
+                buckets.popitem(last=False)
+            buckets[key] = bucket
+        else:
+            buckets.move_to_end(key)
         return bucket.take(now)
