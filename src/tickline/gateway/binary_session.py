@@ -314,16 +314,22 @@ class BinarySession(asyncio.Protocol):
         for m in held:
             self.send(m)
 
+    def _logged_on(self, rid: int) -> Account | None:
+        """The session's account, or None after answering a request sent before Logon."""
+        account = self.account
+        if account is None:
+            self.gw.not_logged_on += 1
+            self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
+                              f"request {rid} before Logon: ignored"))
+        return account
+
     def _service(self, req: p.OrderStatusRequest | p.OpenOrdersRequest | p.MassCancelRequest
                  ) -> None:
         """Order status, open orders and mass cancel (see :mod:`tickline.venue`)."""
         gw = self.gw
-        account = self.account
         rid = req.request_id
+        account = self._logged_on(rid)
         if account is None:
-            gw.not_logged_on += 1
-            self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
-                              f"request {rid} before Logon: ignored"))
             return
         symbol = req.symbol
         if symbol and symbol not in gw.symbols:
@@ -411,11 +417,8 @@ class BinarySession(asyncio.Protocol):
                  now: float) -> None:
         gw = self.gw
         rid = req.request_id
-        account = self.account
+        account = self._logged_on(rid)
         if account is None:
-            gw.not_logged_on += 1
-            self.send(p.Error(int(p.ErrorCode.NOT_LOGGED_ON),
-                              f"request {rid} before Logon: ignored"))
             return
         if self.kind != _TRADING:
             self._reject(rid, req, _READ_ONLY, "drop-copy session: read only")
