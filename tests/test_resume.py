@@ -100,18 +100,24 @@ def test_missed_reports_without_a_journal_come_from_memory_or_fail_clearly() -> 
 
 
 def test_a_query_sees_everything_submitted_before_it_and_answers_after_its_release() -> None:
+    """Queries in one batch with commands: each sees exactly the commands before it (the
+    report builder's order state), and is answered after their replies, before later ones."""
     ex = Exchange(INSTRUMENTS)
     order: list[str] = []
 
     def reply(cmd: Command, _events: list[Event], _reports: list[ExecReport]) -> None:
         order.append(f"reply {cmd.seq}")
 
+    def open_count() -> int:
+        return len(ex.reports.open_orders(1))
+
+    ex.query(open_count, lambda n: order.append(f"answer {n}"))
     ex.submit(NewOrder(account=1, symbol="ABC", side=BUY, price=100, quantity=5), reply)
-    ex.query(lambda: len(ex.engine.orders), lambda n: order.append(f"answer {n}"))
+    ex.query(open_count, lambda n: order.append(f"answer {n}"))
     ex.submit(NewOrder(account=1, symbol="ABC", side=BUY, price=99, quantity=5), reply)
-    ex.query(lambda: len(ex.engine.orders), lambda n: order.append(f"answer {n}"))
-    ex.pump()
-    assert order == ["reply 1", "reply 2", "answer 1", "answer 2"]
+    ex.query(open_count, lambda n: order.append(f"answer {n}"))
+    ex.pump()  # one batch
+    assert order == ["answer 0", "reply 1", "answer 1", "reply 2", "answer 2"]
     assert ex.engine.last_seq == 2  # queries are not sequenced or journaled
     ex.query(lambda: ex.engine.last_seq, lambda n: order.append(f"alone {n}"))
     ex.pump()

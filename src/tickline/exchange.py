@@ -49,6 +49,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -110,15 +111,15 @@ class _Inbound:
 
 
 class _Query:
-    """A read-only question about the state, answered in sequence: after every command
-    submitted before it has been matched, released after the batch is journaled."""
+    """A read-only question about the released state, answered in sequence (``after``: how
+    many commands of its batch came before it)."""
 
-    __slots__ = ("answer", "ask", "reply")
+    __slots__ = ("after", "ask", "reply")
 
     def __init__(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         self.ask = ask
         self.reply = reply
-        self.answer: Any = None
+        self.after = 0
 
 
 class Exchange:
@@ -186,7 +187,7 @@ class Exchange:
         self._last_ts = self.engine.now
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
-        self._queries: list[_Query] = []
+        self._queries: deque[_Query] = deque()
         self._stopping = False
         self.failure: BaseException | None = None
         """The journal error that stopped the exchange (None while healthy)."""
@@ -263,10 +264,12 @@ class Exchange:
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
 
     def query(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
-        """Ask a read-only question in sequence: ``ask()`` runs on the state after every
-        command submitted before it (by anyone) has been matched; ``reply(answer)`` is called
-        once those commands are journaled and released. Not journaled. Raises like
-        :meth:`submit`."""
+        """Ask a read-only question in sequence: ``ask()`` runs in the RELEASE stage right
+        after every command submitted before it (by anyone) has been journaled and its
+        reports built, and before any later command is released, so what it reads of the
+        report builder (:attr:`reports`: order state, open orders) is exact at its place;
+        then ``reply(answer)``. (The engine itself may be ahead by the rest of the batch.)
+        Not sequenced, not journaled. Raises like :meth:`submit`."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
         try:
@@ -280,7 +283,7 @@ class Exchange:
     def _ask(self, item: _Query) -> None:
         if not self._pending and not self._queries:
             self._batch_started = time.perf_counter_ns()
-        item.answer = item.ask()
+        item.after = len(self._pending)
         self._queries.append(item)
 
     def _sequence_and_match(self, item: _Inbound) -> None:
@@ -311,8 +314,8 @@ class Exchange:
     def _end_of_batch(self, n: int) -> None:
         pending = self._pending
         if not pending:
-            if self._queries:
-                self._answer_queries()
+            while self._queries:
+                self._answer(self._queries.popleft())
             return
         t1 = time.perf_counter_ns()
         self.stage_match.record(t1 - self._batch_started)
@@ -340,7 +343,10 @@ class Exchange:
         build = self.reports.build
         route = self.router.route
         record = self.history.record
-        for item, events in pending:
+        queries = self._queries
+        for done, (item, events) in enumerate(pending):
+            while queries and queries[0].after == done:
+                self._answer(queries.popleft())
             events_out += len(events)
             cmd = item.cmd
             reports = build(cmd.seq, cmd.ts, events)
@@ -356,19 +362,17 @@ class Exchange:
         self.events += events_out
         self._since_snapshot += len(pending)
         pending.clear()
-        if self._queries:
-            self._answer_queries()
+        while queries:
+            self._answer(queries.popleft())
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
             self.snapshot(wait=False)
 
-    def _answer_queries(self) -> None:
-        queries = self._queries
-        self._queries = []
-        for q in queries:
-            try:
-                q.reply(q.answer)
-            except Exception:  # a broken session must not stop the exchange
-                log.exception("query reply failed")
+    @staticmethod
+    def _answer(q: _Query) -> None:
+        try:
+            q.reply(q.ask())
+        except Exception:  # a broken session must not stop the exchange
+            log.exception("query failed")
 
     def snapshot(self, *, wait: bool = True) -> Path | None:
         """Snapshot the engine now (between batches). The journal is synced and the state

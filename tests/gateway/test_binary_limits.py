@@ -63,7 +63,9 @@ def test_idle_connections_never_lock_out_an_honest_logon(budget: int, per_addres
                 ack = honest.logon("alice-key")
                 took = time.monotonic() - t0
                 assert ack.account == 2
-                assert took < 1.0, f"honest logon took {took:.2f}s"
+                # the old behaviour refused it until the 30 s login timeout; 5 s leaves room
+                # for a loaded machine
+                assert took < 5.0, f"honest logon took {took:.2f}s"
                 stats = server.stats()
                 # the newest `held` connections (the honest one included) kept their slot
                 assert stats["pending_logons_evicted"] == idle_n + 1 - held

@@ -274,3 +274,18 @@ def test_stop_orders_over_the_binary_gateway_and_icebergs_refused() -> None:
                     await alice.new_order("AAPL", "sell", 10, "105.00", display_quantity=2)
                 assert iceberg.value.reason == RejectReason.DISPLAY_QUANTITY_NOT_ALLOWED
         asyncio.run(scenario())
+
+
+def test_order_status_pipelined_behind_its_order_sees_it() -> None:
+    """A status request sent right behind the order, in the same write, answers with the
+    order's state after that order (the query is answered in sequence)."""
+    with ServerThread() as server:
+        async def scenario() -> None:
+            async with await Client.connect(HOST, server.port, ALICE) as alice:
+                for i in range(20):
+                    fut = alice.send_new_order("AAPL", "buy", 1, "90.00",
+                                               client_order_id=f"p{i}")
+                    state = await alice.order_status("AAPL", client_order_id=f"p{i}")
+                    assert state.status == p.OrderStatus.NEW and state.leaves == 1
+                    await fut
+        asyncio.run(scenario())

@@ -229,10 +229,12 @@ def test_a_stalled_subscriber_keeps_the_publisher_pace_and_memory_bounded() -> N
         times = _publish_times(policy, 10_000)
         first = statistics.median(times[100:2_000])  # the queue is full after 10 batches
         last = statistics.median(times[-2_000:])
-        # The pace does not degrade however long the subscriber stays stalled...
-        assert last < 2 * first + 2e-6, (policy, first, last)
+        # The pace does not degrade however long the subscriber stays stalled (an unbounded
+        # queue would grow 100x here)... Bounds are loose: the 2 cores are shared, and a
+        # medians' ratio still moves a few x under load; the benchmark measures the pace.
+        assert last < 4 * first + 20e-6, (policy, first, last)
         # ...and stays near the pace without it (conflate pays a key call per message).
-        assert last < 5 * baseline + 2e-6, (policy, baseline, last)
+        assert last < 10 * baseline + 20e-6, (policy, baseline, last)
 
         # Memory: the stalled queue holds at most `capacity` messages however long it runs.
         bus = Bus()
