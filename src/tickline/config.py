@@ -14,6 +14,7 @@ replaces any part of it::
     snapshot_every = 100000
     gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
     admin_key = ""            # POST /admin/halt|resume|kill|enable with "Bearer <key>"; "" = off
+    report_history = 4096     # reports per account kept in memory for resume (older: journal)
 
     [limits]
     max_frame_bytes = 4096
@@ -106,6 +107,7 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_batch: int = 1_024
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
+    report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -230,6 +232,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """Check cross-field rules; return self. Raises :class:`ConfigError`."""
         if not self.instruments:
             raise ConfigError("at least one [[instruments]] entry is required")
+        if self.server.report_history < 0:
+            raise ConfigError(f"server.report_history must be >= 0, got "
+                              f"{self.server.report_history}")
         if self.server.admin_key and len(self.server.admin_key) < 16:
             raise ConfigError(f"server.admin_key must be at least 16 characters (or \"\" for "
                               f"no admin endpoint), got {len(self.server.admin_key)}")

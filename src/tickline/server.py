@@ -57,6 +57,7 @@ class Server:
             journal_dir=section.journal_dir, durability=section.durability,
             interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
             capacity=section.inbound_capacity, max_batch=section.max_batch,
+            report_history=section.report_history,
         )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
