@@ -21,13 +21,13 @@ journal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import msgspec
 
 from tickline.journal import replay
-from tickline.matching.book import OrderBook
+from tickline.matching.book import Order
 from tickline.matching.engine import EngineSnapshot
 from tickline.matching.events import Event
 from tickline.stream.history import ReportHistory
@@ -53,8 +53,8 @@ class _Collector:
         self.upto = upto
         self.out: list[ExecReport] = []
 
-    def restore(self, state: bytes | None, books: Mapping[str, OrderBook]) -> None:
-        self.builder.restore(state, books)
+    def restore(self, state: bytes | None, orders: Iterable[Order]) -> None:
+        self.builder.restore(state, orders)
 
     def build(self, command_seq: int, ts: int, events: Sequence[Event]) -> list[ExecReport]:
         reports = self.builder.build(command_seq, ts, events)

@@ -25,6 +25,7 @@ from tickline.matching import (
     TimeTick,
     Trade,
 )
+from tickline.matching.types import IOC as IOC_
 from tickline.stream import ExecKind, ExecReport, ReportBuilder, ReportRouter
 from tickline.stream.reports import OrderStatus
 
@@ -40,7 +41,7 @@ def run(ops: list[tuple[Any, ...]]) -> tuple[MatchingEngine, ReportBuilder,
     out = []
     for cmd in build_commands(eng, ops):
         out.append((cmd, builder.build(cmd.seq, cmd.ts, eng.process(cmd))))
-        builder.check(eng.books)
+        builder.check(eng.orders)
     return eng, builder, out
 
 
@@ -63,7 +64,7 @@ def test_every_party_gets_one_numbered_report_per_event(ops: list[tuple[Any, ...
         assert all(r.command_seq == cmd.seq and r.ts == cmd.ts for r in reports)
         for r in reports:
             per_account[r.account].append(r)
-        builder.check(eng.books)
+        builder.check(eng.orders)
     for account, reports in per_account.items():
         assert [r.seq for r in reports] == list(range(1, len(reports) + 1))
         assert builder.last_seq(account) == len(reports)
@@ -112,8 +113,8 @@ def test_restored_builder_continues_byte_for_byte(ops: list[tuple[Any, ...]], cu
             fresh = engine()
             fresh.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(snap),
                                                  type=type(snap)))
-            builder = ReportBuilder(fresh.books, snap.attachments[ReportBuilder.key])
-            builder.check(eng.books)
+            builder = ReportBuilder(fresh.orders.values(), snap.attachments[ReportBuilder.key])
+            builder.check(eng.orders)
     assert got == [enc(r) for _c, r in straight]
 
 
@@ -261,3 +262,35 @@ def test_order_state_by_client_order_id_and_bounded_memory_of_finished_orders() 
     state = builder.order_state(1, client_order_id="live")
     assert state is not None and (state.status, state.leaves, state.avg_price) == (
         OrderStatus.NEW, 3, None)
+
+
+def test_a_builder_restored_with_armed_stops_reports_their_fills() -> None:
+    """An armed stop is a live order outside the book: a builder restored from a snapshot
+    must know it, or its fills after the trigger would go unreported and the numbering would
+    differ from a run without the restart."""
+    from tickline.matching import OrderType
+
+    def commands() -> list[NewOrder]:
+        return [
+            NewOrder(seq=1, ts=1, account=1, symbol="AAA", side=BUY, price=0, quantity=2,
+                     order_type=int(OrderType.STOP), tif=IOC_, stop_price=101,
+                     client_order_id="stop"),
+            NewOrder(seq=2, ts=2, account=2, symbol="AAA", side=SELL, price=101, quantity=5),
+            NewOrder(seq=3, ts=3, account=3, symbol="AAA", side=BUY, price=101, quantity=1),
+        ]
+
+    eng, builder = engine(), ReportBuilder()
+    straight = [builder.build(c.seq, c.ts, eng.process(c)) for c in commands()]
+    eng, builder = engine(), ReportBuilder()
+    first = commands()[0]
+    got = [builder.build(first.seq, first.ts, eng.process(first))]
+    snap = eng.snapshot()
+    fresh = engine()
+    fresh.restore(snap)
+    builder = ReportBuilder(fresh.orders.values(), builder.state())
+    builder.check(fresh.orders)
+    got += [builder.build(c.seq, c.ts, fresh.process(c)) for c in commands()[1:]]
+    enc = msgspec.msgpack.encode
+    assert enc(got) == enc(straight)
+    fills = [r for r in straight[-1] if r.account == 1 and r.kind == ExecKind.FILL]
+    assert [(r.client_order_id, r.last_quantity) for r in fills] == [("stop", 2)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -44,7 +44,7 @@ from tickline.journal.snapshot import (
 )
 from tickline.journal.writer import QUARANTINE, TailRepair, cut_journal
 from tickline.matching import Command, EngineConfig, Event, Instrument, MatchingEngine
-from tickline.matching.book import OrderBook
+from tickline.matching.book import Order
 from tickline.matching.engine import EngineSnapshot
 
 _decoder = msgspec.msgpack.Decoder(Command)
@@ -248,8 +248,9 @@ class Follower(Protocol):
 
     key: str
 
-    def restore(self, state: bytes | None, books: Mapping[str, OrderBook]) -> None:
-        """Start from ``state`` (None: from nothing) and the restored engine's books."""
+    def restore(self, state: bytes | None, orders: Iterable[Order]) -> None:
+        """Start from ``state`` (None: from nothing) and the restored engine's live orders
+        (resting and armed stops)."""
 
     def build(self, command_seq: int, ts: int, events: Sequence[Event]) -> Any:
         """Take one replayed command's events."""
@@ -296,7 +297,8 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
             break
     after = report.snapshot_seq
     for f in followers:
-        f.restore(used.attachments[f.key] if used is not None else None, engine.books)
+        f.restore(used.attachments[f.key] if used is not None else None,
+                  engine.orders.values())
     walk = _Walk(directory, after + 1, check_tail=check_tail)
     decode = _decoder.decode
     process = engine.process

@@ -33,7 +33,7 @@ lots), so the average price is the exact ratio ``cum_notional / cum_quantity``
 
 State: the builder mirrors every live order (account, client order id, side, price,
 quantity, cumulative fills) and each account's last report number. After a restart it is
-rebuilt from the engine's books plus :meth:`ReportBuilder.state` (saved inside each journal
+rebuilt from the engine's live orders plus :meth:`ReportBuilder.state` (saved inside each journal
 snapshot: the report counters and the notional of partly filled orders), then the journal
 tail.
 """
@@ -48,7 +48,7 @@ from typing import Any, cast
 
 import msgspec
 
-from tickline.matching.book import OrderBook
+from tickline.matching.book import Order
 from tickline.matching.events import (
     Accepted,
     Cancelled,
@@ -60,7 +60,7 @@ from tickline.matching.events import (
 )
 
 __all__ = ["ExecKind", "ExecReport", "OrderState", "OrderStatus", "ReportBuilder",
-           "ReportBuilderState", "split_by_account"]
+           "ReportBuilderState"]
 
 
 class ExecKind(IntEnum):
@@ -219,7 +219,7 @@ class ReportBuilder:
     key = "reports"
     """The name of this component's state inside a journal snapshot."""
 
-    def __init__(self, books: Mapping[str, OrderBook] | None = None,
+    def __init__(self, orders: Iterable[Order] | None = None,
                  state: bytes | None = None, *, finished_capacity: int = 65536) -> None:
         self._orders: dict[int, _Live] = {}
         self._seqs: dict[int, int] = {}
@@ -229,8 +229,8 @@ class ReportBuilder:
         self._finished: OrderedDict[int, OrderState] = OrderedDict()
         self.finished_capacity = finished_capacity
         self.reports = 0
-        if books is not None or state is not None:
-            self.restore(state, books or {})
+        if orders is not None or state is not None:
+            self.restore(state, orders or ())
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -240,22 +240,23 @@ class ReportBuilder:
             sorted(self._seqs.items()),
             [(oid, o.cum_notional) for oid, o in self._orders.items() if o.cum_notional]))
 
-    def restore(self, state: bytes | None, books: Mapping[str, OrderBook]) -> None:
-        """Rebuild from the engine's ``books`` and a saved :meth:`state` (None: nothing was
-        saved, i.e. no report has been numbered yet)."""
+    def restore(self, state: bytes | None, orders: Iterable[Order]) -> None:
+        """Rebuild from the engine's live ``orders`` (``engine.orders.values()``: resting
+        orders *and* armed stops, which rest outside the books) and a saved :meth:`state`
+        (None: nothing was saved, i.e. no report has been numbered yet)."""
         saved = _state_decoder.decode(state) if state is not None else None
         notionals = dict(saved.notionals) if saved is not None else {}
         self._seqs = dict(saved.report_seqs) if saved is not None else {}
         self._orders = {}
         self._clids = {}
         self._finished = OrderedDict()
-        for book in books.values():
-            for o in book.orders():
-                self._orders[o.order_id] = _Live(o.account, o.client_order_id, o.symbol, o.side,
-                                                 o.price, o.quantity, o.leaves, o.filled,
-                                                 notionals.get(o.order_id, 0))
-                if o.client_order_id:
-                    self._clids[(o.account, o.client_order_id)] = o.order_id
+        for o in orders:
+            # an iceberg's open quantity is its visible slice plus its reserve
+            self._orders[o.order_id] = _Live(o.account, o.client_order_id, o.symbol, o.side,
+                                             o.price, o.quantity, o.leaves + o.hidden,
+                                             o.filled, notionals.get(o.order_id, 0))
+            if o.client_order_id:
+                self._clids[(o.account, o.client_order_id)] = o.order_id
 
     # -- order state -------------------------------------------------------------------------
 
@@ -395,10 +396,9 @@ class ReportBuilder:
         self.reports += len(out)
         return out
 
-    def check(self, books: Mapping[str, OrderBook]) -> None:
-        """Assert that the mirror holds exactly the engine's live orders with the same
-        cumulative fills. For tests; O(orders)."""
-        live = {o.order_id: o for book in books.values() for o in book.orders()}
+    def check(self, live: Mapping[int, Order]) -> None:
+        """Assert that the mirror holds exactly the engine's live orders (``engine.orders``)
+        with the same cumulative fills. For tests; O(orders)."""
         assert set(live) == set(self._orders), (
             f"report mirror differs: extra {sorted(set(self._orders) - set(live))[:5]}, "
             f"missing {sorted(set(live) - set(self._orders))[:5]}")
@@ -406,15 +406,5 @@ class ReportBuilder:
             mine = self._orders[oid]
             assert mine.cum_quantity == o.filled, f"order {oid}: cum {mine.cum_quantity}"
             assert (mine.account, mine.side, mine.price, mine.quantity, mine.leaves,
-                    mine.symbol) == (o.account, o.side, o.price, o.quantity, o.leaves,
-                                     o.symbol), f"order {oid} differs"
-
-
-def split_by_account(reports: Iterable[ExecReport], account: int
-                     ) -> tuple[list[ExecReport], list[ExecReport]]:
-    """``reports`` split into those of ``account`` and the others, order kept."""
-    own: list[ExecReport] = []
-    others: list[ExecReport] = []
-    for r in reports:
-        (own if r.account == account else others).append(r)
-    return own, others
+                    mine.symbol) == (o.account, o.side, o.price, o.quantity,
+                                     o.leaves + o.hidden, o.symbol), f"order {oid} differs"
