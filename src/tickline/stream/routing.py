@@ -42,7 +42,7 @@ class ReportPort:
     """One session's attachment to the router: its account (None: a drop copy of every
     account) and its handler. :meth:`close` detaches it."""
 
-    __slots__ = ("account", "deliver", "delivered", "drop_copy", "open", "orders", "router")
+    __slots__ = ("account", "deliver", "drop_copy", "open", "orders", "router")
 
     def __init__(self, router: ReportRouter, account: int | None, deliver: Unsolicited,
                  drop_copy: bool) -> None:
@@ -51,7 +51,6 @@ class ReportPort:
         self.deliver = deliver
         self.drop_copy = drop_copy
         self.open = True
-        self.delivered = 0
         self.orders: set[int] = set()
         """The live orders this session entered (for cancel on disconnect)."""
 
@@ -96,10 +95,6 @@ class ReportRouter:
         if port.account is not None and not ports:
             (self._copies if port.drop_copy else self._by_account).pop(port.account, None)
 
-    def sessions(self, account: int) -> int:
-        """Open ports of ``account``."""
-        return len(self._by_account.get(account, ()))
-
     def route(self, reports: Sequence[ExecReport], account: int,
               origin: ReportPort | None) -> list[ExecReport]:
         """Deliver one command's ``reports`` (the submitter's ``account``; ``origin`` is its
@@ -110,14 +105,7 @@ class ReportRouter:
         owners = self._owners
         by_account = self._by_account
         copies = self._copies
-        out: dict[int, tuple[ReportPort, list[ExecReport]]] = {}
-
-        def send(port: ReportPort, r: ExecReport) -> None:
-            entry = out.get(id(port))
-            if entry is None:
-                out[id(port)] = (port, [r])
-            else:
-                entry[1].append(r)
+        out: dict[ReportPort, list[ExecReport]] = {}  # insertion order: first reached
 
         for r in reports:
             oid = r.order_id
@@ -141,22 +129,21 @@ class ReportRouter:
                     origin.orders.add(oid)
                 if owner is not None:
                     if owner is not origin:
-                        send(owner, r)
+                        _send(out, owner, r)
                 elif origin is None:
                     for port in by_account.get(r.account, ()):
-                        send(port, r)
+                        _send(out, port, r)
             elif owner is not None:
-                send(owner, r)
+                _send(out, owner, r)
             else:
                 for port in by_account.get(r.account, ()):
-                    send(port, r)
+                    _send(out, port, r)
             for port in copies.get(r.account, ()):
-                send(port, r)
+                _send(out, port, r)
             for port in self._drop_copies:
-                send(port, r)
+                _send(out, port, r)
         self.routed += len(reports)
-        for port, msgs in out.values():
-            port.delivered += len(msgs)
+        for port, msgs in out.items():
             self.unsolicited += len(msgs)
             port.deliver(msgs)
         return own
@@ -170,3 +157,13 @@ class ReportRouter:
                       + sum(len(v) for v in self._copies.values()) + len(self._drop_copies)),
             "tracked_orders": len(self._owners),
         }
+
+
+def _send(out: dict[ReportPort, list[ExecReport]], port: ReportPort, r: ExecReport) -> None:
+    """Queue ``r`` for ``port`` in one :meth:`ReportRouter.route` call (a module function:
+    no closure is built per call on the release path)."""
+    msgs = out.get(port)
+    if msgs is None:
+        out[port] = [r]
+    else:
+        msgs.append(r)
