@@ -526,7 +526,7 @@ def test_reports_are_ordinary_cancels_and_the_summaries_report_nothing() -> None
     assert [(r.kind, r.order_id, r.reason) for r in reports] == [
         (ExecKind.CANCELLED, 1, C.KILL_SWITCH), (ExecKind.CANCELLED, 5, C.KILL_SWITCH)]
     assert non_depth(events)[-1] == AccountStatusChanged(1, False, 2)
-    builder.check(h.engine.books)
+    builder.check(h.engine.orders)
 
 
 @pytest.mark.parametrize(("limits", "max_quantity", "floor"), [
