@@ -20,7 +20,8 @@ type (``type(event)`` -> bound method; one dict lookup per event instead of a ch
                                                   their Accepted are invisible)
     MassCancelled           -> _on_rejected       a summary: its Cancelled and LevelChanged
                                                   events carried the market data
-    AccountStatusChanged    (no symbol: skipped)  account status is private
+    AccountStatusChanged    -> _on_account_status an AccountStatusUpdate on every symbol's
+                                                  status topic (kill switch / enable)
 
 The table must name every type in :data:`tickline.matching.events.EVENT_TYPES`: the
 constructor raises :class:`TypeError` otherwise, so a new event kind cannot be forgotten.
@@ -74,6 +75,7 @@ from tickline.matching.types import BUY
 from tickline.stream.bars import BarClock, OpenBar, window_label
 from tickline.stream.bus import Bus, Callback, Subscription
 from tickline.stream.messages import (
+    AccountStatusUpdate,
     Bbo,
     DepthDelta,
     DepthSnapshot,
@@ -260,7 +262,7 @@ class MarketDataPublisher:
             StatusChanged: self._on_status_changed,
             Triggered: self._on_accepted,
             MassCancelled: self._on_rejected,
-            AccountStatusChanged: self._on_rejected,
+            AccountStatusChanged: self._on_rejected,  # (no symbol: _on_account_status)
         }
         missing = [t.__name__ for t in EVENT_TYPES if t not in self._handlers]
         if missing:
@@ -342,7 +344,9 @@ class MarketDataPublisher:
             for ev in events:
                 try:
                     st = symbols.get(ev.symbol)  # type: ignore[union-attr]
-                except AttributeError:  # an account-level event: no market data
+                except AttributeError:  # an account-level event
+                    if type(ev) is AccountStatusChanged:
+                        self._on_account_status(ev, ts)
                     continue
                 if st is None:
                     continue
@@ -576,6 +580,21 @@ class MarketDataPublisher:
                 st.status = []
             st.status_seq += 1
             st.status.append(StatusUpdate(st.status_seq, ts, st.symbol, ev.halted))
+
+    def _on_account_status(self, ev: AccountStatusChanged, ts: int) -> None:
+        """The kill switch was set or lifted: an update on every symbol's status topic that
+        has subscribers (the switch applies to all symbols)."""
+        has_subs = self.bus.has_subscribers
+        epoch = self._epoch
+        for st in self._symbols.values():
+            if has_subs(st.t_status):
+                if st.epoch != epoch:
+                    self._enter(st, epoch)
+                if st.status is None:
+                    st.status = []
+                st.status_seq += 1
+                st.status.append(AccountStatusUpdate(st.status_seq, ts, st.symbol, ev.account,
+                                                     ev.enabled, ev.cancelled))
 
     # -- end of call ---------------------------------------------------------------------------
 
