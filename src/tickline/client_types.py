@@ -70,6 +70,15 @@ class OrderAck:
     fills: list[p.Fill] = field(default_factory=list)
     reports: list[p.Report] = field(default_factory=list)
 
+    @property
+    def triggered(self) -> p.OrderTriggered | None:
+        """The stop's trigger report if it triggered on arrival (else None: a stop that
+        triggers later reports it unsolicited, like its fills)."""
+        for r in self.reports:
+            if isinstance(r, p.OrderTriggered) and r.order_id == self.order_id:
+                return r
+        return None
+
 
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL, "b": Side.BUY, "s": Side.SELL}
 

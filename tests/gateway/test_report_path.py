@@ -1,6 +1,7 @@
 """The one report path, end to end over real sockets and a real journal.
 
-Several accounts, several sessions per account, random order flow. Every session must
+Several accounts, several sessions per account, random order flow (stops and icebergs
+included). Every session must
 receive exactly its own requests' reports in their responses and exactly the unsolicited
 reports about the orders it entered; each account's report numbers are 1..n without gap or
 duplicate; and the reports rebuilt from a replay of the journal equal the ones delivered
@@ -43,9 +44,21 @@ def random_request(rng: random.Random, tag: str, n: int, live: list[int]
         return p.ReplaceRequest(request_id=0, symbol="AAPL", order_id=rng.choice(live),
                                 price=10_000 + rng.randint(-3, 3) if rng.random() < 0.5 else 0,
                                 quantity=rng.randint(1, 8), client_order_id=clid)
-    return p.NewOrderRequest(request_id=0, symbol="AAPL", side=rng.choice([BUY, SELL]),
-                             quantity=rng.randint(1, 6), price=10_000 + rng.randint(-3, 3),
-                             tif=IOC if rng.random() < 0.2 else GTC, client_order_id=clid)
+    side = rng.choice([BUY, SELL])
+    if roll < 0.5:  # a stop(-limit) around the last price: triggers now, later or never
+        stop = 10_000 + rng.randint(-3, 3)
+        limit = rng.random() < 0.5
+        return p.NewOrderRequest(request_id=0, symbol="AAPL", side=side,
+                                 quantity=rng.randint(1, 6),
+                                 price=stop + (2 if side == BUY else -2) if limit else 0,
+                                 order_type=4 if limit else 3, stop_price=stop,
+                                 tif=GTC if limit else IOC, client_order_id=clid)
+    quantity = rng.randint(1, 12)
+    return p.NewOrderRequest(request_id=0, symbol="AAPL", side=side,
+                             quantity=quantity, price=10_000 + rng.randint(-3, 3),
+                             tif=IOC if rng.random() < 0.2 else GTC, client_order_id=clid,
+                             display_quantity=rng.randint(1, quantity)
+                             if roll < 0.65 and quantity > 1 else 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -122,6 +135,8 @@ def test_every_session_gets_exactly_its_reports_and_replay_rebuilds_them(
         got = unsolicited.get(tag, [])
         assert [encode(w) for w in got] == [encode(to_wire(r)) for r in expected], tag
     assert sum(len(v) for v in unsolicited.values()) > 20  # makers were filled
+    kinds = {r.kind for _c, reports in rebuilt for r in reports}
+    assert ExecKind.TRIGGERED in kinds  # stops triggered (and icebergs rested) in the flow
 
     # Each account's numbers are 1..n, and every one of them reached some session.
     for account in set(account_of.values()):

@@ -251,7 +251,7 @@ def test_cancel_on_disconnect_when_the_session_goes_silent() -> None:
         assert server.stats()["heartbeat_timeouts"] == 1
 
 
-def test_stop_orders_over_the_binary_gateway_and_icebergs_refused() -> None:
+def test_stop_orders_over_the_binary_gateway_report_their_trigger() -> None:
     with ServerThread() as server:
         async def scenario() -> None:
             async with await Client.connect(HOST, server.port, ALICE) as alice, \
@@ -260,19 +260,64 @@ def test_stop_orders_over_the_binary_gateway_and_icebergs_refused() -> None:
                 stop = await alice.new_order("AAPL", "buy", 2, None, order_type="stop",
                                              tif="ioc", stop_price="101.00")
                 assert stop.status == "new" and stop.accepted.price == 0
+                assert stop.triggered is None
                 # invisible until triggered: not in the depth
                 assert server.call(lambda: server.exchange.engine.book("AAPL").depth(5)) == {
                     "bids": [], "asks": []}
                 await mm.new_order("AAPL", "sell", 5, "101.00")
                 await bob.new_order("AAPL", "buy", 1, "101.00")  # last trade 101: triggers
                 await asyncio.sleep(0.1)
-                fills = [r for r in alice.reports_nowait() if isinstance(r, p.Fill)]
-                assert [(f.order_id, f.last_quantity, f.last_price) for f in fills] == [
-                    (stop.order_id, 2, 10_100)]
-                with pytest.raises(OrderRejectedError) as iceberg:
-                    await alice.new_order("AAPL", "sell", 10, "105.00", display_quantity=2)
-                assert iceberg.value.reason == RejectReason.DISPLAY_QUANTITY_NOT_ALLOWED
+                got = alice.reports_nowait()
+                assert [type(r).__name__ for r in got] == ["OrderTriggered", "Fill"]
+                trig, fill = got
+                assert isinstance(trig, p.OrderTriggered) and isinstance(fill, p.Fill)
+                assert (trig.order_id, trig.stop_price, trig.price, trig.leaves) == (
+                    stop.order_id, 10_100, 0, 2)
+                assert (fill.order_id, fill.last_quantity, fill.last_price) == (
+                    stop.order_id, 2, 10_100)
+                assert seqs([stop.accepted, trig, fill]) == [1, 2, 3]  # gap-free numbering
+                # a stop-limit that would trigger at once (last 101 >= 100) does so on entry
+                now = await alice.new_order("AAPL", "buy", 1, "101.00",
+                                            order_type="stop_limit", stop_price="100.00")
+                assert now.triggered is not None and now.triggered.stop_price == 10_000
+                assert now.status == "filled" and seqs(now.reports) == [4, 5, 6]
         asyncio.run(scenario())
+
+
+def test_icebergs_over_the_binary_gateway_show_only_their_slice() -> None:
+    """An iceberg entered and replaced over the binary gateway: the owner's fills carry the
+    whole order, depth and the L3 feed (the exchange's bus) only the visible slice."""
+    with ServerThread() as server:
+        l3 = server.call(lambda: server.exchange.bus.subscribe("l3.AAPL"))
+        async def scenario() -> None:
+            async with await Client.connect(HOST, server.port, ALICE) as alice, \
+                    await Client.connect(HOST, server.port, BOB) as bob:
+                ice = await alice.new_order("AAPL", "sell", 10, "105.00", display_quantity=3)
+                assert ice.status == "new" and ice.leaves == 10
+                assert server.call(lambda: server.exchange.engine.book("AAPL").depth(5)) == {
+                    "bids": [], "asks": [(10_500, 3, 1)]}
+                # bob takes 4: slice 1 (3) and 1 of the refilled slice, in one command
+                take = await bob.new_order("AAPL", "buy", 4, "105.00")
+                assert take.status == "filled"
+                await asyncio.sleep(0.05)
+                fills = [r for r in alice.reports_nowait() if isinstance(r, p.Fill)]
+                assert [(f.last_quantity, f.leaves, f.cum_quantity) for f in fills] == [
+                    (3, 7, 3), (1, 6, 4)]
+                # keep priority, show 1 lot at a time; the open quantity (6) is unchanged
+                rep = await alice.replace("AAPL", ice.order_id, display_quantity=1)
+                assert rep.leaves == 6
+                state = await alice.order_status("AAPL", ice.order_id)
+                assert (state.leaves, state.cum_quantity) == (6, 4)
+        asyncio.run(scenario())
+        server.settle()
+        assert server.call(lambda: server.exchange.engine.book("AAPL").depth(5)) == {
+            "bids": [], "asks": [(10_500, 1, 1)]}
+        msgs = server.call(l3.drain)
+        shown = [(type(m).__name__, getattr(m, "leaves", getattr(m, "quantity", None)))
+                 for m in msgs]
+        assert shown == [("OrderAdded", 3), ("OrderExecuted", 0), ("OrderAdded", 3),
+                         ("OrderExecuted", 2), ("OrderModified", 1)]
+        assert all(getattr(m, "quantity", 0) <= 3 for m in msgs)  # the reserve never shows
 
 
 def test_order_status_pipelined_behind_its_order_sees_it() -> None:

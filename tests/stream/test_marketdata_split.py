@@ -35,7 +35,15 @@ from tickline.matching.events import (
     Trade,
     Triggered,
 )
-from tickline.stream import Bar, Bus, L3Reason, MarketDataPublisher, OrderDeleted, window_label
+from tickline.stream import (
+    AccountStatusUpdate,
+    Bar,
+    Bus,
+    L3Reason,
+    MarketDataPublisher,
+    OrderDeleted,
+    window_label,
+)
 from tickline.stream.bars import BarClock, OpenBar
 
 
@@ -197,11 +205,14 @@ def test_bar_vwap_is_exact_where_a_float_is_not() -> None:
     assert "vwap" not in wire and all(type(v) is not float for v in wire.values())
 
 
-def test_account_level_events_publish_no_market_data() -> None:
+def test_account_level_events_publish_only_the_kill_switch_on_status() -> None:
+    """Mass-cancel summaries publish nothing (their Cancelled events did); the kill switch
+    is an admin action and shows on the status stream (issue 9 item 7)."""
     bus = Bus()
     sub = bus.subscribe(">", admin=True)
     md = MarketDataPublisher(bus, ["AAA"])
-    md.publish(1, 1, [AccountStatusChanged(7, False, 0), MassCancelled(7, "", 0, 30, 0),
-                      MassCancelled(7, "AAA", 0, 30, 0)])
+    md.publish(1, 1, [MassCancelled(7, "", 0, 30, 0), MassCancelled(7, "AAA", 0, 30, 0)])
     assert sub.drain() == []
+    md.publish(2, 2, [AccountStatusChanged(7, False, 0)])
+    assert sub.drain() == [AccountStatusUpdate(1, 2, "AAA", 7, False, 0)]
     assert md.statistics().events == 3

@@ -294,3 +294,39 @@ def test_a_builder_restored_with_armed_stops_reports_their_fills() -> None:
     assert enc(got) == enc(straight)
     fills = [r for r in straight[-1] if r.account == 1 and r.kind == ExecKind.FILL]
     assert [(r.client_order_id, r.last_quantity) for r in fills] == [("stop", 2)]
+
+
+def test_a_triggered_stop_gets_a_triggered_report_before_its_fills() -> None:
+    """TRIGGERED (kind 7) carries the stop price and the price it entered at; it is numbered
+    in the account's sequence like every other report, and a builder fed a random stream
+    with stops numbers every account's reports 1..n."""
+    from tests.matching.commands import INSTRUMENTS, make_config, random_commands
+    from tickline.matching import OrderType
+
+    eng, builder = engine(), ReportBuilder()
+    cmds = [
+        NewOrder(seq=1, ts=1, account=1, symbol="AAA", side=SELL, price=98, quantity=3,
+                 order_type=int(OrderType.STOP_LIMIT), stop_price=99, client_order_id="s"),
+        NewOrder(seq=2, ts=2, account=2, symbol="AAA", side=BUY, price=99, quantity=5),
+        NewOrder(seq=3, ts=3, account=3, symbol="AAA", side=SELL, price=99, quantity=1),
+    ]
+    reports = [builder.build(c.seq, c.ts, eng.process(c)) for c in cmds]
+    mine = [r for r in reports[-1] if r.account == 1]
+    assert [(r.kind, r.seq) for r in mine] == [(ExecKind.TRIGGERED, 2), (ExecKind.FILL, 3)]
+    trig = mine[0]
+    assert (trig.client_order_id, trig.stop_price, trig.price, trig.quantity,
+            trig.leaves) == ("s", 99, 98, 3, 3)
+    assert mine[1].last_quantity == 3 and mine[1].leaves == 0
+    builder.check(eng.orders)
+
+    eng = MatchingEngine(INSTRUMENTS, make_config())
+    builder = ReportBuilder()
+    numbers: dict[int, list[int]] = defaultdict(list)
+    triggered = 0
+    for c in random_commands(5, 3000):
+        for r in builder.build(c.seq, c.ts, eng.process(c)):
+            numbers[r.account].append(r.seq)
+            triggered += r.kind == ExecKind.TRIGGERED
+    builder.check(eng.orders)
+    assert triggered > 10
+    assert all(ns == list(range(1, len(ns) + 1)) for ns in numbers.values())

@@ -14,8 +14,9 @@ endpoint is off (404 for every ``/admin`` path). Actions:
 
 Each action is one journaled command, like any order, so a replay reproduces it; the answer
 (``200``, JSON) comes once it is journaled and carries its sequence number and what it did
-(``cancelled``: orders cancelled by a kill). Halts and resumes appear on the market-data
-status stream (``status.SYM``); account status is private and is not published. A missing or
+(``cancelled``: orders cancelled by a kill). Every action appears on the market-data status
+stream: a halt or resume as a ``StatusUpdate`` on ``status.SYM``, a kill or enable as an
+``AccountStatusUpdate`` on every symbol's ``status.SYM``. A missing or
 wrong key gets ``401`` and changes nothing (keys are compared in constant time); a bad target
 gets ``400`` naming it. ``tickline admin halt|resume|kill|enable`` is the command-line client.
 """

@@ -54,6 +54,7 @@ _FILL = int(ExecKind.FILL)
 _CANCELLED = int(ExecKind.CANCELLED)
 _REPLACED = int(ExecKind.REPLACED)
 _EXPIRED = int(ExecKind.EXPIRED)
+_TRIGGERED = int(ExecKind.TRIGGERED)
 
 _RATE_LIMITED = int(RejectReason.RATE_LIMITED)
 _THROTTLED = int(RejectReason.THROTTLED)
@@ -61,7 +62,6 @@ _NOT_AUTHENTICATED = int(RejectReason.NOT_AUTHENTICATED)
 _UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
 _UNKNOWN_ORDER = int(RejectReason.UNKNOWN_ORDER)
 _READ_ONLY = int(RejectReason.READ_ONLY_SESSION)
-_NO_ICEBERG = int(RejectReason.DISPLAY_QUANTITY_NOT_ALLOWED)
 _RESUME_UNAVAILABLE = int(RejectReason.RESUME_UNAVAILABLE)
 _NOT_ADMIN = int(RejectReason.NOT_ADMIN)
 _TRADING = int(p.SessionKind.TRADING)
@@ -92,6 +92,9 @@ def to_wire(r: ExecReport) -> p.Report:
     if kind == _EXPIRED:
         return p.OrderExpired(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
                               r.price, r.quantity, r.cum_quantity, r.cum_notional)
+    if kind == _TRIGGERED:
+        return p.OrderTriggered(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.side,
+                                r.price, r.quantity, r.leaves, r.stop_price)
     return p.OrderRejected(r.seq, r.ts, r.order_id, r.client_order_id, r.symbol, r.reason,
                            r.text)
 
@@ -448,12 +451,6 @@ class BinarySession(asyncio.Protocol):
             self._reject(rid, req, _RATE_LIMITED,
                          f"rate limit {rate.rate:g} orders/s (burst {rate.burst:g}) exceeded")
             return
-        if kind is not p.CancelRequest and req.display_quantity:  # type: ignore[union-attr]
-            # The engine has icebergs, but the L3 feed would still show their reserve:
-            # refused here, typed, until market data hides it.
-            self._reject(rid, req, _NO_ICEBERG, "iceberg orders (display_quantity) are not "
-                                                "open on this gateway yet")
-            return
         cmd: Command
         if kind is p.NewOrderRequest:
             assert isinstance(req, p.NewOrderRequest)
@@ -461,7 +458,7 @@ class BinarySession(asyncio.Protocol):
                            quantity=req.quantity, price=req.price, order_type=req.order_type,
                            tif=req.tif, client_order_id=req.client_order_id,
                            expire_time=req.expire_time, post_only=req.post_only, stp=req.stp,
-                           stop_price=req.stop_price)
+                           stop_price=req.stop_price, display_quantity=req.display_quantity)
         elif kind is p.CancelRequest:
             assert isinstance(req, p.CancelRequest)
             cmd = Cancel(account=account.id, symbol=req.symbol, order_id=req.order_id,
@@ -472,7 +469,7 @@ class BinarySession(asyncio.Protocol):
             cmd = Replace(account=account.id, symbol=req.symbol, order_id=req.order_id,
                           orig_client_order_id=req.orig_client_order_id, price=req.price,
                           quantity=req.quantity, client_order_id=req.client_order_id,
-                          stop_price=req.stop_price)
+                          stop_price=req.stop_price, display_quantity=req.display_quantity)
         self.staged.append(cmd)
         self.staged_reqs.append(req)
 

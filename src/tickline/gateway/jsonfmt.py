@@ -94,6 +94,8 @@ def exec_json(fmt: Format | None, r: ExecReport) -> dict[str, Any]:
     if r.kind == ExecKind.FILL:
         out.update(last_price=price(r.last_price), last_quantity=qty(r.last_quantity),
                    trade_id=r.trade_id)
+    elif r.kind == ExecKind.TRIGGERED:
+        out["stop_price"] = price(r.stop_price)
     if r.kind == ExecKind.REJECTED:
         out.update(reason=reject_reason_name(r.reason), text=r.text)
     elif r.reason:

@@ -54,6 +54,8 @@ tag   message              direction  meaning
 43    OrderCancelled       s → c      report: an order left the book (``CancelReason``)
 44    OrderReplaced        s → c      report: an order took a new price/quantity
 45    OrderExpired         s → c      report: a GTD order expired
+46    OrderTriggered       s → c      report: an armed stop's stop price was touched; it
+                                      entered the book (as market if ``price`` is 0)
 ====  ===================  =========  ====================================================
 
 Reports appear either inside a :class:`Response` (caused by that request) or alone as
@@ -104,6 +106,7 @@ __all__ = [
     "OrderStatus",
     "OrderStatusRequest",
     "OrderStatusResponse",
+    "OrderTriggered",
     "ReplaceRequest",
     "Report",
     "Response",
@@ -424,7 +427,25 @@ class OrderExpired(msgspec.Struct, tag=45, array_like=True, gc=False):
         return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
 
 
-Report = OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced | OrderExpired
+class OrderTriggered(msgspec.Struct, tag=46, array_like=True, gc=False):
+    """An armed stop was triggered (the last trade price touched ``stop_price``): it enters
+    the book now, with time priority from this moment, as a market order (``price`` 0) or a
+    limit order at ``price``; ``leaves`` is its open quantity. Its fills on entry follow."""
+
+    exec_seq: int
+    ts: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    price: int
+    quantity: int
+    leaves: int
+    stop_price: int
+
+
+Report = (OrderAccepted | OrderRejected | Fill | OrderCancelled | OrderReplaced | OrderExpired
+          | OrderTriggered)
 """An execution report for the session's account."""
 
 
@@ -457,7 +478,7 @@ ClientMessage = (Logon | Logout | Heartbeat | TestRequest | NewOrderRequest | Ca
 
 ServerMessage = (LogonAck | LogonReject | Logout | Heartbeat | TestRequest | Error | Response
                  | OrderStatusResponse | OpenOrdersResponse | OrderAccepted | OrderRejected
-                 | Fill | OrderCancelled | OrderReplaced | OrderExpired)
+                 | Fill | OrderCancelled | OrderReplaced | OrderExpired | OrderTriggered)
 """Everything a server may send."""
 
 _client_decoder: msgspec.msgpack.Decoder[ClientMessage] = msgspec.msgpack.Decoder(ClientMessage)

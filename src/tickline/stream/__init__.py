@@ -27,6 +27,7 @@ from tickline.stream.bus import (
 )
 from tickline.stream.consumer import DepthBook, SequenceTracker
 from tickline.stream.messages import (
+    AccountStatusUpdate,
     Bar,
     Bbo,
     DepthDelta,
@@ -46,7 +47,8 @@ from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
 __all__ = [
-    "Bar", "Bbo", "Bus", "BusStatistics", "Chunk", "DepthBook", "DepthDelta", "DepthSnapshot",
+    "AccountStatusUpdate", "Bar", "Bbo", "Bus", "BusStatistics", "Chunk", "DepthBook",
+    "DepthDelta", "DepthSnapshot",
     "ExecKind", "ExecReport", "L3Reason", "L3Snapshot", "MarketDataMessage",
     "MarketDataPublisher", "OrderAdded", "OrderDeleted", "OrderExecuted", "OrderModified",
     "Policy", "PublisherStatistics", "ReportBuilder", "ReportPort", "ReportRouter",

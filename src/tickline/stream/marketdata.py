@@ -14,7 +14,8 @@ topic                  messages
 ``l3.SYM``             :class:`OrderAdded`, :class:`OrderModified`, :class:`OrderExecuted`,
                        :class:`OrderDeleted`: the resting orders, one by one
 ``bars.SYM.<w>``       :class:`Bar`: OHLCV, notional and exact VWAP per window ``w`` (``1s``...)
-``status.SYM``         :class:`StatusUpdate` on halt/resume
+``status.SYM``         :class:`StatusUpdate` on halt/resume, :class:`AccountStatusUpdate` on
+                       an account's kill switch / re-enable (on every symbol's topic)
 =====================  ==================================================================
 
 **Sequence numbers.** Every message carries ``seq``, counted per topic from 1 without gaps.
@@ -53,6 +54,7 @@ from __future__ import annotations
 from tickline.stream.bars import window_label
 from tickline.stream.consumer import DepthBook, SequenceTracker
 from tickline.stream.messages import (
+    AccountStatusUpdate,
     Bar,
     Bbo,
     DepthDelta,
@@ -72,6 +74,7 @@ from tickline.stream.publisher import MarketDataPublisher, PublisherStatistics
 from tickline.stream.reports import ExecKind, ExecReport  # re-exported (moved there)
 
 __all__ = [
+    "AccountStatusUpdate",
     "Bar",
     "Bbo",
     "DepthBook",

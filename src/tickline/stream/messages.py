@@ -16,6 +16,7 @@ from fractions import Fraction
 import msgspec
 
 __all__ = [
+    "AccountStatusUpdate",
     "Bar",
     "Bbo",
     "DepthDelta",
@@ -214,7 +215,22 @@ class StatusUpdate(msgspec.Struct, tag="status", gc=False):
     halted: bool
 
 
+class AccountStatusUpdate(msgspec.Struct, tag="account_status", gc=False):
+    """An account's kill switch was set (``enabled`` False: its orders were cancelled --
+    ``cancelled`` of them, over all symbols -- and new ones are refused) or lifted. Sent on
+    every symbol's ``status.SYM`` topic (the switch applies to all), numbered in that topic's
+    sequence like :class:`StatusUpdate`, so a venue watcher sees every admin action."""
+
+    seq: int
+    ts: int
+    symbol: str
+    account: int
+    enabled: bool
+    cancelled: int
+
+
 MarketDataMessage = (TradeTick | Bbo | DepthDelta | DepthSnapshot | OrderAdded | OrderModified
-                     | OrderExecuted | OrderDeleted | L3Snapshot | Bar | StatusUpdate)
+                     | OrderExecuted | OrderDeleted | L3Snapshot | Bar | StatusUpdate
+                     | AccountStatusUpdate)
 """Every message the publisher emits (a tagged union: ``msgspec.json.decode(data,
 type=MarketDataMessage)`` round-trips)."""

@@ -11,6 +11,7 @@ type (``type(event)`` -> bound method; one dict lookup per event instead of a ch
     Accepted                -> _on_accepted       the order is in flight in this command
     Rejected                -> _on_rejected       nothing changed: no market data
     Trade                   -> _on_trade          trade tick, bars, L3 execution of the maker
+                                                  (and an iceberg maker's refill)
     Cancelled, Expired      -> _on_left_book      L3 delete (reason cancelled / expired)
     Replaced                -> _on_replaced       L3 modify in place, or delete + re-add
     LevelChanged            -> _on_level_changed  mirror level, best key, depth delta
@@ -19,13 +20,28 @@ type (``type(event)`` -> bound method; one dict lookup per event instead of a ch
                                                   their Accepted are invisible)
     MassCancelled           -> _on_rejected       a summary: its Cancelled and LevelChanged
                                                   events carried the market data
-    AccountStatusChanged    (no symbol: skipped)  account status is private
+    AccountStatusChanged    -> _on_account_status an AccountStatusUpdate on every symbol's
+                                                  status topic (kill switch / enable)
 
 The table must name every type in :data:`tickline.matching.events.EVENT_TYPES`: the
 constructor raises :class:`TypeError` otherwise, so a new event kind cannot be forgotten.
-After each command, orders that arrived or moved in it and are still open become resting
-(L3 add), and a BBO is emitted where the best bid/offer changed. Messages are collected per
-topic and published once per topic per call (:meth:`Bus.publish_many`).
+An order in flight (arrived, triggered or moved in this command) becomes resting (L3 add)
+at the level change that puts it in its level -- not at the end of the command, because a
+stop it triggers may trade with it within the same command. After each command a BBO is
+emitted where the best bid/offer changed.
+
+**Icebergs.** Market data shows only what the book shows: an iceberg's visible slice. The
+mirror keeps, per order, ``leaves`` (the visible slice once resting; the whole open quantity
+while in flight) and ``hidden`` (the reserve), and splits an iceberg exactly as the engine's
+``_rest`` does when it comes to rest. When a fill empties the slice and a reserve is left, the
+L3 feed shows the slice leaving (``OrderExecuted`` with ``leaves`` 0) and a new slice added at
+the back of its level (``OrderAdded``, same order id) *at once*, in event order, because the
+engine may trade the refilled slice again later in the same command (a taker that sweeps the
+level twice); deferring the add to the end of the command would put those executions before
+it. ``Trade.maker_leaves`` (the whole open quantity) minus the reserve is the slice left.
+
+Messages are collected per topic and published once per topic per call
+(:meth:`Bus.publish_many`).
 
 Single writer: only the exchange loop calls ``publish``/``publish_batch``.
 """
@@ -59,6 +75,7 @@ from tickline.matching.types import BUY
 from tickline.stream.bars import BarClock, OpenBar, window_label
 from tickline.stream.bus import Bus, Callback, Subscription
 from tickline.stream.messages import (
+    AccountStatusUpdate,
     Bbo,
     DepthDelta,
     DepthSnapshot,
@@ -99,7 +116,10 @@ class PublisherStatistics:
 
 class _Order(msgspec.Struct, gc=False):
     """The publisher's view of a live order (resting, or in flight within one command).
-    A ``gc=False`` struct: built in C (one per accepted order), never scanned by the GC."""
+    A ``gc=False`` struct: built in C (one per accepted order), never scanned by the GC.
+    ``leaves`` is the visible slice of a resting order (the whole open quantity while in
+    flight), ``hidden`` an iceberg's reserve while it rests, ``display`` its display
+    quantity (0: all visible)."""
 
     order_id: int
     account: int
@@ -109,6 +129,8 @@ class _Order(msgspec.Struct, gc=False):
     quantity: int
     leaves: int
     resting: bool
+    display: int = 0
+    hidden: int = 0
 
 
 class _Symbol:
@@ -240,7 +262,7 @@ class MarketDataPublisher:
             StatusChanged: self._on_status_changed,
             Triggered: self._on_accepted,
             MassCancelled: self._on_rejected,
-            AccountStatusChanged: self._on_rejected,
+            AccountStatusChanged: self._on_rejected,  # (no symbol: _on_account_status)
         }
         missing = [t.__name__ for t in EVENT_TYPES if t not in self._handlers]
         if missing:
@@ -280,7 +302,8 @@ class MarketDataPublisher:
         for order in book.orders():
             st.orders[order.order_id] = _Order(order.order_id, order.account,
                                                order.client_order_id, order.side, order.price,
-                                               order.quantity, order.leaves, True)
+                                               order.quantity, order.leaves, True,
+                                               order.display, order.hidden)
         st.bbo_last = st.best()
 
     # -- publishing ---------------------------------------------------------------------------
@@ -321,7 +344,9 @@ class MarketDataPublisher:
             for ev in events:
                 try:
                     st = symbols.get(ev.symbol)  # type: ignore[union-attr]
-                except AttributeError:  # an account-level event: no market data
+                except AttributeError:  # an account-level event
+                    if type(ev) is AccountStatusChanged:
+                        self._on_account_status(ev, ts)
                     continue
                 if st is None:
                     continue
@@ -335,19 +360,7 @@ class MarketDataPublisher:
             # End of command. Inlined, not methods: these run for most commands, and two
             # calls per command cost ~5% of publish_batch's instructions (callgrind).
             if pending:
-                # Orders that arrived or moved in it and are still open now rest, at the
-                # back of their level (L3 add).
-                for st, order in pending:
-                    orders = st.orders
-                    if order.leaves > 0 and orders.get(order.order_id) is order:
-                        order.resting = True
-                        del orders[order.order_id]  # re-insert: arrival order at its level
-                        orders[order.order_id] = order
-                        l3 = st.l3
-                        if l3 is not None:
-                            st.l3_seq += 1
-                            l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
-                                                 order.side, order.price, order.leaves))
+                # Orders in flight that did not rest (their level change came) are gone.
                 pending.clear()
             if bbo_dirty:
                 # A BBO message for each symbol marked by a level change whose best moved.
@@ -393,7 +406,8 @@ class MarketDataPublisher:
         if type(ev) is Accepted and ev.stop_price:
             return
         order = _Order(ev.order_id, ev.account, ev.client_order_id, ev.side,
-                       ev.price, ev.quantity, ev.quantity, False)
+                       ev.price, ev.quantity, ev.quantity, False,
+                       ev.display_quantity if type(ev) is Accepted else 0)
         st.orders[ev.order_id] = order
         self._pending.append((st, order))
 
@@ -401,7 +415,9 @@ class MarketDataPublisher:
         """A rejected command changed nothing: no market data."""
 
     def _on_trade(self, st: _Symbol, ev: Trade, ts: int) -> None:
-        """A trade tick; the bars; the maker's L3 execution; both orders' open quantity."""
+        """A trade tick; the bars; the maker's L3 execution (its visible slice: the open
+        quantity less the reserve) and, for an iceberg whose slice is gone, the refill at the
+        back of the level; both orders' open quantity."""
         price = ev.price
         qty = ev.quantity
         trades = st.trades
@@ -414,19 +430,42 @@ class MarketDataPublisher:
         maker_leaves = ev.maker_leaves
         maker = orders.get(ev.maker_order_id)
         if maker is not None:
+            hidden = maker.hidden
+            if hidden:  # an iceberg with a reserve: only the slice is visible
+                maker_leaves -= hidden
             maker.leaves = maker_leaves
-            if maker_leaves == 0:
+            if maker_leaves == 0 and not hidden:
                 del orders[ev.maker_order_id]
             l3 = st.l3
             if l3 is not None:
                 st.l3_seq += 1
                 l3.append(OrderExecuted(st.l3_seq, ts, st.symbol, ev.maker_order_id,
                                         maker.side, price, qty, maker_leaves, ev.trade_id))
+            if maker_leaves == 0 and hidden:
+                self._refill(st, maker, ts)
         taker = orders.get(ev.taker_order_id)
         if taker is not None:
             taker.leaves = ev.taker_leaves
             if ev.taker_leaves == 0:
                 del orders[ev.taker_order_id]
+
+    @staticmethod
+    def _refill(st: _Symbol, order: _Order, ts: int) -> None:
+        """An iceberg's slice filled: the next slice (``min(display, reserve)``, as the
+        engine) goes to the back of its level now (see the module doc for why not at the end
+        of the command)."""
+        hidden = order.hidden
+        qty = order.display if order.display < hidden else hidden
+        order.hidden = hidden - qty
+        order.leaves = qty
+        orders = st.orders
+        del orders[order.order_id]  # re-insert: the back of its level
+        orders[order.order_id] = order
+        l3 = st.l3
+        if l3 is not None:
+            st.l3_seq += 1
+            l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id, order.side,
+                                 order.price, qty))
 
     def _on_left_book(self, st: _Symbol, ev: Cancelled | Expired, ts: int) -> None:
         """An order (or its remainder) is gone: an L3 delete if it was resting."""
@@ -446,13 +485,23 @@ class MarketDataPublisher:
         l3 = st.l3
         order.client_order_id = ev.client_order_id
         order.quantity = ev.quantity
+        display = ev.display_quantity
+        order.display = display
         if ev.kept_priority:
-            if order.leaves != ev.leaves:
-                order.leaves = ev.leaves
+            # the slice shrinks at most (iceberg.py): min(old slice, display, open)
+            open_qty = ev.leaves
+            leaves = order.leaves
+            if open_qty < leaves:
+                leaves = open_qty
+            if display and display < leaves:
+                leaves = display
+            order.hidden = open_qty - leaves
+            if order.leaves != leaves:
+                order.leaves = leaves
                 if l3 is not None and order.resting:
                     st.l3_seq += 1
                     l3.append(OrderModified(st.l3_seq, ts, st.symbol, order.order_id,
-                                            order.side, order.price, ev.leaves))
+                                            order.side, order.price, leaves))
             return
         if order.resting:
             order.resting = False
@@ -461,13 +510,40 @@ class MarketDataPublisher:
                 l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, order.order_id, order.side,
                                        order.price, _L3_REPLACED))
         order.price = ev.price
-        order.leaves = ev.leaves
+        order.leaves = ev.leaves  # in flight: all of it takes; the slice is cut on rest
+        order.hidden = 0
         self._pending.append((st, order))
+
+    def _rest(self, st: _Symbol, side: int, price: int, ts: int) -> None:
+        """The level change of an order in flight at ``side``/``price``: it rests now, at the
+        back of its level (an iceberg shows one slice, as in the engine's ``_rest``)."""
+        pending = self._pending
+        for i, (pst, order) in enumerate(pending):
+            if (pst is st and order.price == price and order.side == side
+                    and order.leaves > 0 and st.orders.get(order.order_id) is order):
+                del pending[i]
+                order.resting = True
+                display = order.display
+                if display and order.leaves > display:
+                    order.hidden = order.leaves - display
+                    order.leaves = display
+                orders = st.orders
+                del orders[order.order_id]  # re-insert: arrival order at its level
+                orders[order.order_id] = order
+                l3 = st.l3
+                if l3 is not None:
+                    st.l3_seq += 1
+                    l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
+                                         order.side, price, order.leaves))
+                return
 
     def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: int) -> None:
         """The mirror's level and best key (next best by the engine's own scan), a depth
-        delta, and the symbol marked for a BBO check at the end of the command."""
+        delta, and the symbol marked for a BBO check at the end of the command; an order in
+        flight at this level rests now (:meth:`_rest`)."""
         price = ev.price
+        if self._pending and ev.order_count:
+            self._rest(st, ev.side, price, ts)
         if ev.side == BUY:
             levels = st.bids
             if ev.order_count:
@@ -504,6 +580,21 @@ class MarketDataPublisher:
                 st.status = []
             st.status_seq += 1
             st.status.append(StatusUpdate(st.status_seq, ts, st.symbol, ev.halted))
+
+    def _on_account_status(self, ev: AccountStatusChanged, ts: int) -> None:
+        """The kill switch was set or lifted: an update on every symbol's status topic that
+        has subscribers (the switch applies to all symbols)."""
+        has_subs = self.bus.has_subscribers
+        epoch = self._epoch
+        for st in self._symbols.values():
+            if has_subs(st.t_status):
+                if st.epoch != epoch:
+                    self._enter(st, epoch)
+                if st.status is None:
+                    st.status = []
+                st.status_seq += 1
+                st.status.append(AccountStatusUpdate(st.status_seq, ts, st.symbol, ev.account,
+                                                     ev.enabled, ev.cancelled))
 
     # -- end of call ---------------------------------------------------------------------------
 
@@ -590,6 +681,9 @@ class MarketDataPublisher:
             mine = self.l3_snapshot(symbol).orders
             theirs = [(o.order_id, o.side, o.price, o.leaves) for o in book.orders()]
             assert mine == theirs, f"{symbol} resting orders differ"
+            hidden = {oid: o.hidden for oid, o in st.orders.items() if o.hidden}
+            assert hidden == {o.order_id: o.hidden for o in book.orders() if o.hidden}, (
+                f"{symbol} iceberg reserves differ")
             live = {oid for oid, o in st.orders.items() if not o.resting}
             assert not live, f"{symbol} orders in flight after a command: {sorted(live)}"
             if st.want_bbo:

@@ -18,6 +18,8 @@ Trade            FILL to the maker's account, then FILL to the taker's account
 Cancelled        CANCELLED to the order's account (``reason``: a ``CancelReason``)
 Replaced         REPLACED to the order's account
 Expired          EXPIRED to the order's account
+Triggered        TRIGGERED to the stop's account (``stop_price``; ``price`` 0: it entered as
+                 a market order, else at that limit), before the fills it gets on entry
 LevelChanged,    none (market data only)
 StatusChanged
 MassCancelled,   none: summaries of a MassCancel / CancelOrders / SetAccountStatus whose
@@ -57,6 +59,7 @@ from tickline.matching.events import (
     Rejected,
     Replaced,
     Trade,
+    Triggered,
 )
 
 __all__ = ["ExecKind", "ExecReport", "OrderState", "OrderStatus", "ReportBuilder",
@@ -72,6 +75,7 @@ class ExecKind(IntEnum):
     CANCELLED = 4
     REPLACED = 5
     EXPIRED = 6
+    TRIGGERED = 7
 
 
 _NEW = int(ExecKind.NEW)
@@ -80,6 +84,7 @@ _FILL = int(ExecKind.FILL)
 _CANCELLED = int(ExecKind.CANCELLED)
 _REPLACED = int(ExecKind.REPLACED)
 _EXPIRED = int(ExecKind.EXPIRED)
+_TRIGGERED = int(ExecKind.TRIGGERED)
 
 
 class ExecReport(msgspec.Struct, tag="exec", gc=False):
@@ -90,7 +95,8 @@ class ExecReport(msgspec.Struct, tag="exec", gc=False):
     quantity, ``leaves`` its open quantity after this report, ``cum_quantity`` and
     ``cum_notional`` its fills so far. For fills ``last_price``/``last_quantity``/``trade_id``
     describe the execution. ``reason``/``text`` explain rejects (``RejectReason``) and cancels
-    (``CancelReason``). ``order_id`` is 0 for a rejected new order.
+    (``CancelReason``). ``order_id`` is 0 for a rejected new order. ``stop_price`` is the
+    stop's on a ``TRIGGERED`` report (0 on the others).
     """
 
     seq: int
@@ -112,6 +118,7 @@ class ExecReport(msgspec.Struct, tag="exec", gc=False):
     cum_quantity: int = 0
     cum_notional: int = 0
     command_seq: int = 0
+    stop_price: int = 0
 
     @property
     def avg_price(self) -> Fraction | None:
@@ -380,6 +387,14 @@ class ReportBuilder:
                                   ev.client_order_id, ev.side, ev.price, ev.quantity,
                                   ev.leaves, cum_quantity=cum_q, cum_notional=cum_n,
                                   command_seq=command_seq))
+            elif kind is Triggered:
+                account = ev.account
+                o = orders.get(ev.order_id)
+                n = seqs[account] = seqs.get(account, 0) + 1
+                append(ExecReport(n, ts, account, _TRIGGERED, ev.symbol, ev.order_id,
+                                  ev.client_order_id, ev.side, ev.price,
+                                  o.quantity if o is not None else ev.quantity, ev.quantity,
+                                  command_seq=command_seq, stop_price=ev.stop_price))
             elif kind is Rejected:
                 account = ev.account
                 if not account:
