@@ -97,13 +97,14 @@ def test_ws_orders_at_parity_with_binary(tmp_path: Path) -> None:
             m = await send_exec(alice, new(side="buy", price="102.00", quantity="2",
                                            tif="ioc", stp="off"), kind="fill")
             assert m["last_price"] == "102.00" and m["last_quantity"] == "2"
-            # That trade at 102.00 triggered Bob's stop-limit: it rests or trades now.
+            # That trade at 102.00 triggered Bob's stop-limit (a ``triggered`` report), which
+            # then bought 3 of Alice's iceberg at 102.00.
             await settle(ex)
             got = await read_until(bob, lambda m: m["type"] == "exec"
-                                   and m["client_order_id"] == "s1" and m["kind"] != "new")
-            trig = next(m for m in got if m["type"] == "exec" and m["client_order_id"] == "s1"
-                        and m["kind"] != "new")
-            assert trig["kind"] == "fill" and trig["last_price"] == "102.00", trig
+                                   and m["client_order_id"] == "s1" and m["kind"] == "fill")
+            s1 = [m for m in got if m["type"] == "exec" and m["client_order_id"] == "s1"]
+            assert [m["kind"] for m in s1] == ["triggered", "fill"], s1
+            assert s1[-1]["last_price"] == "102.00" and s1[-1]["last_quantity"] == "3"
             await alice.close()
             await bob.close()
 
