@@ -21,13 +21,16 @@ import hashlib
 import heapq
 from collections.abc import Mapping
 
-import msgspec
-
 from tickline.matching.instruments import Instrument
 from tickline.matching.types import BUY, SELL, STP_CANCEL_OLDEST, STP_OFF, Side
 
+ORDER_FIELDS = ("order_id", "account", "client_order_id", "symbol", "side", "price",
+                "quantity", "leaves", "filled", "tif", "expire_time", "post_only", "stp",
+                "priority", "display", "hidden", "stop_price", "special")
+"""The fields of :class:`Order` in constructor (and snapshot) order."""
 
-class Order(msgspec.Struct, gc=False):
+
+class Order:
     """A live order as the book holds it. Mutable; owned by the engine (single writer).
 
     ``quantity`` is the total order quantity (replace may change it), ``leaves`` the open
@@ -40,38 +43,78 @@ class Order(msgspec.Struct, gc=False):
     engine's stop book instead of a level (``price`` 0: a stop-market).
     ``priority`` is the sequence number at which the order took its current place in its
     level's queue (FIFO within a level is by it, and by arrival within one command).
-    ``gc=False``: an order holds only ints and strings, so the collector need never scan it —
-    a book with a million orders adds nothing to GC pauses.
+    ``special`` is an iceberg or an armed stop (``display or stop_price``), cached in one
+    field because the replace fast path checks it on every move.
+
+    A plain class with ``__slots__`` and exact types, not a ``msgspec.Struct``: this is the
+    hot path's most touched object, and a compiler (mypyc) turns a class like this into a
+    native one with direct field access, while it reads and writes Struct fields more
+    slowly than CPython does (issue 13). Snapshots carry orders as
+    :class:`~tickline.matching.engine_types.OrderRecord` (same fields, same bytes).
     """
 
-    order_id: int
-    account: int
-    client_order_id: str
-    symbol: str
-    side: int
-    price: int
-    quantity: int
-    leaves: int
-    filled: int
-    tif: int
-    expire_time: int
-    post_only: bool
-    stp: int
-    priority: int
-    display: int = 0
-    hidden: int = 0
-    stop_price: int = 0
-    special: bool = False
-    """An iceberg or an armed stop (``display or stop_price``), cached in one field because
-    the replace fast path checks it on every move."""
+    __slots__ = ("account", "client_order_id", "display", "expire_time", "filled", "hidden",
+                 "leaves", "order_id", "post_only", "price", "priority", "quantity", "side",
+                 "special", "stop_price", "stp", "symbol", "tif")
+
+    def __init__(self, order_id: int, account: int, client_order_id: str, symbol: str,
+                 side: int, price: int, quantity: int, leaves: int, filled: int, tif: int,
+                 expire_time: int, post_only: bool, stp: int, priority: int,
+                 display: int = 0, hidden: int = 0, stop_price: int = 0,
+                 special: bool = False) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.leaves = leaves
+        self.filled = filled
+        self.tif = tif
+        self.expire_time = expire_time
+        self.post_only = post_only
+        self.stp = stp
+        self.priority = priority
+        self.display = display
+        self.hidden = hidden
+        self.stop_price = stop_price
+        self.special = special
+
+    def astuple(self) -> tuple[int, int, str, str, int, int, int, int, int, int, int, bool,
+                               int, int, int, int, int, bool]:
+        """Every field, in :data:`ORDER_FIELDS` order."""
+        return (self.order_id, self.account, self.client_order_id, self.symbol, self.side,
+                self.price, self.quantity, self.leaves, self.filled, self.tif,
+                self.expire_time, self.post_only, self.stp, self.priority, self.display,
+                self.hidden, self.stop_price, self.special)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Order):
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: equal by value, so unhashable
+
+    def __repr__(self) -> str:
+        return "Order(" + ", ".join(
+            f"{name}={value!r}" for name, value in zip(ORDER_FIELDS, self.astuple(),
+                                                        strict=True)) + ")"
 
 
-class Level(msgspec.Struct, gc=False):
-    """One price level: orders in time priority, and their total open quantity."""
+class Level:
+    """One price level: orders in time priority, and their total open quantity (a plain
+    class for the same reason as :class:`Order`)."""
 
-    price: int
-    orders: dict[int, Order]
-    total: int = 0
+    __slots__ = ("orders", "price", "total")
+
+    def __init__(self, price: int, orders: dict[int, Order], total: int = 0) -> None:
+        self.price = price
+        self.orders = orders
+        self.total = total
+
+    def __repr__(self) -> str:
+        return f"Level(price={self.price!r}, orders={self.orders!r}, total={self.total!r})"
 
 
 EMPTY = -(1 << 63)
