@@ -120,3 +120,24 @@ def test_snapshot_is_a_copy() -> None:
     fresh.restore(snap)
     snap.orders[0].leaves += 1  # ... nor the restored engine the snapshot's records
     fresh.check()
+
+
+def test_emptied_levels_are_reused_and_start_clean() -> None:
+    from tickline.matching import Cancel, Instrument, Replace
+
+    engine = MatchingEngine([Instrument(symbol="X")])
+    engine.process(NewOrder(seq=1, ts=1, account=1, symbol="X", side=BUY, price=100,
+                            quantity=5))
+    bids = engine.book("X").bids
+    first = bids.levels[100]
+    engine.process(Cancel(seq=2, ts=2, account=1, symbol="X", order_id=1))
+    assert bids.spare == [first] and not first.orders and first.total == 0
+    engine.process(NewOrder(seq=3, ts=3, account=2, symbol="X", side=BUY, price=99,
+                            quantity=7))
+    assert bids.levels[99] is first and bids.spare == []  # reused, not allocated
+    assert (first.price, first.total, list(first.orders)) == (99, 7, [2])
+    # a move to an empty price reuses the level it leaves behind
+    engine.process(Replace(seq=4, ts=4, account=2, symbol="X", order_id=2, price=98))
+    assert bids.levels == {98: first} and first.total == 7
+    assert engine.book("X").depth(5)["bids"] == [(98, 7, 1)]
+    engine.check()

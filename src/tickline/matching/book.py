@@ -120,6 +120,9 @@ class Level:
 EMPTY = -(1 << 63)
 """The ``best`` key of an empty side: below every real key and below "any price" (market)."""
 
+SPARE_LEVELS = 64
+"""How many emptied :class:`Level` objects a :class:`BookSide` keeps for reuse."""
+
 NEXT_BEST_SCAN = 32
 """How many ticks :func:`next_best_key` steps through, looking for the next best level,
 before it falls back to a C-speed ``max()`` over all levels."""
@@ -156,9 +159,16 @@ class BookSide:
     :meth:`drop_level` steps tick by tick (``NEXT_BEST_SCAN`` dict lookups at most) and only
     then scans all levels (``max()`` in C, O(L)). Sorted views (depth, snapshots) sort on
     demand.
+
+    Levels come and go with almost every move (about one level created per two commands of
+    the exchange-core mix), so a side keeps up to ``SPARE_LEVELS`` emptied levels in
+    ``spare`` and reuses them, with their (empty) order dicts: :meth:`new_level` instead of
+    a constructor call and two allocations, :meth:`drop_level` instead of two frees. A
+    dropped level is only ever read (price, total 0, no orders) by the caller that dropped
+    it, before the next level is made.
     """
 
-    __slots__ = ("best", "levels", "side", "sign", "step")
+    __slots__ = ("best", "levels", "side", "sign", "spare", "step")
 
     def __init__(self, side: int, tick_size: int = 1) -> None:
         self.side = side
@@ -166,6 +176,20 @@ class BookSide:
         self.step = tick_size
         self.levels: dict[int, Level] = {}
         self.best = EMPTY
+        self.spare: list[Level] = []
+
+    def new_level(self, price: int) -> Level:
+        """A new empty level at ``price``, entered in ``levels`` (the caller adds its first
+        order and total, and updates ``best``). O(1); allocates nothing when a spare
+        level is at hand."""
+        spare = self.spare
+        if spare:
+            level = spare.pop()
+            level.price = price
+        else:
+            level = Level(price, {})
+        self.levels[price] = level
+        return level
 
     def best_price(self) -> int | None:
         """Best price on this side, or ``None`` if empty. O(1)."""
@@ -177,8 +201,7 @@ class BookSide:
         price = order.price
         level = self.levels.get(price)
         if level is None:
-            level = Level(price, {})
-            self.levels[price] = level
+            level = self.new_level(price)
             key = price * self.sign
             if key > self.best:
                 self.best = key
@@ -199,9 +222,14 @@ class BookSide:
 
     def drop_level(self, price: int) -> None:
         """Forget an empty level. O(1); when it was the best, finding the next best takes up
-        to ``NEXT_BEST_SCAN`` lookups, or O(L) in C for a sparse book."""
+        to ``NEXT_BEST_SCAN`` lookups, or O(L) in C for a sparse book. The level becomes
+        a spare (see the class doc)."""
         levels = self.levels
-        del levels[price]
+        level = levels.pop(price)
+        spare = self.spare
+        if len(spare) < SPARE_LEVELS:
+            level.total = 0
+            spare.append(level)
         sign = self.sign
         key = price * sign
         if key != self.best:
@@ -342,6 +370,9 @@ class OrderBook:
             assert book_side.best == expected_best, (
                 f"{self.symbol}: best key {book_side.best} != {expected_best}"
             )
+            for spare in book_side.spare:
+                assert not spare.orders and spare.total == 0, f"{self.symbol}: spare in use"
+                assert book_side.levels.get(spare.price) is not spare, "spare level in use"
             for price, level in book_side.levels.items():
                 assert level.price == price
                 assert level.orders, f"{self.symbol}: empty level {price} kept"
