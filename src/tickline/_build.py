@@ -11,8 +11,9 @@ is imported, before anything of tickline is (``tickline/__init__.py`` calls
 * a compiled module is used only if the *build record* (``_compiled.json``, written by the
   build beside this file) names it with the SHA-256 of the source it was compiled from and
   that still equals the ``.py`` file's hash: a stale ``.so`` (the source changed since
-  ``make compiled``) is never used for changed source; its ``.py`` is imported instead and
-  :func:`build_info` lists it as stale.
+  ``make compiled``) is never used for changed source: the whole build is then pure (mypyc
+  compiles the modules as one group, which cannot be split at import), and
+  :func:`build_info` lists the changed modules as stale.
 
 Why mypyc (measured on ``matching/book.py``, see docs/benchmarks.md): it compiles the
 project's own type-annotated source as it is (Cython's pure-Python mode needs its own
@@ -49,9 +50,16 @@ RECORD = PACKAGE_DIR / "_compiled.json"
 
 CANDIDATES: tuple[str, ...] = (
     "tickline.matching.book",
+    "tickline.matching.iceberg",
+    "tickline.matching.replace",
+    "tickline.matching.state",
+    "tickline.matching.stops",
+    "tickline.matching.validation",
 )
 """Modules the compiled build compiles, if they compile: the engine's hot path. Extend the
-list as modules become compilable (plain classes with exact types, no Struct definitions);
+list as modules become compilable (plain classes with exact types, no Struct definitions;
+``engine.py`` is not yet: ``MatchingEngine`` derives from ``risk.RiskControls``, whose class
+body mypyc rejects (``if TYPE_CHECKING:`` declarations));
 ``python -m tickline._build compile`` skips, with a reason, any that defines a Struct."""
 
 PURE_ENV = "TICKLINE_PURE"
@@ -109,6 +117,11 @@ def usable_compiled() -> tuple[set[str], set[str]]:
         except OSError:
             same = False
         (usable if same else stale).add(str(module))
+    if stale:
+        # mypyc builds the modules as one group: a compiled module initialises the others
+        # of its group directly (no finder is asked), so one stale module makes the whole
+        # group unusable.
+        return set(), stale
     return usable, stale
 
 
@@ -137,7 +150,8 @@ def activate() -> None:
     if _finder is not None:
         return
     usable = set() if pure_forced() else usable_compiled()[0]
-    _finder = _PureFinder(set(CANDIDATES) - usable)
+    recorded = {str(m) for m in read_record()["modules"]}
+    _finder = _PureFinder((set(CANDIDATES) | recorded) - usable)
     sys.meta_path.insert(0, _finder)
 
 
