@@ -316,3 +316,50 @@ def test_default_deadlines_never_fire_on_a_healthy_exchange() -> None:
             ex.submit(Cancel(account=1, symbol="ABC", order_id=oid))
     ex.pump()
     assert (ex.stale_orders, ex.match_misses, ex.publish_misses) == (0, 0, 0)
+
+
+# -- configuration ------------------------------------------------------------------------
+
+def test_lanes_and_deadlines_sections_reach_the_server_exchange(tmp_path: Path) -> None:
+    from tickline.config import load_config
+    from tickline.server import Server
+
+    path = tmp_path / "tickline.toml"
+    path.write_text(f'[server]\njournal_dir = "{tmp_path / "j"}"\n'
+                    "[lanes]\nenabled = false\nstarvation_bound = 3\n"
+                    "[deadlines]\nmax_queue_ms = 250\nmatch_ms = 0\npublish_ms = 50.5\n")
+    config = load_config(path)
+    assert (config.lanes.enabled, config.lanes.starvation_bound) == (False, 3)
+    server = Server(config)
+    try:
+        ex = server.exchange
+        assert not ex.lanes and ex.processor.starvation_bound == 3
+        assert ex.max_queue_ns == 250_000_000 and ex.publish_deadline_ns == 50_500_000
+        assert ex.match_deadline_ns > 10**18  # 0 = off
+    finally:
+        server.exchange.close()
+
+
+def test_default_config_enables_lanes_with_deadlines_that_do_not_fire() -> None:
+    from tickline.config import default_config
+
+    config = default_config()
+    assert config.lanes.enabled and config.lanes.starvation_bound == 8
+    d = config.deadlines
+    assert (d.max_queue_ms, d.match_ms, d.publish_ms) == (1000.0, 100.0, 200.0)
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("[lanes]\nstarvation_bound = 0\n", "lanes.starvation_bound"),
+    ("[deadlines]\nmax_queue_ms = -1\n", "deadlines.max_queue_ms"),
+    ("[deadlines]\nmatch_ms = -5\n", "deadlines.match_ms"),
+    ("[deadlines]\nhard_ms = 5\n", "hard_ms"),
+])
+def test_bad_lanes_and_deadlines_values_are_config_errors(tmp_path: Path, text: str,
+                                                          field: str) -> None:
+    from tickline.config import ConfigError, load_config
+
+    path = tmp_path / "tickline.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=field):
+        load_config(path)
