@@ -108,23 +108,35 @@ class _Server:
         return {"status": "ok"}
 
 
-def _flow(rnd: random.Random, n: int) -> list[Any]:
-    from tickline.matching import BUY, SELL, Cancel, NewOrder
+def _flow(rnd: random.Random, n: int) -> list[tuple[int, int, int, int, int, int]]:
+    """``n`` order templates ``(kind, account, side, price, quantity, tif)`` (kind 1 = cancel
+    of an order ``price`` templates back); client order ids are added per pass, so every
+    pass over the templates enters new orders instead of duplicate-id rejects."""
+    from tickline.matching import BUY, SELL
 
-    cmds: list[Any] = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     for i in range(n):
         account = 11 + rnd.randrange(4)
-        if rnd.random() < 0.1:
-            cmds.append(Cancel(account=account, symbol=_SYMBOL,
-                               orig_client_order_id=f"o{rnd.randrange(max(1, i))}"))
+        if i > 10 and rnd.random() < 0.1:
+            out.append((1, account, 0, rnd.randrange(1, 10), 0, 0))
             continue
         side = rnd.choice((BUY, SELL))
         offset = rnd.randint(-3, 25)
         price = 10_000 - offset if side == BUY else 10_000 + offset
-        cmds.append(NewOrder(account=account, symbol=_SYMBOL, side=side, price=price,
-                             quantity=rnd.randint(1, 20), client_order_id=f"o{i}",
-                             tif=1 if rnd.random() < 0.85 else 2))
-    return cmds
+        out.append((0, account, side, price, rnd.randint(1, 20),
+                    1 if rnd.random() < 0.85 else 2))
+    return out
+
+
+def _command(t: tuple[int, int, int, int, int, int], n: int) -> Any:
+    """The ``n``-th command of the run from template ``t``."""
+    from tickline.matching import Cancel, NewOrder
+
+    kind, account, side, price, quantity, tif = t
+    if kind == 1:
+        return Cancel(account=account, symbol=_SYMBOL, orig_client_order_id=f"o{n - price}")
+    return NewOrder(account=account, symbol=_SYMBOL, side=side, price=price, quantity=quantity,
+                    client_order_id=f"o{n}", tif=tif)
 
 
 async def _serve_and_drive(clients: int, seconds: float, chunk: int,
@@ -152,12 +164,12 @@ async def _serve_and_drive(clients: int, seconds: float, chunk: int,
         m0, f0, c0 = counters.messages, counters.frames, ex.commands
         t0 = time.perf_counter()
         deadline = t0 + seconds
-        flow = _flow(rnd, 50_000)
-        i = 0
+        flow = _flow(rnd, 10_000)
+        n = 0
         while time.perf_counter() < deadline:
-            for cmd in flow[i:i + chunk]:
-                ex.submit(cmd)
-            i = (i + chunk) % (len(flow) - chunk)
+            for _ in range(chunk):
+                ex.submit(_command(flow[n % len(flow)], n))
+                n += 1
             await asyncio.sleep(0)
             while ex.processor.has_work():  # keep the inbound queue short
                 await asyncio.sleep(0)

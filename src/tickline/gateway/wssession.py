@@ -134,6 +134,8 @@ class Session:
         now = time.monotonic()
         self._orders = TokenBucket(gw.orders_per_second, gw.order_burst, now)
         self._requests = TokenBucket(settings.requests_per_second, settings.request_burst, now)
+        self._replays = TokenBucket(settings.replays_per_second,
+                                    max(1.0, 2 * settings.replays_per_second), now)
         self._login_timer: asyncio.TimerHandle | None = None
         if probation:
             self._login_timer = asyncio.get_running_loop().call_later(
@@ -732,6 +734,9 @@ class Session:
             return
         if op.to_seq < op.from_seq:
             raise WsError("invalid_message", f"to_seq {op.to_seq} < from_seq {op.from_seq}")
+        if not self._replays.take(time.monotonic()):
+            raise WsError("rate_limited", f"more than {self.gw.settings.replays_per_second:g} "
+                                          f"replays/s")
         convert = trade_json if op.channel == "trades" else bar_json
         topic = _TOPIC[op.channel].format(op.symbol)
         history = self.gw.topic_history
