@@ -210,6 +210,7 @@ from tickline.gateway.stats import (
     WsCounters,
     hdr_summary,
 )
+from tickline.gateway.wsfeeds import Shared
 from tickline.gateway.wssession import Session
 from tickline.stream.topic_history import TopicHistory
 from tickline.venue import VenueServices
@@ -280,6 +281,7 @@ class HttpGateway:
         self.formats = {i.symbol: Format(i) for i in self.exchange.instruments}
         self.services = VenueServices(self.exchange)
         self.topic_history = TopicHistory(s.history_per_topic)
+        self.shared = Shared()
         self.counters = WsCounters()
         self.admission = Admission(s.max_sessions, s.max_anonymous, s.max_per_address)
         self.login_throttle = TokenBuckets(s.login_failures_per_second,

@@ -388,7 +388,8 @@ class Session:
         on_loss = self.slow if policy == "disconnect" else None
         feed: Feed
         if channel == "depth":
-            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss)
+            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss,
+                             gw.shared)
             _snap, feed.sub = publisher.subscribe_depth(symbol, batch_callback=feed.on_batch,
                                                         **opts)
         elif channel == "bbo":
@@ -396,11 +397,11 @@ class Session:
             feed.sub = bus.subscribe(f"bbo.{symbol}", batch_callback=feed.on_batch, **opts)
         elif channel == "trades":
             feed = SequencedFeed("trades", symbol, buffer, functools.partial(trade_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"trades.{symbol}", batch_callback=feed.on_batch, **opts)
         else:
             feed = SequencedFeed("bars", symbol, buffer, functools.partial(bar_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"bars.{symbol}.1s", batch_callback=feed.on_batch,
                                      **opts)
         return feed
