@@ -46,12 +46,26 @@ class Shared:
     when ``limit`` entries are held -- everyone takes a batch within a few loop turns of its
     publication, so a miss after a clear only repeats work, never changes a result."""
 
-    __slots__ = ("_folds", "_json", "limit")
+    __slots__ = ("_depth", "_folds", "_json", "limit")
 
     def __init__(self, limit: int = 65536) -> None:
         self.limit = limit
         self._folds: dict[int, tuple[Sequence[DepthDelta], Fold | None]] = {}
         self._json: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._depth: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+    def depth(self, key: tuple[str, int, int],
+              build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The ``depth`` message of ``(symbol, first_seq, seq)``, built once: it lists the
+        latest state of every level changed in that range, the same for every session
+        that has exactly that range pending."""
+        out = self._depth.get(key)
+        if out is None:
+            out = build()
+            if len(self._depth) >= self.limit:
+                self._depth.clear()
+            self._depth[key] = out
+        return out
 
     def fold(self, msgs: Sequence[DepthDelta]) -> Fold | None:
         """The batch's levels, latest state of each, if its ``seq`` run is contiguous (else
@@ -176,13 +190,18 @@ class DepthFeed:
             return
         if not self.levels:
             return
-        price, qty = fmt.price, fmt.qty
-        bids = [(price(p), qty(q), c) for (s, p), (q, c) in self.levels.items() if s == BUY]
-        asks = [(price(p), qty(q), c) for (s, p), (q, c) in self.levels.items() if s != BUY]
-        out.append({"type": "depth", "symbol": self.symbol, "first_seq": self.sent_seq + 1,
-                    "seq": self.seq, "ts": self.ts, "bids": bids, "asks": asks})
+        levels = self.levels
+
+        def build() -> dict[str, Any]:
+            price, qty = fmt.price, fmt.qty
+            bids = [(price(p), qty(q), c) for (s, p), (q, c) in levels.items() if s == BUY]
+            asks = [(price(p), qty(q), c) for (s, p), (q, c) in levels.items() if s != BUY]
+            return {"type": "depth", "symbol": self.symbol, "first_seq": self.sent_seq + 1,
+                    "seq": self.seq, "ts": self.ts, "bids": bids, "asks": asks}
+
+        out.append(self.shared.depth((self.symbol, self.sent_seq + 1, self.seq), build))
         self.sent_seq = self.seq
-        self.levels.clear()
+        self.levels = {}
 
 
 class SequencedFeed:
