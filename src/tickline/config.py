@@ -167,6 +167,9 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     stats_interval: float = 1.0
     history_per_topic: int = 1000
     """Trades/bars messages kept per topic for gap recovery (``replay``); 0 = none."""
+    replays_per_second: float = 10.0
+    """Per session (burst: twice as many): a replay formats up to ``history_per_topic``
+    messages, so it has its own, smaller budget than other requests."""
 
     def validate(self) -> WebSocketConfig:
         """Check every field; return self. Raises :class:`ConfigError` naming the field."""
@@ -178,7 +181,7 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
             if value < 1:
                 raise ConfigError(f"websocket.{name} must be >= 1, got {value}")
         for name in ("login_timeout_seconds", "login_failures_per_second", "send_timeout",
-                     "requests_per_second", "stats_interval"):
+                     "requests_per_second", "stats_interval", "replays_per_second"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"websocket.{name} must be > 0, got {value}")

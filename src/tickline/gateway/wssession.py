@@ -134,6 +134,8 @@ class Session:
         now = time.monotonic()
         self._orders = TokenBucket(gw.orders_per_second, gw.order_burst, now)
         self._requests = TokenBucket(settings.requests_per_second, settings.request_burst, now)
+        self._replays = TokenBucket(settings.replays_per_second,
+                                    max(1.0, 2 * settings.replays_per_second), now)
         self._login_timer: asyncio.TimerHandle | None = None
         if probation:
             self._login_timer = asyncio.get_running_loop().call_later(
@@ -386,7 +388,8 @@ class Session:
         on_loss = self.slow if policy == "disconnect" else None
         feed: Feed
         if channel == "depth":
-            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss)
+            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss,
+                             gw.shared)
             _snap, feed.sub = publisher.subscribe_depth(symbol, batch_callback=feed.on_batch,
                                                         **opts)
         elif channel == "bbo":
@@ -394,11 +397,11 @@ class Session:
             feed.sub = bus.subscribe(f"bbo.{symbol}", batch_callback=feed.on_batch, **opts)
         elif channel == "trades":
             feed = SequencedFeed("trades", symbol, buffer, functools.partial(trade_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"trades.{symbol}", batch_callback=feed.on_batch, **opts)
         else:
             feed = SequencedFeed("bars", symbol, buffer, functools.partial(bar_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"bars.{symbol}.1s", batch_callback=feed.on_batch,
                                      **opts)
         return feed
@@ -732,6 +735,9 @@ class Session:
             return
         if op.to_seq < op.from_seq:
             raise WsError("invalid_message", f"to_seq {op.to_seq} < from_seq {op.from_seq}")
+        if not self._replays.take(time.monotonic()):
+            raise WsError("rate_limited", f"more than {self.gw.settings.replays_per_second:g} "
+                                          f"replays/s")
         convert = trade_json if op.channel == "trades" else bar_json
         topic = _TOPIC[op.channel].format(op.symbol)
         history = self.gw.topic_history
