@@ -108,6 +108,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
+    shards: int = 0  # engine processes (serve --shards N, docs/shards.md); 0: in this process
+    shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
