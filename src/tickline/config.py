@@ -243,6 +243,14 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         symbols = [i.symbol for i in self.instruments]
         if len(set(symbols)) != len(symbols):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
+        if self.server.shards < 0:
+            raise ConfigError(f"server.shards must be >= 0, got {self.server.shards}")
+        for sym, k in self.server.shard_map.items():
+            if sym not in symbols:
+                raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")
+            if not 0 <= k < max(self.server.shards, 1):
+                raise ConfigError(f"server.shard_map: {sym} = {k} is not a shard index "
+                                  f"(0..{max(self.server.shards, 1) - 1})")
         ids = [a.id for a in self.accounts]
         keys = [a.key for a in self.accounts]
         if len(set(ids)) != len(ids):

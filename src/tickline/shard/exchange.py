@@ -67,7 +67,7 @@ from tickline.matching.types import RejectReason
 from tickline.shard.channel import SLOT, FrameReader, FrameWriter
 from tickline.shard.engine import ShardEngine, shard_of_order
 from tickline.shard.mapping import ShardMap, shard_dir
-from tickline.shard.protocol import Done, Hello, decode_reply, encode
+from tickline.shard.protocol import Done, Hello, State, decode_reply, encode
 from tickline.shard.worker import ShardSpec, shard_main
 from tickline.stream import MarketDataPublisher
 from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
@@ -233,6 +233,10 @@ class _EngineView:
         return self._ex.trades + 1
 
     @property
+    def next_order_id(self) -> int:
+        return self._ex.max_order_id + 1
+
+    @property
     def books(self) -> Mapping[str, Any]:
         return self._ex.books
 
@@ -284,6 +288,7 @@ class ShardedExchange(Exchange):
         self.reply_timeout = reply_timeout
         self.released_seq = 0
         self.trades = 0
+        self.max_order_id = 0
         cfg = self.engine_config
 
         def spec_maker(k: int) -> Callable[[int, str, str], ShardSpec]:
@@ -349,8 +354,16 @@ class ShardedExchange(Exchange):
 
     def _replayed(self, reports: ReportBuilder, cmd: Command, parts: list[list[Event]]) -> None:
         events = _merge(cmd, parts)
-        self.trades += sum(1 for e in events if type(e) is Trade)
+        self._count(events)
         reports.build(cmd.seq, cmd.ts, events)
+
+    def _count(self, events: list[Event]) -> None:
+        for e in events:
+            kind = type(e)
+            if kind is Trade:
+                self.trades += 1
+            elif kind is Accepted and e.order_id > self.max_order_id:  # type: ignore[union-attr]
+                self.max_order_id = e.order_id  # type: ignore[union-attr]
 
     # -- stages 1 and 2: sequence here, route to the shards -------------------------------
 
@@ -493,7 +506,7 @@ class ShardedExchange(Exchange):
                         item.reply(cmd, events, [_reject_report(cmd, events[0])])
                     continue
                 events_out += len(events)
-                self.trades += sum(1 for e in events if type(e) is Trade)
+                self._count(events)
                 reports = build(cmd.seq, cmd.ts, events)
                 record(reports)
                 self.released_seq = cmd.seq
@@ -579,6 +592,32 @@ class ShardedExchange(Exchange):
 
     def snapshot(self, *, wait: bool = True) -> Path | None:
         return None  # each shard snapshots itself (``snapshot_every``)
+
+    def shard_states(self, timeout: float = 10.0) -> list[State]:
+        """Each shard engine's digests, as of everything released (call between batches,
+        on the loop: the rings are this thread's)."""
+        out: list[State] = []
+        for shard in self.shards:
+            shard.send([], timeout)
+            assert shard.reader is not None
+            deadline = time.monotonic() + timeout
+            while True:
+                frames = shard.reader.poll(0.02)
+                states = [r for r in map(decode_reply, frames) if isinstance(r, State)]
+                if states:
+                    out.append(states[0])
+                    break
+                if time.monotonic() > deadline:
+                    raise ShardFailed(f"shard {shard.index}: no state in {timeout}s")
+        return out
+
+    def digest(self) -> str:
+        """Every symbol's book digest (each from its shard) and the id counters: equal for
+        equal histories, whatever the process layout."""
+        books: dict[str, str] = {}
+        for state in self.shard_states():
+            books.update(state.books)
+        return "|".join(books[s] for s in sorted(books))
 
     def shard_health(self) -> list[dict[str, Any]]:
         return [s.status() for s in self.shards]

@@ -13,7 +13,7 @@ import msgspec
 
 from tickline.matching import Command, Event
 
-__all__ = ["Done", "Hello", "Reply", "decode_commands", "decode_reply", "encode"]
+__all__ = ["Done", "Hello", "Reply", "State", "decode_commands", "decode_reply", "encode"]
 
 Result = tuple[int, list[Event]]
 
@@ -32,7 +32,19 @@ class Done(msgspec.Struct, tag="done"):
     next_expiry: int | None
 
 
-Reply = Hello | Done
+class State(msgspec.Struct, tag="state"):
+    """The answer to an empty command frame: the shard engine's state digests (tests,
+    ``/health``), taken between batches."""
+
+    shard: int
+    last_seq: int
+    digest: str
+    books: dict[str, str]
+    next_order_id: int
+    next_trade_id: int
+
+
+Reply = Hello | Done | State
 
 encode = msgspec.msgpack.Encoder().encode
 decode_commands = msgspec.msgpack.Decoder(list[Command]).decode

@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from tickline.core.shm_ring import BackoffWait, SpscShmRing
 from tickline.journal import DirectoryLock, Journal, recovery
-from tickline.matching import EngineConfig, Instrument, MatchingEngine
+from tickline.matching import Command, EngineConfig, Event, Instrument, MatchingEngine
 from tickline.shard.channel import FrameReader, FrameWriter
 from tickline.shard.engine import ShardEngine
-from tickline.shard.protocol import Done, Hello, decode_commands, encode
+from tickline.shard.protocol import Done, Hello, State, decode_commands, encode
 
 __all__ = ["ShardSpec", "shard_main"]
 
@@ -71,6 +72,17 @@ def _recover(spec: ShardSpec, lock: DirectoryLock) -> tuple[MatchingEngine, list
     return engine, late, report.records_replayed
 
 
+def _run(cmds: list[Command], process: Callable[[Command], list[Event]],
+         journal: Journal | None, writer: FrameWriter, engine: MatchingEngine) -> int:
+    """Match ``cmds``, journal and commit them, then send their events back."""
+    results = [(cmd.seq, process(cmd)) for cmd in cmds]
+    if journal is not None:
+        journal.append_many(cmds)
+        journal.commit()
+    writer.send(encode(Done(results, engine.next_expiry)))
+    return len(cmds) if journal is not None else 0
+
+
 def shard_main(spec: ShardSpec) -> None:
     """The shard process's entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway stops us (end of stream)
@@ -104,13 +116,21 @@ def shard_main(spec: ShardSpec) -> None:
                 if journal is not None and journal.unsynced:
                     journal.sync()
                 continue
-            cmds = [cmd for frame in frames for cmd in decode_commands(frame)]
-            results = [(cmd.seq, process(cmd)) for cmd in cmds]
-            if journal is not None:
-                journal.append_many(cmds)
-                journal.commit()
-                since_snapshot += len(cmds)
-            writer.send(encode(Done(results, engine.next_expiry)))
+            cmds: list[Command] = []
+            for frame in frames:
+                batch = decode_commands(frame)
+                if not batch:  # a state request, answered after what came before it
+                    if cmds:
+                        since_snapshot += _run(cmds, process, journal, writer, engine)
+                        cmds = []
+                    writer.send(encode(State(
+                        spec.shard, engine.last_seq, engine.digest(),
+                        {sym: book.digest() for sym, book in engine.books.items()},
+                        engine.next_order_id, engine.next_trade_id)))
+                cmds.extend(batch)
+            if not cmds:
+                continue
+            since_snapshot += _run(cmds, process, journal, writer, engine)
             if journal is not None and spec.snapshot_every and \
                     since_snapshot >= spec.snapshot_every:
                 since_snapshot = 0
