@@ -69,6 +69,9 @@ def serve_command(
         "--journal-dir", help="Journal directory.")] = None,
     durability: Annotated[str | None, typer.Option(
         help="Journal durability: none, batch or interval.")] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="Engine processes, one per shard, each journaling in <journal-dir>/shard-K "
+             "(0: the engine runs in the gateway process).")] = None,
 ) -> None:
     """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
     import logging
@@ -79,7 +82,7 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         cfg = load_config(config, host=host, port=port, http_port=http_port,
-                          journal_dir=journal_dir, durability=durability)
+                          journal_dir=journal_dir, durability=durability, shards=shards)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -95,10 +98,11 @@ def serve_command(
         typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
 
     from tickline.journal import JournalError
+    from tickline.shard import ShardMapChanged
 
     try:
         code = run_event_loop(serve(cfg, ready=ready))
-    except JournalError as e:  # e.g. another server holds the journal (JournalLocked)
+    except (JournalError, ShardMapChanged) as e:  # e.g. JournalLocked, another shard count
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

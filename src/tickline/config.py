@@ -108,6 +108,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
+    shards: int = 0  # engine processes (serve --shards N, docs/shards.md); 0: in this process
+    shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -249,6 +251,14 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         symbols = [i.symbol for i in self.instruments]
         if len(set(symbols)) != len(symbols):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
+        if self.server.shards < 0:
+            raise ConfigError(f"server.shards must be >= 0, got {self.server.shards}")
+        for sym, k in self.server.shard_map.items():
+            if sym not in symbols:
+                raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")
+            if not 0 <= k < max(self.server.shards, 1):
+                raise ConfigError(f"server.shard_map: {sym} = {k} is not a shard index "
+                                  f"(0..{max(self.server.shards, 1) - 1})")
         ids = [a.id for a in self.accounts]
         keys = [a.key for a in self.accounts]
         if len(set(ids)) != len(ids):

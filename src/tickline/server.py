@@ -52,13 +52,22 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         section = config.server
-        self.exchange = Exchange(
-            config.instruments, engine_config=config.engine_config(),
-            journal_dir=section.journal_dir, durability=section.durability,
-            interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
-            capacity=section.inbound_capacity, max_batch=section.max_batch,
-            report_history=section.report_history,
-        )
+        if section.shards:  # one engine process per shard (tickline.shard)
+            from tickline.shard import ShardedExchange
+            self.exchange: Exchange = ShardedExchange(
+                config.instruments, shards=section.shards, data_dir=section.journal_dir,
+                shard_map=section.shard_map, engine_config=config.engine_config(),
+                durability=section.durability, interval_ms=section.interval_ms,
+                snapshot_every=section.snapshot_every, capacity=section.inbound_capacity,
+                max_batch=section.max_batch, report_history=section.report_history)
+        else:
+            self.exchange = Exchange(
+                config.instruments, engine_config=config.engine_config(),
+                journal_dir=section.journal_dir, durability=section.durability,
+                interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
+                capacity=section.inbound_capacity, max_batch=section.max_batch,
+                report_history=section.report_history,
+            )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -136,7 +145,13 @@ class Server:
             status, reason = "degraded", f"last snapshot failed: {ex.snapshot_error}"
         else:
             status, reason = "ok", None
+        shards = getattr(ex, "shard_health", None)
+        shard_status = shards() if shards is not None else None
+        if status == "ok" and shard_status and not all(s["up"] for s in shard_status):
+            down = [str(s["shard"]) for s in shard_status if not s["up"]]
+            status, reason = "degraded", f"shard(s) {', '.join(down)} down, restarting"
         return {
+            "shards": shard_status,
             "status": status,
             "reason": reason,
             "snapshots": ex.snapshot_statistics(),
