@@ -108,6 +108,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
+    cluster: str = ""  # cluster mode: NATS URL(s) of the JetStream cluster ("" = one process)
+    cluster_shards: int = 1  # cluster mode: shards (input streams) symbols are spread over
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
