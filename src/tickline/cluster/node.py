@@ -194,8 +194,10 @@ class EngineNode:
                 continue  # redelivered after a consumer reset
             if seq != replica.seq + 1:
                 log.error("shard %d: input gap %d -> %d", self.shard, replica.seq, seq)
-            unpublished.append(replica.apply(seq, decode_logged(data)))
+            done = replica.apply(seq, decode_logged(data))
             applied += 1
+            if seq > self.published_seq:  # a node catching up: already in the output
+                unpublished.append(done)
         self._since_snapshot += applied
         if self.leader:
             await self._publish()
@@ -317,10 +319,11 @@ class EngineNode:
         assert self.js is not None
         self.out_seq, self.published_seq = await last_published(self.js, self.shard)
         self._trim()
-        if self._unpublished and self._unpublished[0].cmd.seq > self.published_seq + 1:
+        first = self._unpublished[0].cmd.seq if self._unpublished else self.replica.seq + 1
+        if self.replica.seq > self.published_seq and first > self.published_seq + 1:
             # cannot happen while the standby keeps up (it trims only what is published)
             log.error("shard %d: results %d..%d missing; not leading", self.shard,
-                      self.published_seq + 1, self._unpublished[0].cmd.seq - 1)
+                      self.published_seq + 1, first - 1)
             with contextlib.suppress(Exception):
                 assert self.kv is not None
                 await self.kv.delete(leader_key(self.shard), last=self._revision)
