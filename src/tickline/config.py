@@ -110,6 +110,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
     shards: int = 0  # engine processes (serve --shards N, docs/shards.md); 0: in this process
     shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
+    cluster: str = ""  # cluster mode: NATS URL(s) of the JetStream cluster ("" = one process)
+    cluster_shards: int = 1  # cluster mode: shards (input streams) symbols are spread over
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -253,6 +255,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
         if self.server.shards < 0:
             raise ConfigError(f"server.shards must be >= 0, got {self.server.shards}")
+        if self.server.shards and self.server.cluster:
+            raise ConfigError("server.shards (one machine) and server.cluster (NATS) are two "
+                              "different scale-out modes: choose one")
         for sym, k in self.server.shard_map.items():
             if sym not in symbols:
                 raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")
