@@ -12,7 +12,15 @@ within ``send_timeout``, or an outbox overflowing, closes the session as a slow 
 Execution reports reach a session in exactly one place: :meth:`Session.deliver_reports`
 receives :class:`~tickline.stream.ExecReport` objects — its own orders' reports with the
 exchange's reply, the others from the exchange's :class:`~tickline.stream.ReportRouter`
-(attached at login) — and :func:`~tickline.gateway.jsonfmt.exec_json` formats them.
+(attached at login) — and :func:`~tickline.gateway.jsonfmt.exec_json` formats them. The
+answers to ``order_status``, ``open_orders`` and ``mass_cancel`` travel in the same ordered
+private queue, so an answer never overtakes a report it reflects; while a resume reads the
+journal that queue is held back (:attr:`Session.held`).
+
+Order entry builds the same engine commands as the binary gateway, and every session-level
+service (resume, order status, open orders, mass cancel, cancel on disconnect) is a call to
+:class:`tickline.venue.VenueServices`: no venue logic lives here. Gap recovery (``replay``)
+reads the gateway's :class:`~tickline.stream.topic_history.TopicHistory`.
 """
 
 from __future__ import annotations
