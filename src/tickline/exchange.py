@@ -239,6 +239,7 @@ class Exchange:
         self._last_ts = self.engine.now
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
+        self._sequenced: list[_Inbound] = []  # sequenced, not yet matched (see _match)
         self._queries: deque[_Query] = deque()
         self._stopping = False
         self.failure: BaseException | None = None
@@ -257,6 +258,10 @@ class Exchange:
         """Why the most recent snapshot failed; ``None`` once one succeeds again."""
         # Priority lanes: 0 = cancels and admin commands, 1 = the rest (``lanes=False``: one
         # lane, 0, for everything). Deadlines in ns (0 ms = off).
+        if type(self)._sequence_and_match is not Exchange._sequence_and_match:
+            # A subclass with its own per-command stage (sharded, cluster) has none of the
+            # checks that keep per-account order across lanes: one lane for it.
+            lanes = False
         self.lanes = lanes
         self._low = 1 if lanes else 0
         self._mono = monotonic
@@ -514,6 +519,7 @@ class Exchange:
         ``STALE_ORDER``, in its place among the batch's replies. It is not sequenced
         (``seq`` stays 0), matched, journaled or numbered: a replay never sees it, and the
         account's report numbers stay gap-free."""
+        self._match()  # the commands sequenced before it reply before it
         cmd = item.cmd
         cmd.seq = 0
         self.stale_orders += 1
@@ -527,13 +533,14 @@ class Exchange:
     def _ask(self, item: _Query) -> None:
         if self._slow and self._intercept(item):
             return
-        item.after = len(self._pending)
+        item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
     def _sequence_and_match(self, item: _Inbound) -> None:
         if self._slow and self._intercept(item):
             return
         if item.make is not None:
+            self._match()  # make() reads the state after everything before it
             made = item.make()
             if made is None:
                 return
@@ -546,18 +553,39 @@ class Exchange:
         self._last_ts = ts
         cmd.seq = self._seq
         cmd.ts = ts
-        # 2 MATCH
-        events = self.engine.process(cmd)
-        self._pending.append((item, events))
-        origin = item.origin
-        if origin is not None and events and type(events[0]) is Accepted:
-            origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        self._sequenced.append(item)  # 2 MATCH: for the whole batch at once, in _match
+
+    def _match(self) -> None:
+        """2 MATCH the commands sequenced since the last call, with one
+        :meth:`~tickline.matching.MatchingEngine.process_many` (the engine's per-call cost
+        once per batch). Runs at the end of every batch, and before a deferred command is
+        made (it reads the state after everything before it). An engine exception is an
+        engine bug: it propagates and stops the loop, and nothing of the batch is journaled
+        or acknowledged (recovery replays the journal to the state before it)."""
+        sequenced = self._sequenced
+        if not sequenced:
+            return
+        try:
+            results = self.engine.process_many([item.cmd for item in sequenced])
+        except BaseException as exc:
+            self.failure = exc
+            self._stopping = True
+            log.critical("the matching engine failed; the exchange stops", exc_info=exc)
+            raise
+        pending = self._pending
+        for item, events in zip(sequenced, results, strict=True):
+            pending.append((item, events))
+            origin = item.origin
+            if origin is not None and events and type(events[0]) is Accepted:
+                origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        sequenced.clear()
 
     # -- stages 3 and 4 (per batch) -----------------------------------------------------
 
     def _end_of_batch(self, n: int) -> None:
         if self._deferred:
             self._release_deferred()
+        self._match()
         pending = self._pending
         if not pending:
             while self._queries:
