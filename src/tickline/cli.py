@@ -332,6 +332,21 @@ def bench_venue(
     run(missed=missed, mass=mass, json_path=json_path)
 
 
+@bench_app.command("lanes")
+def bench_lanes(
+    capacity: Annotated[int, typer.Option(help="Inbound ring slots (kept full).")] = 8192,
+    max_batch: Annotated[int, typer.Option(help="Commands per batch.")] = 1024,
+    cancels: Annotated[int, typer.Option(help="Cancels measured.")] = 100,
+    cancel_every: Annotated[int, typer.Option(help="Batches between cancels.")] = 4,
+    json_path: JsonOption = None,
+) -> None:
+    """Queue wait of cancels vs new orders with the ring full, with and without lanes."""
+    from tickline.bench.lanes import run
+
+    run(capacity=capacity, max_batch=max_batch, cancels=cancels, cancel_every=cancel_every,
+        json_path=json_path)
+
+
 @bench_app.command("ws-fanout")
 def bench_ws_fanout(
     clients: Annotated[int, typer.Option(help="WebSocket clients (another process).")] = 100,
