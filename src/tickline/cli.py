@@ -69,8 +69,11 @@ def serve_command(
         "--journal-dir", help="Journal directory.")] = None,
     durability: Annotated[str | None, typer.Option(
         help="Journal durability: none, batch or interval.")] = None,
+    fix_port: Annotated[int | None, typer.Option(
+        "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
-    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
+    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
+    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
@@ -83,6 +86,8 @@ def serve_command(
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if fix_port is not None:
+        cfg.fix.port = fix_port
 
     def ready(server: Any) -> None:
         rec = server.exchange.recovery
@@ -92,7 +97,8 @@ def serve_command(
         typer.echo(f"tickline serving on {cfg.server.host} ({event_loop_name()}): "
                    f"binary port {server.port}, http://{cfg.server.host}:{server.http_port}/ "
                    f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
-        typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
+        fix = f" fix_port={server.fix_port}" if server.fix is not None else ""
+        typer.echo(f"READY port={server.port} http_port={server.http_port}{fix}", err=False)
 
     from tickline.journal import JournalError
 
