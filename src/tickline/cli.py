@@ -294,6 +294,19 @@ def bench_venue(
     run(missed=missed, mass=mass, json_path=json_path)
 
 
+@bench_app.command("ws-fanout")
+def bench_ws_fanout(
+    clients: Annotated[int, typer.Option(help="WebSocket clients (another process).")] = 100,
+    seconds: Annotated[float, typer.Option(help="Seconds of order flow.")] = 5.0,
+    chunk: Annotated[int, typer.Option(help="Commands submitted per loop turn.")] = 1000,
+    json_path: JsonOption = None,
+) -> None:
+    """WebSocket market-data fan-out (JSON) to many clients: messages/s delivered."""
+    from tickline.bench.wsfanout import run
+
+    run(clients=clients, seconds=seconds, chunk=chunk, json_path=json_path)
+
+
 # --- admin ------------------------------------------------------------------------------------
 
 admin_app = typer.Typer(help="Admin actions on a running server (halt, resume, kill, enable), "

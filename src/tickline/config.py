@@ -175,6 +175,8 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     requests_per_second: float = 2000.0
     request_burst: int = 4000
     stats_interval: float = 1.0
+    history_per_topic: int = 1000
+    """Trades/bars messages kept per topic for gap recovery (``replay``); 0 = none."""
 
     def validate(self) -> WebSocketConfig:
         """Check every field; return self. Raises :class:`ConfigError` naming the field."""
@@ -192,6 +194,9 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
                 raise ConfigError(f"websocket.{name} must be > 0, got {value}")
         if self.max_anonymous < 0:
             raise ConfigError(f"websocket.max_anonymous must be >= 0, got {self.max_anonymous}")
+        if self.history_per_topic < 0:
+            raise ConfigError(f"websocket.history_per_topic must be >= 0, got "
+                              f"{self.history_per_topic}")
         if self.max_frame_bytes < self.max_message_bytes:
             raise ConfigError(
                 f"websocket.max_frame_bytes ({self.max_frame_bytes}) must be >= "

@@ -161,6 +161,8 @@ from tickline.gateway.stats import (
     hdr_summary,
 )
 from tickline.gateway.wssession import Session
+from tickline.stream.topic_history import TopicHistory
+from tickline.venue import VenueServices
 
 if TYPE_CHECKING:
     from tickline.config import Account, ServerConfig
@@ -226,6 +228,8 @@ class HttpGateway:
         self.max_client_order_id_bytes = (limits.max_client_order_id_bytes
                                           if limits is not None else 64)
         self.formats = {i.symbol: Format(i) for i in self.exchange.instruments}
+        self.services = VenueServices(self.exchange)
+        self.topic_history = TopicHistory(s.history_per_topic)
         self.counters = WsCounters()
         self.admission = Admission(s.max_sessions, s.max_anonymous, s.max_per_address)
         self.login_throttle = TokenBuckets(s.login_failures_per_second,
@@ -267,6 +271,9 @@ class HttpGateway:
         self.origins = OriginPolicy(
             [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in sockets],
             s.allowed_origins)
+        if s.history_per_topic and not self.topic_history.subscriptions:
+            self.topic_history.attach(self.exchange.bus, ("trades.*", "bars.*.1s"),
+                                      s.bus_capacity)
         self.sampler.start()
         if not self._registered:
             self.server.registry.register(self.collector)
@@ -276,6 +283,7 @@ class HttpGateway:
     async def close(self) -> None:
         """Stop listening, close every WebSocket (1001) and wait for them. Idempotent."""
         self.sampler.stop()
+        self.topic_history.close()
         if self._registered:
             self.server.registry.unregister(self.collector)
             self._registered = False

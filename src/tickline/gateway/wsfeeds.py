@@ -9,6 +9,10 @@ sender calls to turn everything pending into JSON messages.
   sequence becomes a ``gap`` message (``from_seq``, ``to_seq``).
 * :class:`BboFeed` -- only the latest BBO.
 
+The buffer sizes are the client's choice within the server's limits, and so is the policy:
+with ``on_loss`` set (the ``disconnect`` policy) a feed that would drop or resync calls it
+instead (the session closes as a slow consumer).
+
 A feed never blocks or slows the exchange: the bus callback is O(messages) on dicts and
 deques. Single writer: the event loop.
 """
@@ -30,11 +34,12 @@ __all__ = ["BboFeed", "DepthFeed", "Feed", "SequencedFeed"]
 class DepthFeed:
     """Depth for one session and symbol: pending level changes conflated by level."""
 
-    __slots__ = ("counters", "fmt", "levels", "max_levels", "need_snapshot", "publisher",
-                 "resync", "sent_seq", "seq", "sub", "symbol", "ts", "wake")
+    __slots__ = ("counters", "fmt", "levels", "max_levels", "need_snapshot", "on_loss",
+                 "publisher", "resync", "sent_seq", "seq", "sub", "symbol", "ts", "wake")
 
     def __init__(self, publisher: MarketDataPublisher, symbol: str, fmt: Format,
-                 max_levels: int, wake: Callable[[], None], counters: WsCounters) -> None:
+                 max_levels: int, wake: Callable[[], None], counters: WsCounters,
+                 on_loss: Callable[[str], None] | None = None) -> None:
         self.publisher = publisher
         self.symbol = symbol
         self.fmt = fmt
@@ -47,10 +52,17 @@ class DepthFeed:
         self.ts = 0
         self.need_snapshot = True
         self.resync = False
+        self.on_loss = on_loss
         self.sub: Subscription | None = None
 
     def pending(self) -> int:
         return len(self.levels)
+
+    def resync_now(self) -> None:
+        """The client asked for a fresh snapshot (gap recovery): the next ``take`` sends one."""
+        self.need_snapshot = True
+        self.resync = True
+        self.levels.clear()
 
     def on_batch(self, _topic: str, msgs: Sequence[DepthDelta]) -> None:
         if not self.need_snapshot:
@@ -70,6 +82,9 @@ class DepthFeed:
         self.wake()
 
     def _lost(self) -> None:
+        if self.on_loss is not None:
+            self.on_loss(f"depth {self.symbol}: more than {self.max_levels} levels pending")
+            return
         self.need_snapshot = True
         self.resync = True
         self.levels.clear()
@@ -103,12 +118,12 @@ class SequencedFeed:
     """Trades or bars for one session and symbol: a bounded deque (drop oldest); a hole in
     the sequence becomes a ``gap`` message."""
 
-    __slots__ = ("channel", "convert", "counters", "last_seq", "lost_from", "pending_msgs",
-                 "sub", "symbol", "wake")
+    __slots__ = ("channel", "convert", "counters", "last_seq", "lost_from", "on_loss",
+                 "pending_msgs", "sub", "symbol", "wake")
 
     def __init__(self, channel: str, symbol: str, capacity: int,
                  convert: Callable[[Any], dict[str, Any]], wake: Callable[[], None],
-                 counters: WsCounters) -> None:
+                 counters: WsCounters, on_loss: Callable[[str], None] | None = None) -> None:
         self.channel = channel
         self.symbol = symbol
         self.convert = convert
@@ -117,14 +132,26 @@ class SequencedFeed:
         self.pending_msgs: deque[Any] = deque(maxlen=capacity)
         self.last_seq = -1  # unknown until the first message
         self.lost_from = 0  # the oldest seq the deque dropped since the last take (0 = none)
+        self.on_loss = on_loss
         self.sub: Subscription | None = None
 
     def pending(self) -> int:
         return len(self.pending_msgs)
 
+    def skip_to(self, seq: int) -> None:
+        """The client got a snapshot up to ``seq``: drop what it already has, continue after."""
+        pending = self.pending_msgs
+        while pending and pending[0].seq <= seq:
+            pending.popleft()
+        self.lost_from = 0
+        self.last_seq = max(self.last_seq, seq)
+
     def on_batch(self, _topic: str, msgs: Sequence[Any]) -> None:
         pending = self.pending_msgs
         overflow = len(pending) + len(msgs) - (pending.maxlen or 0)
+        if overflow > 0 and self.on_loss is not None:
+            self.on_loss(f"{self.channel} {self.symbol}: more than {pending.maxlen} pending")
+            return
         if overflow > 0 and not self.lost_from:
             self.lost_from = pending[0].seq if pending else msgs[0].seq
         pending.extend(msgs)

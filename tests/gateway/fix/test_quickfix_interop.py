@@ -156,107 +156,127 @@ def test_quickfix_trades_recovers_and_nobody_rejects(tmp_path: Path) -> None:
     with FixServer(tmp_path / "journal", config) as srv:
         alice = Initiator("alice-key")
         bob = Initiator("bob-key-3")
-        qa = start(alice, tmp_path, "QFX1", srv.fix_port, reset=True)
-        qb = start(bob, tmp_path, "QFX2", srv.fix_port, reset=True)
+        engines: list[Any] = []
+        try:
+            run_scenario(srv, tmp_path, alice, bob, engines)
+        finally:  # stopped and freed here, also on failure (a live engine freed late crashes)
+            for engine in engines:
+                engine.stop()
+            engines.clear()
+            gc.collect()
 
-        # market data subscription first: snapshot of the empty book, then updates
-        md = build(fix44.MarketDataRequest, fix.MDReqID("md1"), fix.SubscriptionRequestType("1"),
-                                     fix.MarketDepth(5))
-        entry = fix44.MarketDataRequest.NoMDEntryTypes()
-        for t in ("0", "1"):
-            entry.setField(fix.MDEntryType(t))
-            md.addGroup(entry)
-        sym = fix44.MarketDataRequest.NoRelatedSym()
-        sym.setField(fix.Symbol("AAPL"))
-        md.addGroup(sym)
-        alice.send(md)
-        snap = alice.expect("W")
-        assert snap.get(262) == "md1" and snap.get(268) == "0"
 
-        # a resting bid, then its replace (price and quantity), then a status request
-        alice.send(new_order("A1", fix.Side_BUY, 10, 100.25))
-        ack = alice.expect("8")
-        assert (ack.get(150), ack.get(39), ack.get(151), ack.get(44)) == ("0", "0", "10",
-                                                                          "100.25")
-        order_id = ack.get(37)
-        update = alice.expect("X")
-        assert [v for t, v in update.fields if t in (279, 269, 270, 271)] == [
-            "0", "0", "100.25", "10"]
-        rep = build(fix44.OrderCancelReplaceRequest, fix.OrigClOrdID("A1"), fix.ClOrdID("A2"),
-                                              fix.Side(fix.Side_BUY), now(),
-                                              fix.OrdType(fix.OrdType_LIMIT))
-        rep.setField(fix.Symbol("AAPL"))
-        rep.setField(fix.OrderQty(12))
-        rep.setField(fix.Price(100.30))
-        alice.send(rep)
-        replaced = alice.expect("8")
-        assert (replaced.get(150), replaced.get(11), replaced.get(41), replaced.get(37),
-                replaced.get(44), replaced.get(151)) == ("5", "A2", "A1", order_id, "100.30",
-                                                         "12")
+def run_scenario(srv: FixServer, tmp_path: Path, alice: Initiator, bob: Initiator,
+                 engines: list[Any]) -> None:
+    qa = start(alice, tmp_path, "QFX1", srv.fix_port, reset=True)
+    engines.append(qa)
+    qb = start(bob, tmp_path, "QFX2", srv.fix_port, reset=True)
+    engines.append(qb)
 
-        # bob sells 5 at market into it: both get fills, exact prices, cumulative fields
-        bob.send(new_order("B1", fix.Side_SELL, 5, None))
-        assert bob.expect("8").get(150) == "0"
-        bob_fill = bob.expect("8")
-        assert (bob_fill.get(150), bob_fill.get(39), bob_fill.get(31), bob_fill.get(32),
-                bob_fill.get(14), bob_fill.get(6)) == ("F", "2", "100.30", "5", "5", "100.30")
-        fill = alice.expect("8")
-        assert (fill.get(150), fill.get(39), fill.get(14), fill.get(151)) == ("F", "1", "5",
-                                                                              "7")
-        status = build(fix44.OrderStatusRequest, fix.ClOrdID("A2"), fix.Side(fix.Side_BUY))
-        status.setField(fix.Symbol("AAPL"))
-        alice.send(status)
-        st = alice.expect("8")
-        assert (st.get(150), st.get(39), st.get(151), st.get(14)) == ("I", "1", "7", "5")
+    # market data subscription first: snapshot of the empty book, then updates
+    md = build(fix44.MarketDataRequest, fix.MDReqID("md1"), fix.SubscriptionRequestType("1"),
+                                 fix.MarketDepth(5))
+    entry = fix44.MarketDataRequest.NoMDEntryTypes()
+    for t in ("0", "1"):
+        entry.setField(fix.MDEntryType(t))
+        md.addGroup(entry)
+    sym = fix44.MarketDataRequest.NoRelatedSym()
+    sym.setField(fix.Symbol("AAPL"))
+    md.addGroup(sym)
+    alice.send(md)
+    snap = alice.expect("W")
+    assert snap.get(262) == "md1" and snap.get(268) == "0"
 
-        # cancel, and a second order taken by a mass cancel
-        cxl = build(fix44.OrderCancelRequest, fix.OrigClOrdID("A2"), fix.ClOrdID("A3"),
-                                       fix.Side(fix.Side_BUY), now())
-        cxl.setField(fix.Symbol("AAPL"))
-        alice.send(cxl)
-        cancelled = alice.expect("8")
-        assert (cancelled.get(150), cancelled.get(39), cancelled.get(11),
-                cancelled.get(41)) == ("4", "4", "A3", "A2")
-        alice.send(new_order("A4", fix.Side_SELL, 3, 101.00))
-        assert alice.expect("8").get(150) == "0"
-        mass = build(fix44.OrderMassCancelRequest, fix.ClOrdID("M1"),
-                     fix.MassCancelRequestType("7"), now())
-        alice.send(mass)
-        assert alice.expect("8").get(150) == "4"
-        report = alice.expect("r")
-        assert (report.get(531), report.get(533)) == ("7", "1")
+    # a resting bid, then its replace (price and quantity), then a status request
+    alice.send(new_order("A1", fix.Side_BUY, 10, 100.25))
+    ack = alice.expect("8")
+    assert (ack.get(150), ack.get(39), ack.get(151), ack.get(44)) == ("0", "0", "10",
+                                                                      "100.25")
+    order_id = ack.get(37)
+    update = alice.expect("X")
+    assert [v for t, v in update.fields if t in (279, 269, 270, 271)] == [
+        "0", "0", "100.25", "10"]
+    rep = build(fix44.OrderCancelReplaceRequest, fix.OrigClOrdID("A1"), fix.ClOrdID("A2"),
+                                          fix.Side(fix.Side_BUY), now(),
+                                          fix.OrdType(fix.OrdType_LIMIT))
+    rep.setField(fix.Symbol("AAPL"))
+    rep.setField(fix.OrderQty(12))
+    rep.setField(fix.Price(100.30))
+    alice.send(rep)
+    replaced = alice.expect("8")
+    assert (replaced.get(150), replaced.get(11), replaced.get(41), replaced.get(37),
+            replaced.get(44), replaced.get(151)) == ("5", "A2", "A1", order_id, "100.30",
+                                                     "12")
 
-        # disconnect; bob trades... alice's order rests while she is away: reports missed
-        alice.send(new_order("A5", fix.Side_BUY, 2, 99.00))
-        assert alice.expect("8").get(150) == "0"
-        qa.stop()
-        del qa
-        gc.collect()
-        bob.send(new_order("B2", fix.Side_SELL, 2, 99.00))
-        assert bob.expect("8").get(150) == "0"
-        assert bob.expect("8").get(150) == "F"
-        # lose the acceptor's last 2 messages on QuickFIX's side: on reconnect it must ask
-        # for them again (ResendRequest) and get PossDup resends
-        seqnums = next((tmp_path / "qf-store").glob("*QFX1*.seqnums"))
-        sender_seq, target_seq = (int(x) for x in seqnums.read_text().split(":"))
-        seqnums.write_text(f"{sender_seq:010d} : {target_seq - 2:010d}")
-        alice2 = Initiator("alice-key")
-        qa2 = start(alice2, tmp_path, "QFX1", srv.fix_port, reset=False)
-        away_fill = alice2.expect("8")  # one of the resent two, or the missed fill
-        got = [away_fill]
-        deadline = time.monotonic() + 10
-        while not any(m.get(11) == "A5" and m.get(150) == "F" for m in got):
-            assert time.monotonic() < deadline, got
-            got.append(alice2.expect("8"))
-        assert any(m.get(43) == "Y" for m in got), "no PossDup resend received"
+    # bob sells 5 at market into it: both get fills, exact prices, cumulative fields
+    bob.send(new_order("B1", fix.Side_SELL, 5, None))
+    assert bob.expect("8").get(150) == "0"
+    bob_fill = bob.expect("8")
+    assert (bob_fill.get(150), bob_fill.get(39), bob_fill.get(31), bob_fill.get(32),
+            bob_fill.get(14), bob_fill.get(6)) == ("F", "2", "100.30", "5", "5", "100.30")
+    fill = alice.expect("8")
+    assert (fill.get(150), fill.get(39), fill.get(14), fill.get(151)) == ("F", "1", "5",
+                                                                          "7")
+    status = build(fix44.OrderStatusRequest, fix.ClOrdID("A2"), fix.Side(fix.Side_BUY))
+    status.setField(fix.Symbol("AAPL"))
+    alice.send(status)
+    st = alice.expect("8")
+    assert (st.get(150), st.get(39), st.get(151), st.get(14)) == ("I", "1", "7", "5")
 
-        stats = srv.stats()
-        assert stats["resend_requests"] >= 1
-        assert stats["session_rejects_sent"] == 0 and stats["rejects_received"] == 0
-        assert stats["business_rejects"] == 0
-        for app in (alice, bob, alice2):
-            assert app.rejects_sent == [] and app.rejects_received == []
-        qa2.stop()
-        qb.stop()
-        del qa2, qb
-        gc.collect()
+    # cancel, and a second order taken by a mass cancel
+    cxl = build(fix44.OrderCancelRequest, fix.OrigClOrdID("A2"), fix.ClOrdID("A3"),
+                                   fix.Side(fix.Side_BUY), now())
+    cxl.setField(fix.Symbol("AAPL"))
+    alice.send(cxl)
+    cancelled = alice.expect("8")
+    assert (cancelled.get(150), cancelled.get(39), cancelled.get(11),
+            cancelled.get(41)) == ("4", "4", "A3", "A2")
+    alice.send(new_order("A4", fix.Side_SELL, 3, 101.00))
+    assert alice.expect("8").get(150) == "0"
+    mass = build(fix44.OrderMassCancelRequest, fix.ClOrdID("M1"),
+                 fix.MassCancelRequestType("7"), now())
+    alice.send(mass)
+    assert alice.expect("8").get(150) == "4"
+    report = alice.expect("r")
+    assert (report.get(531), report.get(533)) == ("7", "1")
+
+    # disconnect; bob trades... alice's order rests while she is away: reports missed
+    alice.send(new_order("A5", fix.Side_BUY, 2, 99.00))
+    a5_ack = alice.expect("8")
+    assert a5_ack.get(150) == "0"
+    qa.stop()
+    engines.remove(qa)
+    del qa
+    gc.collect()
+    bob.send(new_order("B2", fix.Side_SELL, 2, 99.00))
+    assert bob.expect("8").get(150) == "0"
+    assert bob.expect("8").get(150) == "F"
+    # lose the acceptor's messages from the ack of A5 on on QuickFIX's side: on reconnect
+    # it must ask for them again (ResendRequest) and get PossDup resends
+    seqnums = next((tmp_path / "qf-store").glob("*QFX1*.seqnums"))
+    sender_seq, target_seq = (int(x) for x in seqnums.read_text().split(":"))
+    assert target_seq > int(a5_ack.get(34))
+    seqnums.write_text(f"{sender_seq:010d} : {int(a5_ack.get(34)):010d}")
+    alice2 = Initiator("alice-key")
+    qa2 = start(alice2, tmp_path, "QFX1", srv.fix_port, reset=False)
+    engines.append(qa2)
+    got: list[codec.FixMessage] = []
+
+    def seen_fill() -> bool:
+        return any(m.get(11) == "A5" and m.get(150) == "F" for m in got)
+
+    def seen_resend() -> bool:  # the lost ack of A5, resent with PossDupFlag
+        return any(m.get(43) == "Y" and m.get(11) == "A5" and m.get(150) == "0"
+                   for m in got)
+
+    deadline = time.monotonic() + 15
+    while not (seen_fill() and seen_resend()):
+        assert time.monotonic() < deadline, got
+        got.append(alice2.expect("8"))
+
+    stats = srv.stats()
+    assert stats["resend_requests"] >= 1
+    assert stats["session_rejects_sent"] == 0 and stats["rejects_received"] == 0
+    assert stats["business_rejects"] == 0
+    for app in (alice, bob, alice2):
+        assert app.rejects_sent == [] and app.rejects_received == []
