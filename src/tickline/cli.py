@@ -162,13 +162,23 @@ def loadgen_command(
         help="Seconds at the start not counted in the results.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
     json_path: JsonOption = None,
+    protocol: Annotated[str, typer.Option(
+        help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
+    fix_port: Annotated[int, typer.Option("--fix-port", help="FIX acceptor port.")] = 9878,
+    fix_sessions: Annotated[str | None, typer.Option(
+        "--fix-sessions", help="FIX sessions SENDER:PASSWORD,... (default MM1..MM4).")
+    ] = None,
 ) -> None:
     """Open-loop load at a fixed rate; round-trip percentiles from planned send times."""
     from tickline.loadgen import LoadConfig, run
 
+    if protocol not in ("binary", "fix", "both"):
+        typer.echo("error: --protocol must be binary, fix or both", err=True)
+        raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
                      sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
-    raise typer.Exit(run(cfg, json_path))
+    raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
+                         fix_sessions=fix_sessions))
 
 
 # --- bench processor (issue 3, part 1: tickline.core) -------------------------------------

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import calendar
+import re
 import time
 from collections.abc import Iterable
 
@@ -75,11 +77,7 @@ class FixMessage:
     def __init__(self, fields: list[tuple[int, str]], raw: bytes) -> None:
         self.fields = fields
         self.raw = raw
-        values: dict[int, str] = {}
-        for tag, value in fields:
-            if tag not in values:
-                values[tag] = value
-        self.values = values
+        self.values = values = dict(reversed(fields))  # the first value of a repeated tag
         self.msg_type = values.get(35, "")
 
     def get(self, tag: int, default: str = "") -> str:
@@ -168,18 +166,19 @@ class FixReader:
 
 def parse(raw: bytes) -> FixMessage:
     """Split a framed message into fields. Raises :class:`FieldError` for a field that is not
-    ``tag=value`` with a numeric tag (0: invalid tag number) or has an empty value (4)."""
-    parts = raw.split(SOH)
+    ``tag=value`` with a numeric tag (0: invalid tag number) or has an empty value (4).
+    Values are latin-1 text (FIX is 8-bit; every byte maps to one character)."""
+    parts = raw.decode("latin-1").split("\x01")
     parts.pop()  # after the last SOH
     fields: list[tuple[int, str]] = []
     append = fields.append
     for part in parts:
-        tag, eq, value = part.partition(b"=")
-        if not eq or not tag.isdigit():
+        tag, eq, value = part.partition("=")
+        if not value or not tag.isdigit():
+            if eq and tag.isdigit():
+                raise FieldError(NO_VALUE, int(tag), f"tag {int(tag)} has no value")
             raise FieldError(INVALID_TAG, 0, f"invalid field {part[:32]!r}")
-        if not value:
-            raise FieldError(NO_VALUE, int(tag), f"tag {int(tag)} has no value")
-        append((int(tag), value.decode("latin-1")))
+        append((int(tag), value))
     return FixMessage(fields, raw)
 
 
@@ -189,6 +188,10 @@ _INT_TYPES = frozenset(("INT", "SEQNUM", "LENGTH", "NUMINGROUP", "DAYOFMONTH"))
 _DEC_TYPES = frozenset(("PRICE", "QTY", "FLOAT", "AMT", "PRICEOFFSET", "PERCENTAGE"))
 _TS_TYPES = frozenset(("UTCTIMESTAMP",))
 _MULTI = frozenset(("MULTIPLEVALUESTRING", "MULTIPLECHARVALUE", "MULTIPLESTRINGVALUE"))
+_CHECKED_TYPES = _INT_TYPES | _DEC_TYPES | _TS_TYPES | {"BOOLEAN", "CHAR"}
+# tags whose values need a check (a format or an enum): every other one is any text
+_CHECKED = frozenset(t for t, ft in spec.FIELD_TYPES.items()
+                     if ft in _CHECKED_TYPES or t in spec.ENUMS)
 
 
 def _format_ok(ftype: str, value: str) -> bool:
@@ -209,27 +212,33 @@ def _format_ok(ftype: str, value: str) -> bool:
     return True
 
 
+_TIMESTAMP = re.compile(r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?")
+
+
 def _timestamp_ok(value: str) -> bool:
     # YYYYMMDD-HH:MM:SS[.sss]
-    if len(value) not in (17, 21) or value[8] != "-" or value[11] != ":" or value[14] != ":":
-        return False
-    if not (value[:8].isdigit() and value[9:11].isdigit() and value[12:14].isdigit()
-            and value[15:17].isdigit()):
-        return False
-    if len(value) == 21 and (value[17] != "." or not value[18:].isdigit()):
+    if _TIMESTAMP.fullmatch(value) is None:
         return False
     return (1 <= int(value[4:6]) <= 12 and 1 <= int(value[6:8]) <= 31
             and int(value[9:11]) < 24 and int(value[12:14]) < 60 and int(value[15:17]) < 61)
 
 
-def parse_timestamp(value: str) -> float:
-    """A UTCTIMESTAMP as seconds since the epoch (the value was validated)."""
-    import calendar
+_epoch_cache: tuple[str, int] = ("", 0)
 
-    tm = (int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
-          int(value[12:14]), int(value[15:17]), 0, 0, 0)
-    frac = int(value[18:21]) / 1000 if len(value) == 21 else 0.0
-    return calendar.timegm(tm) + frac
+
+def parse_timestamp(value: str) -> float:
+    """A UTCTIMESTAMP as seconds since the epoch (the value was validated); the whole-second
+    part of the last value is cached (consecutive messages share it)."""
+    global _epoch_cache
+    head = value[:17]
+    if _epoch_cache[0] == head:
+        seconds = _epoch_cache[1]
+    else:
+        tm = (int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+              int(value[12:14]), int(value[15:17]), 0, 0, 0)
+        seconds = calendar.timegm(tm)
+        _epoch_cache = (head, seconds)
+    return seconds + (int(value[18:21]) / 1000 if len(value) == 21 else 0.0)
 
 
 def validate(msg: FixMessage) -> None:
@@ -272,7 +281,8 @@ def validate(msg: FixMessage) -> None:
         if tag in seen:
             raise FieldError(REPEATED_TAG, tag, f"tag {tag} appears more than once")
         seen.add(tag)
-        _check_value(tag, value, types, enums)
+        if tag in _CHECKED:
+            _check_value(tag, value, types, enums)
         i += 1
         group = groups.get(tag)
         if group is not None:
