@@ -106,6 +106,8 @@ class _FixRun:
         self.last_ns = 0
         self.done = asyncio.Event()
         self.wake = asyncio.Event()
+        # ClOrdIDs unique across runs (the engine refuses an id it saw recently)
+        self.prefix = b"L%x-" % (time.time_ns() // 1_000_000 % (1 << 40))
         for c in conns:
             c.on_message = self.on_message
 
@@ -148,7 +150,7 @@ class _FixRun:
 
     def _order(self, c: _Conn, i: int) -> tuple[str, bytes, bytes]:
         rng = c.rng
-        clid = b"L%d" % i
+        clid = b"%s%d" % (self.prefix, i)
         per = self.cfg.orders_per_session
         mid = 10_000
         if len(c.live) >= per and rng.random() < 0.5:
