@@ -211,9 +211,28 @@ def test_invalid_msg_type_is_rejected_and_unsupported_one_business_rejected(
 
 
 def test_first_three_fields_out_of_order_is_garbled(srv: FixServer) -> None:
-    """2t: BeginString, BodyLength, MsgType not first: ignored (cannot be framed)."""
+    """2t: BeginString, BodyLength, MsgType not first: ignored, MsgSeqNum not consumed (the
+    same number is then accepted)."""
     with srv.client("ALICE") as c:
-        c.send_raw(b"9=5\x018=FIX.4.4\x0135=0\x0110=000\x01")
+        good = c.encode("0", [], seq=c.seq)
+        head, rest = good.split(b"\x0135=0\x01", 1)
+        swapped = b"35=0\x01" + head + b"\x01" + rest  # 35 first
+        c.send_raw(swapped[:-7] + b"10=%03d\x01" % codec.checksum(swapped[:-7]))
+        no_type = good.replace(b"\x0135=0\x01", b"\x01", 1)  # 34 third
+        c.send_raw(no_type[:-7] + b"10=%03d\x01" % codec.checksum(no_type[:-7]))
+        alive(c)  # MsgSeqNum c.seq was not consumed by the broken ones
+        assert all(m.msg_type != "3" for m in c.received)
+
+
+def test_tag_without_value_is_rejected_with_its_msg_type(srv: FixServer) -> None:
+    """14d: a tag without a value: Reject 373=4, RefTagID and RefMsgType set."""
+    with srv.client("ALICE") as c:
+        raw = c.encode("0", [])
+        broken = raw[:-7] + b"112=\x01"
+        broken = broken.replace(b"9=%d" % _body_len(raw), b"9=%d" % (_body_len(raw) + 5), 1)
+        c.send_raw(broken + b"10=%03d\x01" % codec.checksum(broken))
+        rej = rejected(c, 4, 112)
+        assert rej.get(372) == "0"
         alive(c)
 
 

@@ -137,6 +137,11 @@ class FixReader:
                 out.append(Garbled(f"bad BodyLength {digits!r}"))
                 pos = start + 1
                 continue
+            if buf[len_end + 1:len_end + 4] != b"35=" and n - len_end > 4:
+                # MsgType must be the third field (QuickFIX 2t): not a message to answer
+                out.append(Garbled("third field is not MsgType (35)"))
+                pos = start + 1
+                continue
             body_end = len_end + 1 + int(digits)
             end = body_end + 7
             if end > n:

@@ -155,8 +155,9 @@ class FixSession(asyncio.Protocol):
             if not self.logged_on:
                 self.abort()
                 return
-            seq = _seq_of(raw)
-            self._reject(str(seq), "", e)
+            seq = _int_field(raw, b"\x0134=")
+            self.gw.session_rejects_sent += 1
+            self._reject(str(seq), _raw_field(raw, b"\x0135="), e)
             if seq == self.store.next_in:  # type: ignore[union-attr]
                 self._consume(seq)
             return
@@ -768,11 +769,16 @@ class FixSession(asyncio.Protocol):
         gw.sessions.discard(self)
 
 
-def _seq_of(raw: bytes) -> int:
-    """The MsgSeqNum of a message that did not parse (0 when it cannot be found)."""
-    i = raw.find(b"\x0134=")
+def _raw_field(raw: bytes, tag: bytes) -> str:
+    """The value of ``tag`` (``b"\\x01NN="``) in a message that did not parse, or ""."""
+    i = raw.find(tag)
     if i < 0:
-        return 0
-    j = raw.find(b"\x01", i + 4)
-    digits = raw[i + 4:j]
-    return int(digits) if digits.isdigit() else 0
+        return ""
+    i += len(tag)
+    return raw[i:raw.find(b"\x01", i)].decode("latin-1")
+
+
+def _int_field(raw: bytes, tag: bytes) -> int:
+    """An integer field of a message that did not parse (0 when it cannot be found)."""
+    text = _raw_field(raw, tag)
+    return int(text) if text.isdigit() and len(text) < 19 else 0
