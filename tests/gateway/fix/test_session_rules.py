@@ -418,3 +418,50 @@ def test_store_survives_reconnect_without_reset(srv: FixServer, tmp_path: Path) 
         answer = c.logon(KEYS["BOB"], reset=False)
         assert answer.msg_type == "A" and int(answer.get(34)) == int(last.get(34)) + 1
         alive(c)
+
+
+def test_unexpected_begin_string_is_logged_out(srv: FixServer) -> None:
+    """2i: BeginString other than FIX.4.4 after logon: Logout, disconnect."""
+    with srv.client("ALICE") as c:
+        data = c.encode("1", [(112, "x")]).replace(b"8=FIX.4.4", b"8=FIX.4.1", 1)
+        c.send_raw(data[:-7] + b"10=%03d\x01" % codec.checksum(data[:-7]))
+        logout = c.expect("5")
+        assert "BeginString" in logout.get(58)
+        assert c.closed_by_peer()
+
+
+def test_possdup_with_orig_sending_time_after_sending_time_is_rejected(
+        srv: FixServer) -> None:
+    """2f: OrigSendingTime later than SendingTime: Reject 373=10, Logout."""
+    with srv.client("ALICE") as c:
+        alive(c)
+        c.send("1", [(112, "x")], seq=1, poss_dup=b"29990101-00:00:00.000")
+        rejected(c, 10, 122)
+        c.expect("5")
+        assert c.closed_by_peer()
+
+
+def test_resend_request_is_answered_while_our_own_is_open(srv: FixServer) -> None:
+    """20: a too-high ResendRequest gets our ResendRequest *and* its answer."""
+    with srv.client("ALICE") as c:
+        c.send("D", [(11, "sim1"), *ORDER[1:]])
+        ack = c.expect("8")
+        c.send("2", [(7, 2), (16, 2)], seq=10)  # expected 3: too high
+        assert c.expect("2").get(7) == "3"
+        resent = c.expect("8")
+        assert (resent.get(43), resent.get(17)) == ("Y", ack.get(17))
+
+
+def test_tickline_serve_fix_port_from_the_command_line(tmp_path: Path) -> None:
+    """``tickline serve --fix-port 0``: the READY line names the FIX port, a client trades."""
+    from tests.served import Served
+
+    srv = Served(tmp_path / "journal", "--fix-port", "0", "--durability", "none")
+    try:
+        port = int(srv.lines[-1].split("fix_port=")[1])
+        with FixClient("127.0.0.1", port, "ALICE") as c:
+            assert c.logon(KEYS["ALICE"]).msg_type == "A"
+            c.send("D", [(11, "cli1"), *ORDER[1:]])
+            assert c.expect("8").get(150) == "0"
+    finally:
+        assert srv.terminate() == 0
