@@ -69,6 +69,14 @@ def serve_command(
         "--journal-dir", help="Journal directory.")] = None,
     durability: Annotated[str | None, typer.Option(
         help="Journal durability: none, batch or interval.")] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="Engine processes, one per shard, each journaling in <journal-dir>/shard-K "
+             "(0: the engine runs in the gateway process).")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Cluster mode: NATS URL(s) of the JetStream cluster; this process is a "
+             "gateway, the engines run as `tickline cluster-engine`.")] = None,
+    cluster_shards: Annotated[int | None, typer.Option(
+        "--cluster-shards", help="Cluster mode: number of shards.")] = None,
     fix_port: Annotated[int | None, typer.Option(
         "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
@@ -82,7 +90,8 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         cfg = load_config(config, host=host, port=port, http_port=http_port,
-                          journal_dir=journal_dir, durability=durability)
+                          journal_dir=journal_dir, durability=durability, shards=shards,
+                          cluster=cluster, cluster_shards=cluster_shards)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -101,13 +110,48 @@ def serve_command(
         typer.echo(f"READY port={server.port} http_port={server.http_port}{fix}", err=False)
 
     from tickline.journal import JournalError
+    from tickline.shard import ShardMapChanged
 
     try:
         code = run_event_loop(serve(cfg, ready=ready))
-    except JournalError as e:  # e.g. another server holds the journal (JournalLocked)
+    except (JournalError, ShardMapChanged) as e:  # e.g. JournalLocked, another shard count
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+@app.command("cluster-engine")
+def cluster_engine_command(
+    cluster: Annotated[str, typer.Option(help="NATS URL(s) of the JetStream cluster.")],
+    shard: Annotated[int, typer.Option(help="The shard this engine serves.")] = 0,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="TOML configuration (instruments, engine settings).")] = None,
+    lease: Annotated[float, typer.Option(
+        help="Leadership lease in seconds (the KV bucket's TTL).")] = 1.0,
+    snapshot_every: Annotated[int, typer.Option(
+        "--snapshot-every", help="Snapshot to the object store every N commands (0: off).")]
+        = 100_000,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="Name of this node.")] = None,
+    replicas: Annotated[int, typer.Option(
+        help="JetStream replicas of streams and buckets it creates (3 on a 3-node cluster).")]
+        = 1,
+) -> None:
+    """Run one shard's engine in cluster mode: leader, or standby until it takes over."""
+    import logging
+
+    from tickline.cluster.run import run_engine
+    from tickline.config import ConfigError, load_config
+    from tickline.server import run_event_loop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_event_loop(run_engine(
+        cfg, cluster, shard=shard, lease_s=lease, snapshot_every=snapshot_every,
+        node_id=node_id, replicas=replicas)))
 
 
 @app.command("demo")

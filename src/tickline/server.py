@@ -53,13 +53,29 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         section = config.server
-        self.exchange = Exchange(
-            config.instruments, engine_config=config.engine_config(),
-            journal_dir=section.journal_dir, durability=section.durability,
-            interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
-            capacity=section.inbound_capacity, max_batch=section.max_batch,
-            report_history=section.report_history,
-        )
+        if section.shards:  # one engine process per shard (tickline.shard)
+            from tickline.shard import ShardedExchange
+            self.exchange: Exchange = ShardedExchange(
+                config.instruments, shards=section.shards, data_dir=section.journal_dir,
+                shard_map=section.shard_map, engine_config=config.engine_config(),
+                durability=section.durability, interval_ms=section.interval_ms,
+                snapshot_every=section.snapshot_every, capacity=section.inbound_capacity,
+                max_batch=section.max_batch, report_history=section.report_history)
+        elif section.cluster:  # cluster mode: the engines run elsewhere (tickline.cluster)
+            from tickline.cluster.gateway import ClusterExchange
+
+            self.exchange = ClusterExchange(
+                section.cluster, config.instruments, engine_config=config.engine_config(),
+                shards=section.cluster_shards, report_history=section.report_history,
+                max_pending=section.inbound_capacity)
+        else:
+            self.exchange = Exchange(
+                config.instruments, engine_config=config.engine_config(),
+                journal_dir=section.journal_dir, durability=section.durability,
+                interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
+                capacity=section.inbound_capacity, max_batch=section.max_batch,
+                report_history=section.report_history,
+            )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
         self.fix: FixGateway | None = None
@@ -79,6 +95,9 @@ class Server:
         from tickline.gateway.binary import BinaryGateway
         from tickline.gateway.http import HttpGateway
 
+        start = getattr(self.exchange, "start", None)
+        if start is not None:  # cluster mode: connect and catch up before listening
+            await start()
         self._runner = asyncio.create_task(self.exchange.run(), name="exchange")
         section = self.config.server
         self.binary = BinaryGateway(self.exchange, self.config)
@@ -149,7 +168,13 @@ class Server:
             status, reason = "degraded", f"last snapshot failed: {ex.snapshot_error}"
         else:
             status, reason = "ok", None
+        shards = getattr(ex, "shard_health", None)
+        shard_status = shards() if shards is not None else None
+        if status == "ok" and shard_status and not all(s["up"] for s in shard_status):
+            down = [str(s["shard"]) for s in shard_status if not s["up"]]
+            status, reason = "degraded", f"shard(s) {', '.join(down)} down, restarting"
         return {
+            "shards": shard_status,
             "status": status,
             "reason": reason,
             "snapshots": ex.snapshot_statistics(),
@@ -159,6 +184,7 @@ class Server:
             "websocket_sessions": self.http.session_count() if self.http is not None else 0,
             "fix_sessions": self.fix.session_count() if self.fix is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
+            **({"cluster": ex.statistics()} if self.config.server.cluster else {}),
             "recovery": {
                 "records_replayed": ex.recovery.records_replayed,
                 "snapshot_seq": ex.recovery.snapshot_seq,

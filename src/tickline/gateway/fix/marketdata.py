@@ -104,9 +104,11 @@ class FixMarketData:
                             self._incremental(session, sub, symbol, now)
 
     def _levels(self, sub: _Sub, symbol: str) -> tuple[dict[int, int], dict[int, int]]:
-        book = self.gw.exchange.engine.book(symbol)
-        bids = dict((p, q) for p, q, _n in book.bids.depth(sub.depth)) if 0 in sub.sides else {}
-        asks = dict((p, q) for p, q, _n in book.asks.depth(sub.depth)) if 1 in sub.sides else {}
+        # the publisher's depth (what depth.SYM publishes), in every exchange mode
+        snap = self.gw.exchange.publisher.depth_snapshot(symbol)
+        n = sub.depth
+        bids = {p: q for p, q, _c in snap.bids[:n]} if 0 in sub.sides else {}
+        asks = {p: q for p, q, _c in snap.asks[:n]} if 1 in sub.sides else {}
         return bids, asks
 
     def _snapshot(self, session: FixSession, sub: _Sub, symbol: str,
