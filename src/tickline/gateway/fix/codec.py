@@ -260,45 +260,66 @@ def validate(msg: FixMessage) -> None:
     definition = spec.MESSAGES.get(mt)
     types = spec.FIELD_TYPES
     enums = spec.ENUMS
-    allowed = definition[2] if definition is not None else None
+    table = _TABLES.get(mt) or _table(mt)
     groups = definition[3] if definition is not None else {}
     seen: set[int] = set()
+    add = seen.add
     section = 0  # 0 header, 1 body, 2 trailer
     i = 3
     n = len(fields)
     while i < n:
         tag, value = fields[i]
-        if tag not in types:
-            raise FieldError(INVALID_TAG if tag < 5000 or tag > 49999 else UNDEFINED_TAG,
-                             tag, f"invalid tag number {tag}")
-        if tag in _HEADER:
-            if section:
-                raise FieldError(OUT_OF_ORDER, tag, f"header tag {tag} after the body")
-        elif tag in _TRAILER:
-            section = 2
-        else:
-            if section == 2:
-                raise FieldError(OUT_OF_ORDER, tag, f"body tag {tag} after the trailer")
-            section = 1
-            if allowed is not None and tag not in allowed:
+        info = table.get(tag)
+        if info is None:
+            if tag not in types:
+                raise FieldError(INVALID_TAG if tag < 5000 or tag > 49999 else UNDEFINED_TAG,
+                                 tag, f"invalid tag number {tag}")
+            if definition is not None:
                 raise FieldError(NOT_DEFINED_FOR_TYPE, tag,
                                  f"tag {tag} is not defined for MsgType {mt}")
+            info = (1, tag in _CHECKED, False)  # a MsgType without a definition here
+        where, checked, group = info
+        if where != section:
+            if where < section:
+                raise FieldError(OUT_OF_ORDER, tag, f"{'header' if where == 0 else 'body'} "
+                                                    f"tag {tag} after the "
+                                                    f"{'body' if section == 1 else 'trailer'}")
+            section = where
         if tag in seen:
             raise FieldError(REPEATED_TAG, tag, f"tag {tag} appears more than once")
-        seen.add(tag)
-        if tag in _CHECKED:
+        add(tag)
+        if checked:
             _check_value(tag, value, types, enums)
         i += 1
-        group = groups.get(tag)
-        if group is not None:
-            i = _check_group(fields, i, tag, int(value), group, groups, types, enums)
+        if group:
+            i = _check_group(fields, i, tag, int(value), groups[tag], groups, types, enums)
+    if definition is not None and not definition[1] <= seen:
+        tag = min(definition[1] - seen)
+        raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
+    if not seen >= _HEADER_REQUIRED:
+        tag = min(_HEADER_REQUIRED - seen)
+        raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
+
+
+_HEADER_REQUIRED = spec.HEADER_REQUIRED - {8, 9, 35}
+_TABLES: dict[str, dict[int, tuple[int, bool, bool]]] = {}
+
+
+def _table(mt: str) -> dict[int, tuple[int, bool, bool]]:
+    """Per MsgType: tag -> (section 0 header / 1 body / 2 trailer, needs a value check,
+    starts a repeating group) for every tag the message may carry (built once)."""
+    definition = spec.MESSAGES.get(mt)
+    table: dict[int, tuple[int, bool, bool]] = {}
     if definition is not None:
-        for tag in definition[1]:
-            if tag not in seen:
-                raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
-    for tag in spec.HEADER_REQUIRED:
-        if tag not in seen and tag not in (8, 9, 35):
-            raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
+        groups = definition[3]
+        for tag in definition[2]:
+            table[tag] = (1, tag in _CHECKED, tag in groups)
+    for tag in spec.TRAILER:
+        table[tag] = (2, tag in _CHECKED, False)
+    for tag in spec.HEADER:
+        table[tag] = (0, tag in _CHECKED, False)
+    _TABLES[mt] = table
+    return table
 
 
 def _check_value(tag: int, value: str, types: dict[int, str],
