@@ -77,8 +77,11 @@ def serve_command(
              "gateway, the engines run as `tickline cluster-engine`.")] = None,
     cluster_shards: Annotated[int | None, typer.Option(
         "--cluster-shards", help="Cluster mode: number of shards.")] = None,
+    fix_port: Annotated[int | None, typer.Option(
+        "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
-    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
+    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
+    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
@@ -92,6 +95,8 @@ def serve_command(
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if fix_port is not None:
+        cfg.fix.port = fix_port
 
     def ready(server: Any) -> None:
         rec = server.exchange.recovery
@@ -101,7 +106,8 @@ def serve_command(
         typer.echo(f"tickline serving on {cfg.server.host} ({event_loop_name()}): "
                    f"binary port {server.port}, http://{cfg.server.host}:{server.http_port}/ "
                    f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
-        typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
+        fix = f" fix_port={server.fix_port}" if server.fix is not None else ""
+        typer.echo(f"READY port={server.port} http_port={server.http_port}{fix}", err=False)
 
     from tickline.journal import JournalError
     from tickline.shard import ShardMapChanged
@@ -200,13 +206,23 @@ def loadgen_command(
         help="Seconds at the start not counted in the results.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
     json_path: JsonOption = None,
+    protocol: Annotated[str, typer.Option(
+        help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
+    fix_port: Annotated[int, typer.Option("--fix-port", help="FIX acceptor port.")] = 9878,
+    fix_sessions: Annotated[str | None, typer.Option(
+        "--fix-sessions", help="FIX sessions SENDER:PASSWORD,... (default MM1..MM4).")
+    ] = None,
 ) -> None:
     """Open-loop load at a fixed rate; round-trip percentiles from planned send times."""
     from tickline.loadgen import LoadConfig, run
 
+    if protocol not in ("binary", "fix", "both"):
+        typer.echo("error: --protocol must be binary, fix or both", err=True)
+        raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
                      sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
-    raise typer.Exit(run(cfg, json_path))
+    raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
+                         fix_sessions=fix_sessions))
 
 
 # --- bench processor (issue 3, part 1: tickline.core) -------------------------------------
