@@ -288,6 +288,7 @@ class ShardedExchange(Exchange):
                 s.stop(1)
             raise
         self.engine = _EngineView(self)  # type: ignore[assignment]
+        self.resumer.journal_dir = self.data_dir  # resume beyond memory: the merged journals
 
     # -- start-up -----------------------------------------------------------------------
 

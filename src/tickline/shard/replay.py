@@ -20,8 +20,9 @@ from tickline.matching import Command, EngineConfig, Event, Instrument
 from tickline.shard.engine import ShardEngine
 from tickline.shard.mapping import MAP_FILE, shard_dir
 from tickline.shard.merge import merge_events
+from tickline.stream.reports import ExecReport, ReportBuilder
 
-__all__ = ["is_sharded", "replay_merged", "shard_count"]
+__all__ = ["is_sharded", "replay_merged", "replay_reports_merged", "shard_count"]
 
 
 def is_sharded(directory: Path | str) -> bool:
@@ -70,3 +71,18 @@ def replay_merged(directory: Path | str, *, shards: int | None = None,
         parts.append(engines[k].process(cmd))
     if current is not None:
         yield current, merge_events(parts)
+
+
+def replay_reports_merged(directory: Path | str, account: int, after: int, upto: int,
+                          to_command_seq: int) -> list[ExecReport]:
+    """The reports of ``account`` numbered ``after+1 .. upto`` as of command
+    ``to_command_seq``, rebuilt from every shard journal (session resume beyond memory:
+    :func:`tickline.resume.replay_reports` delegates here). Replays from the beginning."""
+    builder = ReportBuilder()
+    out: list[ExecReport] = []
+    for cmd, events in replay_merged(directory):
+        if cmd.seq > to_command_seq:
+            break
+        out.extend(r for r in builder.build(cmd.seq, cmd.ts, events)
+                   if r.account == account and after < r.seq <= upto)
+    return out
