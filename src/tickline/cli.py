@@ -72,6 +72,11 @@ def serve_command(
     shards: Annotated[int | None, typer.Option(
         help="Engine processes, one per shard, each journaling in <journal-dir>/shard-K "
              "(0: the engine runs in the gateway process).")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Cluster mode: NATS URL(s) of the JetStream cluster; this process is a "
+             "gateway, the engines run as `tickline cluster-engine`.")] = None,
+    cluster_shards: Annotated[int | None, typer.Option(
+        "--cluster-shards", help="Cluster mode: number of shards.")] = None,
 ) -> None:
     """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
     import logging
@@ -82,7 +87,8 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         cfg = load_config(config, host=host, port=port, http_port=http_port,
-                          journal_dir=journal_dir, durability=durability, shards=shards)
+                          journal_dir=journal_dir, durability=durability, shards=shards,
+                          cluster=cluster, cluster_shards=cluster_shards)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -106,6 +112,40 @@ def serve_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+@app.command("cluster-engine")
+def cluster_engine_command(
+    cluster: Annotated[str, typer.Option(help="NATS URL(s) of the JetStream cluster.")],
+    shard: Annotated[int, typer.Option(help="The shard this engine serves.")] = 0,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="TOML configuration (instruments, engine settings).")] = None,
+    lease: Annotated[float, typer.Option(
+        help="Leadership lease in seconds (the KV bucket's TTL).")] = 1.0,
+    snapshot_every: Annotated[int, typer.Option(
+        "--snapshot-every", help="Snapshot to the object store every N commands (0: off).")]
+        = 100_000,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="Name of this node.")] = None,
+    replicas: Annotated[int, typer.Option(
+        help="JetStream replicas of streams and buckets it creates (3 on a 3-node cluster).")]
+        = 1,
+) -> None:
+    """Run one shard's engine in cluster mode: leader, or standby until it takes over."""
+    import logging
+
+    from tickline.cluster.run import run_engine
+    from tickline.config import ConfigError, load_config
+    from tickline.server import run_event_loop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_event_loop(run_engine(
+        cfg, cluster, shard=shard, lease_s=lease, snapshot_every=snapshot_every,
+        node_id=node_id, replicas=replicas)))
 
 
 @app.command("demo")
@@ -308,6 +348,19 @@ def bench_venue(
     from tickline.bench.venue import run
 
     run(missed=missed, mass=mass, json_path=json_path)
+
+
+@bench_app.command("ws-fanout")
+def bench_ws_fanout(
+    clients: Annotated[int, typer.Option(help="WebSocket clients (another process).")] = 100,
+    seconds: Annotated[float, typer.Option(help="Seconds of order flow.")] = 5.0,
+    chunk: Annotated[int, typer.Option(help="Commands submitted per loop turn.")] = 1000,
+    json_path: JsonOption = None,
+) -> None:
+    """WebSocket market-data fan-out (JSON) to many clients: messages/s delivered."""
+    from tickline.bench.wsfanout import run
+
+    run(clients=clients, seconds=seconds, chunk=chunk, json_path=json_path)
 
 
 # --- admin ------------------------------------------------------------------------------------

@@ -110,6 +110,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
     shards: int = 0  # engine processes (serve --shards N, docs/shards.md); 0: in this process
     shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
+    cluster: str = ""  # cluster mode: NATS URL(s) of the JetStream cluster ("" = one process)
+    cluster_shards: int = 1  # cluster mode: shards (input streams) symbols are spread over
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -167,6 +169,11 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     requests_per_second: float = 2000.0
     request_burst: int = 4000
     stats_interval: float = 1.0
+    history_per_topic: int = 1000
+    """Trades/bars messages kept per topic for gap recovery (``replay``); 0 = none."""
+    replays_per_second: float = 10.0
+    """Per session (burst: twice as many): a replay formats up to ``history_per_topic``
+    messages, so it has its own, smaller budget than other requests."""
 
     def validate(self) -> WebSocketConfig:
         """Check every field; return self. Raises :class:`ConfigError` naming the field."""
@@ -178,12 +185,15 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
             if value < 1:
                 raise ConfigError(f"websocket.{name} must be >= 1, got {value}")
         for name in ("login_timeout_seconds", "login_failures_per_second", "send_timeout",
-                     "requests_per_second", "stats_interval"):
+                     "requests_per_second", "stats_interval", "replays_per_second"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"websocket.{name} must be > 0, got {value}")
         if self.max_anonymous < 0:
             raise ConfigError(f"websocket.max_anonymous must be >= 0, got {self.max_anonymous}")
+        if self.history_per_topic < 0:
+            raise ConfigError(f"websocket.history_per_topic must be >= 0, got "
+                              f"{self.history_per_topic}")
         if self.max_frame_bytes < self.max_message_bytes:
             raise ConfigError(
                 f"websocket.max_frame_bytes ({self.max_frame_bytes}) must be >= "
@@ -245,6 +255,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
         if self.server.shards < 0:
             raise ConfigError(f"server.shards must be >= 0, got {self.server.shards}")
+        if self.server.shards and self.server.cluster:
+            raise ConfigError("server.shards (one machine) and server.cluster (NATS) are two "
+                              "different scale-out modes: choose one")
         for sym, k in self.server.shard_map.items():
             if sym not in symbols:
                 raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")

@@ -187,6 +187,7 @@ class Exchange:
         self._last_ts = self.engine.now
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
+        self._sequenced: list[_Inbound] = []  # sequenced, not yet matched (see _match)
         self._queries: deque[_Query] = deque()
         self._stopping = False
         self.failure: BaseException | None = None
@@ -281,15 +282,16 @@ class Exchange:
     # -- stages 1 and 2 (per command) ---------------------------------------------------
 
     def _ask(self, item: _Query) -> None:
-        if not self._pending and not self._queries:
+        if not self._pending and not self._sequenced and not self._queries:
             self._batch_started = time.perf_counter_ns()
-        item.after = len(self._pending)
+        item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
     def _sequence_and_match(self, item: _Inbound) -> None:
-        if not self._pending:
+        if not self._pending and not self._sequenced:
             self._batch_started = time.perf_counter_ns()
         if item.make is not None:
+            self._match()  # make() reads the state after everything before it
             made = item.make()
             if made is None:
                 return
@@ -302,16 +304,37 @@ class Exchange:
         self._last_ts = ts
         cmd.seq = self._seq
         cmd.ts = ts
-        # 2 MATCH
-        events = self.engine.process(cmd)
-        self._pending.append((item, events))
-        origin = item.origin
-        if origin is not None and events and type(events[0]) is Accepted:
-            origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        self._sequenced.append(item)  # 2 MATCH: for the whole batch at once, in _match
+
+    def _match(self) -> None:
+        """2 MATCH the commands sequenced since the last call, with one
+        :meth:`~tickline.matching.MatchingEngine.process_many` (the engine's per-call cost
+        once per batch). Runs at the end of every batch, and before a deferred command is
+        made (it reads the state after everything before it). An engine exception is an
+        engine bug: it propagates and stops the loop, and nothing of the batch is journaled
+        or acknowledged (recovery replays the journal to the state before it)."""
+        sequenced = self._sequenced
+        if not sequenced:
+            return
+        try:
+            results = self.engine.process_many([item.cmd for item in sequenced])
+        except BaseException as exc:
+            self.failure = exc
+            self._stopping = True
+            log.critical("the matching engine failed; the exchange stops", exc_info=exc)
+            raise
+        pending = self._pending
+        for item, events in zip(sequenced, results, strict=True):
+            pending.append((item, events))
+            origin = item.origin
+            if origin is not None and events and type(events[0]) is Accepted:
+                origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        sequenced.clear()
 
     # -- stages 3 and 4 (per batch) -----------------------------------------------------
 
     def _end_of_batch(self, n: int) -> None:
+        self._match()
         pending = self._pending
         if not pending:
             while self._queries:

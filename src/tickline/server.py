@@ -60,6 +60,13 @@ class Server:
                 durability=section.durability, interval_ms=section.interval_ms,
                 snapshot_every=section.snapshot_every, capacity=section.inbound_capacity,
                 max_batch=section.max_batch, report_history=section.report_history)
+        elif section.cluster:  # cluster mode: the engines run elsewhere (tickline.cluster)
+            from tickline.cluster.gateway import ClusterExchange
+
+            self.exchange = ClusterExchange(
+                section.cluster, config.instruments, engine_config=config.engine_config(),
+                shards=section.cluster_shards, report_history=section.report_history,
+                max_pending=section.inbound_capacity)
         else:
             self.exchange = Exchange(
                 config.instruments, engine_config=config.engine_config(),
@@ -85,6 +92,9 @@ class Server:
         from tickline.gateway.binary import BinaryGateway
         from tickline.gateway.http import HttpGateway
 
+        start = getattr(self.exchange, "start", None)
+        if start is not None:  # cluster mode: connect and catch up before listening
+            await start()
         self._runner = asyncio.create_task(self.exchange.run(), name="exchange")
         section = self.config.server
         self.binary = BinaryGateway(self.exchange, self.config)
@@ -160,6 +170,7 @@ class Server:
             "sessions": self.binary.session_count() if self.binary is not None else 0,
             "websocket_sessions": self.http.session_count() if self.http is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
+            **({"cluster": ex.statistics()} if self.config.server.cluster else {}),
             "recovery": {
                 "records_replayed": ex.recovery.records_replayed,
                 "snapshot_seq": ex.recovery.snapshot_seq,

@@ -391,7 +391,10 @@ def test_ws_snapshot_and_deltas_rebuild_the_book(tmp_path: Path) -> None:
                                "channels": ["depth", "trades", "bbo", "bars"]})
             got = await read_until(ws, lambda m: m["type"] == "snapshot", sink)
             assert got[0] == {"type": "subscribed", "symbol": "AAPL",
-                              "channels": ["depth", "trades", "bbo", "bars"]}
+                              "channels": ["depth", "trades", "bbo", "bars"],
+                              "symbols": ["AAPL"], "policy": "drop_oldest",
+                              "buffer": {"depth": 4096, "trades": 1000, "bbo": 1,
+                                         "bars": 100}}
             assert book.depth() == engine_depth(ex, "AAPL")
             trades_before = ex.engine.next_trade_id
             # Live traffic while subscribed, in several batches.
@@ -411,7 +414,10 @@ def test_ws_snapshot_and_deltas_rebuild_the_book(tmp_path: Path) -> None:
             assert n_trades > 0
             if len(trades) < n_trades:
                 await read_until(ws, lambda m: len(trades) >= n_trades, sink)
-            assert [t["seq"] for t in trades] == list(range(1, n_trades + 1))
+            # (numbered per topic since the server started: the gateway's topic history
+            # listens from the start, so the first one seen need not be 1)
+            first = trades[0]["seq"]
+            assert [t["seq"] for t in trades] == list(range(first, first + n_trades))
             assert all(t["side"] in ("buy", "sell") and Decimal(t["price"]) > 0 for t in trades)
             # The last BBO is the book's top.
             top = engine_depth(ex, "AAPL", 1)
@@ -539,7 +545,8 @@ def test_ws_login_and_order_entry(tmp_path: Path) -> None:
             bob = await ws_connect(gw.port)
             await request(alice, {"op": "login", "key": "alice-key"})
             got = await read_until(alice, lambda m: m["type"] == "login")
-            assert got[-1] == {"type": "login", "account": 2, "name": "alice"}
+            assert got[-1] == {"type": "login", "account": 2, "name": "alice",
+                               "last_report_seq": 0, "cancel_on_disconnect": False}
             await request(alice, {"op": "login", "key": "alice-key"})
             got = await read_until(alice, lambda m: m["type"] == "error")
             assert got[-1]["code"] == "already_logged_in"
@@ -650,7 +657,8 @@ def test_stalled_client_is_bounded_and_does_not_stall_the_exchange(tmp_path: Pat
                     break
                 await asyncio.sleep(0.02)
             assert gw.session_count() == 1  # only the healthy client is left
-            assert ex.bus.statistics().subscriptions == 1  # the healthy client's depth
+            # the healthy client's depth, and the topic history's trades and bars
+            assert ex.bus.statistics().subscriptions == 1 + len(gw.topic_history.subscriptions)
             # The healthy client saw every change, in sequence.
             final = ex.publisher.depth_snapshot("AAPL").seq
             for _ in range(100):

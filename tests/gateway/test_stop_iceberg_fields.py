@@ -1,7 +1,7 @@
 """The stop and iceberg fields on the wire: appended with defaults to ``NewOrderRequest`` and
 ``ReplaceRequest`` (older frames decode unchanged), and built from decimal strings by the
 client like price and quantity. (The gateway's mapping of these fields onto engine commands
-is wired separately.)"""
+is tested end to end in test_venue_sessions.py and test_iceberg_restart.py.)"""
 
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ class WsCounters:
     """What the gateway counts. Plain attributes: single writer (the event loop)."""
 
     __slots__ = ("bytes", "errors", "frames", "gaps", "login_failures", "login_throttled",
-                 "messages", "opened", "orders", "refused", "resyncs", "slow", "stats_watchers",
-                 "timeouts")
+                 "messages", "opened", "orders", "refused", "replay_snapshots", "replays",
+                 "resyncs", "slow", "stats_watchers", "timeouts")
 
     def __init__(self) -> None:
         self.opened = 0
@@ -56,6 +56,8 @@ class WsCounters:
         self.login_throttled = 0
         self.timeouts = 0
         self.stats_watchers = 0
+        self.replays = 0           # gap-recovery requests for trades/bars
+        self.replay_snapshots = 0  # of those, answered with a snapshot (range not held)
         self.errors: dict[str, int] = {}
 
 

@@ -64,10 +64,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from tickline.matching.book import EMPTY, NEXT_BEST_SCAN, BookSide, Order, OrderBook
 from tickline.matching.commands import CancelOrders, MassCancel, NewOrder, Replace, SetAccountStatus
+from tickline.matching.engine_types import LIMIT_FIELDS, RiskLimits
 from tickline.matching.events import (
     AccountStatusChanged,
     Event,
@@ -110,38 +109,6 @@ self-trade, ... — describe what the engine did, so no caller may claim them)."
 NO_CAP = 1 << 62
 """A limit that is not set, in :attr:`RiskControls._caps`, and the move price floor when no
 account has a notional limit: above every real quantity, notional and price."""
-
-LIMIT_FIELDS = ("max_order_quantity", "max_order_notional", "max_open_orders", "max_position")
-
-
-class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Pre-trade limits of one account (see the module doc); 0 = no limit. Part of
-    :class:`~tickline.matching.engine.EngineConfig`, so part of the engine's identity."""
-
-    max_order_quantity: int = 0
-    """Largest order quantity, in lots."""
-    max_order_notional: int = 0
-    """Largest price x quantity of one order, in price units x lots."""
-    max_open_orders: int = 0
-    """Most live (resting) orders at once, over all symbols."""
-    max_position: int = 0
-    """Largest absolute net filled position per symbol, in lots."""
-
-    @property
-    def active(self) -> bool:
-        """True when at least one limit is set."""
-        return bool(self.max_order_quantity or self.max_order_notional
-                    or self.max_open_orders or self.max_position)
-
-    def validate(self, who: str = "risk limits") -> RiskLimits:
-        """Return self; ``ValueError`` naming the field and value if one is negative."""
-        for name in LIMIT_FIELDS:
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ValueError(f"{who}: {name} must be an integer >= 0 (0 = no limit), "
-                                 f"got {value!r}")
-        return self
-
 
 def market_reach_price(opposite: BookSide, side: int, quantity: int, band_key: int) -> int:
     """The price a market order of ``quantity`` on ``side`` is valued at for the notional
@@ -523,4 +490,5 @@ def _position_breach(position: int, adds: int, cap: int, account: int, symbol: s
             f"{cap} of account {account}")
 
 
-__all__ = ["ACCOUNT_CANCEL_REASONS", "RiskControls", "RiskLimits", "market_reach_price"]
+__all__ = ["ACCOUNT_CANCEL_REASONS", "LIMIT_FIELDS", "RiskControls", "RiskLimits",
+           "market_reach_price"]

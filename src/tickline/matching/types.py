@@ -123,6 +123,9 @@ class RejectReason(IntEnum):
     SHARD_UNAVAILABLE = 411
     """``serve --shards``: the shard process owning the symbol is down or restarting; the
     command was not sequenced (nothing changed), retry later."""
+    CLUSTER_UNAVAILABLE = 412
+    """Cluster mode: NATS is unreachable or the command's shard has no engine leader;
+    nothing was logged (``tickline.cluster``)."""
     # 501 retired (was OUT_OF_SEQUENCE: no gateway sequences client messages)
 
 
