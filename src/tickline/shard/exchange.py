@@ -51,6 +51,7 @@ import msgspec
 
 from tickline.core.shm_ring import BackoffWait, SpscShmRing
 from tickline.exchange import Exchange, _Inbound
+from tickline.journal import RecoveryReport
 from tickline.matching import (
     Accepted,
     Command,
@@ -279,9 +280,14 @@ class ShardedExchange(Exchange):
         self.shards = [ShardHandle(k, spec_maker(k)) for k in range(shards)]
         self._outbox: list[list[Command]] = [[] for _ in self.shards]
         self._restart_threads: list[threading.Thread] = []
+        t0 = time.perf_counter()
         try:
             hellos = [self._start(s, acked=1 << 62) for s in self.shards]
             self._rebuild([h.last_seq for h in hellos])
+            # what the operator sees of recovery: every shard's, summed
+            self.recovery = RecoveryReport(
+                records_replayed=sum(h.records_replayed for h in hellos),
+                last_seq=self._seq, seconds=time.perf_counter() - t0)
         except BaseException:
             for s in self.shards:
                 s.kill()
