@@ -135,6 +135,9 @@ class ShardHandle:
                     raise ShardFailed(f"shard {self.index}: expected Hello")
                 self.hello = hello
                 self.next_expiry = hello.next_expiry
+                # everything it journaled is released or comes back in ``late``: set before
+                # ``up``, which lets the loop thread use it again
+                self.acked_seq = max([hello.last_seq, *(seq for seq, _ in hello.late)])
                 self.up = True
                 self.last_error = None
                 return hello
@@ -299,10 +302,9 @@ class ShardedExchange(Exchange):
     # -- start-up -----------------------------------------------------------------------
 
     def _start(self, shard: ShardHandle, acked: int) -> Hello:
+        """Start ``shard``; it returns the events of what it journaled after ``acked``."""
         shard.acked_seq = acked
-        hello = shard.start(self.start_timeout)
-        shard.acked_seq = max(hello.last_seq, min(acked, hello.last_seq))
-        return hello
+        return shard.start(self.start_timeout)
 
     def _rebuild(self, last_seqs: list[int]) -> None:
         """Replay every shard journal, merged by seq, through per-shard engines: the report
@@ -424,8 +426,6 @@ class ShardedExchange(Exchange):
             for seq, events in hello.late:
                 by_seq.setdefault(seq, []).append(events)
                 got.add(seq)
-            if hello.late:
-                shard.acked_seq = max(shard.acked_seq, hello.late[-1][0])
         except Exception as again:
             shard.last_error = str(again)
             log.error("shard %d restart failed: %s; retrying in the background", k, again)
@@ -450,8 +450,11 @@ class ShardedExchange(Exchange):
             if events:  # answered 411 before sequencing
                 released.append((item, events, False))
                 continue
-            parts = by_seq.get(item.cmd.seq, [])
-            if any(p and p[0] is _UNSEQUENCED for p in parts) or not parts:
+            # a part of a broadcast that a failed shard never journaled is left out, as in
+            # a replay of the journals; with no part journaled anywhere the command is 411
+            parts = [p for p in by_seq.get(item.cmd.seq, ()) if not p or p[0] is not
+                     _UNSEQUENCED]
+            if not parts:
                 released.append((item, [_unavailable(item.cmd)], False))
                 continue
             released.append((item, merge_events(parts), True))
