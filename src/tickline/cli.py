@@ -251,6 +251,24 @@ def bench_processor(
         gc_events=gc_events, json_path=json_path)
 
 
+# --- bench shards (issue 12 item 1) ---------------------------------------------------------
+
+@bench_app.command("shards")
+def bench_shards(
+    shards: Annotated[str, typer.Option(help="Shard counts to compare, e.g. 1,2.")] = "1,2",
+    commands: Annotated[int, typer.Option(help="Timed commands per shard.")] = 200_000,
+    symbols_per_shard: Annotated[int, typer.Option(help="Symbols per shard.")] = 2,
+    runs: Annotated[int, typer.Option(help="Interleaved runs per shard count.")] = 5,
+    batch: Annotated[int, typer.Option(help="Commands per ring frame.")] = 256,
+    json_path: JsonOption = None,
+) -> None:
+    """Pre-encoded exchange-core-mix commands over the shm rings to 1, then N shard processes."""
+    from tickline.bench.shards import run
+
+    run(shard_counts=[int(x) for x in shards.split(",")], commands=commands,
+        symbols_per_shard=symbols_per_shard, runs=runs, batch=batch, json_path=json_path)
+
+
 # --- bench stream (issue 4) ---------------------------------------------------------------
 
 @bench_app.command("stream")
