@@ -56,19 +56,21 @@ from tickline.cluster.jetstream import (
     ensure_shard,
     follow,
     leader_kv,
+    log_command,
     snapshot_store,
 )
 from tickline.cluster.replica import Replica
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
 from tickline.cluster.wire import (
     Done,
+    Logged,
     Output,
     decode_logged,
     decode_output,
     decode_snapshot,
     encode,
 )
-from tickline.matching import EngineConfig, Instrument
+from tickline.matching import EngineConfig, Instrument, TimeTick
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ class EngineNode:
         self.fenced = 0
         self.takeovers = 0
         self.renewals = 0
+        self._ticked = 0
         self.became_leader = asyncio.Event()
         self.started_from: int = 0
 
@@ -321,6 +324,7 @@ class EngineNode:
             if self.leader:
                 if self._unpublished and not self._publish_lock.locked():
                     await self._publish()  # held back while the lease was in doubt
+                await self._tick_expiry()
                 return
         if self.standby_only:
             return
@@ -336,6 +340,21 @@ class EngineNode:
         self._revision = self.epoch = revision
         self._renewed = started
         await self._take_over()
+
+    async def _tick_expiry(self) -> None:
+        """GTD expiry while no command arrives: the leader logs a ``TimeTick`` once the
+        earliest expiry is due (checked every lease tick), so every replica expires the
+        order at the same place in the log. Its ``Nats-Msg-Id`` names the due time: two
+        leaders around a takeover log it once."""
+        due = self.replica.engine.next_expiry
+        now = time.time_ns()
+        if due is None or due > now or due == self._ticked:
+            return
+        assert self.js is not None
+        self._ticked = due
+        payload = encode(Logged(f"engine:{self.node_id}", 0, now, TimeTick()))
+        with contextlib.suppress(Exception):
+            await log_command(self.js, self.shard, payload, f"tick:{self.shard}:{due}")
 
     async def _take_over(self) -> None:
         assert self.js is not None
