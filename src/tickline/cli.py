@@ -154,6 +154,24 @@ def cluster_engine_command(
         node_id=node_id, replicas=replicas)))
 
 
+@bench_app.command("cluster")
+def bench_cluster(
+    rate: Annotated[list[float] | None, typer.Option(
+        help="Offered orders/s (repeat for several).")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of load per run.")] = 5.0,
+    runs: Annotated[int, typer.Option(help="Load runs per rate (the median is kept).")] = 3,
+    failovers: Annotated[int, typer.Option(help="Leader SIGKILLs to time (0: skip).")] = 5,
+    lease: Annotated[float, typer.Option(help="Leadership lease (s).")] = 1.0,
+    sessions: Annotated[int, typer.Option(help="Load generator sessions.")] = 4,
+    json_path: JsonOption = None,
+) -> None:
+    """Cluster mode on this machine: loadgen through NATS JetStream, and failover time."""
+    from tickline.bench.cluster import run
+
+    run(rates=rate or [10_000.0], duration=duration, runs=runs, failovers=failovers,
+        lease=lease, sessions=sessions, json_path=json_path)
+
+
 @app.command("demo")
 def demo_command(
     duration: Annotated[float | None, typer.Option(
