@@ -496,11 +496,14 @@ class BinarySession(asyncio.Protocol):
         self.staged_reqs = []
         gw = self.gw
         text = "exchange busy: inbound queue full"
+        code = _THROTTLED
         try:
             n = gw.exchange.submit_many(cmds, self._on_reply, self.port)
-        except ExchangeStopped:
+        except ExchangeStopped as e:
             n = 0
             text = "server is stopping"
+            if getattr(e, "reason", 0):  # cluster mode: no engine can take it (412)
+                code, text = e.reason, str(e)  # type: ignore[attr-defined]
         if n:
             pending = self.pending
             for req in reqs[:n] if n < len(reqs) else reqs:
@@ -510,7 +513,7 @@ class BinarySession(asyncio.Protocol):
             for req in reqs[n:]:
                 if text.startswith("exchange busy"):
                     gw.busy += 1
-                self._reject(req.request_id, req, _THROTTLED, text)
+                self._reject(req.request_id, req, code, text)
 
     def _on_reply(self, _cmd: Command, _events: list[Event],
                   reports: list[ExecReport]) -> None:

@@ -1,0 +1,425 @@
+"""The gateway side of cluster mode: an :class:`~tickline.exchange.Exchange` whose sequencer,
+journal and engine are the shards' JetStream streams and engine processes.
+
+:class:`ClusterExchange` keeps the interface the binary gateway (and the venue services)
+use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, ``router``,
+``history``, ``resumer``, ``instruments`` — so the gateway code is not forked:
+
+* **submit** routes each command to its shard (:class:`~tickline.cluster.shardmap.ShardMap`)
+  and appends it to the shard's input log with ``Nats-Msg-Id: <gateway>:<ticket>``; a publish
+  that is not acknowledged is re-sent with the same id (JetStream drops the copy). While NATS
+  is unreachable, or a shard has had no leader for ``unavailable_after_s``, submits raise
+  :class:`ClusterUnavailable` (reject code 412) — during a failover shorter than that the
+  commands wait in the log and the clients see a pause, not errors.
+* **release**: the gateway follows every shard's output stream; for each command it builds
+  the execution reports with its own :class:`~tickline.stream.ReportBuilder` (deterministic:
+  the engine's own numbers) and routes them through the router, and the submitter's reply
+  is called only then — a client is acknowledged only after the shard engine processed the
+  command from the log. Replies are released in submission order (several shards may answer
+  out of order); queries and deferred commands wait for every command submitted before them.
+* **state**: ``reports`` mirrors the engines' report builders, ``engine.orders`` the live
+  orders (cancel on disconnect), ``engine.last_seq`` the last sequence released. A gateway
+  started while the cluster runs begins from shard 0's newest snapshot (one shard) or from
+  the start of the output streams.
+
+Limits of this version: with several shards, report numbers are per account *per shard
+engine* and a gateway's mirror numbers them in the order it sees them, so resume across
+gateways is exact only with one shard; resume older than the in-memory history is refused
+(no journal on the gateway). A command spanning shards (an account status change, a mass
+cancel of every symbol) is refused with several shards, except ``CancelOrders``, split per
+shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from tickline.cluster.jetstream import (
+    Follower,
+    connect,
+    ensure_shard,
+    follow,
+    leader_kv,
+    snapshot_store,
+)
+from tickline.cluster.node import leader_key, load_snapshot
+from tickline.cluster.shardmap import (
+    CLUSTER_UNAVAILABLE,
+    ShardMap,
+    in_stream,
+    in_subject,
+    out_stream,
+    out_subject,
+)
+from tickline.cluster.wire import Logged, decode_output, encode
+from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped, Reply
+from tickline.matching import CancelOrders, Command, EngineConfig, Event, Instrument, MatchingEngine
+from tickline.stream.reports import ExecReport, ReportBuilder
+from tickline.stream.routing import ReportPort
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClusterExchange", "ClusterUnavailable"]
+
+
+class ClusterUnavailable(ExchangeStopped):
+    """No engine can take the command now; nothing was logged. ``reason`` is the reject
+    code the gateway answers with (``CLUSTER_UNAVAILABLE`` = 412)."""
+
+    reason = CLUSTER_UNAVAILABLE
+
+
+class _Wait:
+    """One submission waiting for its release (a command, a query or a deferred make)."""
+
+    __slots__ = ("ask", "cmd", "done", "events", "make", "origin", "reply", "reports",
+                 "shard", "ticket")
+
+    def __init__(self, ticket: int, cmd: Command | None, reply: Any,
+                 origin: ReportPort | None) -> None:
+        self.ticket = ticket
+        self.cmd = cmd
+        self.reply = reply
+        self.origin = origin
+        self.shard = 0
+        self.done = False
+        self.events: list[Event] = []
+        self.reports: list[ExecReport] = []
+        self.ask: Callable[[], Any] | None = None
+        self.make: Callable[[], Command | None] | None = None
+
+
+class ClusterExchange(Exchange):
+    """A gateway's view of the cluster at ``url`` (``shards`` shards)."""
+
+    def __init__(self, url: str, instruments: Iterable[Instrument], *,
+                 engine_config: EngineConfig | None = None, shards: int = 1,
+                 overrides: dict[str, int] | None = None, report_history: int = 4096,
+                 max_pending: int = 65536, unavailable_after_s: float = 3.0,
+                 lease_s: float = 1.0, replicas: int = 1) -> None:
+        super().__init__(instruments, engine_config=engine_config, journal_dir=None,
+                         report_history=report_history)
+        self.url = url
+        self.map = ShardMap(shards, overrides)
+        self.gateway_id = uuid.uuid4().hex[:12]
+        self.max_pending = max_pending
+        self.unavailable_after_s = unavailable_after_s
+        self.lease_s = lease_s
+        self.replicas = replicas
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self._ticket = 0
+        self._mine: dict[int, _Wait] = {}
+        self._order: deque[_Wait] = deque()
+        self._to_publish: list[_Wait] = []
+        self._publish_wake = asyncio.Event()
+        self._applied = [0] * shards
+        self._leader_seen = [time.monotonic()] * shards
+        self._followers: list[Follower] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._confirming: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self.published = 0
+        self.republished = 0
+        self.released = 0
+        self.unavailable = 0
+        self.stale_outputs = 0
+        self._epochs = [0] * shards
+        self._use_mirror(ReportBuilder())
+
+    def _use_mirror(self, builder: ReportBuilder) -> None:
+        self.reports = builder
+        # the live orders, for cancel on disconnect (VenueServices reads engine.orders)
+        self.engine.orders = builder._orders  # type: ignore[assignment]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, create the shards' streams if missing, catch up with the output streams
+        and follow them."""
+        self.nc = await connect(self.url, name=f"tickline-gateway-{self.gateway_id}")
+        js = self.js = self.nc.jetstream()
+        starts = [1] * self.map.shards
+        for k in range(self.map.shards):
+            await ensure_shard(js, k, replicas=self.replicas)
+        if self.map.shards == 1:
+            snap = await load_snapshot(await snapshot_store(js, replicas=self.replicas), 0)
+            if snap is not None and snap.out_seq:
+                engine = MatchingEngine(self.instruments, self.engine_config)
+                engine.restore(snap.engine)
+                self._use_mirror(ReportBuilder(engine.orders.values(),
+                                               snap.engine.attachments.get(ReportBuilder.key)))
+                self._applied[0] = snap.seq
+                starts[0] = snap.out_seq + 1
+        caught_up = []
+        for k in range(self.map.shards):
+            info = await js.stream_info(out_stream(k))
+            target = info.state.last_seq
+            ev = asyncio.Event()
+            if target < starts[k]:
+                ev.set()
+            caught_up.append(ev)
+            self._followers.append(await follow(
+                js, out_stream(k), out_subject(k), starts[k], self._output_handler(k, target, ev)))
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in caught_up)), 60)
+        self.engine.last_seq = sum(self._applied)
+        kv = await leader_kv(js, lease_s=self.lease_s, replicas=self.replicas)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._publisher(), name="cluster-publisher"))
+        self._tasks.append(loop.create_task(self._watch_leaders(kv), name="cluster-leaders"))
+
+    async def run(self) -> None:
+        """Nothing to drive: the engines run elsewhere (kept for the server's lifecycle)."""
+        await self._closed_event.wait()
+
+    async def stop(self) -> None:
+        """Wait (bounded) for what was submitted to be released, then disconnect."""
+        self._stopping = True
+        deadline = time.monotonic() + 10
+        while self._order and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self._closed = True
+        self._closed_event.set()
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for f in self._followers:
+            await f.stop()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._closed = True
+        self._closed_event.set()
+
+    # -- availability ----------------------------------------------------------------------
+
+    def _check_available(self, shard: int) -> None:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            self.unavailable += 1
+            raise ClusterUnavailable("cluster unavailable: not connected to NATS")
+        if time.monotonic() - self._leader_seen[shard] > self.unavailable_after_s:
+            self.unavailable += 1
+            raise ClusterUnavailable(f"cluster unavailable: shard {shard} has no engine leader")
+
+    async def _watch_leaders(self, kv: Any) -> None:
+        while True:
+            for k in range(self.map.shards):
+                try:
+                    await kv.get(leader_key(k))
+                    self._leader_seen[k] = time.monotonic()
+                except NotFoundError:
+                    pass
+                except Exception:
+                    log.debug("leader check failed", exc_info=True)
+            await asyncio.sleep(min(0.25, self.lease_s / 4))
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def _route(self, cmd: Command) -> list[tuple[int, Command]]:
+        shard = self.map.shard_of_command(cmd)
+        if shard is not None:
+            return [(shard, cmd)]
+        if type(cmd) is CancelOrders:
+            return list(self.map.split(cmd).items())
+        raise ClusterUnavailable(f"{type(cmd).__name__} spans shards: not supported with "
+                                 f"{self.map.shards} shards")
+
+    def _enqueue(self, cmd: Command, reply: Reply | None, origin: ReportPort | None) -> None:
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        if len(self._order) >= self.max_pending:
+            raise ExchangeBusy(f"inbound queue full ({len(self._order)} commands waiting)")
+        parts = self._route(cmd)
+        for shard, _ in parts:
+            self._check_available(shard)
+        for i, (shard, part) in enumerate(parts):
+            self._ticket += 1
+            w = _Wait(self._ticket, part, reply if i == len(parts) - 1 else None, origin)
+            w.shard = shard
+            self._mine[w.ticket] = w
+            self._order.append(w)
+            self._to_publish.append(w)
+        self._publish_wake.set()
+
+    def submit(self, cmd: Command, reply: Reply | None = None,
+               origin: ReportPort | None = None) -> None:
+        self._enqueue(cmd, reply, origin)
+
+    def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None,
+                    origin: ReportPort | None = None) -> int:
+        n = 0
+        for cmd in cmds:
+            try:
+                self._enqueue(cmd, reply, origin)
+            except ClusterUnavailable:
+                if n == 0:
+                    raise
+                break
+            except ExchangeBusy:
+                break
+            n += 1
+        return n
+
+    def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
+                        origin: ReportPort | None = None) -> None:
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        w = _Wait(0, None, reply, origin)
+        w.make = make
+        self._order.append(w)
+        self._release()
+
+    def query(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        w = _Wait(0, None, reply, None)
+        w.ask = ask
+        self._order.append(w)
+        self._release()
+
+    async def _publisher(self) -> None:
+        """Append waiting commands to their input logs, in submission order, pipelined: the
+        acknowledgements are checked by :meth:`_confirm` while later commands go out."""
+        assert self.js is not None
+        js = self.js
+        gid = self.gateway_id
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake.clear()
+            batch, self._to_publish = self._to_publish, []
+            if not batch:
+                continue
+            futures = []
+            for w in batch:
+                payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
+                futures.append(await js.publish_async(
+                    in_subject(w.shard), payload, stream=in_stream(w.shard),
+                    headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"}))
+            self.published += len(batch)
+            task = loop.create_task(self._confirm(batch, futures))
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+
+    async def _confirm(self, batch: list[_Wait], futures: list[asyncio.Future[Any]]) -> None:
+        """Wait for a batch's acknowledgements; re-send (same ``Nats-Msg-Id``, so never
+        logged twice) what was not acknowledged in time. A re-sent command may be logged
+        after commands submitted later — only when NATS refused or lost one message and
+        not the next ones."""
+        results: list[Any]
+        try:
+            async with asyncio.timeout(2.0):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            results = [f.result() if f.done() and not f.cancelled() and not f.exception()
+                       else None for f in futures]
+            for f in futures:
+                f.cancel()
+        retry = [w for w, r in zip(batch, results, strict=True)
+                 if (r is None or isinstance(r, BaseException)) and not w.done]
+        if retry:
+            self.republished += len(retry)
+            log.warning("re-publishing %d unacknowledged commands", len(retry))
+            await asyncio.sleep(0.1)
+            self._to_publish[:0] = retry
+            self._publish_wake.set()
+
+    # -- release ---------------------------------------------------------------------------
+
+    def _output_handler(self, shard: int, catch_up_to: int, caught_up: asyncio.Event) -> Any:
+        async def handle(items: list[tuple[int, bytes]]) -> None:
+            for out_seq, data in items:
+                self._on_output(shard, data)
+                if out_seq >= catch_up_to:
+                    caught_up.set()
+        return handle
+
+    def _on_output(self, shard: int, data: bytes) -> None:
+        out = decode_output(data)
+        if out.epoch < self._epochs[shard]:
+            self.stale_outputs += 1  # a fenced-off leader's (cannot normally land)
+        self._epochs[shard] = max(self._epochs[shard], out.epoch)
+        build = self.reports.build
+        record = self.history.record
+        route = self.router.route
+        mine = self._mine
+        gid = self.gateway_id
+        applied = self._applied[shard]
+        for done in out.done:
+            cmd = done.cmd
+            if cmd.seq <= applied:
+                continue  # already released (a takeover re-published it)
+            applied = cmd.seq
+            reports = build(cmd.seq, cmd.ts, done.events)
+            record(reports)
+            w = mine.pop(done.ticket, None) if done.gateway == gid else None
+            try:
+                own = route(reports, getattr(cmd, "account", 0),
+                            w.origin if w is not None else None)
+            except Exception:
+                log.exception("report delivery failed for seq %d", cmd.seq)
+                own = []
+            if w is not None:
+                w.cmd = cmd
+                w.events = done.events
+                w.reports = own
+                w.done = True
+        self._applied[shard] = applied
+        self.engine.last_seq = sum(self._applied)
+        self.commands += len(out.done)
+        self._release()
+
+    def _release(self) -> None:
+        order = self._order
+        while order:
+            w = order[0]
+            if w.ask is not None:
+                order.popleft()
+                try:
+                    w.reply(w.ask())
+                except Exception:
+                    log.exception("query failed")
+                continue
+            if w.make is not None:
+                order.popleft()
+                made = w.make()
+                if made is not None:
+                    with contextlib.suppress(ExchangeBusy, ExchangeStopped):
+                        self._enqueue(made, w.reply, w.origin)
+                continue
+            if not w.done:
+                return
+            order.popleft()
+            self.released += 1
+            if w.reply is not None:
+                try:
+                    w.reply(w.cmd, w.events, w.reports)
+                except Exception:
+                    log.exception("reply failed for ticket %d", w.ticket)
+
+    # -- observability ---------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        return {"gateway": self.gateway_id, "shards": self.map.shards,
+                "applied": list(self._applied), "epochs": list(self._epochs),
+                "published": self.published, "republished": self.republished,
+                "released": self.released, "waiting": len(self._order),
+                "unavailable": self.unavailable, "stale_outputs": self.stale_outputs,
+                "reports": {"built": self.reports.reports, **self.router.statistics()}}

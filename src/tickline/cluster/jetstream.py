@@ -1,0 +1,191 @@
+"""JetStream plumbing for cluster mode: the streams, buckets and the two ordered readers.
+
+Per shard ``k``:
+
+* ``TL_IN_k`` (subject ``tickline.in.k``) — the input log. Limits retention, file storage,
+  duplicate window :data:`DEDUP_WINDOW_S` (``Nats-Msg-Id`` dedup of re-published commands).
+  Its stream sequence is the command's sequence number.
+* ``TL_OUT_k`` (subject ``tickline.out.k``) — the engine output; only a leader writes, each
+  publish with ``Nats-Expected-Last-Sequence`` (a stale writer is refused).
+
+Shared: KV bucket ``TL_LEADER`` (one key per shard, bucket TTL = the leadership lease) and the
+object store ``TL_SNAP`` (one object per shard: the newest snapshot).
+
+:func:`follow` reads a stream in order from a given sequence (an ephemeral push consumer,
+recreated on a gap) and hands the messages to a callback in natural batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEDUP_WINDOW_S", "LEADER_BUCKET", "SNAP_BUCKET", "Follower", "connect",
+           "ensure_shard", "follow", "leader_kv", "snapshot_store"]
+
+DEDUP_WINDOW_S = 120.0
+LEADER_BUCKET = "TL_LEADER"
+SNAP_BUCKET = "TL_SNAP"
+
+
+async def connect(url: str, *, name: str = "tickline", **kw: Any) -> Client:
+    """Connect to NATS at ``url`` (comma-separated for a cluster), reconnecting for ever."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    return await nats.connect(servers=servers, name=name, max_reconnect_attempts=-1,
+                              reconnect_time_wait=0.2, connect_timeout=2, **kw)
+
+
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # created concurrently
+            await js.add_stream(config)
+
+
+async def ensure_shard(js: JetStreamContext, shard: int, *, replicas: int = 1) -> None:
+    """Create shard ``shard``'s input and output streams if missing (idempotent)."""
+    await _ensure_stream(js, api.StreamConfig(
+        name=in_stream(shard), subjects=[in_subject(shard)], storage=api.StorageType.FILE,
+        num_replicas=replicas, duplicate_window=DEDUP_WINDOW_S))
+    await _ensure_stream(js, api.StreamConfig(
+        name=out_stream(shard), subjects=[out_subject(shard)], storage=api.StorageType.FILE,
+        num_replicas=replicas, duplicate_window=0))
+
+
+async def leader_kv(js: JetStreamContext, *, lease_s: float, replicas: int = 1) -> KeyValue:
+    """The leadership bucket (created with TTL ``lease_s`` when missing: an unrenewed key
+    expires, freeing leadership)."""
+    try:
+        return await js.key_value(LEADER_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=LEADER_BUCKET, ttl=lease_s, history=1,
+                                         replicas=replicas)
+
+
+async def snapshot_store(js: JetStreamContext, *, replicas: int = 1) -> ObjectStore:
+    try:
+        return await js.object_store(SNAP_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_object_store(SNAP_BUCKET, config=api.ObjectStoreConfig(
+            bucket=SNAP_BUCKET, replicas=replicas))
+
+
+class Follower:
+    """A stream reader: a task and its current subscription; :meth:`stop` ends both."""
+
+    def __init__(self) -> None:
+        self.sub: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.resets = 0
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+
+
+async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int,
+                 handle: Callable[[list[tuple[int, bytes]]], Awaitable[None]],
+                 *, max_batch: int = 4096) -> Follower:
+    """Deliver ``stream``'s messages from sequence ``start_seq`` on, in order, to
+    ``handle([(stream_seq, data), ...])`` in natural batches: whatever has arrived, up to
+    ``max_batch``. ``handle`` runs on one task (never concurrently with itself).
+
+    An ephemeral push consumer without acknowledgements or flow control (nats-py answers a
+    flow-control request only every 250 ms when the application drains its queue itself,
+    which stalls a busy stream); order is checked here instead: a gap (a message lost to a
+    slow-consumer drop or a reconnect) or silence past the heartbeats recreates the consumer
+    from the next expected sequence."""
+    follower = Follower()
+    state = {"next": max(1, start_seq)}
+
+    async def subscribe() -> asyncio.Queue[Msg]:
+        if follower.sub is not None:
+            with contextlib.suppress(Exception):
+                await follower.sub.unsubscribe()
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=state["next"],
+            ack_policy=api.AckPolicy.NONE, flow_control=False, inactive_threshold=30.0,
+            idle_heartbeat=1.0)
+        follower.sub = await js.subscribe(subject, stream=stream, config=config,
+                                          manual_ack=True, pending_msgs_limit=1 << 20,
+                                          pending_bytes_limit=1 << 30)
+        queue: asyncio.Queue[Msg] = follower.sub._pending_queue
+        return queue
+
+    queue = await subscribe()
+
+    async def pump() -> None:
+        nonlocal queue
+        while True:
+            try:
+                msg = await asyncio.wait_for(queue.get(), 5.0)
+            except TimeoutError:
+                try:
+                    info = await js.stream_info(stream)
+                except Exception:
+                    continue
+                if info.state.last_seq >= state["next"]:  # silent but behind: resubscribe
+                    follower.resets += 1
+                    queue = await subscribe()
+                continue
+            batch = [msg]
+            while len(batch) < max_batch:
+                try:
+                    batch.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            items: list[tuple[int, bytes]] = []
+            gap = False
+            for m in batch:
+                m_any: Any = m
+                follower.sub._pending_size -= len(m.data)
+                try:
+                    seq = m_any.metadata.sequence.stream
+                except Exception:
+                    continue
+                if seq < state["next"]:
+                    continue  # a duplicate after a resubscribe
+                if seq > state["next"]:
+                    gap = True
+                    break
+                items.append((seq, m.data))
+                state["next"] = seq + 1
+            if items:
+                await handle(items)
+            if gap:
+                log.warning("%s: gap before %d; resubscribing", stream, state["next"])
+                follower.resets += 1
+                queue = await subscribe()
+
+    follower.task = asyncio.get_running_loop().create_task(pump(), name=f"follow-{stream}")
+    return follower
+
+
+async def log_command(js: JetStreamContext, shard: int, payload: bytes, msg_id: str,
+                      *, timeout: float = 2.0) -> api.PubAck:
+    """Append one encoded :class:`~tickline.cluster.wire.Logged` to shard ``shard``'s input
+    log. ``msg_id`` (``<gateway>:<ticket>``) makes a re-publish within the duplicate window
+    a no-op: the answer then has ``duplicate=True`` and the first copy's sequence."""
+    return await js.publish(in_subject(shard), payload, timeout=timeout,
+                            stream=in_stream(shard), headers={"Nats-Msg-Id": msg_id})
