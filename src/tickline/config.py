@@ -53,6 +53,15 @@ replaces any part of it::
     request_burst = 4000      # ... excess gets rate_limited
     stats_interval = 1.0      # seconds between stats samples (dashboard)
 
+    [lanes]                   # priority lanes of the inbound ring (tickline.exchange)
+    enabled = true            # cancels and admin commands ahead of new orders and replaces
+    starvation_bound = 8      # the normal lane is served at least every N batches
+
+    [deadlines]               # 0 = off; the defaults never fire on a healthy server
+    max_queue_ms = 1000       # firm: an order waiting longer is rejected STALE_ORDER (410)
+    match_ms = 100            # hard: a batch's match stage over this is counted and logged
+    publish_ms = 200          # soft: a batch's release stage over this is counted
+
     [fix]                     # the FIX 4.4 acceptor (tickline.gateway.fix); off by default
     port = 9878               # or `tickline serve --fix-port P`
     comp_id = "TICKLINE"      # our CompID: the counterparty's TargetCompID (56)
@@ -220,6 +229,22 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
         return self
 
 
+class Lanes(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[lanes]`` section: the exchange's priority lanes (see :mod:`tickline.exchange`)."""
+
+    enabled: bool = True
+    starvation_bound: int = 8
+
+
+class Deadlines(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[deadlines]`` section, in milliseconds (0 = off): firm on the inbound queue
+    wait of new orders and replaces, hard on the match stage, soft on publishing."""
+
+    max_queue_ms: float = 1000.0
+    match_ms: float = 100.0
+    publish_ms: float = 200.0
+
+
 class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One ``[[accounts]]`` entry: identity, self-trade prevention mode, the ``admin`` flag
     (drop copy of every account) and the pre-trade risk limits (0 = no limit)."""
@@ -273,6 +298,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     limits: Limits = msgspec.field(default_factory=Limits)
     websocket: WebSocketConfig = msgspec.field(default_factory=WebSocketConfig)
+    lanes: Lanes = msgspec.field(default_factory=Lanes)
+    deadlines: Deadlines = msgspec.field(default_factory=Deadlines)
     instruments: list[Instrument] = msgspec.field(default_factory=list)
     accounts: list[Account] = msgspec.field(default_factory=list)
     fix: FixConfig = msgspec.field(default_factory=FixConfig)
@@ -350,6 +377,13 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self.limits, name)
             if not value > 0:
                 raise ConfigError(f"limits.{name} must be > 0, got {value}")
+        if self.lanes.starvation_bound < 1:
+            raise ConfigError(f"lanes.starvation_bound must be >= 1, got "
+                              f"{self.lanes.starvation_bound}")
+        for name in ("max_queue_ms", "match_ms", "publish_ms"):
+            value = getattr(self.deadlines, name)
+            if not value >= 0:
+                raise ConfigError(f"deadlines.{name} must be >= 0 (0 = off), got {value}")
         self.websocket.validate()
         self._validate_fix()
         return self
@@ -442,7 +476,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfi
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {path} is not valid TOML: {e}") from None
         fix_sessions = isinstance(data.get("fix"), dict) and "sessions" in data["fix"]
-        for section in ("server", "limits", "websocket", "fix"):
+        for section in ("server", "limits", "websocket", "lanes", "deadlines", "fix"):
             if section in data:
                 if not isinstance(data[section], dict):
                     raise ConfigError(f"[{section}] must be a table")

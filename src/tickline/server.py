@@ -75,6 +75,10 @@ class Server:
                 interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
                 capacity=section.inbound_capacity, max_batch=section.max_batch,
                 report_history=section.report_history,
+                lanes=config.lanes.enabled, starvation_bound=config.lanes.starvation_bound,
+                max_queue_ms=config.deadlines.max_queue_ms,
+                match_deadline_ms=config.deadlines.match_ms,
+                publish_deadline_ms=config.deadlines.publish_ms,
             )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
