@@ -138,7 +138,7 @@ def serve_command(
         "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
     """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
-    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
+    the FIX 4.4 acceptor when --fix-port (or fix.port in the configuration) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
