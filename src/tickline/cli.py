@@ -478,7 +478,7 @@ app.add_typer(admin_app, name="admin")
 UrlOption = Annotated[str, typer.Option(
     help="The server's HTTP address.", envvar="TICKLINE_HTTP")]
 KeyOption = Annotated[str, typer.Option(
-    help="The admin key ([server] admin_key).", envvar="TICKLINE_ADMIN_KEY")]
+    help="The admin key (server.admin_key in the configuration).", envvar="TICKLINE_ADMIN_KEY")]
 
 
 def _admin(url: str, key: str, action: str, query: str) -> None:
