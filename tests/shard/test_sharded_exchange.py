@@ -159,3 +159,46 @@ def test_restarted_shard_returns_events_of_journaled_unreleased_commands(tmp_pat
         assert {seq: evs for seq, evs in hello.late} == {s: events[s] for s in (4, 5, 6)}
     finally:
         handle.stop()
+
+
+def test_dead_idle_shard_is_degraded_on_health_411_meanwhile_then_back(tmp_path: Path) -> None:
+    import time
+
+    import msgspec
+
+    from tickline.config import default_config
+    from tickline.server import Server
+
+    cfg = default_config()
+    cfg.server = msgspec.structs.replace(cfg.server, shards=2, journal_dir=str(tmp_path),
+                                         durability="none")
+    server = Server(cfg)
+    ex = server.exchange
+    assert isinstance(ex, ShardedExchange)
+    try:
+        assert server.health()["status"] == "ok"
+        k = ex.map.shard_of("AAPL")
+        assert k is not None
+        proc = ex.shards[k].process
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+        ex.check_shards()  # what run()'s watcher does every 100 ms
+        health = server.health()
+        assert health["status"] == "degraded" and f"shard(s) {k} down" in health["reason"]
+        assert health["shards"][k]["up"] is False and "died" in health["shards"][k]["last_error"]
+        out: list[list[ExecReport]] = []
+        ex.submit(NewOrder(account=1, symbol="AAPL", side=1, price=100, quantity=1),
+                  lambda _c, _e, r: out.append(r))
+        ex.pump()
+        assert out[0][0].reason == RejectReason.SHARD_UNAVAILABLE and out[0][0].seq == 0
+        deadline = time.monotonic() + 60
+        while not ex.shards[k].up and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.health()["status"] == "ok"
+        ex.submit(NewOrder(account=1, symbol="AAPL", side=1, price=100, quantity=1),
+                  lambda _c, _e, r: out.append(r))
+        ex.pump()
+        assert out[1][0].kind == 1 and out[1][0].seq == 1  # accepted, first numbered report
+    finally:
+        ex.close()
+        server.gc_monitor.uninstall()
