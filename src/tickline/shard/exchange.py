@@ -518,7 +518,7 @@ class ShardedExchange(Exchange):
             while not self._stopping:
                 try:
                     shard.kill()
-                    hello = self._start_unready(shard)
+                    hello = self._start(shard, shard.acked_seq)
                     if hello.late:  # pragma: no cover - only in-batch failures leave these
                         log.error("shard %d journaled %d commands never released",
                                   shard.index, len(hello.late))
@@ -532,11 +532,6 @@ class ShardedExchange(Exchange):
         t = threading.Thread(target=restart, name=f"restart-shard-{shard.index}", daemon=True)
         self._restart_threads.append(t)
         t.start()
-
-    def _start_unready(self, shard: ShardHandle) -> Hello:
-        """Start ``shard`` with ``up`` set only once it is ready (the loop thread reads it)."""
-        hello = self._start(shard, shard.acked_seq)
-        return hello
 
     async def run(self) -> None:
         import asyncio
