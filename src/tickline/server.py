@@ -39,6 +39,7 @@ from tickline.exchange import Exchange, ExchangeCollector
 
 if TYPE_CHECKING:
     from tickline.gateway.binary import BinaryGateway
+    from tickline.gateway.fix.gateway import FixGateway
     from tickline.gateway.http import HttpGateway
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,14 @@ class Server:
                 interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
                 capacity=section.inbound_capacity, max_batch=section.max_batch,
                 report_history=section.report_history,
+                lanes=config.lanes.enabled, starvation_bound=config.lanes.starvation_bound,
+                max_queue_ms=config.deadlines.max_queue_ms,
+                match_deadline_ms=config.deadlines.match_ms,
+                publish_deadline_ms=config.deadlines.publish_ms,
             )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
+        self.fix: FixGateway | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_monitor = GcPauseMonitor().install()  # every collection's pause, in /metrics
@@ -87,6 +93,7 @@ class Server:
         self.registry.register(FamiliesCollector(self._gc_families))
         self.port = 0
         self.http_port = 0
+        self.fix_port = 0
 
     async def start(self) -> None:
         from tickline.gateway.binary import BinaryGateway
@@ -102,6 +109,12 @@ class Server:
         self.port = await self.binary.start(section.host, section.port)
         self.http = HttpGateway(self, self.config.websocket)
         self.http_port = await self.http.start(section.host, section.http_port)
+        if self.config.fix.port is not None:  # the FIX 4.4 acceptor: off unless configured
+            from tickline.gateway.fix.gateway import FixGateway
+
+            self.fix = FixGateway(self.exchange, self.config)
+            self.registry.register(self.fix.collector)
+            self.fix_port = await self.fix.start(section.host, self.config.fix.port)
 
     async def stop(self) -> None:
         """Stop accepting, drain, sync the journal, close everything. Idempotent."""
@@ -109,6 +122,8 @@ class Server:
             return
         if self.binary is not None:
             await self.binary.stop_accepting()
+        if self.fix is not None:
+            self.fix.stop_accepting()
         await self.exchange.stop()
         if self._runner is not None:
             try:
@@ -121,6 +136,8 @@ class Server:
             await self.binary.close()
         if self.http is not None:
             await self.http.close()
+        if self.fix is not None:
+            await self.fix.close()
         self.gc_monitor.uninstall()
         self._stopped.set()
 
@@ -169,6 +186,7 @@ class Server:
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,
             "websocket_sessions": self.http.session_count() if self.http is not None else 0,
+            "fix_sessions": self.fix.session_count() if self.fix is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
             **({"cluster": ex.statistics()} if self.config.server.cluster else {}),
             "recovery": {
