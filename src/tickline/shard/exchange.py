@@ -26,7 +26,9 @@ background thread; meanwhile commands for its symbols are answered with a
 changed). A shard that dies or hangs (``reply_timeout``) while it holds a batch is restarted
 at once, in the batch: it reports the events of whatever it had journaled (released
 normally), and its commands that never reached its journal are answered with 411 — none
-was acknowledged, none is lost silently.
+was acknowledged, none is lost silently — except the parts of commands sent to several
+shards (a broadcast, a split ``CancelOrders``): those are sent again to the restarted shard,
+so such a command is released only with every part journaled, equal to a replay.
 
 Start-up: each shard recovers its own journal; then this process rebuilds the report
 numbering and the market-data books by replaying every shard journal merged by sequence
@@ -284,6 +286,9 @@ class ShardedExchange(Exchange):
 
         self.shards = [ShardHandle(k, spec_maker(k)) for k in range(shards)]
         self._outbox: list[list[Command]] = [[] for _ in self.shards]
+        self._spread: set[int] = set()
+        """Seqs of this batch's commands sent to more than one shard (broadcasts, a split
+        ``CancelOrders``): re-sent to a shard restarted in the batch (see _recover_in_batch)."""
         self._restart_threads: list[threading.Thread] = []
         t0 = time.perf_counter()
         try:
@@ -361,6 +366,13 @@ class ShardedExchange(Exchange):
         if not self._pending:
             self._batch_started = time.perf_counter_ns()
         if item.make is not None:
+            if self._pending:
+                # make() reads the released state (port.orders, the live orders), which
+                # changes only when a batch is released: finish the batch so far first, as
+                # Exchange matches it (cancel on disconnect must see an order entered in
+                # this same batch)
+                self._end_of_batch(0)
+                self._batch_started = time.perf_counter_ns()
             made = item.make()
             if made is None:
                 return
@@ -383,16 +395,18 @@ class ShardedExchange(Exchange):
                 sub.seq = cmd.seq
                 sub.ts = ts
             self._outbox[k].append(sub)
+        if len(targets) > 1:
+            self._spread.add(cmd.seq)
         self._pending.append((item, []))
 
     # -- stages 3 and 4 -------------------------------------------------------------------
 
-    def _dispatch(self) -> dict[int, list[list[Event]]]:
+    def _dispatch(self) -> dict[int, list[tuple[int, list[Event]]]]:
         """Send every shard its frame, collect every result; a failing shard is restarted in
-        place. Returns the events per seq (one list per shard involved)."""
+        place. Returns the events per seq: one ``(shard, events)`` per shard involved."""
         box = self._outbox
         sent: list[int] = []
-        by_seq: dict[int, list[list[Event]]] = {}
+        by_seq: dict[int, list[tuple[int, list[Event]]]] = {}
         for k, cmds in enumerate(box):
             if not cmds:
                 continue
@@ -409,15 +423,21 @@ class ShardedExchange(Exchange):
                 self._recover_in_batch(k, cmds, by_seq, exc)
                 continue
             for seq, events in results:
-                by_seq.setdefault(seq, []).append(events)
+                by_seq.setdefault(seq, []).append((k, events))
         for cmds in box:
             cmds.clear()
+        self._spread.clear()
         return by_seq
 
     def _recover_in_batch(self, k: int, cmds: list[Command],
-                          by_seq: dict[int, list[list[Event]]], exc: Exception) -> None:
+                          by_seq: dict[int, list[tuple[int, list[Event]]]],
+                          exc: Exception) -> None:
         """Shard ``k`` failed holding ``cmds``: restart it now from its journal; what it had
-        journaled comes back as its late results, the rest is answered 411."""
+        journaled comes back as its late results. Of the rest (a suffix of ``cmds``: a
+        journal holds a prefix), a command that went to other shards too (a broadcast, a
+        split ``CancelOrders``) is sent again to the restarted shard, in order, so its
+        every part is journaled and released (never half a kill switch); a command for this
+        shard only is answered 411 (it changed nothing anywhere)."""
         shard = self.shards[k]
         log.error("%s; restarting it from its journal", exc)
         shard.last_error = str(exc)
@@ -428,15 +448,26 @@ class ShardedExchange(Exchange):
         try:
             hello = self._start(shard, shard.acked_seq)
             for seq, events in hello.late:
-                by_seq.setdefault(seq, []).append(events)
+                by_seq.setdefault(seq, []).append((k, events))
                 got.add(seq)
-        except Exception as again:
-            shard.last_error = str(again)
-            log.error("shard %d restart failed: %s; retrying in the background", k, again)
+            again = [c for c in cmds if c.seq not in got and c.seq in self._spread]
+            if again:
+                try:
+                    shard.send(again, self.reply_timeout)
+                    for seq, events in shard.collect(len(again), self.reply_timeout):
+                        by_seq.setdefault(seq, []).append((k, events))
+                        got.add(seq)
+                except ShardFailed as twice:
+                    shard.up = False
+                    shard.kill()
+                    raise twice
+        except Exception as again_exc:
+            shard.last_error = str(again_exc)
+            log.error("shard %d restart failed: %s; retrying in the background", k, again_exc)
             self._restart_later(shard)
         for cmd in cmds:
             if cmd.seq not in got:
-                by_seq.setdefault(cmd.seq, []).append([_UNSEQUENCED])
+                by_seq.setdefault(cmd.seq, []).append((k, [_UNSEQUENCED]))
 
     def _end_of_batch(self, n: int) -> None:
         pending = self._pending
@@ -454,10 +485,12 @@ class ShardedExchange(Exchange):
             if events:  # answered 411 before sequencing
                 released.append((item, events, False))
                 continue
-            # a part of a broadcast that a failed shard never journaled is left out, as in
-            # a replay of the journals; with no part journaled anywhere the command is 411
-            parts = [p for p in by_seq.get(item.cmd.seq, ()) if not p or p[0] is not
-                     _UNSEQUENCED]
+            # the parts shard by shard, as a replay merges them (a shard restarted in the
+            # batch may have answered first). A part that a failed shard never journaled
+            # (only if its restart or the re-send failed too) is left out, as in a replay of
+            # the journals; with no part journaled anywhere the command is 411
+            parts = [p for _k, p in sorted(by_seq.get(item.cmd.seq, ()), key=_first)
+                     if not p or p[0] is not _UNSEQUENCED]
             if not parts:
                 released.append((item, [_unavailable(item.cmd)], False))
                 continue
@@ -599,6 +632,10 @@ class ShardedExchange(Exchange):
 
 
 _UNSEQUENCED: Event = Rejected(0, "", "", 0, _UNAVAILABLE, "shard unavailable")
+
+
+def _first(part: tuple[int, list[Event]]) -> int:
+    return part[0]
 
 
 def _unavailable(cmd: Command) -> Event:
