@@ -187,9 +187,16 @@ def test_per_account_order_and_replay_hold_for_any_interleaving(
     seen: Seen = []
     sent: dict[int, list[Command]] = {1: [], 2: [], 3: []}
     accepted: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    buf: list[Command] = []  # sent in one submit_many (one socket read) now and then
+
+    def flush() -> None:
+        assert ex.submit_many(buf, recorder(seen)) == len(buf)
+        buf.clear()
+
     for kind, account, k in steps:
         cmd: Command
         if kind == "poll":
+            flush()
             ex.processor.poll(k + 1)
             for _c, events, _ in seen:
                 if events and type(events[0]) is Accepted:
@@ -206,8 +213,15 @@ def test_per_account_order_and_replay_hold_for_any_interleaving(
             cmd = Replace(account=account, symbol="ABC", order_id=target, price=80 + k)
         else:
             cmd = MassCancel(account=account)
-        ex.submit(cmd, recorder(seen))
+        if k % 2:
+            buf.append(cmd)
+            if k == 5:
+                flush()
+        else:
+            flush()
+            ex.submit(cmd, recorder(seen))
         sent[account].append(cmd)
+    flush()
     ex.pump()
     assert len(seen) == sum(len(v) for v in sent.values())
     for account, cmds in sent.items():
@@ -363,3 +377,30 @@ def test_bad_lanes_and_deadlines_values_are_config_errors(tmp_path: Path, text: 
     path.write_text(text)
     with pytest.raises(ConfigError, match=field):
         load_config(path)
+
+
+def test_one_read_with_cancels_is_split_into_the_lanes_keeping_each_accounts_order() -> None:
+    ex = Exchange([ABC], capacity=64)
+    other = rest(ex, 3, 300)
+    for i in range(10):  # a flood ahead of the read
+        ex.submit(order(1, 10 + i))
+    seen: Seen = []
+    read = [order(2, 50, clid="a"), Cancel(account=2, symbol="ABC", orig_client_order_id="a"),
+            Cancel(account=3, symbol="ABC", order_id=other), order(3, 51)]
+    assert ex.submit_many(read, recorder(seen)) == 4
+    assert ex.processor.statistics().queued == (1, 13)
+    ex.pump()
+    seq = {(type(c).__name__, getattr(c, "account", 0)): c.seq for c, _, _ in seen}
+    assert seq[("Cancel", 3)] == 2  # ahead of the flood and of the read's earlier commands
+    assert seq[("NewOrder", 2)] < seq[("Cancel", 2)] < seq[("NewOrder", 3)]
+    assert all(type(ev[0]) in (Accepted, Cancelled) for _, ev, _ in seen)
+
+
+def test_a_read_that_does_not_fit_is_accepted_as_a_prefix() -> None:
+    ex = Exchange([ABC], capacity=4)
+    for i in range(3):
+        ex.submit(order(1, 10 + i))
+    read = [Cancel(account=5, symbol="ABC", order_id=1), order(2, 50), order(2, 51),
+            Cancel(account=6, symbol="ABC", order_id=1)]
+    assert ex.submit_many(read) == 2  # the second new order meets the full lane
+    assert ex.processor.statistics().queued == (1, 4)

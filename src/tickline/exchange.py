@@ -392,13 +392,52 @@ class Exchange:
 
     def _submit_mixed(self, cmds: Sequence[Command], reply: Reply | None,
                       origin: ReportPort | None) -> int:
-        """:meth:`submit_many` for a read with cancels or admin commands in it: each command
-        to its lane, one at a time, stopping at the first that does not fit (a prefix)."""
-        for i, cmd in enumerate(cmds):
-            try:
-                self.submit(cmd, reply, origin)
-            except ExchangeBusy:
-                return i
+        """:meth:`submit_many` for a read with cancels or admin commands in it: split it
+        into the two lanes (order kept within each; an account's cancel after its own new
+        order of the same read stays with it, as :meth:`_lane_of` says) and submit each part
+        with one ring operation. If either part does not fit whole, one command at a time
+        instead, stopping at the first that does not fit (the accepted ones a prefix)."""
+        high_items: list[_Inbound] = []
+        low_items: list[_Inbound] = []
+        high_cmds: list[Command] = []
+        low_cmds: list[Command] = []
+        own = _OWN_CANCELS
+        high = HIGH_PRIORITY
+        in_low: set[int] = set()
+        for cmd in cmds:
+            t = type(cmd)
+            account: int = getattr(cmd, "account", 0)
+            if t in high and not (t in own and account in in_low) and self._lane_of(cmd) == 0:
+                high_items.append(_Inbound(cmd, reply, origin))
+                high_cmds.append(cmd)
+            else:
+                if t in own and account in in_low:
+                    self.held_back += 1
+                low_items.append(_Inbound(cmd, reply, origin))
+                low_cmds.append(cmd)
+                in_low.add(account)
+        if (self._high_lane.ring.free() < len(high_items)
+                or self._low_lane.ring.free() < len(low_items)):
+            for i, cmd in enumerate(cmds):
+                try:
+                    self.submit(cmd, reply, origin)
+                except ExchangeBusy:
+                    return i
+            return len(cmds)
+        processor = self.processor
+        try:
+            if low_items:
+                processor.submit_many(low_items, lane=1)
+            if high_items:
+                processor.submit_many(high_items, lane=0)
+        except ProcessorFull:  # pragma: no cover - room was checked on this thread
+            return 0
+        end = self._low_lane.published
+        last = self._low_last
+        for cmd in low_cmds:
+            last[getattr(cmd, "account", 0)] = end
+        for cmd in high_cmds:
+            self._mark_high(cmd)
         return len(cmds)
 
     def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
