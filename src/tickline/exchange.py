@@ -155,6 +155,13 @@ class _Inbound:
     mark: int  # set for ``make`` ones only (no per-command store on the common path)
 
 
+class _HighInbound(_Inbound):
+    """A command in the high-priority lane: its own type, so the processor dispatches it to
+    a handler without the normal lane's checks (no per-command flag)."""
+
+    __slots__ = ()
+
+
 class _Query:
     """A read-only question about the released state, answered in sequence (``after``: how
     many commands of its batch came before it)."""
@@ -272,9 +279,10 @@ class Exchange:
         self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
             clock=monotonic, batch_end=self._end_of_batch, batch_start=self._start_of_batch,
-            lanes=2 if lanes else 1, starvation_bound=starvation_bound,
+            lanes=2 if lanes else 1, starvation_bound=starvation_bound, combine_lanes=True,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
+        self.processor.register(_HighInbound, self._sequence_high)
         self.processor.register(_Query, self._ask)
         self._high_lane = self.processor.lane(0)
         self._low_lane = self.processor.lane(self._low)
@@ -324,8 +332,10 @@ class Exchange:
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
         lane = self._lane_of(cmd) if self.lanes else 0
+        item = _HighInbound(cmd, reply, origin) if self.lanes and not lane else _Inbound(
+            cmd, reply, origin)
         try:
-            self.processor.submit(_Inbound(cmd, reply, origin), lane=lane)
+            self.processor.submit(item, lane=lane)
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
@@ -397,7 +407,7 @@ class Exchange:
         order of the same read stays with it, as :meth:`_lane_of` says) and submit each part
         with one ring operation. If either part does not fit whole, one command at a time
         instead, stopping at the first that does not fit (the accepted ones a prefix)."""
-        high_items: list[_Inbound] = []
+        high_items: list[_HighInbound] = []
         low_items: list[_Inbound] = []
         high_cmds: list[Command] = []
         low_cmds: list[Command] = []
@@ -408,7 +418,7 @@ class Exchange:
             t = type(cmd)
             account: int = getattr(cmd, "account", 0)
             if t in high and not (t in own and account in in_low) and self._lane_of(cmd) == 0:
-                high_items.append(_Inbound(cmd, reply, origin))
+                high_items.append(_HighInbound(cmd, reply, origin))
                 high_cmds.append(cmd)
             else:
                 if t in own and account in in_low:
@@ -482,8 +492,7 @@ class Exchange:
         ones are a prefix), or, in the normal lane, high-lane work it must not overtake."""
         self._batch_started = taken
         if lane != self._low:
-            self._slow = False
-            return
+            return  # (the flags below were reset at the last batch end)
         stale = 0
         limit = taken - self.max_queue_ns
         if self.max_queue_ns and segs[0][1] < limit:
@@ -575,6 +584,15 @@ class Exchange:
         item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
+    def _sequence_high(self, item: _HighInbound) -> None:
+        """A high-lane command: never stale, never deferred."""
+        if self._slow:  # the flags are the normal lane's part of this batch
+            self._slow = False
+            self._sequence_and_match(item)
+            self._slow = True
+        else:
+            self._sequence_and_match(item)
+
     def _sequence_and_match(self, item: _Inbound) -> None:
         if self._slow and self._intercept(item):
             return
@@ -627,6 +645,9 @@ class Exchange:
         self._match()
         pending = self._pending
         if not pending:
+            self._slow = False
+            self._stale_left = 0
+            self._guard = False
             while self._queries:
                 self._answer(self._queries.popleft())
             return
@@ -683,6 +704,9 @@ class Exchange:
         if publish_ns > self.publish_deadline_ns:
             self.publish_misses += 1
             self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
+        self._slow = False
+        self._stale_left = 0
+        self._guard = False
         done_cmds = len(pending) - stale
         self.commands += done_cmds
         self.events += events_out

@@ -190,8 +190,12 @@ class EventProcessor(Generic[E]):
     ``on_deadline_miss(event, lateness_ns)`` is the hard-deadline alarm; ``on_error(event,
     exc)`` sees handler exceptions (default: log them); ``batch_end(n)`` runs after every
     batch -- flush outputs there; ``batch_start(lane, segments, taken_ns)`` runs once per
-    batch after it is taken and before it is dispatched (``segments``: its ``(count,
-    enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited too long);
+    lane a batch took from, after it is taken and before it is dispatched (``segments``: that
+    part's ``(count, enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited
+    too long); ``combine_lanes``: a batch that took less than ``max_batch`` from the lane
+    chosen fills up from the lanes of lower priority, in priority order (so within a batch
+    higher lanes always come first), and one batch end (one journal commit, one flush)
+    covers all of it;
     ``wait`` is how the :meth:`start` thread waits when idle
     (default :class:`~tickline.core.wait.BlockingWait`).
     """
@@ -213,6 +217,7 @@ class EventProcessor(Generic[E]):
         on_error: Callable[[E, BaseException], None] | None = None,
         batch_end: Callable[[int], None] | None = None,
         batch_start: Callable[[int, list[tuple[int, int]], int], None] | None = None,
+        combine_lanes: bool = False,
         wait: WaitStrategy | None = None,
     ) -> None:
         if max_batch < 1:
@@ -238,6 +243,7 @@ class EventProcessor(Generic[E]):
         self._clock = clock
         self._batch_end = batch_end
         self._batch_start = batch_start
+        self._combine = combine_lanes and lanes > 1
         self._dispatch = Dispatcher(name=name, type_of=type_of, timestamp_of=timestamp_of,
                                     clock=clock, on_deadline_miss=on_deadline_miss,
                                     on_error=on_error)
@@ -390,6 +396,24 @@ class EventProcessor(Generic[E]):
         bs = self._batch_start
         if bs is not None:
             bs(ln.index, segs, t0)
+        if self._combine and n < max_batch:
+            for other in self._lanes[ln.index + 1:]:
+                if other.ring.tail == other.ring.head:
+                    continue
+                if self._consumer_locks:
+                    with other.lock:
+                        more, more_segs = other.take(max_batch - n)
+                else:
+                    more, more_segs = other.take(max_batch - n)
+                other.skipped = 0
+                other.space_freed()
+                if bs is not None:
+                    bs(other.index, more_segs, t0)
+                items.extend(more)
+                segs.extend(more_segs)
+                n += len(more)
+                if n >= max_batch:
+                    break
         try:
             dispatch.dispatch(items, segs)
         except DeadlineMissed as err:
