@@ -70,6 +70,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import compress, repeat
+from operator import attrgetter, not_
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,8 @@ _FIRM = (NewOrder, Replace)
 """Command types under the firm ``max_queue_ms`` deadline (a late cancel is still wanted)."""
 _STALE = int(RejectReason.STALE_ORDER)
 _EXEC_REJECTED = int(ExecKind.REJECTED)
+_IS_HIGH = HIGH_PRIORITY.__contains__
+_ACCOUNT = attrgetter("account")
 _NEVER = 1 << 62  # a disabled deadline (ns): no comparison ever exceeds it
 
 
@@ -384,50 +388,55 @@ class Exchange:
                                                    for cmd in cmds])
             except ProcessorFull:
                 return 0
-        high = HIGH_PRIORITY
-        for cmd in cmds:
-            if type(cmd) in high:
-                return self._submit_mixed(cmds, reply, origin)
+        flags = list(map(_IS_HIGH, map(type, cmds)))  # C loops: no bytecode per command
+        if any(flags):
+            return self._submit_mixed(cmds, flags, reply, origin)
         # The common case: nothing for the high lane, one ring operation.
         try:
             n = self.processor.submit_many([_Inbound(cmd, reply, origin) for cmd in cmds],
                                            lane=1)
         except ProcessorFull:
             return 0
-        end = self._low_lane.published
-        last = self._low_last
-        for cmd in cmds[:n] if n < len(cmds) else cmds:
-            last[getattr(cmd, "account", 0)] = end
+        self._mark_low(cmds[:n] if n < len(cmds) else cmds)
         return n
 
-    def _submit_mixed(self, cmds: Sequence[Command], reply: Reply | None,
+    def _mark_low(self, cmds: Sequence[Command]) -> None:
+        """Remember that each command's account has normal-lane work up to the lane's end
+        (for :meth:`_lane_of`); one C-level dict update for all of them."""
+        end = self._low_lane.published
+        try:
+            self._low_last.update(zip(map(_ACCOUNT, cmds), repeat(end)))
+        except AttributeError:  # a command without an account (a time tick) among them
+            for cmd in cmds:
+                self._low_last[getattr(cmd, "account", 0)] = end
+
+    def _submit_mixed(self, cmds: Sequence[Command], flags: list[bool], reply: Reply | None,
                       origin: ReportPort | None) -> int:
-        """:meth:`submit_many` for a read with cancels or admin commands in it: split it
-        into the two lanes (order kept within each; an account's cancel after its own new
-        order of the same read stays with it, as :meth:`_lane_of` says) and submit each part
-        with one ring operation. If either part does not fit whole, one command at a time
+        """:meth:`submit_many` for a read with cancels or admin commands in it (``flags``:
+        which): split it into the two lanes (order kept within each) and submit each part
+        with one ring operation. An account's cancel stays in the normal lane, in its place,
+        if :meth:`_lane_of` says so or the same read has a normal-lane command of that
+        account before it. If either part does not fit whole, one command at a time
         instead, stopping at the first that does not fit (the accepted ones a prefix)."""
-        high_items: list[_HighInbound] = []
-        low_items: list[_Inbound] = []
-        high_cmds: list[Command] = []
-        low_cmds: list[Command] = []
         own = _OWN_CANCELS
-        high = HIGH_PRIORITY
-        in_low: set[int] = set()
-        for cmd in cmds:
-            t = type(cmd)
-            account: int = getattr(cmd, "account", 0)
-            if t in high and not (t in own and account in in_low) and self._lane_of(cmd) == 0:
-                high_items.append(_HighInbound(cmd, reply, origin))
-                high_cmds.append(cmd)
-            else:
-                if t in own and account in in_low:
+        low_accounts: set[int] = set()
+        done = 0
+        for i in compress(range(len(cmds)), flags):  # the few high-lane candidates
+            cmd = cmds[i]
+            if type(cmd) in own:
+                for c in compress(cmds[done:i], map(not_, flags[done:i])):
+                    low_accounts.add(getattr(c, "account", 0))
+                done = i
+                if cmd.account in low_accounts:  # type: ignore[union-attr]
                     self.held_back += 1
-                low_items.append(_Inbound(cmd, reply, origin))
-                low_cmds.append(cmd)
-                in_low.add(account)
-        if (self._high_lane.ring.free() < len(high_items)
-                or self._low_lane.ring.free() < len(low_items)):
+                    flags[i] = False
+                    continue
+            if self._lane_of(cmd):
+                flags[i] = False
+        low_cmds = list(compress(cmds, map(not_, flags)))
+        high_cmds = list(compress(cmds, flags))
+        if (self._high_lane.ring.free() < len(high_cmds)
+                or self._low_lane.ring.free() < len(low_cmds)):
             for i, cmd in enumerate(cmds):
                 try:
                     self.submit(cmd, reply, origin)
@@ -436,16 +445,14 @@ class Exchange:
             return len(cmds)
         processor = self.processor
         try:
-            if low_items:
-                processor.submit_many(low_items, lane=1)
-            if high_items:
-                processor.submit_many(high_items, lane=0)
+            if low_cmds:
+                processor.submit_many([_Inbound(c, reply, origin) for c in low_cmds], lane=1)
+            if high_cmds:
+                processor.submit_many([_HighInbound(c, reply, origin) for c in high_cmds],
+                                      lane=0)
         except ProcessorFull:  # pragma: no cover - room was checked on this thread
             return 0
-        end = self._low_lane.published
-        last = self._low_last
-        for cmd in low_cmds:
-            last[getattr(cmd, "account", 0)] = end
+        self._mark_low(low_cmds)
         for cmd in high_cmds:
             self._mark_high(cmd)
         return len(cmds)
