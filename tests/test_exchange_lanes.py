@@ -340,7 +340,7 @@ def test_lanes_and_deadlines_sections_reach_the_server_exchange(tmp_path: Path) 
 
     path = tmp_path / "tickline.toml"
     path.write_text(f'[server]\njournal_dir = "{tmp_path / "j"}"\n'
-                    "[lanes]\nenabled = false\nstarvation_bound = 3\n"
+                    "[lanes]\nenabled = false\nstarvation_bound = 3\nhigh_capacity = 256\n"
                     "[deadlines]\nmax_queue_ms = 250\nmatch_ms = 0\npublish_ms = 50.5\n")
     config = load_config(path)
     assert (config.lanes.enabled, config.lanes.starvation_bound) == (False, 3)
@@ -365,6 +365,7 @@ def test_default_config_enables_lanes_with_deadlines_that_do_not_fire() -> None:
 
 @pytest.mark.parametrize(("text", "field"), [
     ("[lanes]\nstarvation_bound = 0\n", "lanes.starvation_bound"),
+    ("[lanes]\nhigh_capacity = 1000\n", "lanes.high_capacity"),
     ("[deadlines]\nmax_queue_ms = -1\n", "deadlines.max_queue_ms"),
     ("[deadlines]\nmatch_ms = -5\n", "deadlines.match_ms"),
     ("[deadlines]\nhard_ms = 5\n", "hard_ms"),
@@ -404,3 +405,14 @@ def test_a_read_that_does_not_fit_is_accepted_as_a_prefix() -> None:
             Cancel(account=6, symbol="ABC", order_id=1)]
     assert ex.submit_many(read) == 2  # the second new order meets the full lane
     assert ex.processor.statistics().queued == (1, 4)
+
+
+def test_the_cancel_lane_has_its_own_smaller_capacity() -> None:
+    ex = Exchange([ABC], capacity=64, high_capacity=4)
+    assert ex.processor.lane(0).ring.capacity == 4 and ex.processor.lane(1).ring.capacity == 64
+    for _ in range(4):
+        ex.submit(MassCancel(account=1))
+    with pytest.raises(ExchangeBusy):  # the cancel lane is bounded too
+        ex.submit(MassCancel(account=1))
+    ex.submit(order(2, 10))  # the normal lane still has room
+    assert ex.pump() == 5

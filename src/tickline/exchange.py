@@ -205,6 +205,7 @@ class Exchange:
         report_history: int = 4096,
         lanes: bool = True,
         starvation_bound: int = 8,
+        high_capacity: int = 4096,
         max_queue_ms: float = 1000.0,
         match_deadline_ms: float = 100.0,
         publish_deadline_ms: float = 200.0,
@@ -267,8 +268,9 @@ class Exchange:
         self.snapshots_skipped = 0
         self.snapshot_error: str | None = None
         """Why the most recent snapshot failed; ``None`` once one succeeds again."""
-        # Priority lanes: 0 = cancels and admin commands, 1 = the rest (``lanes=False``: one
-        # lane, 0, for everything). Deadlines in ns (0 ms = off).
+        # Priority lanes: 0 = cancels and admin commands (``high_capacity`` slots: a ring's
+        # slots cost every full GC pass a visit, and cancels drain first), 1 = the rest
+        # (``lanes=False``: one lane, 0, for everything). Deadlines in ns (0 ms = off).
         if type(self)._sequence_and_match is not Exchange._sequence_and_match:
             # A subclass with its own per-command stage (sharded, cluster) has none of the
             # checks that keep per-account order across lanes: one lane for it.
@@ -281,7 +283,8 @@ class Exchange:
         self.publish_deadline_ns = (int(publish_deadline_ms * 1e6) if publish_deadline_ms > 0
                                     else _NEVER)
         self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
-            name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
+            name="exchange", capacity=(min(high_capacity, capacity), capacity) if lanes
+            else capacity, max_batch=max_batch, policy="reject",
             clock=monotonic, batch_end=self._end_of_batch, batch_start=self._start_of_batch,
             lanes=2 if lanes else 1, starvation_bound=starvation_bound, combine_lanes=True,
         )

@@ -180,9 +180,10 @@ class EventProcessor(Generic[E]):
     serializes them with a lock held only for the slice copy. Consumer: either the thread
     started by :meth:`start`, or the caller of :meth:`poll` -- never both, never two callers.
 
-    Parameters: ``capacity`` per lane (power of two); ``max_batch`` natural-batch limit;
-    ``policy`` for a full lane -- a :class:`~tickline.core.intake.BackpressurePolicy` or its
-    string form (``block_timeout`` seconds applies to ``"block"``); ``lanes`` and
+    Parameters: ``capacity`` per lane (power of two; or a sequence, one per lane);
+    ``max_batch`` natural-batch limit; ``policy`` for a full lane -- a
+    :class:`~tickline.core.intake.BackpressurePolicy` or its string form (``block_timeout``
+    seconds applies to ``"block"``); ``lanes`` and
     ``starvation_bound`` for priorities; ``type_of`` maps an event to its handler key (default
     ``type``); ``timestamp_of`` gives an event's own creation time on ``clock``, from which
     deadlines are measured (default: its enqueue time; the latency histograms always use the
@@ -204,7 +205,7 @@ class EventProcessor(Generic[E]):
         self,
         *,
         name: str = "processor",
-        capacity: int = 65536,
+        capacity: int | Sequence[int] = 65536,
         max_batch: int = 1024,
         policy: Backpressure | BackpressurePolicy = "block",
         block_timeout: float = 1.0,
@@ -238,7 +239,10 @@ class EventProcessor(Generic[E]):
         self.starvation_bound = starvation_bound
         self.wait = wait
         self._bell = Doorbell()
-        self._lanes = [Lane(capacity, index=i, owner=name, clock=clock, bell=self._bell)
+        caps = [capacity] * lanes if isinstance(capacity, int) else list(capacity)
+        if len(caps) != lanes:
+            raise ValueError(f"capacity: one per lane ({lanes}), got {capacity!r}")
+        self._lanes = [Lane(caps[i], index=i, owner=name, clock=clock, bell=self._bell)
                        for i in range(lanes)]
         self._clock = clock
         self._batch_end = batch_end
