@@ -427,8 +427,12 @@ class Exchange:
         for i in compress(range(len(cmds)), flags):  # the few high-lane candidates
             cmd = cmds[i]
             if type(cmd) in own:
-                for c in compress(cmds[done:i], map(not_, flags[done:i])):
-                    low_accounts.add(getattr(c, "account", 0))
+                before = compress(cmds[done:i], map(not_, flags[done:i]))
+                try:
+                    low_accounts.update(map(_ACCOUNT, before))
+                except AttributeError:  # a time tick among them
+                    low_accounts.update(getattr(c, "account", 0)
+                                        for c in compress(cmds[done:i], map(not_, flags[done:i])))
                 done = i
                 if cmd.account in low_accounts:  # type: ignore[union-attr]
                     self.held_back += 1
