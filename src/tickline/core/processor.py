@@ -194,9 +194,10 @@ class EventProcessor(Generic[E]):
     lane a batch took from, after it is taken and before it is dispatched (``segments``: that
     part's ``(count, enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited
     too long); ``combine_lanes``: a batch that took less than ``max_batch`` from the lane
-    chosen fills up from the lanes of lower priority, in priority order (so within a batch
-    higher lanes always come first), and one batch end (one journal commit, one flush)
-    covers all of it;
+    chosen fills up from the lanes of lower priority, in priority order, each part taken only
+    once the part before it was dispatched (so within a batch higher lanes always come
+    first, and are not kept waiting by the lower ones' take), and one batch end (one
+    journal commit, one flush) covers all of it;
     ``wait`` is how the :meth:`start` thread waits when idle
     (default :class:`~tickline.core.wait.BlockingWait`).
     """
@@ -400,31 +401,40 @@ class EventProcessor(Generic[E]):
         bs = self._batch_start
         if bs is not None:
             bs(ln.index, segs, t0)
-        if self._combine and n < max_batch:
-            for other in self._lanes[ln.index + 1:]:
-                if other.ring.tail == other.ring.head:
-                    continue
-                if self._consumer_locks:
-                    with other.lock:
-                        more, more_segs = other.take(max_batch - n)
-                else:
-                    more, more_segs = other.take(max_batch - n)
-                other.skipped = 0
-                other.space_freed()
-                if bs is not None:
-                    bs(other.index, more_segs, t0)
-                items.extend(more)
-                segs.extend(more_segs)
-                n += len(more)
-                if n >= max_batch:
-                    break
         try:
             dispatch.dispatch(items, segs)
+            if self._combine and n < max_batch:
+                n = self._fill_up(ln, n, segs, max_batch)
         except DeadlineMissed as err:
             self.failure = err
             raise
         finally:
             self._record(n, segs, t0, clock())
+        return n
+
+    def _fill_up(self, ln: Lane, n: int, segs: list[tuple[int, int]], max_batch: int) -> int:
+        """``combine_lanes``: after ``ln``'s part of the batch was dispatched, take and
+        dispatch the lower lanes' waiting events up to ``max_batch`` in all (so the higher
+        part is handled before the lower part is even taken); ``segs`` gains theirs.
+        Returns the batch's new size."""
+        bs = self._batch_start
+        for other in self._lanes[ln.index + 1:]:
+            if other.ring.tail == other.ring.head:
+                continue
+            if self._consumer_locks:
+                with other.lock:
+                    more, more_segs = other.take(max_batch - n)
+            else:
+                more, more_segs = other.take(max_batch - n)
+            other.skipped = 0
+            other.space_freed()
+            if bs is not None:
+                bs(other.index, more_segs, self._clock())
+            segs.extend(more_segs)
+            n += len(more)
+            self._dispatch.dispatch(more, more_segs)
+            if n >= max_batch:
+                break
         return n
 
     def _run_carry(self) -> int:
