@@ -26,6 +26,33 @@ app.add_typer(journal_app, name="journal")
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tickline import __version__
+        from tickline._build import describe
+
+        typer.echo(f"tickline {__version__}, {describe()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and the build (pure or compiled, which modules).")] = False,
+) -> None:
+    """tickline: a real-time event engine and a working exchange built on it."""
+
+
+@app.command("build")
+def build(action: Annotated[str, typer.Argument(
+        help="compile | auto (compile if a C compiler is there) | clean (pure) | status")
+        ] = "status") -> None:
+    """The optional compiled build of the engine's hot path (mypyc; see docs/benchmarks.md)."""
+    from tickline._build import main as build_main
+
+    raise typer.Exit(build_main([action]))
+
+
 # --- bench matching (issue 2) -------------------------------------------------------------
 
 @bench_app.command("matching")
@@ -45,6 +72,20 @@ def bench_matching(
         help="Also time throughput with generous risk limits on every account, "
              "alternating with limits off.")] = False,
     risk_rounds: Annotated[int, typer.Option(help="Off/on rounds for --risk.")] = 3,
+    mix: Annotated[bool, typer.Option(
+        help="Also time the mix with 5% stops and 5% icebergs, alternating with the plain "
+             "mix.")] = False,
+    peers: Annotated[bool, typer.Option(
+        help="Also time the pure and compiled builds and liquibook (peers extra) on the "
+             "same commands, one process per run.")] = False,
+    peer_rounds: Annotated[int, typer.Option(help="Interleaved rounds for --peers.")] = 3,
+    scale: Annotated[bool, typer.Option(
+        help="Also time 1k..1M resting orders over 10 and 100,000 ticks.")] = False,
+    scale_commands: Annotated[int, typer.Option(
+        help="Commands per --scale cell.")] = 100_000,
+    scale_resting: Annotated[str, typer.Option(
+        help="Comma-separated resting-order sizes for --scale.")
+        ] = "1000,10000,100000,1000000",
     json_path: JsonOption = None,
 ) -> None:
     """Run the exchange-core mix through the matching engine (and the seed's port)."""
@@ -52,7 +93,23 @@ def bench_matching(
 
     run(commands=commands, seed=seed, symbols=symbols, with_seed_port=seed_port,
         seed_port_commands=seed_port_commands, memory_orders=memory_orders,
-        latency_runs=latency_runs, json_path=json_path, risk=risk, risk_rounds=risk_rounds)
+        latency_runs=latency_runs, json_path=json_path, risk=risk, risk_rounds=risk_rounds,
+        mix=mix, peers=peers, peer_rounds=peer_rounds, scale=scale,
+        scale_commands=scale_commands,
+        scale_resting=tuple(int(x) for x in scale_resting.split(",") if x))
+
+
+@bench_app.command("exchange")
+def bench_exchange(
+    commands: Annotated[int, typer.Option(help="Commands to run.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Workload generator seed.")] = 1,
+    batch: Annotated[int, typer.Option(help="Commands per submit_many + pump.")] = 64,
+    json_path: JsonOption = None,
+) -> None:
+    """The in-process exchange loop (sequence, match, journal none/batch, publish, reports)."""
+    from tickline.bench.exchange import run
+
+    run(commands=commands, seed=seed, batch=batch, json_path=json_path)
 
 
 # --- serve (issue 5) -----------------------------------------------------------------------
@@ -77,8 +134,11 @@ def serve_command(
              "gateway, the engines run as `tickline cluster-engine`.")] = None,
     cluster_shards: Annotated[int | None, typer.Option(
         "--cluster-shards", help="Cluster mode: number of shards.")] = None,
+    fix_port: Annotated[int | None, typer.Option(
+        "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
-    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
+    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
+    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
@@ -92,6 +152,8 @@ def serve_command(
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if fix_port is not None:
+        cfg.fix.port = fix_port
 
     def ready(server: Any) -> None:
         rec = server.exchange.recovery
@@ -101,7 +163,8 @@ def serve_command(
         typer.echo(f"tickline serving on {cfg.server.host} ({event_loop_name()}): "
                    f"binary port {server.port}, http://{cfg.server.host}:{server.http_port}/ "
                    f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
-        typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
+        fix = f" fix_port={server.fix_port}" if server.fix is not None else ""
+        typer.echo(f"READY port={server.port} http_port={server.http_port}{fix}", err=False)
 
     from tickline.journal import JournalError
     from tickline.shard import ShardMapChanged
@@ -146,6 +209,24 @@ def cluster_engine_command(
     raise typer.Exit(run_event_loop(run_engine(
         cfg, cluster, shard=shard, lease_s=lease, snapshot_every=snapshot_every,
         node_id=node_id, replicas=replicas)))
+
+
+@bench_app.command("cluster")
+def bench_cluster(
+    rate: Annotated[list[float] | None, typer.Option(
+        help="Offered orders/s (repeat for several).")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of load per run.")] = 5.0,
+    runs: Annotated[int, typer.Option(help="Load runs per rate (the median is kept).")] = 3,
+    failovers: Annotated[int, typer.Option(help="Leader SIGKILLs to time (0: skip).")] = 5,
+    lease: Annotated[float, typer.Option(help="Leadership lease (s).")] = 1.0,
+    sessions: Annotated[int, typer.Option(help="Load generator sessions.")] = 4,
+    json_path: JsonOption = None,
+) -> None:
+    """Cluster mode on this machine: loadgen through NATS JetStream, and failover time."""
+    from tickline.bench.cluster import run
+
+    run(rates=rate or [10_000.0], duration=duration, runs=runs, failovers=failovers,
+        lease=lease, sessions=sessions, json_path=json_path)
 
 
 @app.command("demo")
@@ -200,13 +281,23 @@ def loadgen_command(
         help="Seconds at the start not counted in the results.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
     json_path: JsonOption = None,
+    protocol: Annotated[str, typer.Option(
+        help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
+    fix_port: Annotated[int, typer.Option("--fix-port", help="FIX acceptor port.")] = 9878,
+    fix_sessions: Annotated[str | None, typer.Option(
+        "--fix-sessions", help="FIX sessions SENDER:PASSWORD,... (default MM1..MM4).")
+    ] = None,
 ) -> None:
     """Open-loop load at a fixed rate; round-trip percentiles from planned send times."""
     from tickline.loadgen import LoadConfig, run
 
+    if protocol not in ("binary", "fix", "both"):
+        typer.echo("error: --protocol must be binary, fix or both", err=True)
+        raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
                      sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
-    raise typer.Exit(run(cfg, json_path))
+    raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
+                         fix_sessions=fix_sessions))
 
 
 # --- bench processor (issue 3, part 1: tickline.core) -------------------------------------
@@ -233,6 +324,24 @@ def bench_processor(
     run(events=events, chunk=chunk, baseline_events=baseline_events, workers=workers,
         paced_rate=paced_rate, shm_records=shm_records, mpq_records=mpq_records,
         gc_events=gc_events, json_path=json_path)
+
+
+# --- bench shards (issue 12 item 1) ---------------------------------------------------------
+
+@bench_app.command("shards")
+def bench_shards(
+    shards: Annotated[str, typer.Option(help="Shard counts to compare, e.g. 1,2.")] = "1,2",
+    commands: Annotated[int, typer.Option(help="Timed commands per shard.")] = 200_000,
+    symbols_per_shard: Annotated[int, typer.Option(help="Symbols per shard.")] = 2,
+    runs: Annotated[int, typer.Option(help="Interleaved runs per shard count.")] = 5,
+    batch: Annotated[int, typer.Option(help="Commands per ring frame.")] = 256,
+    json_path: JsonOption = None,
+) -> None:
+    """Pre-encoded exchange-core-mix commands over the shm rings to 1, then N shard processes."""
+    from tickline.bench.shards import run
+
+    run(shard_counts=[int(x) for x in shards.split(",")], commands=commands,
+        symbols_per_shard=symbols_per_shard, runs=runs, batch=batch, json_path=json_path)
 
 
 # --- bench stream (issue 4) ---------------------------------------------------------------

@@ -63,6 +63,16 @@ replaces any part of it::
     match_ms = 100            # hard: a batch's match stage over this is counted and logged
     publish_ms = 200          # soft: a batch's release stage over this is counted
 
+    [fix]                     # the FIX 4.4 acceptor (tickline.gateway.fix); off by default
+    port = 9878               # or `tickline serve --fix-port P`
+    comp_id = "TICKLINE"      # our CompID: the counterparty's TargetCompID (56)
+    store_dir = ""            # session store (seqnums, messages for resend); "" = journal_dir/fix
+    fsync = false             # fsync the session store after each write
+    [[fix.sessions]]          # who may log on: SenderCompID (49) -> account; Password (554) =
+    sender_comp_id = "DEMO"   # the account's key (Username 553, when sent, = the account name)
+    account = "demo"
+    cancel_on_disconnect = false
+
     [[instruments]]
     symbol = "AAPL"
     tick_size = 1
@@ -261,6 +271,32 @@ class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                           max_position=self.max_position)
 
 
+class FixSessionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[fix.sessions]]`` entry: the counterparty's SenderCompID, the account it trades
+    for (by name; its Logon must carry that account's key as Password 554), and whether its
+    orders are cancelled when it disconnects."""
+
+    sender_comp_id: str
+    account: str
+    cancel_on_disconnect: bool = False
+
+
+class FixConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[fix]`` section: the FIX 4.4 acceptor (:mod:`tickline.gateway.fix`). ``port``
+    None = off (``tickline serve --fix-port P`` turns it on); ``comp_id`` is the acceptor's
+    own CompID (the counterparty's TargetCompID); ``store_dir`` "" = ``<journal_dir>/fix``;
+    ``fsync`` syncs the session store after each write; ``sending_time_tolerance`` seconds
+    of clock difference accepted in SendingTime (52)."""
+
+    port: int | None = None
+    comp_id: str = "TICKLINE"
+    store_dir: str = ""
+    fsync: bool = False
+    max_heartbeat_seconds: int = 300
+    sending_time_tolerance: float = 120.0
+    sessions: list[FixSessionConfig] = msgspec.field(default_factory=list)
+
+
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     limits: Limits = msgspec.field(default_factory=Limits)
@@ -269,6 +305,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     deadlines: Deadlines = msgspec.field(default_factory=Deadlines)
     instruments: list[Instrument] = msgspec.field(default_factory=list)
     accounts: list[Account] = msgspec.field(default_factory=list)
+    fix: FixConfig = msgspec.field(default_factory=FixConfig)
 
     def validate(self) -> ServerConfig:
         """Check cross-field rules; return self. Raises :class:`ConfigError`."""
@@ -354,7 +391,30 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if not value >= 0:
                 raise ConfigError(f"deadlines.{name} must be >= 0 (0 = off), got {value}")
         self.websocket.validate()
+        self._validate_fix()
         return self
+
+    def _validate_fix(self) -> None:
+        fix = self.fix
+        if fix.port is not None and not 0 <= fix.port <= 65535:
+            raise ConfigError(f"fix.port must be 0..65535, got {fix.port}")
+        if not fix.comp_id or "\x01" in fix.comp_id:
+            raise ConfigError(f"fix.comp_id must be a non-empty CompID, got {fix.comp_id!r}")
+        names = {a.name for a in self.accounts}
+        seen: set[str] = set()
+        for s in fix.sessions:
+            if not s.sender_comp_id or "\x01" in s.sender_comp_id:
+                raise ConfigError(f"fix.sessions: bad sender_comp_id {s.sender_comp_id!r}")
+            if s.sender_comp_id in seen:
+                raise ConfigError(f"fix.sessions: sender_comp_id {s.sender_comp_id!r} "
+                                  "appears twice")
+            seen.add(s.sender_comp_id)
+            if s.account not in names:
+                raise ConfigError(f"fix.sessions: {s.sender_comp_id!r} names unknown account "
+                                  f"{s.account!r}")
+        if fix.sending_time_tolerance <= 0 or fix.max_heartbeat_seconds < 1:
+            raise ConfigError("fix.sending_time_tolerance must be > 0 and "
+                              "fix.max_heartbeat_seconds >= 1")
 
     def engine_config(self) -> EngineConfig:
         """The engine settings implied by the accounts: self-trade prevention modes and the
@@ -383,10 +443,27 @@ DEFAULT_ACCOUNTS = [
 ]
 
 
+# One FIX session per demo account: SenderCompID = the account name in capitals.
+DEFAULT_FIX_SESSIONS = [FixSessionConfig(sender_comp_id=a.name.upper(), account=a.name)
+                        for a in DEFAULT_ACCOUNTS]
+
+
+def _default_fix_sessions(accounts: Any) -> list[dict[str, Any]]:
+    """One FIX session per account (SenderCompID = its name in capitals; a name whose
+    capitals another account's already took gets none)."""
+    out: dict[str, dict[str, Any]] = {}
+    for a in accounts if isinstance(accounts, list) else ():
+        name = a.get("name") if isinstance(a, dict) else None
+        if isinstance(name, str) and name and name.upper() not in out:
+            out[name.upper()] = {"sender_comp_id": name.upper(), "account": name}
+    return list(out.values())
+
+
 def default_config() -> ServerConfig:
     """The embedded defaults: demo instruments and demo accounts, loopback, a local journal."""
     return ServerConfig(instruments=list(DEFAULT_INSTRUMENTS),
-                        accounts=list(DEFAULT_ACCOUNTS)).validate()
+                        accounts=list(DEFAULT_ACCOUNTS),
+                        fix=FixConfig(sessions=list(DEFAULT_FIX_SESSIONS))).validate()
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfig:
@@ -404,12 +481,15 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfi
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {path} is not valid TOML: {e}") from None
-        for section in ("server", "limits", "websocket", "lanes", "deadlines"):
+        fix_sessions = isinstance(data.get("fix"), dict) and "sessions" in data["fix"]
+        for section in ("server", "limits", "websocket", "lanes", "deadlines", "fix"):
             if section in data:
                 if not isinstance(data[section], dict):
                     raise ConfigError(f"[{section}] must be a table")
                 base[section].update(data.pop(section))
         base.update(data)
+        if not fix_sessions:  # the default FIX sessions follow the file's accounts
+            base["fix"]["sessions"] = _default_fix_sessions(base["accounts"])
     for key, value in overrides.items():
         if value is not None:
             base["server"][key] = value

@@ -39,6 +39,7 @@ from tickline.exchange import Exchange, ExchangeCollector
 
 if TYPE_CHECKING:
     from tickline.gateway.binary import BinaryGateway
+    from tickline.gateway.fix.gateway import FixGateway
     from tickline.gateway.http import HttpGateway
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Server:
             )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
+        self.fix: FixGateway | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_monitor = GcPauseMonitor().install()  # every collection's pause, in /metrics
@@ -92,6 +94,7 @@ class Server:
         self.registry.register(FamiliesCollector(self._gc_families))
         self.port = 0
         self.http_port = 0
+        self.fix_port = 0
 
     async def start(self) -> None:
         from tickline.gateway.binary import BinaryGateway
@@ -107,6 +110,12 @@ class Server:
         self.port = await self.binary.start(section.host, section.port)
         self.http = HttpGateway(self, self.config.websocket)
         self.http_port = await self.http.start(section.host, section.http_port)
+        if self.config.fix.port is not None:  # the FIX 4.4 acceptor: off unless configured
+            from tickline.gateway.fix.gateway import FixGateway
+
+            self.fix = FixGateway(self.exchange, self.config)
+            self.registry.register(self.fix.collector)
+            self.fix_port = await self.fix.start(section.host, self.config.fix.port)
 
     async def stop(self) -> None:
         """Stop accepting, drain, sync the journal, close everything. Idempotent."""
@@ -114,6 +123,8 @@ class Server:
             return
         if self.binary is not None:
             await self.binary.stop_accepting()
+        if self.fix is not None:
+            self.fix.stop_accepting()
         await self.exchange.stop()
         if self._runner is not None:
             try:
@@ -126,6 +137,8 @@ class Server:
             await self.binary.close()
         if self.http is not None:
             await self.http.close()
+        if self.fix is not None:
+            await self.fix.close()
         self.gc_monitor.uninstall()
         self._stopped.set()
 
@@ -174,6 +187,7 @@ class Server:
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,
             "websocket_sessions": self.http.session_count() if self.http is not None else 0,
+            "fix_sessions": self.fix.session_count() if self.fix is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
             **({"cluster": ex.statistics()} if self.config.server.cluster else {}),
             "recovery": {

@@ -74,3 +74,44 @@ def test_replica_from_snapshot_plus_tail_has_the_leaders_digest(
             await leader.stop()
 
     asyncio.run(main())
+
+
+def test_gtd_order_expires_without_other_commands(nats_server: NatsServer) -> None:
+    """The leader logs a TimeTick once a GTD expiry is due, so an idle shard still expires
+    the order, at a place in the log every replica sees."""
+    from tickline.matching import BUY, Expired, Instrument, NewOrder
+    from tickline.matching.types import GTD
+
+    instruments = [Instrument(symbol="AAA")]
+
+    async def main() -> None:
+        leader = EngineNode(nats_server.url, instruments, node_id="a", lease_s=0.4)
+        standby = EngineNode(nats_server.url, instruments, node_id="b", lease_s=0.4,
+                             standby_only=True)
+        await leader.start()
+        await standby.start()
+        nc = await connect(nats_server.url)
+        try:
+            expire = time.time_ns() + 300_000_000
+            cmd = NewOrder(account=1, symbol="AAA", side=BUY, price=10, quantity=1, tif=GTD,
+                           expire_time=expire)
+            await log_command(nc.jetstream(), 0, encode(Logged("t", 1, time.time_ns(), cmd)),
+                              "t:1")
+            await wait_until(lambda: leader.replica.seq == 1)
+            assert len(leader.replica.engine.orders) == 1
+            await wait_until(lambda: leader.replica.seq == 2 and standby.replica.seq == 2,
+                             timeout=5)
+            assert not leader.replica.engine.orders and not standby.replica.engine.orders
+            assert standby.replica.digest() == leader.replica.digest()
+            await wait_until(lambda: leader.published_seq == 2)
+            assert leader.replica.engine.now >= expire
+            out = await nc.jetstream().get_msg("TL_OUT_0", leader.out_seq)
+            from tickline.cluster.wire import decode_output
+            events = [e for d in decode_output(out.data or b"").done for e in d.events]
+            assert any(type(e) is Expired for e in events)
+        finally:
+            await nc.close()
+            await standby.stop()
+            await leader.stop()
+
+    asyncio.run(main())

@@ -128,6 +128,7 @@ class ClusterExchange(Exchange):
         self._leader_seen = [time.monotonic()] * shards
         self._followers: list[Follower] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._confirming: set[asyncio.Task[None]] = set()
         self._closed = False
         self._closed_event = asyncio.Event()
         self.published = 0
@@ -294,41 +295,51 @@ class ClusterExchange(Exchange):
         self._release()
 
     async def _publisher(self) -> None:
-        """Append waiting commands to their input logs, in submission order, pipelined;
-        re-send (same ``Nats-Msg-Id``) what was not acknowledged."""
+        """Append waiting commands to their input logs, in submission order, pipelined: the
+        acknowledgements are checked by :meth:`_confirm` while later commands go out."""
         assert self.js is not None
         js = self.js
         gid = self.gateway_id
+        loop = asyncio.get_running_loop()
         while True:
             await self._publish_wake.wait()
             self._publish_wake.clear()
             batch, self._to_publish = self._to_publish, []
-            while batch:
-                futures = []
-                for w in batch:
-                    payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
-                    futures.append(await js.publish_async(
-                        in_subject(w.shard), payload, stream=in_stream(w.shard),
-                        headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"}))
-                self.published += len(batch)
-                retry = []
-                results: list[Any]
-                try:
-                    async with asyncio.timeout(2.0):
-                        results = await asyncio.gather(*futures, return_exceptions=True)
-                except TimeoutError:
-                    results = [f.result() if f.done() and not f.exception() else None
-                               for f in futures]
-                    for f in futures:
-                        f.cancel()
-                for w, r in zip(batch, results, strict=True):
-                    if r is None or isinstance(r, BaseException):
-                        retry.append(w)
-                if retry:
-                    self.republished += len(retry)
-                    log.warning("re-publishing %d unacknowledged commands", len(retry))
-                    await asyncio.sleep(0.1)
-                batch = retry
+            if not batch:
+                continue
+            futures = []
+            for w in batch:
+                payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
+                futures.append(await js.publish_async(
+                    in_subject(w.shard), payload, stream=in_stream(w.shard),
+                    headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"}))
+            self.published += len(batch)
+            task = loop.create_task(self._confirm(batch, futures))
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+
+    async def _confirm(self, batch: list[_Wait], futures: list[asyncio.Future[Any]]) -> None:
+        """Wait for a batch's acknowledgements; re-send (same ``Nats-Msg-Id``, so never
+        logged twice) what was not acknowledged in time. A re-sent command may be logged
+        after commands submitted later — only when NATS refused or lost one message and
+        not the next ones."""
+        results: list[Any]
+        try:
+            async with asyncio.timeout(2.0):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            results = [f.result() if f.done() and not f.cancelled() and not f.exception()
+                       else None for f in futures]
+            for f in futures:
+                f.cancel()
+        retry = [w for w, r in zip(batch, results, strict=True)
+                 if (r is None or isinstance(r, BaseException)) and not w.done]
+        if retry:
+            self.republished += len(retry)
+            log.warning("re-publishing %d unacknowledged commands", len(retry))
+            await asyncio.sleep(0.1)
+            self._to_publish[:0] = retry
+            self._publish_wake.set()
 
     # -- release ---------------------------------------------------------------------------
 

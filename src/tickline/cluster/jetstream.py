@@ -11,14 +11,15 @@ Per shard ``k``:
 Shared: KV bucket ``TL_LEADER`` (one key per shard, bucket TTL = the leadership lease) and the
 object store ``TL_SNAP`` (one object per shard: the newest snapshot).
 
-:func:`follow` is an ordered push consumer (ephemeral, flow control, recreated by nats-py on a
-gap) from a given stream sequence that hands the messages to a callback in natural batches.
+:func:`follow` reads a stream in order from a given sequence (an ephemeral push consumer,
+recreated on a gap) and hands the messages to a callback in natural batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEDUP_WINDOW_S", "LEADER_BUCKET", "SNAP_BUCKET", "Follower", "connect",
            "ensure_shard", "follow", "leader_kv", "snapshot_store"]
@@ -84,18 +87,21 @@ async def snapshot_store(js: JetStreamContext, *, replicas: int = 1) -> ObjectSt
 
 
 class Follower:
-    """An ordered consumer's subscription; :meth:`stop` unsubscribes."""
+    """A stream reader: a task and its current subscription; :meth:`stop` ends both."""
 
-    def __init__(self, sub: JetStreamContext.PushSubscription, task: asyncio.Task[None]) -> None:
-        self.sub = sub
-        self.task = task
+    def __init__(self) -> None:
+        self.sub: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.resets = 0
 
     async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        with contextlib.suppress(Exception):
-            await self.sub.unsubscribe()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
 
 
 async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int,
@@ -103,17 +109,46 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                  *, max_batch: int = 4096) -> Follower:
     """Deliver ``stream``'s messages from sequence ``start_seq`` on, in order, to
     ``handle([(stream_seq, data), ...])`` in natural batches: whatever has arrived, up to
-    ``max_batch``. ``handle`` runs on one task (never concurrently with itself)."""
-    config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                opt_start_seq=max(1, start_seq))
-    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=config,
-                             idle_heartbeat=1.0, pending_msgs_limit=1 << 20,
-                             pending_bytes_limit=1 << 30)
-    queue: asyncio.Queue[Msg] = sub._pending_queue
+    ``max_batch``. ``handle`` runs on one task (never concurrently with itself).
+
+    An ephemeral push consumer without acknowledgements or flow control (nats-py answers a
+    flow-control request only every 250 ms when the application drains its queue itself,
+    which stalls a busy stream); order is checked here instead: a gap (a message lost to a
+    slow-consumer drop or a reconnect) or silence past the heartbeats recreates the consumer
+    from the next expected sequence."""
+    follower = Follower()
+    state = {"next": max(1, start_seq)}
+
+    async def subscribe() -> asyncio.Queue[Msg]:
+        if follower.sub is not None:
+            with contextlib.suppress(Exception):
+                await follower.sub.unsubscribe()
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=state["next"],
+            ack_policy=api.AckPolicy.NONE, flow_control=False, inactive_threshold=30.0,
+            idle_heartbeat=1.0)
+        follower.sub = await js.subscribe(subject, stream=stream, config=config,
+                                          manual_ack=True, pending_msgs_limit=1 << 20,
+                                          pending_bytes_limit=1 << 30)
+        queue: asyncio.Queue[Msg] = follower.sub._pending_queue
+        return queue
+
+    queue = await subscribe()
 
     async def pump() -> None:
+        nonlocal queue
         while True:
-            msg = await queue.get()
+            try:
+                msg = await asyncio.wait_for(queue.get(), 5.0)
+            except TimeoutError:
+                try:
+                    info = await js.stream_info(stream)
+                except Exception:
+                    continue
+                if info.state.last_seq >= state["next"]:  # silent but behind: resubscribe
+                    follower.resets += 1
+                    queue = await subscribe()
+                continue
             batch = [msg]
             while len(batch) < max_batch:
                 try:
@@ -121,21 +156,30 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                 except asyncio.QueueEmpty:
                     break
             items: list[tuple[int, bytes]] = []
+            gap = False
             for m in batch:
                 m_any: Any = m
-                if m.header and not m.data and m.header.get("Status"):
-                    continue  # flow control / heartbeat (answered by nats-py)
+                follower.sub._pending_size -= len(m.data)
                 try:
                     seq = m_any.metadata.sequence.stream
                 except Exception:
                     continue
+                if seq < state["next"]:
+                    continue  # a duplicate after a resubscribe
+                if seq > state["next"]:
+                    gap = True
+                    break
                 items.append((seq, m.data))
-                sub._pending_size -= len(m.data)
+                state["next"] = seq + 1
             if items:
                 await handle(items)
+            if gap:
+                log.warning("%s: gap before %d; resubscribing", stream, state["next"])
+                follower.resets += 1
+                queue = await subscribe()
 
-    task = asyncio.get_running_loop().create_task(pump(), name=f"follow-{stream}")
-    return Follower(sub, task)
+    follower.task = asyncio.get_running_loop().create_task(pump(), name=f"follow-{stream}")
+    return follower
 
 
 async def log_command(js: JetStreamContext, shard: int, payload: bytes, msg_id: str,

@@ -56,19 +56,21 @@ from tickline.cluster.jetstream import (
     ensure_shard,
     follow,
     leader_kv,
+    log_command,
     snapshot_store,
 )
 from tickline.cluster.replica import Replica
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
 from tickline.cluster.wire import (
     Done,
+    Logged,
     Output,
     decode_logged,
     decode_output,
     decode_snapshot,
     encode,
 )
-from tickline.matching import EngineConfig, Instrument
+from tickline.matching import EngineConfig, Instrument, TimeTick
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ class EngineNode:
         self._lease_task: asyncio.Task[None] | None = None
         self._unpublished: deque[Done] = deque()
         self._publish_lock = asyncio.Lock()
+        self._renew_lock = asyncio.Lock()
         self.leader = False
         self.epoch = 0
         self._revision = 0
@@ -145,6 +148,8 @@ class EngineNode:
         self.snapshots = 0
         self.fenced = 0
         self.takeovers = 0
+        self.renewals = 0
+        self._ticked = 0
         self.became_leader = asyncio.Event()
         self.started_from: int = 0
 
@@ -212,6 +217,8 @@ class EngineNode:
     async def _publish(self) -> None:
         async with self._publish_lock:
             while self._unpublished and self.leader:
+                if time.monotonic() - self._renewed > self.lease_s / 4:
+                    await self._renew()  # do not let a busy loop starve the lease
                 if not self.lease_valid():
                     log.warning("shard %d: lease not renewed for %.2fs; not publishing",
                                 self.shard, time.monotonic() - self._renewed)
@@ -284,22 +291,41 @@ class EngineNode:
             except Exception:
                 log.exception("shard %d: lease tick failed", self.shard)
 
+    async def _renew(self) -> None:
+        """Renew the lease (``update`` at the revision this node wrote last); step down when
+        it is refused (the key expired: someone else may hold it) or came too late."""
+        assert self.kv is not None
+        if self._renew_lock.locked():  # one renewal at a time: both would send one revision
+            async with self._renew_lock:
+                return
+        async with self._renew_lock:
+            if time.monotonic() - self._renewed >= self.lease_s:
+                self._step_down("lease expired before it could be renewed")
+                return
+            started = time.monotonic()
+            try:
+                self._revision = await self.kv.update(
+                    leader_key(self.shard), self.node_id.encode(), last=self._revision)
+            except (KeyWrongLastSequenceError, APIError) as e:
+                self._step_down(f"renewal refused: {e}")
+                return
+            self._renewed = started
+        self.renewals += 1
+        took = time.monotonic() - started
+        if took > self.lease_s / 8:
+            log.warning("shard %d: lease renewal took %.3fs", self.shard, took)
+
     async def _lease_tick(self) -> None:
         assert self.kv is not None and self.js is not None
         key = leader_key(self.shard)
         if self.leader:
-            if time.monotonic() - self._renewed >= self.lease_s:
-                self._step_down("lease expired before it could be renewed")
-            else:
-                try:
-                    self._revision = await self.kv.update(key, self.node_id.encode(),
-                                                          last=self._revision)
-                    self._renewed = time.monotonic()
-                    if self._unpublished:  # held back while the lease was in doubt
-                        await self._publish()
-                    return
-                except (KeyWrongLastSequenceError, APIError) as e:
-                    self._step_down(f"renewal refused: {e}")
+            if time.monotonic() - self._renewed > self.lease_s / 8:
+                await self._renew()
+            if self.leader:
+                if self._unpublished and not self._publish_lock.locked():
+                    await self._publish()  # held back while the lease was in doubt
+                await self._tick_expiry()
+                return
         if self.standby_only:
             return
         # a standby: trim what the leader already published, then try to take the key
@@ -314,6 +340,21 @@ class EngineNode:
         self._revision = self.epoch = revision
         self._renewed = started
         await self._take_over()
+
+    async def _tick_expiry(self) -> None:
+        """GTD expiry while no command arrives: the leader logs a ``TimeTick`` once the
+        earliest expiry is due (checked every lease tick), so every replica expires the
+        order at the same place in the log. Its ``Nats-Msg-Id`` names the due time: two
+        leaders around a takeover log it once."""
+        due = self.replica.engine.next_expiry
+        now = time.time_ns()
+        if due is None or due > now or due == self._ticked:
+            return
+        assert self.js is not None
+        self._ticked = due
+        payload = encode(Logged(f"engine:{self.node_id}", 0, now, TimeTick()))
+        with contextlib.suppress(Exception):
+            await log_command(self.js, self.shard, payload, f"tick:{self.shard}:{due}")
 
     async def _take_over(self) -> None:
         assert self.js is not None

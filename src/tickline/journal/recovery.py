@@ -404,8 +404,13 @@ def replay(directory: Path | str, *, to_seq: int | None = None, use_snapshot: bo
 def replay_events(directory: Path | str, *, to_seq: int | None = None
                   ) -> Iterator[tuple[Command, list[Event]]]:
     """Replay from the beginning (no snapshot), yielding each command with its events: the
-    stream two replays are compared on. The engine comes from ``journal.meta``."""
+    stream two replays are compared on. The engine comes from ``journal.meta``. A sharded
+    data directory (``serve --shards``) is replayed merged (:mod:`tickline.shard.replay`)."""
     directory = Path(directory)
+    from tickline.shard.replay import is_sharded, replay_merged  # no import cycle at load
+    if is_sharded(directory):
+        yield from replay_merged(directory)
+        return
     engine, _meta = _engine_for(directory, None, None)
     process = engine.process
     for cmd in iter_commands(directory, to_seq=to_seq):

@@ -39,12 +39,11 @@ trade ids are unique per symbol, not exchange-wide.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
 import multiprocessing as mp
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ import msgspec
 
 from tickline.core.shm_ring import BackoffWait, SpscShmRing
 from tickline.exchange import Exchange, _Inbound
-from tickline.journal import iter_commands
+from tickline.journal import RecoveryReport
 from tickline.matching import (
     Accepted,
     Command,
@@ -62,12 +61,14 @@ from tickline.matching import (
     TimeTick,
 )
 from tickline.matching.commands import CancelOrders, MassCancel, SetAccountStatus
-from tickline.matching.events import AccountStatusChanged, MassCancelled, Rejected, Trade
+from tickline.matching.events import Rejected, Trade
 from tickline.matching.types import RejectReason
 from tickline.shard.channel import SLOT, FrameReader, FrameWriter
 from tickline.shard.engine import ShardEngine, shard_of_order
 from tickline.shard.mapping import ShardMap, shard_dir
+from tickline.shard.merge import merge_events
 from tickline.shard.protocol import Done, Hello, State, decode_reply, encode
+from tickline.shard.replay import replay_merged
 from tickline.shard.worker import ShardSpec, shard_main
 from tickline.stream import MarketDataPublisher
 from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
@@ -134,6 +135,9 @@ class ShardHandle:
                     raise ShardFailed(f"shard {self.index}: expected Hello")
                 self.hello = hello
                 self.next_expiry = hello.next_expiry
+                # everything it journaled is released or comes back in ``late``: set before
+                # ``up``, which lets the loop thread use it again
+                self.acked_seq = max([hello.last_seq, *(seq for seq, _ in hello.late)])
                 self.up = True
                 self.last_error = None
                 return hello
@@ -241,29 +245,6 @@ class _EngineView:
         return self._ex.books
 
 
-def _merge(cmd: Command, parts: list[list[Event]]) -> list[Event]:
-    """One broadcast command's events from several shards, as one command's."""
-    if len(parts) == 1:
-        return parts[0]
-    body: list[Event] = []
-    last: Event | None = None
-    total = 0
-    for events in parts:
-        for ev in events:
-            if type(ev) is MassCancelled:
-                last = ev
-                total += ev.count
-            elif type(ev) is AccountStatusChanged:
-                last = ev
-                total += ev.cancelled
-            else:
-                body.append(ev)
-    if last is not None:
-        field = "count" if type(last) is MassCancelled else "cancelled"
-        body.append(msgspec.structs.replace(last, **{field: total}))
-    return body
-
-
 class ShardedExchange(Exchange):
     """An exchange whose engines run in ``shards`` processes (see the module docs).
     ``data_dir`` holds ``shards.json`` and one ``shard-K`` journal per shard (None: no
@@ -302,60 +283,47 @@ class ShardedExchange(Exchange):
         self.shards = [ShardHandle(k, spec_maker(k)) for k in range(shards)]
         self._outbox: list[list[Command]] = [[] for _ in self.shards]
         self._restart_threads: list[threading.Thread] = []
+        t0 = time.perf_counter()
         try:
             hellos = [self._start(s, acked=1 << 62) for s in self.shards]
             self._rebuild([h.last_seq for h in hellos])
+            # what the operator sees of recovery: every shard's, summed
+            self.recovery = RecoveryReport(
+                records_replayed=sum(h.records_replayed for h in hellos),
+                last_seq=self._seq, seconds=time.perf_counter() - t0)
         except BaseException:
             for s in self.shards:
                 s.kill()
                 s.stop(1)
             raise
         self.engine = _EngineView(self)  # type: ignore[assignment]
+        self.resumer.journal_dir = self.data_dir  # resume beyond memory: the merged journals
 
     # -- start-up -----------------------------------------------------------------------
 
     def _start(self, shard: ShardHandle, acked: int) -> Hello:
+        """Start ``shard``; it returns the events of what it journaled after ``acked``."""
         shard.acked_seq = acked
-        hello = shard.start(self.start_timeout)
-        shard.acked_seq = max(hello.last_seq, min(acked, hello.last_seq))
-        return hello
+        return shard.start(self.start_timeout)
 
     def _rebuild(self, last_seqs: list[int]) -> None:
         """Replay every shard journal, merged by seq, through per-shard engines: the report
         numbering, the live orders and the books as of the last journaled command."""
         n = self.map.shards
-        cfg = self.engine_config
-        engines = [ShardEngine.for_shard(self.instruments, cfg, k, n) for k in range(n)]
+        engines = [ShardEngine.for_shard(self.instruments, self.engine_config, k, n)
+                   for k in range(n)]
         reports = ReportBuilder()
         if self.data_dir is not None:
-            def stream(k: int) -> Iterator[tuple[int, int, Command]]:
-                d = shard_dir(self.data_dir, k)  # type: ignore[arg-type]
-                for cmd in iter_commands(d, to_seq=last_seqs[k]):
-                    yield cmd.seq, k, cmd
-            pending_seq = -1
-            parts: list[list[Event]] = []
-            last_cmd: Command | None = None
-            for seq, k, cmd in heapq.merge(*(stream(k) for k in range(n)),
-                                           key=lambda t: (t[0], t[1])):
-                if seq != pending_seq and last_cmd is not None:
-                    self._replayed(reports, last_cmd, parts)
-                    parts = []
-                pending_seq = seq
-                last_cmd = cmd
-                parts.append(engines[k].process(cmd))
-            if last_cmd is not None:
-                self._replayed(reports, last_cmd, parts)
+            for cmd, events in replay_merged(self.data_dir, shards=n, to_seqs=last_seqs,
+                                             engines=engines):
+                self._count(events)
+                reports.build(cmd.seq, cmd.ts, events)
         self.reports = reports
         self.books = {sym: engines[k].books[sym] for sym, k in self.map.assignment.items()}
         self.publisher = MarketDataPublisher(self.bus, self.instruments, books=self.books)
         self._seq = max([0, *last_seqs])
         self._last_ts = max(e.now for e in engines)
         self.released_seq = self._seq
-
-    def _replayed(self, reports: ReportBuilder, cmd: Command, parts: list[list[Event]]) -> None:
-        events = _merge(cmd, parts)
-        self._count(events)
-        reports.build(cmd.seq, cmd.ts, events)
 
     def _count(self, events: list[Event]) -> None:
         for e in events:
@@ -458,8 +426,6 @@ class ShardedExchange(Exchange):
             for seq, events in hello.late:
                 by_seq.setdefault(seq, []).append(events)
                 got.add(seq)
-            if hello.late:
-                shard.acked_seq = max(shard.acked_seq, hello.late[-1][0])
         except Exception as again:
             shard.last_error = str(again)
             log.error("shard %d restart failed: %s; retrying in the background", k, again)
@@ -484,11 +450,14 @@ class ShardedExchange(Exchange):
             if events:  # answered 411 before sequencing
                 released.append((item, events, False))
                 continue
-            parts = by_seq.get(item.cmd.seq, [])
-            if any(p and p[0] is _UNSEQUENCED for p in parts) or not parts:
+            # a part of a broadcast that a failed shard never journaled is left out, as in
+            # a replay of the journals; with no part journaled anywhere the command is 411
+            parts = [p for p in by_seq.get(item.cmd.seq, ()) if not p or p[0] is not
+                     _UNSEQUENCED]
+            if not parts:
                 released.append((item, [_unavailable(item.cmd)], False))
                 continue
-            released.append((item, _merge(item.cmd, parts), True))
+            released.append((item, merge_events(parts), True))
         self.publisher.publish_batch([(item.cmd.seq, item.cmd.ts, events)
                                       for item, events, ok in released if ok])
         events_out = 0

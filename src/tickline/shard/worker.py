@@ -107,11 +107,14 @@ def shard_main(spec: ShardSpec) -> None:
                              late, replayed)))
     process = engine.process
     since_snapshot = 0
+    parent = os.getppid()
     try:
         while True:
             frames = reader.poll(0.5)
             if not frames:
                 if inbound.writer_closed and len(inbound) == 0:
+                    break
+                if os.getppid() != parent:  # the gateway died (SIGKILL): nobody to answer
                     break
                 if journal is not None and journal.unsynced:
                     journal.sync()
