@@ -310,14 +310,25 @@ def test_match_and_publish_deadline_misses_are_counted_logged_and_exported(
         ex.process_now(order(1, 10))
     slow_ms[0] = 1
     assert ex.match_misses == 1 and "hard deadline missed" in caplog.text
+    slow_ms[0] = 150
+    with caplog.at_level(logging.ERROR, logger="tickline.exchange"):
+        ex.process_now(order(1, 10))  # within the same second: counted, not logged again
+    slow_ms[0] = 1
+    assert ex.match_misses == 2 and caplog.text.count("hard deadline missed") == 1
+    mono.advance_ms(1000)
+    slow_ms[0] = 150
+    with caplog.at_level(logging.ERROR, logger="tickline.exchange"):
+        ex.process_now(order(1, 10))
+    slow_ms[0] = 1
+    assert ex.match_misses == 3 and caplog.text.count("hard deadline missed") == 2
     ex.submit(order(1, 11), lambda *_: mono.advance_ms(250))  # a slow release stage
     ex.pump()
-    assert ex.publish_misses == 1 and ex.match_misses == 1
+    assert ex.publish_misses == 1 and ex.match_misses == 3
     text = ex.prometheus()
     for name in ("match_deadline_misses", "publish_deadline_misses", "stale_orders",
                  "cancels_held_back"):
         assert f"tickline_exchange_{name}" in text
-    assert "tickline_exchange_match_deadline_misses_total 1.0" in text
+    assert "tickline_exchange_match_deadline_misses_total 3.0" in text
     assert "tickline_exchange_publish_deadline_misses_total 1.0" in text
 
 

@@ -321,6 +321,7 @@ class Exchange:
         """Normal-lane commands taken ahead of an earlier high-lane one they must follow
         (starvation bound) and sequenced right after it instead."""
         self.match_misses = 0
+        self._match_logged = 0
         """Batches whose match stage exceeded ``match_deadline_ms`` (hard: logged)."""
         self.publish_misses = 0
         """Batches whose release stage exceeded ``publish_deadline_ms`` (soft)."""
@@ -736,6 +737,10 @@ class Exchange:
         """Hard deadline on the match stage: count and log the miss (the batch goes on:
         stopping would lose nothing but help nobody)."""
         self.match_misses += 1
+        now = self._mono()
+        if self.match_misses > 1 and now - self._match_logged < 1_000_000_000:
+            return  # an overloaded loop misses every batch: one line a second is enough
+        self._match_logged = now
         log.error("hard deadline missed: match stage took %.1f ms for %d commands "
                   "(match_deadline_ms=%g; %d misses so far)", match_ns / 1e6, commands,
                   self.match_deadline_ns / 1e6, self.match_misses)
