@@ -76,6 +76,7 @@ class Server:
                 capacity=section.inbound_capacity, max_batch=section.max_batch,
                 report_history=section.report_history,
                 lanes=config.lanes.enabled, starvation_bound=config.lanes.starvation_bound,
+                high_capacity=config.lanes.high_capacity,
                 max_queue_ms=config.deadlines.max_queue_ms,
                 match_deadline_ms=config.deadlines.match_ms,
                 publish_deadline_ms=config.deadlines.publish_ms,
