@@ -127,3 +127,68 @@ def test_late_shard_results_merge_shard_by_shard_like_replay(tmp_path: Path) -> 
         assert _replayed(tmp_path, cmd.seq) == events
     finally:
         ex.close()
+
+
+class _Mono:
+    """A monotonic clock the test moves (the inbound queue's enqueue stamps)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_stale_order_answered_410_unsequenced_in_shard_mode(tmp_path: Path) -> None:
+    from tickline.matching.commands import Cancel
+
+    mono = _Mono()
+    ex = ShardedExchange(DEFAULT_INSTRUMENTS, shards=2, data_dir=tmp_path, durability="none",
+                         max_queue_ms=1000, monotonic=mono)
+    try:
+        out: list[tuple[Command, list[ExecReport]]] = []
+
+        def rec(c: Command, _e: list[Event], r: list[ExecReport]) -> None:
+            out.append((c, r))
+
+        ex.submit(NewOrder(account=1, symbol="AAPL", side=1, price=100, quantity=1,
+                           client_order_id="old"), rec)
+        ex.submit(Cancel(account=1, symbol="MSFT", order_id=999), rec)
+        mono.now += 1_500_000_000  # both waited 1.5 s: the order is stale, the cancel not
+        ex.submit(NewOrder(account=1, symbol="MSFT", side=1, price=100, quantity=1,
+                           client_order_id="fresh"), rec)
+        ex.pump()
+        (old, old_r), (cancel, _), (fresh, fresh_r) = out
+        assert old.seq == 0 and [r.reason for r in old_r] == [RejectReason.STALE_ORDER]
+        assert old_r[0].seq == 0
+        assert cancel.seq == 1 and fresh.seq == 2  # cancels are never stale
+        assert fresh_r[0].kind == 1 and fresh_r[0].seq == 2  # gap-free numbering
+        assert ex.stale_orders == 1
+        assert [c.seq for c, _ in replay_merged(tmp_path)] == [1, 2]  # never journaled
+        assert dict(ex.engine.orders).keys() == {fresh_r[0].order_id}
+    finally:
+        ex.close()
+
+
+def test_shard_mode_warns_that_lanes_and_match_deadline_do_not_apply(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import msgspec
+
+    from tickline.config import default_config
+    from tickline.server import Server
+
+    cfg = default_config()
+    cfg.server = msgspec.structs.replace(cfg.server, shards=2, journal_dir=str(tmp_path),
+                                         durability="none")
+    cfg.deadlines = msgspec.structs.replace(cfg.deadlines, max_queue_ms=250)
+    with caplog.at_level("WARNING", logger="tickline.shard.exchange"):
+        server = Server(cfg)
+    try:
+        ex = server.exchange
+        assert isinstance(ex, ShardedExchange)
+        (warning,) = [r.getMessage() for r in caplog.records if "shard mode" in r.getMessage()]
+        assert "[lanes]" in warning and "match_ms" in warning and "max_queue_ms" in warning
+        assert ex.max_queue_ns == 250_000_000  # the firm deadline is passed on and applied
+    finally:
+        ex.close()
+        server.gc_monitor.uninstall()

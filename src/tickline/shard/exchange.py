@@ -260,7 +260,10 @@ class ShardedExchange(Exchange):
                  interval_ms: int = 5, snapshot_every: int = 0, capacity: int = 65536,
                  max_batch: int = 1024, report_history: int = 4096,
                  clock: Callable[[], int] = time.time_ns, start_timeout: float = 60.0,
-                 reply_timeout: float = 5.0) -> None:
+                 reply_timeout: float = 5.0, lanes: bool = False,
+                 max_queue_ms: float = 1000.0, match_deadline_ms: float = 0.0,
+                 publish_deadline_ms: float = 200.0,
+                 monotonic: Callable[[], int] = time.monotonic_ns) -> None:
         instruments = list(instruments)
         self.map = ShardMap(shards, [i.symbol for i in instruments], shard_map)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -268,7 +271,10 @@ class ShardedExchange(Exchange):
             self.map.persist(self.data_dir)
         super().__init__(instruments, engine_config=engine_config, journal_dir=None,
                          capacity=capacity, max_batch=max_batch, clock=clock,
-                         report_history=report_history)
+                         report_history=report_history, max_queue_ms=max_queue_ms,
+                         match_deadline_ms=0, publish_deadline_ms=publish_deadline_ms,
+                         monotonic=monotonic)
+        _warn_unapplied(lanes, match_deadline_ms)
         self.start_timeout = start_timeout
         self.reply_timeout = reply_timeout
         self.released_seq = 0
@@ -363,6 +369,8 @@ class ShardedExchange(Exchange):
         return [(0, cmd)]  # pragma: no cover - every command kind is handled above
 
     def _sequence_and_match(self, item: _Inbound) -> None:
+        if self._slow and self._intercept(item):
+            return  # a new order or replace past max_queue_ms: STALE_ORDER (410), unsequenced
         if not self._pending:
             self._batch_started = time.perf_counter_ns()
         if item.make is not None:
@@ -371,7 +379,7 @@ class ShardedExchange(Exchange):
                 # changes only when a batch is released: finish the batch so far first, as
                 # Exchange matches it (cancel on disconnect must see an order entered in
                 # this same batch)
-                self._end_of_batch(0)
+                self._release_batch()
                 self._batch_started = time.perf_counter_ns()
             made = item.make()
             if made is None:
@@ -470,6 +478,17 @@ class ShardedExchange(Exchange):
                 by_seq.setdefault(cmd.seq, []).append((k, [_UNSEQUENCED]))
 
     def _end_of_batch(self, n: int) -> None:
+        self._release_batch()
+        # the per-batch flags _start_of_batch set (the stale prefix)
+        self._slow = False
+        self._stale_left = 0
+        self._guard = False
+        self._stale_in_batch = 0
+
+    def _release_batch(self) -> None:
+        """Stages 3 and 4 for everything pending: dispatch to the shards (match, journal),
+        then release in seq order. Also called within a batch, before a deferred command is
+        made (the per-batch flags stay)."""
         pending = self._pending
         if not pending:
             while self._queries:
@@ -482,7 +501,7 @@ class ShardedExchange(Exchange):
         self.stage_journal.record(t2 - t1)
         released: list[tuple[_Inbound, list[Event], bool]] = []
         for item, events in pending:
-            if events:  # answered 411 before sequencing
+            if events:  # answered 411 (or 410, stale) before sequencing
                 released.append((item, events, False))
                 continue
             # the parts shard by shard, as a replay merges them (a shard restarted in the
@@ -524,7 +543,11 @@ class ShardedExchange(Exchange):
                     item.reply(cmd, events, own)
             except Exception:  # a broken session must not stop the exchange
                 log.exception("report delivery failed for seq %d", cmd.seq)
-        self.stage_publish.record(time.perf_counter_ns() - t2)
+        publish_ns = time.perf_counter_ns() - t2
+        self.stage_publish.record(publish_ns)
+        if publish_ns > self.publish_deadline_ns:
+            self.publish_misses += 1
+            self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
         self.commands += sum(1 for r in released if r[2])
         self.events += events_out
         pending.clear()
@@ -638,6 +661,21 @@ def _first(part: tuple[int, list[Event]]) -> int:
     return part[0]
 
 
+def _warn_unapplied(lanes: bool, match_deadline_ms: float) -> None:
+    """Say at start what of ``[lanes]``/``[deadlines]`` shard mode does not apply (the
+    configuration is accepted: the same file serves both modes)."""
+    unapplied = []
+    if lanes:
+        unapplied.append("[lanes] (one inbound lane: commands are sequenced in arrival order; "
+                         "set [lanes] enabled = false to silence this)")
+    if match_deadline_ms > 0:
+        unapplied.append("[deadlines] match_ms (the shards match; not checked here)")
+    if unapplied:
+        log.warning("shard mode (--shards) does not apply %s; [deadlines] max_queue_ms "
+                    "(STALE_ORDER 410) and publish_ms do apply (docs/shards.md)",
+                    " and ".join(unapplied))
+
+
 def _unavailable(cmd: Command) -> Event:
     return Rejected(getattr(cmd, "account", 0), getattr(cmd, "client_order_id", ""),
                     getattr(cmd, "symbol", ""), getattr(cmd, "order_id", 0), _UNAVAILABLE,
@@ -645,8 +683,8 @@ def _unavailable(cmd: Command) -> Event:
 
 
 def _reject_report(cmd: Command, ev: Any) -> ExecReport:
-    """A 411 reject that never reached a shard: report ``seq`` 0 (not numbered, like a
-    gateway's busy reject), command seq 0."""
+    """A reject that never reached a shard (411 unavailable, 410 stale): report ``seq`` 0
+    (not numbered, like a gateway's busy reject), command seq 0."""
     return ExecReport(0, cmd.ts, ev.account, int(ExecKind.REJECTED), ev.symbol, ev.order_id,
                       ev.client_order_id, getattr(cmd, "side", 0), getattr(cmd, "price", 0),
                       getattr(cmd, "quantity", 0), 0, reason=ev.reason, text=ev.text)
