@@ -465,13 +465,13 @@ class ShardedExchange(Exchange):
                     for seq, events in shard.collect(len(again), self.reply_timeout):
                         by_seq.setdefault(seq, []).append((k, events))
                         got.add(seq)
-                except ShardFailed as twice:
+                except ShardFailed:  # failed again: as if its restart had failed
                     shard.up = False
                     shard.kill()
-                    raise twice
-        except Exception as again_exc:
-            shard.last_error = str(again_exc)
-            log.error("shard %d restart failed: %s; retrying in the background", k, again_exc)
+                    raise
+        except Exception as failed:
+            shard.last_error = str(failed)
+            log.error("shard %d restart failed: %s; retrying in the background", k, failed)
             self._restart_later(shard)
         for cmd in cmds:
             if cmd.seq not in got:
