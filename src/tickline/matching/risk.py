@@ -56,12 +56,13 @@ loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000 accounts vs
 +5.59% before this work, **+5.2-5.3%** now (quantity only +1.8%, open orders adds +1.5%,
 position tracking alone +4.2%). CPU time of paired 5,000-command slices (``thread_time``,
 same process, GC off) shows far more, a median of +11-17% (p25..p75 about +4..+30% on this
-shared 2-core VM), and an experiment put most of that gap on the makers' position updates in
-``_match`` (without them: +5%), far beyond their instruction count. The issue's < 5% target
-is therefore **not met** yet; the next step is the position tracking (e.g. folding the
-makers' fills once per level instead of per trade, or per-(account, symbol) objects held by
-the order). One ``__slots__`` state object per account instead of the caps tuple and the
-open-count dict was measured earlier and saved nothing.
+shared 2-core VM), and experiments put most of that gap on the two position-dict updates in
+``_match`` (whole runs with position limits only: +17% CPU time; without those updates
++0.3%; with them storing 0, +24%), though the time shows up in unrelated functions: a
+machine-level effect the instruction counts do not show, unexplained so far. The issue's
+< 5% target is therefore **not met** yet; the next step is the position tracking. One
+``__slots__`` state object per account instead of the caps tuple and the open-count dict
+was measured earlier and saved nothing.
 """
 
 from __future__ import annotations
