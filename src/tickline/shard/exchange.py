@@ -666,13 +666,13 @@ def _warn_unapplied(lanes: bool, match_deadline_ms: float) -> None:
     configuration is accepted: the same file serves both modes)."""
     unapplied = []
     if lanes:
-        unapplied.append("[lanes] (one inbound lane: commands are sequenced in arrival order; "
-                         "set [lanes] enabled = false to silence this)")
+        unapplied.append("[lanes] (one inbound lane: commands are sequenced in arrival order)")
     if match_deadline_ms > 0:
         unapplied.append("[deadlines] match_ms (the shards match; not checked here)")
     if unapplied:
         log.warning("shard mode (--shards) does not apply %s; [deadlines] max_queue_ms "
-                    "(STALE_ORDER 410) and publish_ms do apply (docs/shards.md)",
+                    "(STALE_ORDER 410) and publish_ms do apply (docs/shards.md; [lanes] "
+                    "enabled = false and [deadlines] match_ms = 0 silence this)",
                     " and ".join(unapplied))
 
 
