@@ -4,6 +4,7 @@ snapshot failures): free ports, the READY line parsed, HTTP helpers, always stop
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +21,9 @@ TICKLINE = [sys.executable, "-m", "tickline.cli"]
 
 def serve_argv(journal: Path | str, *extra: str) -> list[str]:
     """The command line of ``tickline serve`` on free ports with ``journal``."""
+    shards = os.environ.get("TICKLINE_TEST_SHARDS")  # the same tests with shard processes
+    if shards and "--shards" not in extra:
+        extra = ("--shards", shards, *extra)
     return [*TICKLINE, "serve", "--port", "0", "--http-port", "0", "--journal-dir",
             str(journal), *extra]
 

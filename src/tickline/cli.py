@@ -69,13 +69,19 @@ def serve_command(
         "--journal-dir", help="Journal directory.")] = None,
     durability: Annotated[str | None, typer.Option(
         help="Journal durability: none, batch or interval.")] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="Engine processes, one per shard, each journaling in <journal-dir>/shard-K "
+             "(0: the engine runs in the gateway process).")] = None,
     cluster: Annotated[str | None, typer.Option(
         help="Cluster mode: NATS URL(s) of the JetStream cluster; this process is a "
              "gateway, the engines run as `tickline cluster-engine`.")] = None,
     cluster_shards: Annotated[int | None, typer.Option(
         "--cluster-shards", help="Cluster mode: number of shards.")] = None,
+    fix_port: Annotated[int | None, typer.Option(
+        "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
-    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard."""
+    """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
+    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
@@ -84,11 +90,13 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         cfg = load_config(config, host=host, port=port, http_port=http_port,
-                          journal_dir=journal_dir, durability=durability, cluster=cluster,
-                          cluster_shards=cluster_shards)
+                          journal_dir=journal_dir, durability=durability, shards=shards,
+                          cluster=cluster, cluster_shards=cluster_shards)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if fix_port is not None:
+        cfg.fix.port = fix_port
 
     def ready(server: Any) -> None:
         rec = server.exchange.recovery
@@ -98,13 +106,15 @@ def serve_command(
         typer.echo(f"tickline serving on {cfg.server.host} ({event_loop_name()}): "
                    f"binary port {server.port}, http://{cfg.server.host}:{server.http_port}/ "
                    f"journal {cfg.server.journal_dir} ({cfg.server.durability})")
-        typer.echo(f"READY port={server.port} http_port={server.http_port}", err=False)
+        fix = f" fix_port={server.fix_port}" if server.fix is not None else ""
+        typer.echo(f"READY port={server.port} http_port={server.http_port}{fix}", err=False)
 
     from tickline.journal import JournalError
+    from tickline.shard import ShardMapChanged
 
     try:
         code = run_event_loop(serve(cfg, ready=ready))
-    except JournalError as e:  # e.g. another server holds the journal (JournalLocked)
+    except (JournalError, ShardMapChanged) as e:  # e.g. JournalLocked, another shard count
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
@@ -214,13 +224,23 @@ def loadgen_command(
         help="Seconds at the start not counted in the results.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
     json_path: JsonOption = None,
+    protocol: Annotated[str, typer.Option(
+        help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
+    fix_port: Annotated[int, typer.Option("--fix-port", help="FIX acceptor port.")] = 9878,
+    fix_sessions: Annotated[str | None, typer.Option(
+        "--fix-sessions", help="FIX sessions SENDER:PASSWORD,... (default MM1..MM4).")
+    ] = None,
 ) -> None:
     """Open-loop load at a fixed rate; round-trip percentiles from planned send times."""
     from tickline.loadgen import LoadConfig, run
 
+    if protocol not in ("binary", "fix", "both"):
+        typer.echo("error: --protocol must be binary, fix or both", err=True)
+        raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
                      sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
-    raise typer.Exit(run(cfg, json_path))
+    raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
+                         fix_sessions=fix_sessions))
 
 
 # --- bench processor (issue 3, part 1: tickline.core) -------------------------------------
@@ -247,6 +267,24 @@ def bench_processor(
     run(events=events, chunk=chunk, baseline_events=baseline_events, workers=workers,
         paced_rate=paced_rate, shm_records=shm_records, mpq_records=mpq_records,
         gc_events=gc_events, json_path=json_path)
+
+
+# --- bench shards (issue 12 item 1) ---------------------------------------------------------
+
+@bench_app.command("shards")
+def bench_shards(
+    shards: Annotated[str, typer.Option(help="Shard counts to compare, e.g. 1,2.")] = "1,2",
+    commands: Annotated[int, typer.Option(help="Timed commands per shard.")] = 200_000,
+    symbols_per_shard: Annotated[int, typer.Option(help="Symbols per shard.")] = 2,
+    runs: Annotated[int, typer.Option(help="Interleaved runs per shard count.")] = 5,
+    batch: Annotated[int, typer.Option(help="Commands per ring frame.")] = 256,
+    json_path: JsonOption = None,
+) -> None:
+    """Pre-encoded exchange-core-mix commands over the shm rings to 1, then N shard processes."""
+    from tickline.bench.shards import run
+
+    run(shard_counts=[int(x) for x in shards.split(",")], commands=commands,
+        symbols_per_shard=symbols_per_shard, runs=runs, batch=batch, json_path=json_path)
 
 
 # --- bench stream (issue 4) ---------------------------------------------------------------
@@ -344,6 +382,21 @@ def bench_venue(
     from tickline.bench.venue import run
 
     run(missed=missed, mass=mass, json_path=json_path)
+
+
+@bench_app.command("lanes")
+def bench_lanes(
+    capacity: Annotated[int, typer.Option(help="Inbound ring slots (kept full).")] = 8192,
+    max_batch: Annotated[int, typer.Option(help="Commands per batch.")] = 1024,
+    cancels: Annotated[int, typer.Option(help="Cancels measured.")] = 100,
+    cancel_every: Annotated[int, typer.Option(help="Batches between cancels.")] = 4,
+    json_path: JsonOption = None,
+) -> None:
+    """Queue wait of cancels vs new orders with the ring full, with and without lanes."""
+    from tickline.bench.lanes import run
+
+    run(capacity=capacity, max_batch=max_batch, cancels=cancels, cancel_every=cancel_every,
+        json_path=json_path)
 
 
 @bench_app.command("ws-fanout")

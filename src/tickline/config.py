@@ -53,6 +53,25 @@ replaces any part of it::
     request_burst = 4000      # ... excess gets rate_limited
     stats_interval = 1.0      # seconds between stats samples (dashboard)
 
+    [lanes]                   # priority lanes of the inbound ring (tickline.exchange)
+    enabled = true            # cancels and admin commands ahead of new orders and replaces
+    starvation_bound = 8      # the normal lane is served at least every N batches
+
+    [deadlines]               # 0 = off; the defaults never fire on a healthy server
+    max_queue_ms = 1000       # firm: an order waiting longer is rejected STALE_ORDER (410)
+    match_ms = 100            # hard: a batch's match stage over this is counted and logged
+    publish_ms = 200          # soft: a batch's release stage over this is counted
+
+    [fix]                     # the FIX 4.4 acceptor (tickline.gateway.fix); off by default
+    port = 9878               # or `tickline serve --fix-port P`
+    comp_id = "TICKLINE"      # our CompID: the counterparty's TargetCompID (56)
+    store_dir = ""            # session store (seqnums, messages for resend); "" = journal_dir/fix
+    fsync = false             # fsync the session store after each write
+    [[fix.sessions]]          # who may log on: SenderCompID (49) -> account; Password (554) =
+    sender_comp_id = "ALICE"  # the account's key (Username 553, when sent, = the account name)
+    account = "alice"
+    cancel_on_disconnect = false
+
     [[instruments]]
     symbol = "AAPL"
     tick_size = 1
@@ -108,6 +127,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
+    shards: int = 0  # engine processes (serve --shards N, docs/shards.md); 0: in this process
+    shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
     cluster: str = ""  # cluster mode: NATS URL(s) of the JetStream cluster ("" = one process)
     cluster_shards: int = 1  # cluster mode: shards (input streams) symbols are spread over
 
@@ -169,6 +190,9 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     stats_interval: float = 1.0
     history_per_topic: int = 1000
     """Trades/bars messages kept per topic for gap recovery (``replay``); 0 = none."""
+    replays_per_second: float = 10.0
+    """Per session (burst: twice as many): a replay formats up to ``history_per_topic``
+    messages, so it has its own, smaller budget than other requests."""
 
     def validate(self) -> WebSocketConfig:
         """Check every field; return self. Raises :class:`ConfigError` naming the field."""
@@ -180,7 +204,7 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
             if value < 1:
                 raise ConfigError(f"websocket.{name} must be >= 1, got {value}")
         for name in ("login_timeout_seconds", "login_failures_per_second", "send_timeout",
-                     "requests_per_second", "stats_interval"):
+                     "requests_per_second", "stats_interval", "replays_per_second"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"websocket.{name} must be > 0, got {value}")
@@ -203,6 +227,22 @@ class WebSocketConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
             except OriginError as e:
                 raise ConfigError(f"websocket.allowed_origins: {e}") from None
         return self
+
+
+class Lanes(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[lanes]`` section: the exchange's priority lanes (see :mod:`tickline.exchange`)."""
+
+    enabled: bool = True
+    starvation_bound: int = 8
+
+
+class Deadlines(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[deadlines]`` section, in milliseconds (0 = off): firm on the inbound queue
+    wait of new orders and replaces, hard on the match stage, soft on publishing."""
+
+    max_queue_ms: float = 1000.0
+    match_ms: float = 100.0
+    publish_ms: float = 200.0
 
 
 class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -228,12 +268,41 @@ class Account(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                           max_position=self.max_position)
 
 
+class FixSessionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[fix.sessions]]`` entry: the counterparty's SenderCompID, the account it trades
+    for (by name; its Logon must carry that account's key as Password 554), and whether its
+    orders are cancelled when it disconnects."""
+
+    sender_comp_id: str
+    account: str
+    cancel_on_disconnect: bool = False
+
+
+class FixConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``[fix]`` section: the FIX 4.4 acceptor (:mod:`tickline.gateway.fix`). ``port``
+    None = off (``tickline serve --fix-port P`` turns it on); ``comp_id`` is the acceptor's
+    own CompID (the counterparty's TargetCompID); ``store_dir`` "" = ``<journal_dir>/fix``;
+    ``fsync`` syncs the session store after each write; ``sending_time_tolerance`` seconds
+    of clock difference accepted in SendingTime (52)."""
+
+    port: int | None = None
+    comp_id: str = "TICKLINE"
+    store_dir: str = ""
+    fsync: bool = False
+    max_heartbeat_seconds: int = 300
+    sending_time_tolerance: float = 120.0
+    sessions: list[FixSessionConfig] = msgspec.field(default_factory=list)
+
+
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     limits: Limits = msgspec.field(default_factory=Limits)
     websocket: WebSocketConfig = msgspec.field(default_factory=WebSocketConfig)
+    lanes: Lanes = msgspec.field(default_factory=Lanes)
+    deadlines: Deadlines = msgspec.field(default_factory=Deadlines)
     instruments: list[Instrument] = msgspec.field(default_factory=list)
     accounts: list[Account] = msgspec.field(default_factory=list)
+    fix: FixConfig = msgspec.field(default_factory=FixConfig)
 
     def validate(self) -> ServerConfig:
         """Check cross-field rules; return self. Raises :class:`ConfigError`."""
@@ -248,6 +317,17 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         symbols = [i.symbol for i in self.instruments]
         if len(set(symbols)) != len(symbols):
             raise ConfigError(f"instrument symbols must be unique, got {symbols}")
+        if self.server.shards < 0:
+            raise ConfigError(f"server.shards must be >= 0, got {self.server.shards}")
+        if self.server.shards and self.server.cluster:
+            raise ConfigError("server.shards (one machine) and server.cluster (NATS) are two "
+                              "different scale-out modes: choose one")
+        for sym, k in self.server.shard_map.items():
+            if sym not in symbols:
+                raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")
+            if not 0 <= k < max(self.server.shards, 1):
+                raise ConfigError(f"server.shard_map: {sym} = {k} is not a shard index "
+                                  f"(0..{max(self.server.shards, 1) - 1})")
         ids = [a.id for a in self.accounts]
         keys = [a.key for a in self.accounts]
         if len(set(ids)) != len(ids):
@@ -297,8 +377,38 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self.limits, name)
             if not value > 0:
                 raise ConfigError(f"limits.{name} must be > 0, got {value}")
+        if self.lanes.starvation_bound < 1:
+            raise ConfigError(f"lanes.starvation_bound must be >= 1, got "
+                              f"{self.lanes.starvation_bound}")
+        for name in ("max_queue_ms", "match_ms", "publish_ms"):
+            value = getattr(self.deadlines, name)
+            if not value >= 0:
+                raise ConfigError(f"deadlines.{name} must be >= 0 (0 = off), got {value}")
         self.websocket.validate()
+        self._validate_fix()
         return self
+
+    def _validate_fix(self) -> None:
+        fix = self.fix
+        if fix.port is not None and not 0 <= fix.port <= 65535:
+            raise ConfigError(f"fix.port must be 0..65535, got {fix.port}")
+        if not fix.comp_id or "\x01" in fix.comp_id:
+            raise ConfigError(f"fix.comp_id must be a non-empty CompID, got {fix.comp_id!r}")
+        names = {a.name for a in self.accounts}
+        seen: set[str] = set()
+        for s in fix.sessions:
+            if not s.sender_comp_id or "\x01" in s.sender_comp_id:
+                raise ConfigError(f"fix.sessions: bad sender_comp_id {s.sender_comp_id!r}")
+            if s.sender_comp_id in seen:
+                raise ConfigError(f"fix.sessions: sender_comp_id {s.sender_comp_id!r} "
+                                  "appears twice")
+            seen.add(s.sender_comp_id)
+            if s.account not in names:
+                raise ConfigError(f"fix.sessions: {s.sender_comp_id!r} names unknown account "
+                                  f"{s.account!r}")
+        if fix.sending_time_tolerance <= 0 or fix.max_heartbeat_seconds < 1:
+            raise ConfigError("fix.sending_time_tolerance must be > 0 and "
+                              "fix.max_heartbeat_seconds >= 1")
 
     def engine_config(self) -> EngineConfig:
         """The engine settings implied by the accounts: self-trade prevention modes and the
@@ -327,10 +437,27 @@ DEFAULT_ACCOUNTS = [
 ]
 
 
+# One FIX session per demo account: SenderCompID = the account name in capitals.
+DEFAULT_FIX_SESSIONS = [FixSessionConfig(sender_comp_id=a.name.upper(), account=a.name)
+                        for a in DEFAULT_ACCOUNTS]
+
+
+def _default_fix_sessions(accounts: Any) -> list[dict[str, Any]]:
+    """One FIX session per account (SenderCompID = its name in capitals; a name whose
+    capitals another account's already took gets none)."""
+    out: dict[str, dict[str, Any]] = {}
+    for a in accounts if isinstance(accounts, list) else ():
+        name = a.get("name") if isinstance(a, dict) else None
+        if isinstance(name, str) and name and name.upper() not in out:
+            out[name.upper()] = {"sender_comp_id": name.upper(), "account": name}
+    return list(out.values())
+
+
 def default_config() -> ServerConfig:
     """The embedded defaults: demo instruments and demo accounts, loopback, a local journal."""
     return ServerConfig(instruments=list(DEFAULT_INSTRUMENTS),
-                        accounts=list(DEFAULT_ACCOUNTS)).validate()
+                        accounts=list(DEFAULT_ACCOUNTS),
+                        fix=FixConfig(sessions=list(DEFAULT_FIX_SESSIONS))).validate()
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfig:
@@ -348,12 +475,15 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> ServerConfi
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {path} is not valid TOML: {e}") from None
-        for section in ("server", "limits", "websocket"):
+        fix_sessions = isinstance(data.get("fix"), dict) and "sessions" in data["fix"]
+        for section in ("server", "limits", "websocket", "lanes", "deadlines", "fix"):
             if section in data:
                 if not isinstance(data[section], dict):
                     raise ConfigError(f"[{section}] must be a table")
                 base[section].update(data.pop(section))
         base.update(data)
+        if not fix_sessions:  # the default FIX sessions follow the file's accounts
+            base["fix"]["sessions"] = _default_fix_sessions(base["accounts"])
     for key, value in overrides.items():
         if value is not None:
             base["server"][key] = value

@@ -32,6 +32,24 @@ ring, backpressure ``reject``)::
    maker's fill, an expiry) and returns the submitting account's own, and the submitter's
    ``reply(cmd, events, reports)`` gets those. No gateway re-derives a report.
 
+**Lanes.** The inbound processor has two lanes: cancels, mass cancels and admin commands
+(:data:`HIGH_PRIORITY`) in lane 0, served first, new orders, replaces and the rest in lane 1,
+served at least every ``starvation_bound`` batches. Sequence numbers are stamped as commands
+are *taken*, so the journal records the order actually matched and replay is unchanged. Per
+account, the order of submission is kept: an account's cancel stays in lane 1 while the same
+account has commands waiting there (*held back*: it never overtakes its own new order), and
+a lane-1 command taken ahead of an earlier lane-0 command of its account (or an earlier
+trading-status change; for queries and deferred commands, any earlier lane-0 command) is
+*deferred* and sequenced right after it. So each session's replies keep their order.
+
+**Deadlines.** *Firm*: a new order or replace that waited in the ring longer than
+``max_queue_ms`` is answered ``STALE_ORDER`` (410) and never sequenced, matched or journaled
+(its reject carries report number 0, so the account's numbering stays gap-free and a replay
+equal). *Hard*: a batch whose match stage exceeds ``match_deadline_ms`` is counted and
+logged. *Soft*: a release stage over ``publish_deadline_ms`` is counted and its lateness
+recorded. The checks cost one comparison per batch while nothing is late (the late commands
+of a batch are a prefix: enqueue times are non-decreasing).
+
 GTD expiry needs engine time to move when no orders arrive: :meth:`Exchange.run` submits a
 :class:`~tickline.matching.TimeTick` when the earliest expiry is due (a timer armed for that
 instant, not a polling loop). Snapshots are taken every ``snapshot_every`` commands: the state
@@ -68,17 +86,26 @@ from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
 from tickline.matching import (
     Accepted,
+    Cancel,
+    CancelOrders,
     Command,
     EngineConfig,
     Event,
     Instrument,
+    MassCancel,
     MatchingEngine,
+    NewOrder,
+    Rejected,
+    RejectReason,
+    Replace,
+    SetAccountStatus,
+    SetTradingStatus,
     TimeTick,
 )
 from tickline.resume import Resumer
 from tickline.stream import Bus, MarketDataPublisher
 from tickline.stream.history import ReportHistory
-from tickline.stream.reports import ExecReport, ReportBuilder
+from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
 log = logging.getLogger(__name__)
@@ -96,11 +123,27 @@ class ExchangeStopped(Exception):
     """The exchange is stopping or has stopped and accepts nothing more."""
 
 
+HIGH_PRIORITY: frozenset[type] = frozenset(
+    {Cancel, MassCancel, CancelOrders, SetTradingStatus, SetAccountStatus})
+"""Command types that travel in the high-priority inbound lane (cancels and admin commands);
+everything else (new orders, replaces, time ticks, deferred commands, queries) in the
+normal one."""
+_OWN_CANCELS: frozenset[type] = frozenset({Cancel, MassCancel, CancelOrders})
+"""High-priority commands an account sends about its own orders: held back in the normal
+lane while the same account has commands waiting there (they never overtake them)."""
+_FIRM = (NewOrder, Replace)
+"""Command types under the firm ``max_queue_ms`` deadline (a late cancel is still wanted)."""
+_STALE = int(RejectReason.STALE_ORDER)
+_EXEC_REJECTED = int(ExecKind.REJECTED)
+_NEVER = 1 << 62  # a disabled deadline (ns): no comparison ever exceeds it
+
+
 class _Inbound:
     """One accepted command waiting in the inbound ring (``make``: a command built only when
-    the sequencer reaches it, from the state at that point; None = nothing to do)."""
+    the sequencer reaches it, from the state at that point; None = nothing to do; ``mark``,
+    set for those only: how many high-lane commands had been accepted before it)."""
 
-    __slots__ = ("cmd", "make", "origin", "reply")
+    __slots__ = ("cmd", "make", "mark", "origin", "reply")
 
     def __init__(self, cmd: Command | None, reply: Reply | None, origin: ReportPort | None,
                  make: Callable[[], Command | None] | None = None) -> None:
@@ -109,17 +152,20 @@ class _Inbound:
         self.origin = origin
         self.make = make
 
+    mark: int  # set for ``make`` ones only (no per-command store on the common path)
+
 
 class _Query:
     """A read-only question about the released state, answered in sequence (``after``: how
     many commands of its batch came before it)."""
 
-    __slots__ = ("after", "ask", "reply")
+    __slots__ = ("after", "ask", "mark", "reply")
 
     def __init__(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         self.ask = ask
         self.reply = reply
         self.after = 0
+        self.mark = 0  # high-lane commands accepted before it (answered after all of them)
 
 
 class Exchange:
@@ -146,6 +192,12 @@ class Exchange:
         max_batch: int = 1024,
         clock: Callable[[], int] = time.time_ns,
         report_history: int = 4096,
+        lanes: bool = True,
+        starvation_bound: int = 8,
+        max_queue_ms: float = 1000.0,
+        match_deadline_ms: float = 100.0,
+        publish_deadline_ms: float = 200.0,
+        monotonic: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.instruments = list(instruments)
         self.engine_config = engine_config or EngineConfig()
@@ -187,6 +239,7 @@ class Exchange:
         self._last_ts = self.engine.now
         self._since_snapshot = 0
         self._pending: list[tuple[_Inbound, list[Event]]] = []
+        self._sequenced: list[_Inbound] = []  # sequenced, not yet matched (see _match)
         self._queries: deque[_Query] = deque()
         self._stopping = False
         self.failure: BaseException | None = None
@@ -203,18 +256,59 @@ class Exchange:
         self.snapshots_skipped = 0
         self.snapshot_error: str | None = None
         """Why the most recent snapshot failed; ``None`` once one succeeds again."""
+        # Priority lanes: 0 = cancels and admin commands, 1 = the rest (``lanes=False``: one
+        # lane, 0, for everything). Deadlines in ns (0 ms = off).
+        if type(self)._sequence_and_match is not Exchange._sequence_and_match:
+            # A subclass with its own per-command stage (sharded, cluster) has none of the
+            # checks that keep per-account order across lanes: one lane for it.
+            lanes = False
+        self.lanes = lanes
+        self._low = 1 if lanes else 0
+        self._mono = monotonic
+        self.max_queue_ns = int(max_queue_ms * 1e6) if max_queue_ms > 0 else 0
+        self.match_deadline_ns = int(match_deadline_ms * 1e6) if match_deadline_ms > 0 else _NEVER
+        self.publish_deadline_ns = (int(publish_deadline_ms * 1e6) if publish_deadline_ms > 0
+                                    else _NEVER)
         self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
             name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
-            clock=time.monotonic_ns, batch_end=self._end_of_batch,
+            clock=monotonic, batch_end=self._end_of_batch, batch_start=self._start_of_batch,
+            lanes=2 if lanes else 1, starvation_bound=starvation_bound,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
         self.processor.register(_Query, self._ask)
+        self._high_lane = self.processor.lane(0)
+        self._low_lane = self.processor.lane(self._low)
+        # Per-account order across the lanes (all producer-side marks are lane positions,
+        # ``Lane.published`` after the submit; a command is still waiting while its mark is
+        # above the lane's ``ring.head``). See :meth:`_lane_of` and :meth:`_must_wait`.
+        self._low_last: dict[int, int] = {}  # account -> end of its last normal-lane command
+        self._high_last: dict[int, int] = {}  # account -> end of its last high-lane command
+        self._high_all = 0  # end of the last high-lane command that concerns every account
+        self._deferred: deque[tuple[_Inbound | _Query, bool]] = deque()
+        self._deferred_accounts: dict[int, int] = {}
+        # Per-batch state set by _start_of_batch (consumer only).
+        self._slow = False  # this batch needs the per-command checks below
+        self._stale_left = 0  # commands at the head of the batch past max_queue_ms
+        self._guard = False  # the other lane holds work this batch must not overtake
+        self._stale_in_batch = 0
         # Stage timings, one sample per batch (ns); written by the consumer only.
         self.stage_match = LatencyRecorder("match_ns")
         self.stage_journal = LatencyRecorder("journal_ns")
         self.stage_publish = LatencyRecorder("publish_ns")
+        self.publish_lateness = LatencyRecorder("publish_lateness_ns")
         self.commands = 0
         self.events = 0
+        self.stale_orders = 0
+        """New orders and replaces rejected ``STALE_ORDER`` (firm deadline)."""
+        self.held_back = 0
+        """Cancels kept in the normal lane behind the same account's earlier commands."""
+        self.deferred = 0
+        """Normal-lane commands taken ahead of an earlier high-lane one they must follow
+        (starvation bound) and sequenced right after it instead."""
+        self.match_misses = 0
+        """Batches whose match stage exceeded ``match_deadline_ms`` (hard: logged)."""
+        self.publish_misses = 0
+        """Batches whose release stage exceeded ``publish_deadline_ms`` (soft)."""
         self._batch_started = 0
 
     # -- producer side ------------------------------------------------------------------
@@ -229,11 +323,42 @@ class Exchange:
         by the sequencer."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
+        lane = self._lane_of(cmd) if self.lanes else 0
         try:
-            self.processor.submit(_Inbound(cmd, reply, origin))
+            self.processor.submit(_Inbound(cmd, reply, origin), lane=lane)
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
+        if lane:
+            self._low_last[getattr(cmd, "account", 0)] = self._low_lane.published
+        elif self.lanes:
+            self._mark_high(cmd)
+
+    def _lane_of(self, cmd: Command) -> int:
+        """The lane for ``cmd``: 0 for cancels and admin commands, 1 for the rest — but an
+        account's own cancel stays in lane 1 while that account has commands waiting there
+        (or deferred), so it never overtakes its own earlier new order or replace."""
+        t = type(cmd)
+        if t not in HIGH_PRIORITY:
+            return 1
+        if t in _OWN_CANCELS:
+            account: int = cmd.account  # type: ignore[union-attr]
+            if (self._low_last.get(account, 0) > self._low_lane.ring.head
+                    or account in self._deferred_accounts):
+                self.held_back += 1
+                return 1
+        return 0
+
+    def _mark_high(self, cmd: Command) -> None:
+        """Remember where the high-lane command just accepted ends: normal-lane commands of
+        its account (of every account, for a trading-status change) must not be sequenced
+        before it (see :meth:`_must_wait`)."""
+        end = self._high_lane.published
+        account = getattr(cmd, "account", None)
+        if account is None:
+            self._high_all = end
+        else:
+            self._high_last[account] = end
 
     def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None,
                     origin: ReportPort | None = None) -> int:
@@ -243,11 +368,38 @@ class Exchange:
         Raises :class:`ExchangeStopped` once stopping."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
-        items = [_Inbound(cmd, reply, origin) for cmd in cmds]
+        if not self.lanes:
+            try:
+                return self.processor.submit_many([_Inbound(cmd, reply, origin)
+                                                   for cmd in cmds])
+            except ProcessorFull:
+                return 0
+        high = HIGH_PRIORITY
+        for cmd in cmds:
+            if type(cmd) in high:
+                return self._submit_mixed(cmds, reply, origin)
+        # The common case: nothing for the high lane, one ring operation.
         try:
-            return self.processor.submit_many(items)
+            n = self.processor.submit_many([_Inbound(cmd, reply, origin) for cmd in cmds],
+                                           lane=1)
         except ProcessorFull:
             return 0
+        end = self._low_lane.published
+        last = self._low_last
+        for cmd in cmds[:n] if n < len(cmds) else cmds:
+            last[getattr(cmd, "account", 0)] = end
+        return n
+
+    def _submit_mixed(self, cmds: Sequence[Command], reply: Reply | None,
+                      origin: ReportPort | None) -> int:
+        """:meth:`submit_many` for a read with cancels or admin commands in it: each command
+        to its lane, one at a time, stopping at the first that does not fit (a prefix)."""
+        for i, cmd in enumerate(cmds):
+            try:
+                self.submit(cmd, reply, origin)
+            except ExchangeBusy:
+                return i
+        return len(cmds)
 
     def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
                         origin: ReportPort | None = None) -> None:
@@ -257,8 +409,10 @@ class Exchange:
         submits nothing. Raises like :meth:`submit`."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
+        item = _Inbound(None, reply, origin, make)
+        item.mark = self._high_lane.published
         try:
-            self.processor.submit(_Inbound(None, reply, origin, make))
+            self.processor.submit(item, lane=self._low)
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
@@ -272,24 +426,121 @@ class Exchange:
         Not sequenced, not journaled. Raises like :meth:`submit`."""
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
+        item = _Query(ask, reply)
+        item.mark = self._high_lane.published
         try:
-            self.processor.submit(_Query(ask, reply))
+            self.processor.submit(item, lane=self._low)
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
 
     # -- stages 1 and 2 (per command) ---------------------------------------------------
 
+    def _start_of_batch(self, lane: int, segs: list[tuple[int, int]], taken: int) -> None:
+        """Before a batch is dispatched: start the match-stage clock, and decide whether its
+        commands need the per-command checks (one comparison each otherwise): a prefix past
+        the firm ``max_queue_ms`` deadline (enqueue times are non-decreasing, so the late
+        ones are a prefix), or, in the normal lane, high-lane work it must not overtake."""
+        self._batch_started = taken
+        if lane != self._low:
+            self._slow = False
+            return
+        stale = 0
+        limit = taken - self.max_queue_ns
+        if self.max_queue_ns and segs[0][1] < limit:
+            for count, stamp in segs:
+                if stamp >= limit:
+                    break
+                stale += count
+        self._stale_left = stale
+        high = self._high_lane.ring
+        self._guard = guard = self.lanes and (high.tail != high.head or bool(self._deferred))
+        self._slow = stale > 0 or guard
+
+    def _intercept(self, item: _Inbound | _Query) -> bool:
+        """The per-command checks of a flagged batch; True if ``item`` was taken care of
+        here: deferred behind high-lane work it must follow, or rejected as stale."""
+        stale = False
+        if self._stale_left:
+            self._stale_left -= 1
+            stale = type(item) is _Inbound and item.make is None and isinstance(item.cmd,
+                                                                                 _FIRM)
+        if self._guard and (self._deferred or self._must_wait(item)):
+            self._defer(item, stale)
+            return True
+        if stale:
+            self._reject_stale(item)  # type: ignore[arg-type]  # stale: an _Inbound
+            return True
+        return False
+
+    def _must_wait(self, item: _Inbound | _Query) -> bool:
+        """True if a high-lane command that ``item`` must follow is still waiting: for a
+        command, its account's (or a trading-status change), accepted before it; for a query
+        or a deferred command, any accepted before it."""
+        head = self._high_lane.ring.head
+        if isinstance(item, _Query) or item.make is not None:
+            return item.mark > head
+        if self._high_all > head:
+            return True
+        return self._high_last.get(getattr(item.cmd, "account", 0), 0) > head
+
+    def _defer(self, item: _Inbound | _Query, stale: bool) -> None:
+        self.deferred += 1
+        self._deferred.append((item, stale))
+        if type(item) is _Inbound and item.make is None:
+            account = getattr(item.cmd, "account", 0)
+            self._deferred_accounts[account] = self._deferred_accounts.get(account, 0) + 1
+
+    def _release_deferred(self) -> None:
+        """Sequence the deferred commands (in the order they were taken) whose high-lane
+        predecessors have now been taken; stop at the first that must still wait."""
+        deferred = self._deferred
+        self._slow = False
+        while deferred and not self._must_wait(deferred[0][0]):
+            item, stale = deferred.popleft()
+            if type(item) is _Query:
+                self._ask(item)
+                continue
+            assert isinstance(item, _Inbound)
+            if item.make is None:
+                account = getattr(item.cmd, "account", 0)
+                left = self._deferred_accounts[account] - 1
+                if left:
+                    self._deferred_accounts[account] = left
+                else:
+                    del self._deferred_accounts[account]
+            if stale:
+                self._reject_stale(item)
+            else:
+                self._sequence_and_match(item)
+
+    def _reject_stale(self, item: _Inbound) -> None:
+        """Firm deadline: answer ``item`` (a new order or replace that waited too long) with
+        ``STALE_ORDER``, in its place among the batch's replies. It is not sequenced
+        (``seq`` stays 0), matched, journaled or numbered: a replay never sees it, and the
+        account's report numbers stay gap-free."""
+        self._match()  # the commands sequenced before it reply before it
+        cmd = item.cmd
+        cmd.seq = 0
+        self.stale_orders += 1
+        self._stale_in_batch += 1
+        order_id = cmd.order_id if type(cmd) is Replace else 0
+        self._pending.append((item, [Rejected(
+            cmd.account, cmd.client_order_id, cmd.symbol, order_id, _STALE,  # type: ignore[union-attr]
+            f"waited longer than max_queue_ms={self.max_queue_ns / 1e6:g} in the inbound "
+            f"queue")]))
+
     def _ask(self, item: _Query) -> None:
-        if not self._pending and not self._queries:
-            self._batch_started = time.perf_counter_ns()
-        item.after = len(self._pending)
+        if self._slow and self._intercept(item):
+            return
+        item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
     def _sequence_and_match(self, item: _Inbound) -> None:
-        if not self._pending:
-            self._batch_started = time.perf_counter_ns()
+        if self._slow and self._intercept(item):
+            return
         if item.make is not None:
+            self._match()  # make() reads the state after everything before it
             made = item.make()
             if made is None:
                 return
@@ -302,28 +553,56 @@ class Exchange:
         self._last_ts = ts
         cmd.seq = self._seq
         cmd.ts = ts
-        # 2 MATCH
-        events = self.engine.process(cmd)
-        self._pending.append((item, events))
-        origin = item.origin
-        if origin is not None and events and type(events[0]) is Accepted:
-            origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        self._sequenced.append(item)  # 2 MATCH: for the whole batch at once, in _match
+
+    def _match(self) -> None:
+        """2 MATCH the commands sequenced since the last call, with one
+        :meth:`~tickline.matching.MatchingEngine.process_many` (the engine's per-call cost
+        once per batch). Runs at the end of every batch, and before a deferred command is
+        made (it reads the state after everything before it). An engine exception is an
+        engine bug: it propagates and stops the loop, and nothing of the batch is journaled
+        or acknowledged (recovery replays the journal to the state before it)."""
+        sequenced = self._sequenced
+        if not sequenced:
+            return
+        try:
+            results = self.engine.process_many([item.cmd for item in sequenced])
+        except BaseException as exc:
+            self.failure = exc
+            self._stopping = True
+            log.critical("the matching engine failed; the exchange stops", exc_info=exc)
+            raise
+        pending = self._pending
+        for item, events in zip(sequenced, results, strict=True):
+            pending.append((item, events))
+            origin = item.origin
+            if origin is not None and events and type(events[0]) is Accepted:
+                origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        sequenced.clear()
 
     # -- stages 3 and 4 (per batch) -----------------------------------------------------
 
     def _end_of_batch(self, n: int) -> None:
+        if self._deferred:
+            self._release_deferred()
+        self._match()
         pending = self._pending
         if not pending:
             while self._queries:
                 self._answer(self._queries.popleft())
             return
-        t1 = time.perf_counter_ns()
-        self.stage_match.record(t1 - self._batch_started)
+        t1 = self._mono()
+        match_ns = t1 - self._batch_started
+        self.stage_match.record(match_ns)
+        if match_ns > self.match_deadline_ns:
+            self._match_missed(match_ns, len(pending))
+        stale = self._stale_in_batch
+        sequenced = [p for p in pending if p[0].cmd.seq] if stale else pending
         # 3 JOURNAL
         journal = self.journal
         if journal is not None:
             try:
-                journal.append_many([item.cmd for item, _ in pending])
+                journal.append_many([item.cmd for item, _ in sequenced])
                 journal.commit()
             except BaseException as exc:
                 # Fatal: nothing of this batch is released, and nothing more is accepted
@@ -332,13 +611,13 @@ class Exchange:
                 self._stopping = True
                 log.critical("journal failed; the exchange stops", exc_info=exc)
                 raise
-        t2 = time.perf_counter_ns()
+        t2 = self._mono()
         self.stage_journal.record(t2 - t1)
         # 4 RELEASE: market data for the whole batch at once (one publish per topic
         # touched); then per command, in sequence order: its reports, the other sessions'
         # share through the router, the submitter's own with its reply.
         self.publisher.publish_batch([(item.cmd.seq, item.cmd.ts, events)
-                                      for item, events in pending])
+                                      for item, events in sequenced])
         events_out = 0
         build = self.reports.build
         route = self.router.route
@@ -349,23 +628,48 @@ class Exchange:
                 self._answer(queries.popleft())
             events_out += len(events)
             cmd = item.cmd
-            reports = build(cmd.seq, cmd.ts, events)
-            record(reports)
             try:
-                own = route(reports, getattr(cmd, "account", 0), item.origin)
+                if cmd.seq:
+                    reports = build(cmd.seq, cmd.ts, events)
+                    record(reports)
+                    own = route(reports, getattr(cmd, "account", 0), item.origin)
+                else:  # stale: its unnumbered reject, for the submitter only
+                    own = [self._stale_report(cmd, events[0])]  # type: ignore[arg-type]
                 if item.reply is not None:
                     item.reply(cmd, events, own)
             except Exception:  # a broken session must not stop the exchange
                 log.exception("report delivery failed for seq %d", cmd.seq)
-        self.stage_publish.record(time.perf_counter_ns() - t2)
-        self.commands += len(pending)
+        publish_ns = self._mono() - t2
+        self.stage_publish.record(publish_ns)
+        if publish_ns > self.publish_deadline_ns:
+            self.publish_misses += 1
+            self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
+        done_cmds = len(pending) - stale
+        self.commands += done_cmds
         self.events += events_out
-        self._since_snapshot += len(pending)
+        self._since_snapshot += done_cmds
+        self._stale_in_batch = 0
         pending.clear()
         while queries:
             self._answer(queries.popleft())
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
             self.snapshot(wait=False)
+
+    def _match_missed(self, match_ns: int, commands: int) -> None:
+        """Hard deadline on the match stage: count and log the miss (the batch goes on:
+        stopping would lose nothing but help nobody)."""
+        self.match_misses += 1
+        log.error("hard deadline missed: match stage took %.1f ms for %d commands "
+                  "(match_deadline_ms=%g; %d misses so far)", match_ns / 1e6, commands,
+                  self.match_deadline_ns / 1e6, self.match_misses)
+
+    def _stale_report(self, cmd: NewOrder | Replace, ev: Rejected) -> ExecReport:
+        """The submitter's reject report of a stale command: report number 0 (like a
+        gateway's own rejects), so the account's numbered reports stay gap-free."""
+        side = cmd.side if isinstance(cmd, NewOrder) else 0
+        return ExecReport(0, self._clock(), cmd.account, _EXEC_REJECTED, cmd.symbol,
+                          ev.order_id, cmd.client_order_id, side, cmd.price, cmd.quantity, 0,
+                          reason=_STALE, text=ev.text)
 
     @staticmethod
     def _answer(q: _Query) -> None:
@@ -518,6 +822,11 @@ class Exchange:
             "processor": self.processor.statistics().as_dict(),
             "publisher": self.publisher.statistics(),
             "reports": {"built": self.reports.reports, **self.router.statistics()},
+            "lanes": {"enabled": self.lanes, "held_back": self.held_back,
+                      "deferred": self.deferred},
+            "deadlines": {"stale_orders": self.stale_orders,
+                          "match_misses": self.match_misses,
+                          "publish_misses": self.publish_misses},
         }
         if self.journal is not None:
             stats["journal"] = self.journal.statistics()
@@ -536,7 +845,14 @@ class Exchange:
 
 _HELP = {"snapshots": "snapshots written", "snapshots_failed": "snapshot writes that failed "
          "(logged; the journal is intact)", "snapshots_skipped": "snapshots not started "
-         "because the previous one was still being written"}
+         "because the previous one was still being written",
+         "stale_orders": "new orders and replaces rejected STALE_ORDER: waited longer than "
+         "max_queue_ms in the inbound ring (firm deadline)",
+         "cancels_held_back": "cancels kept behind the same account's earlier commands",
+         "deferred_behind_cancels": "commands taken ahead of an earlier cancel of their "
+         "account (starvation bound) and sequenced after it",
+         "match_deadline_misses": "batches whose match stage exceeded match_ms (hard, logged)",
+         "publish_deadline_misses": "batches whose release stage exceeded publish_ms (soft)"}
 
 
 class ExchangeCollector(FamiliesCollector):
@@ -557,11 +873,16 @@ class ExchangeCollector(FamiliesCollector):
                 "snapshots": ex.snapshots,
                 "snapshots_failed": ex.snapshots_failed,
                 "snapshots_skipped": ex.snapshots_skipped,
+                "stale_orders": ex.stale_orders,
+                "cancels_held_back": ex.held_back,
+                "deferred_behind_cancels": ex.deferred,
+                "match_deadline_misses": ex.match_misses,
+                "publish_deadline_misses": ex.publish_misses,
             }
             stages = [
                 dataclasses.replace(inbound.queue_wait_ns, name="sequence_ns"),
                 ex.stage_match.snapshot(), ex.stage_journal.snapshot(),
-                ex.stage_publish.snapshot(),
+                ex.stage_publish.snapshot(), ex.publish_lateness.snapshot(),
             ]
             return [*metric_families("tickline_exchange", counters, stages, help_text=_HELP),
                     *processor_families(inbound, "tickline_inbound")]
@@ -569,4 +890,5 @@ class ExchangeCollector(FamiliesCollector):
         super().__init__(families)
 
 
-__all__ = ["Exchange", "ExchangeBusy", "ExchangeCollector", "ExchangeStopped", "Reply"]
+__all__ = ["HIGH_PRIORITY", "Exchange", "ExchangeBusy", "ExchangeCollector", "ExchangeStopped",
+           "Reply"]

@@ -421,16 +421,37 @@ def print_result(result: dict[str, Any]) -> None:
         f"{k.replace('_', '.')} {lag[k]:,.1f}" for k in ("p50", "p99", "max")))
 
 
-def run(cfg: LoadConfig, json_path: Path | None = None, *, show_progress: bool = True) -> int:
+def run(cfg: LoadConfig, json_path: Path | None = None, *, show_progress: bool = True,
+        protocol: str = "binary", fix_port: int = 9878, fix_sessions: str | None = None
+        ) -> int:
     """CLI entry: run on uvloop when available; print; write JSON. Exit code 0, or 1 when
-    nothing was answered."""
+    nothing was answered. ``protocol`` "fix" runs the FIX load
+    (:mod:`tickline.gateway.fix.load`) on ``fix_port``; "both" runs the binary load, then the
+    FIX one with the same rate and duration, and reports the FIX/binary latency ratios."""
     from tickline.server import run_event_loop
 
+    results: dict[str, Any] = {}
     try:
-        result = run_event_loop(run_load(cfg, show_progress=show_progress))
-    except ClientError as e:
+        if protocol in ("binary", "both"):
+            results["binary"] = run_event_loop(run_load(cfg, show_progress=show_progress))
+        if protocol in ("fix", "both"):
+            from tickline.gateway.fix.load import DEFAULT_SESSIONS, run_fix_load
+
+            results["fix"] = run_event_loop(run_fix_load(cfg, fix_port,
+                                                         fix_sessions or DEFAULT_SESSIONS))
+    except (ClientError, OSError, TimeoutError) as e:
         console.print(f"[red]error: {e}")
         return 1
-    print_result(result)
-    write_json(json_path, result)
-    return 0 if result["measured"] else 1
+    for name, result in results.items():
+        if len(results) > 1:
+            console.print(f"[bold]{name}")
+        print_result(result)
+    if len(results) == 2:
+        b, f = results["binary"]["latency_us"], results["fix"]["latency_us"]
+        results["fix_over_binary"] = {k: round(f[k] / b[k], 2) if b[k] else None
+                                      for k in ("p50", "p99", "p99_9")}
+        console.print("FIX / binary round trip: " + "  ".join(
+            f"{k.replace('_', '.')} {v}x" for k, v in results["fix_over_binary"].items()))
+    write_json(json_path, results if len(results) > 1 else next(iter(results.values())))
+    return 0 if all(r["measured"] for r in results.values() if isinstance(r, dict)
+                    and "measured" in r) else 1

@@ -76,6 +76,13 @@ def replay_reports(directory: Path | str, account: int, after: int, upto: int,
         state = _state_decoder.decode(snap.attachments[ReportBuilder.key])
         return dict(state.report_seqs).get(account, 0) <= after
 
+    from tickline.shard.replay import is_sharded, replay_reports_merged
+    if is_sharded(directory):  # serve --shards: every shard journal, merged by seq
+        got = replay_reports_merged(directory, account, after, upto, to_command_seq)
+        if [r.seq for r in got] != list(range(after + 1, upto + 1)):
+            raise ResumeError(f"the shard journals do not yield reports {after + 1}..{upto} "
+                              f"of account {account}")
+        return got
     collector = _Collector(account, after, upto)
     replay(directory, to_seq=to_command_seq, followers=[collector],
            snapshot_filter=before_resume_point)

@@ -39,6 +39,7 @@ from tickline.exchange import Exchange, ExchangeCollector
 
 if TYPE_CHECKING:
     from tickline.gateway.binary import BinaryGateway
+    from tickline.gateway.fix.gateway import FixGateway
     from tickline.gateway.http import HttpGateway
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,18 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         section = config.server
-        if section.cluster:  # cluster mode: the engines run elsewhere (tickline.cluster)
+        if section.shards:  # one engine process per shard (tickline.shard)
+            from tickline.shard import ShardedExchange
+            self.exchange: Exchange = ShardedExchange(
+                config.instruments, shards=section.shards, data_dir=section.journal_dir,
+                shard_map=section.shard_map, engine_config=config.engine_config(),
+                durability=section.durability, interval_ms=section.interval_ms,
+                snapshot_every=section.snapshot_every, capacity=section.inbound_capacity,
+                max_batch=section.max_batch, report_history=section.report_history)
+        elif section.cluster:  # cluster mode: the engines run elsewhere (tickline.cluster)
             from tickline.cluster.gateway import ClusterExchange
 
-            self.exchange: Exchange = ClusterExchange(
+            self.exchange = ClusterExchange(
                 section.cluster, config.instruments, engine_config=config.engine_config(),
                 shards=section.cluster_shards, report_history=section.report_history,
                 max_pending=section.inbound_capacity)
@@ -66,9 +75,14 @@ class Server:
                 interval_ms=section.interval_ms, snapshot_every=section.snapshot_every,
                 capacity=section.inbound_capacity, max_batch=section.max_batch,
                 report_history=section.report_history,
+                lanes=config.lanes.enabled, starvation_bound=config.lanes.starvation_bound,
+                max_queue_ms=config.deadlines.max_queue_ms,
+                match_deadline_ms=config.deadlines.match_ms,
+                publish_deadline_ms=config.deadlines.publish_ms,
             )
         self.binary: BinaryGateway | None = None
         self.http: HttpGateway | None = None
+        self.fix: FixGateway | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_monitor = GcPauseMonitor().install()  # every collection's pause, in /metrics
@@ -79,6 +93,7 @@ class Server:
         self.registry.register(FamiliesCollector(self._gc_families))
         self.port = 0
         self.http_port = 0
+        self.fix_port = 0
 
     async def start(self) -> None:
         from tickline.gateway.binary import BinaryGateway
@@ -94,6 +109,12 @@ class Server:
         self.port = await self.binary.start(section.host, section.port)
         self.http = HttpGateway(self, self.config.websocket)
         self.http_port = await self.http.start(section.host, section.http_port)
+        if self.config.fix.port is not None:  # the FIX 4.4 acceptor: off unless configured
+            from tickline.gateway.fix.gateway import FixGateway
+
+            self.fix = FixGateway(self.exchange, self.config)
+            self.registry.register(self.fix.collector)
+            self.fix_port = await self.fix.start(section.host, self.config.fix.port)
 
     async def stop(self) -> None:
         """Stop accepting, drain, sync the journal, close everything. Idempotent."""
@@ -101,6 +122,8 @@ class Server:
             return
         if self.binary is not None:
             await self.binary.stop_accepting()
+        if self.fix is not None:
+            self.fix.stop_accepting()
         await self.exchange.stop()
         if self._runner is not None:
             try:
@@ -113,6 +136,8 @@ class Server:
             await self.binary.close()
         if self.http is not None:
             await self.http.close()
+        if self.fix is not None:
+            await self.fix.close()
         self.gc_monitor.uninstall()
         self._stopped.set()
 
@@ -147,7 +172,13 @@ class Server:
             status, reason = "degraded", f"last snapshot failed: {ex.snapshot_error}"
         else:
             status, reason = "ok", None
+        shards = getattr(ex, "shard_health", None)
+        shard_status = shards() if shards is not None else None
+        if status == "ok" and shard_status and not all(s["up"] for s in shard_status):
+            down = [str(s["shard"]) for s in shard_status if not s["up"]]
+            status, reason = "degraded", f"shard(s) {', '.join(down)} down, restarting"
         return {
+            "shards": shard_status,
             "status": status,
             "reason": reason,
             "snapshots": ex.snapshot_statistics(),
@@ -155,6 +186,7 @@ class Server:
             "resting_orders": len(ex.engine.orders),
             "sessions": self.binary.session_count() if self.binary is not None else 0,
             "websocket_sessions": self.http.session_count() if self.http is not None else 0,
+            "fix_sessions": self.fix.session_count() if self.fix is not None else 0,
             "journal": ex.journal.statistics() if ex.journal is not None else None,
             **({"cluster": ex.statistics()} if self.config.server.cluster else {}),
             "recovery": {

@@ -10,6 +10,7 @@ single-threaded: never touch it from the test thread directly).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -26,6 +27,8 @@ from tickline.gateway.binary import BinaryGateway
 
 T = TypeVar("T")
 SEGMENT = 1 << 20
+SHARDS = int(os.environ.get("TICKLINE_TEST_SHARDS", "0"))
+"""``TICKLINE_TEST_SHARDS=2``: every harness server runs its engines in 2 shard processes."""
 
 
 def make_config(**limits: Any) -> ServerConfig:
@@ -79,9 +82,15 @@ class ServerThread:
 
     async def _start(self) -> None:
         cfg = self.config
-        self.exchange = Exchange(cfg.instruments, engine_config=cfg.engine_config(),
-                                 journal_dir=self.journal_dir, segment_bytes=SEGMENT,
-                                 durability="none")
+        if SHARDS:  # TICKLINE_TEST_SHARDS=N: the same tests against N shard processes
+            from tickline.shard import ShardedExchange
+            self.exchange = ShardedExchange(cfg.instruments, shards=SHARDS,
+                                            data_dir=self.journal_dir, durability="none",
+                                            engine_config=cfg.engine_config())
+        else:
+            self.exchange = Exchange(cfg.instruments, engine_config=cfg.engine_config(),
+                                     journal_dir=self.journal_dir, segment_bytes=SEGMENT,
+                                     durability="none")
         self._runner = asyncio.get_running_loop().create_task(self.exchange.run())
         self.gateway = BinaryGateway(self.exchange, cfg, max_output_bytes=self.max_output_bytes,
                                      send_buffer_bytes=self.send_buffer_bytes)
@@ -102,6 +111,11 @@ class ServerThread:
         sequence number and engine time, which a rejected (but sequenced) command moves."""
         def book_state() -> str:
             engine = self.exchange.engine
+            if SHARDS:
+                from tickline.shard import ShardedExchange
+                assert isinstance(self.exchange, ShardedExchange)
+                books = self.exchange.digest()
+                return f"{books}|{engine.next_order_id}|{engine.next_trade_id}"
             books = "|".join(engine.books[s].digest() for s in sorted(engine.books))
             return f"{books}|{engine.next_order_id}|{engine.next_trade_id}"
         return self.call(book_state)

@@ -372,13 +372,15 @@ def test_response_is_attributed_right_when_the_wall_clock_stands_still(
         bob.send(p.NewOrderRequest(request_id=1, symbol="AAPL", side=1, quantity=2,
                                    price=100))
         time.sleep(0.05)
-        alice.send(p.CancelRequest(request_id=2, symbol="AAPL", order_id=oid))
+        # A replace, not a cancel: a cancel would travel in the high-priority lane and be
+        # sequenced before bob's order (exchange lanes); a replace keeps arrival order.
+        alice.send(p.ReplaceRequest(request_id=2, symbol="AAPL", order_id=oid, quantity=4))
         blocked.result(5)
         got = [alice.recv(), alice.recv()]
         fill = next(m for m in got if isinstance(m, p.Fill))
         response = next(m for m in got if isinstance(m, p.Response))
         assert fill.order_id == oid and fill.last_quantity == 2  # unsolicited: bob's doing
-        assert [type(r) for r in response.reports] == [p.OrderCancelled]
+        assert [type(r) for r in response.reports] == [p.OrderReplaced]
         assert response.request_id == 2
     finally:
         alice.close()

@@ -20,6 +20,7 @@ def test_bench_ws_fanout_json_keys_and_delivery(tmp_path: Path) -> None:
     assert data["clients"] == 4 and data["chunk"] == 100
     assert isinstance(data["messages_per_second"], float) and data["messages_per_second"] > 0
     assert data["messages"] > 0 and data["commands"] > 0 and data["frames"] > 0
+    assert data["cpu_seconds"] > 0 and data["messages_per_cpu_second"] > 0
     assert data["received"] == data["sent_total"]  # every message sent was received
     assert data["min_client"] == data["max_client"]  # each client got the same stream
     assert data["slow_disconnects"] == 0

@@ -194,6 +194,22 @@ def test_gap_recovery_from_history_or_snapshot(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_replays_have_their_own_rate_limit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, replays_per_second=1.0) as (_ex, gw):
+            ws = await ws_connect(gw.port)
+            codes = []
+            for _ in range(3):  # a burst of 2, then refused
+                await request(ws, {"op": "replay", "channel": "trades", "symbol": "AAPL",
+                                   "from_seq": 1, "to_seq": 1})
+                got = await read_until(ws, lambda m: m["type"] in ("snapshot", "error"))
+                codes.append(got[-1].get("code", got[-1]["type"]))
+            assert codes == ["snapshot", "snapshot", "rate_limited"]
+            await ws.close()
+
+    asyncio.run(scenario())
+
+
 # -- TopicHistory itself ---------------------------------------------------------------------
 
 def msgs(seqs: list[int]) -> list[Any]:

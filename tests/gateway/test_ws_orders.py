@@ -239,3 +239,33 @@ def test_ws_cancel_on_disconnect(tmp_path: Path) -> None:
             assert alice_orders(ex) == [kept]
 
     asyncio.run(scenario())
+
+
+def test_ws_resume_from_the_journal(tmp_path: Path) -> None:
+    """Memory holds only the newest 2 reports per account: a resume from 0 reads the journal
+    (off the loop), then live reports follow in order."""
+
+    async def scenario() -> None:
+        async with running(tmp_path) as (ex, gw):
+            ex.history.per_account = 2
+            alice, _ = await login(gw.port, "alice-key")
+            for i in range(5):
+                await send_exec(alice, new(side="buy", price=f"9{i}.00", quantity="1",
+                                           client_order_id=f"j{i}"))
+            await alice.close()
+            from_journal = ex.resumer.from_journal
+            again = await ws_connect(gw.port)
+            await request(again, {"op": "login", "key": "alice-key", "resume_from": 0})
+            # A live report asked for at once: it must come after the five missed ones.
+            await request(again, new(side="buy", price="80.00", quantity="1",
+                                     client_order_id="live"))
+            got = await read_until(again, lambda m: m["type"] == "exec"
+                                   and m["client_order_id"] == "live")
+            assert got[0]["type"] == "login" and got[0]["last_report_seq"] == 5
+            execs = [m for m in got if m["type"] == "exec"]
+            assert [m["seq"] for m in execs] == [1, 2, 3, 4, 5, 6]
+            assert [m["client_order_id"] for m in execs[:5]] == [f"j{i}" for i in range(5)]
+            assert ex.resumer.from_journal == from_journal + 1
+            await again.close()
+
+    asyncio.run(scenario())

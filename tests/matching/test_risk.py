@@ -38,6 +38,7 @@ from tickline.matching import (
     SetAccountStatus,
     Trade,
 )
+from tickline.matching.risk import FAST_CAP
 from tickline.stream.reports import ExecKind, ReportBuilder
 
 R = RejectReason
@@ -529,11 +530,30 @@ def test_reports_are_ordinary_cancels_and_the_summaries_report_nothing() -> None
     builder.check(h.engine.orders)
 
 
+def test_limits_above_the_fast_cap_are_exact() -> None:
+    """The fast pass clamps its thresholds to FAST_CAP (one-digit ints compare fastest);
+    orders between FAST_CAP and a bigger real limit are accepted, above it rejected."""
+    big = FAST_CAP * 4
+    h = Harness([Instrument(symbol=SYM)], EngineConfig(account_limits={1: RiskLimits(
+        max_order_quantity=big, max_order_notional=big * 3, max_open_orders=big,
+        max_position=big)}))
+    assert h.engine._caps[1] == (FAST_CAP, FAST_CAP, FAST_CAP, FAST_CAP)
+    h.buy(1, FAST_CAP + 5, 2)                             # 1: suspect, exact check passes
+    assert h.engine.orders[1].quantity == FAST_CAP + 5
+    assert_reject_changes_nothing(h, h_new(1, BUY, big + 1, 1), R.RISK_MAX_QUANTITY,
+                                  f"quantity {big + 1} exceeds")
+    assert_reject_changes_nothing(h, h_new(1, BUY, big, 4), R.RISK_MAX_NOTIONAL,
+                                  f"notional {4 * big}")
+    h.replace(1, 1, price=3)                              # a move the fast path defers
+    assert h.engine.orders[1].price == 3
+    h.engine.check()
+
+
 @pytest.mark.parametrize(("limits", "max_quantity", "floor"), [
     (RiskLimits(max_order_notional=1000, max_order_quantity=10), 0, 100),
     (RiskLimits(max_order_notional=1000), 20, 50),       # bounded by the instrument
     (RiskLimits(max_order_notional=1000), 0, 0),         # unbounded: every move is checked
-    (RiskLimits(max_order_quantity=10), 0, 1 << 62),     # no notional limit: no floor
+    (RiskLimits(max_order_quantity=10), 0, FAST_CAP),    # no notional limit: no floor
 ])
 def test_price_moves_are_checked_exactly_above_the_move_price_floor(
         limits: RiskLimits, max_quantity: int, floor: int) -> None:

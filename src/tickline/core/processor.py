@@ -189,7 +189,10 @@ class EventProcessor(Generic[E]):
     enqueue time); ``clock`` returns ns;
     ``on_deadline_miss(event, lateness_ns)`` is the hard-deadline alarm; ``on_error(event,
     exc)`` sees handler exceptions (default: log them); ``batch_end(n)`` runs after every
-    batch -- flush outputs there; ``wait`` is how the :meth:`start` thread waits when idle
+    batch -- flush outputs there; ``batch_start(lane, segments, taken_ns)`` runs once per
+    batch after it is taken and before it is dispatched (``segments``: its ``(count,
+    enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited too long);
+    ``wait`` is how the :meth:`start` thread waits when idle
     (default :class:`~tickline.core.wait.BlockingWait`).
     """
 
@@ -209,6 +212,7 @@ class EventProcessor(Generic[E]):
         on_deadline_miss: Callable[[E, int], None] | None = None,
         on_error: Callable[[E, BaseException], None] | None = None,
         batch_end: Callable[[int], None] | None = None,
+        batch_start: Callable[[int, list[tuple[int, int]], int], None] | None = None,
         wait: WaitStrategy | None = None,
     ) -> None:
         if max_batch < 1:
@@ -233,6 +237,7 @@ class EventProcessor(Generic[E]):
                        for i in range(lanes)]
         self._clock = clock
         self._batch_end = batch_end
+        self._batch_start = batch_start
         self._dispatch = Dispatcher(name=name, type_of=type_of, timestamp_of=timestamp_of,
                                     clock=clock, on_deadline_miss=on_deadline_miss,
                                     on_error=on_error)
@@ -310,6 +315,12 @@ class EventProcessor(Generic[E]):
             return True
         return any(ln.ring.tail != ln.ring.head for ln in self._lanes)
 
+    def lane(self, index: int) -> Lane:
+        """Lane ``index`` itself, for a consumer that orders its own work by lane
+        positions (``lane.published``: events ever accepted, ``lane.ring.head``: events
+        taken). Read it from the consumer's thread."""
+        return self._lanes[index]
+
     def queued(self) -> int:
         """Events accepted and not yet taken by the consumer."""
         return sum(len(ln.ring) for ln in self._lanes) + len(self._dispatch.carry)
@@ -376,6 +387,9 @@ class EventProcessor(Generic[E]):
         ln.space_freed()
         clock = self._clock
         t0 = clock()
+        bs = self._batch_start
+        if bs is not None:
+            bs(ln.index, segs, t0)
         try:
             dispatch.dispatch(items, segs)
         except DeadlineMissed as err:

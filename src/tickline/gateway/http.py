@@ -46,7 +46,8 @@ object with a ``type``. Prices and quantities are decimal strings (converted at 
 with the instrument's ``price_to_str``/``qty_to_str``); sides are ``"buy"``/``"sell"``.
 
 ``{"op":"subscribe","symbol":"AAPL","channels":["depth","trades","bbo","bars"]}``
-    replies ``subscribed``, then per channel: ``depth`` -> a ``snapshot`` (every level,
+    replies ``subscribed`` (with ``symbols``, ``policy`` and each channel's ``buffer``), then
+    per channel: ``depth`` -> a ``snapshot`` (every level,
     ``seq``) followed by ``depth`` updates with ``first_seq``/``seq``: ``first_seq`` is always
     the previous ``seq + 1``, and the levels listed (``[price, quantity, orders]``; quantity
     ``"0"`` and 0 orders = the level is gone) are the latest state of each level changed in
@@ -54,13 +55,37 @@ with the instrument's ``price_to_str``/``qty_to_str``); sides are ``"buy"``/``"s
     ``trades`` -> ``trade`` messages; ``bbo`` -> the current ``bbo``, then each change (only
     the latest is kept for a slow client); ``bars`` -> ``bar`` (1 s OHLCV and VWAP). The
     ``stats`` channel (no symbol) pushes a ``stats`` message about once a second.
+    ``symbol`` may be a pattern with ``*`` (any run of characters): ``"*"`` is every
+    symbol, ``"*-USD"`` those ending so; it opens one feed per matching symbol (each counts
+    against ``max_subscriptions``; no match is ``unknown_symbol``). ``policy`` is the
+    client's slow-consumer choice: ``drop_oldest`` (default; see *Slow consumers*) or
+    ``disconnect`` (close the session, 1008, rather than drop or resync); ``buffer``
+    (messages; depth: pending levels) is at most the server's ``trades_capacity``,
+    ``bars_capacity`` or ``max_depth_levels`` (more is ``invalid_message`` naming it).
 ``{"op":"unsubscribe","symbol":"AAPL","channels":[...]}``
-    (``channels`` omitted = all of that symbol's) replies ``unsubscribed``.
+    (``channels`` omitted = all of that symbol's; ``symbol`` may be a pattern) replies
+    ``unsubscribed``.
+``{"op":"replay","channel":"trades","symbol":"AAPL","from_seq":5,"to_seq":9,"id":1}``
+    gap recovery. ``trades``/``bars``: the messages ``from_seq..to_seq`` from the gateway's
+    bounded per-topic history (``history_per_topic`` newest of each topic, kept contiguous:
+    :mod:`tickline.stream.topic_history`) as one ``replay`` message (``messages``); when
+    it no longer holds the whole range, a ``snapshot`` (``channel``, ``"resync": true``,
+    ``messages``: what it holds, ``seq``: the newest, which the live feed continues after --
+    what the session's feed still had pending up to ``seq`` is dropped). ``from_seq`` 0 is
+    never held: it asks for that snapshot (the dashboard's first candles). ``depth``: a fresh
+    depth ``snapshot`` in the subscribed feed's place.
 ``{"op":"ping","id":7}``
     replies ``{"type":"pong","id":7}``.
-``{"op":"login","key":"demo-key-1"}``
-    authenticates an account from the server configuration; replies ``login`` and from
-    then on streams that account's private ``exec`` reports. Wrong keys are throttled per
+``{"op":"login","key":"demo-key-1","resume_from":0,"cancel_on_disconnect":false}``
+    authenticates an account from the server configuration; replies ``login``
+    (``account``, ``name``, ``last_report_seq``: the account's last report number now,
+    ``cancel_on_disconnect``) and from then on streams that account's private ``exec``
+    reports. ``resume_from=N`` (optional) first sends the account's reports ``N+1 ..
+    last_report_seq`` (from memory or the journal; live output is held back meanwhile, so
+    the order is exact), then live ones numbered above it; ``N`` beyond the last report is
+    ``resume_unavailable``. ``cancel_on_disconnect`` cancels the orders this session
+    entered that are still live when it ends (however it ends), as one journaled command
+    (:mod:`tickline.venue`). Wrong keys are throttled per
     source address (``login_failure_burst`` at once, then ``login_failures_per_second``;
     beyond that ``rate_limited`` without the key being checked) and counted
     (``tickline_ws_login_failures_total``, ``tickline_ws_login_throttled_total``); three on
@@ -69,18 +94,43 @@ with the instrument's ``price_to_str``/``qty_to_str``); sides are ``"buy"``/``"s
 "order_type":"limit","tif":"gtc","client_order_id":"c1","post_only":false}``
     submits through :meth:`~tickline.exchange.Exchange.submit` (after login;
     ``client_order_id`` at most ``limits.max_client_order_id_bytes`` UTF-8 bytes, else
-    ``invalid_order`` naming the limit); the outcome
-    arrives as ``exec`` reports (``kind``: new, rejected, fill, cancelled, replaced,
-    expired).
+    ``invalid_order`` naming the limit). Optional: ``order_type`` ``limit`` | ``market`` |
+    ``stop`` | ``stop_limit`` (stops need ``stop_price``; ``stop_limit`` a ``price``
+    too), ``tif`` ``gtc`` | ``ioc`` | ``fok`` | ``gtd`` (with ``expire_time``, engine ns =
+    Unix ns), ``stp`` ``default`` (the account's) | ``cancel_newest`` | ``cancel_oldest`` |
+    ``cancel_both`` | ``off``, ``display_quantity`` (an iceberg's visible slice). The
+    outcome arrives as ``exec`` reports (``kind``: new, rejected, fill, cancelled, replaced,
+    expired, triggered; ``reason`` names the reject or cancel reason); the engine's rejects
+    (post-only that would cross, a stop price on a limit order, ...) are typed reports.
 ``{"op":"cancel","symbol":"AAPL","order_id":5}`` (or ``"client_order_id":"c1"``)
     cancels one of the account's own orders.
+``{"op":"replace","symbol":"AAPL","order_id":5,"price":"101.30","quantity":"8"}``
+    (or ``"orig_client_order_id"``; optional new ``client_order_id``, ``stop_price``,
+    ``display_quantity``; fields left out keep their value, ``quantity`` is the new total)
+    cancel/replaces one of the account's orders; nothing to change is ``invalid_order``.
+``{"op":"order_status","order_id":5,"id":1}`` (or ``"client_order_id"``; optional ``symbol``)
+    replies ``order_status`` with ``order`` (``status`` new, partially_filled, filled,
+    cancelled, expired; ``leaves``, ``cum_quantity``, ``avg_price``), answered in sequence
+    after everything the account sent before; another account's order is ``unknown_order``
+    exactly like one that does not exist.
+``{"op":"open_orders","symbol":"AAPL","id":2}`` (``symbol`` optional)
+    replies ``open_orders`` with ``orders``.
+``{"op":"mass_cancel","symbol":"AAPL","side":"buy","id":3}`` (optional: all symbols, both sides)
+    cancels the account's live orders (one journaled command): a ``cancelled`` report each,
+    then ``mass_cancelled`` with the ``count``.
 
-Errors are ``{"type":"error","code":...,"message":...}`` with ``code`` one of
+Private output -- ``exec`` reports and the answers to ``order_status``, ``open_orders`` and
+``mass_cancel`` -- is one ordered stream per session, so an answer never overtakes a report
+it reflects. ``id`` (optional, a number or a string) is echoed in the answer.
+
+Errors are ``{"type":"error","code":...,"message":...}`` (with ``op`` once the request was
+decoded) and ``code`` one of
 ``invalid_json`` (not JSON, or nested too deeply), ``invalid_message`` (wrong shape or
 types), ``unknown_op``,
 ``unknown_symbol``, ``unknown_channel``, ``too_large``, ``binary_not_supported``,
 ``too_many_subscriptions``, ``not_authenticated``, ``bad_credentials``, ``login_disabled``,
-``already_logged_in``, ``invalid_order``, ``rate_limited``, ``busy`` and ``stopping``; a
+``already_logged_in``, ``invalid_order``, ``unknown_order``, ``resume_unavailable``,
+``resume_failed``, ``rate_limited``, ``busy`` and ``stopping``; a
 request that fails changes nothing. Frames above ``max_message_bytes`` get ``too_large``;
 above the library's hard ``max_size`` the connection is closed with code 1009.
 
@@ -160,6 +210,7 @@ from tickline.gateway.stats import (
     WsCounters,
     hdr_summary,
 )
+from tickline.gateway.wsfeeds import Shared
 from tickline.gateway.wssession import Session
 from tickline.stream.topic_history import TopicHistory
 from tickline.venue import VenueServices
@@ -230,6 +281,7 @@ class HttpGateway:
         self.formats = {i.symbol: Format(i) for i in self.exchange.instruments}
         self.services = VenueServices(self.exchange)
         self.topic_history = TopicHistory(s.history_per_topic)
+        self.shared = Shared()
         self.counters = WsCounters()
         self.admission = Admission(s.max_sessions, s.max_anonymous, s.max_per_address)
         self.login_throttle = TokenBuckets(s.login_failures_per_second,

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from tickline.matching import BUY, SELL, Instrument, reject_reason_name
+from tickline.matching.types import CancelReason
 from tickline.stream import Bar, Bbo, ExecKind, ExecReport, TradeTick
 
 __all__ = ["Format", "bar_json", "bbo_json", "encoder", "exec_json", "side_name", "trade_json"]
@@ -23,6 +24,7 @@ encoder = msgspec.json.Encoder()
 
 _SIDE_NAME = {BUY: "buy", SELL: "sell"}
 _EXEC_KIND = {int(k): k.name.lower() for k in ExecKind}
+_CANCEL_REASON = {int(r): r.name for r in CancelReason}
 
 
 class Format:
@@ -98,6 +100,6 @@ def exec_json(fmt: Format | None, r: ExecReport) -> dict[str, Any]:
         out["stop_price"] = price(r.stop_price)
     if r.kind == ExecKind.REJECTED:
         out.update(reason=reject_reason_name(r.reason), text=r.text)
-    elif r.reason:
-        out["reason"] = r.reason
+    elif r.reason:  # why it left the book (cancelled, expired): the CancelReason's name
+        out["reason"] = _CANCEL_REASON.get(r.reason, r.reason)
     return out

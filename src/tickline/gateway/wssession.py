@@ -12,7 +12,15 @@ within ``send_timeout``, or an outbox overflowing, closes the session as a slow 
 Execution reports reach a session in exactly one place: :meth:`Session.deliver_reports`
 receives :class:`~tickline.stream.ExecReport` objects — its own orders' reports with the
 exchange's reply, the others from the exchange's :class:`~tickline.stream.ReportRouter`
-(attached at login) — and :func:`~tickline.gateway.jsonfmt.exec_json` formats them.
+(attached at login) — and :func:`~tickline.gateway.jsonfmt.exec_json` formats them. The
+answers to ``order_status``, ``open_orders`` and ``mass_cancel`` travel in the same ordered
+private queue, so an answer never overtakes a report it reflects; while a resume reads the
+journal that queue is held back (:attr:`Session.held`).
+
+Order entry builds the same engine commands as the binary gateway, and every session-level
+service (resume, order status, open orders, mass cancel, cancel on disconnect) is a call to
+:class:`tickline.venue.VenueServices`: no venue logic lives here. Gap recovery (``replay``)
+reads the gateway's :class:`~tickline.stream.topic_history.TopicHistory`.
 """
 
 from __future__ import annotations
@@ -134,6 +142,8 @@ class Session:
         now = time.monotonic()
         self._orders = TokenBucket(gw.orders_per_second, gw.order_burst, now)
         self._requests = TokenBucket(settings.requests_per_second, settings.request_burst, now)
+        self._replays = TokenBucket(settings.replays_per_second,
+                                    max(1.0, 2 * settings.replays_per_second), now)
         self._login_timer: asyncio.TimerHandle | None = None
         if probation:
             self._login_timer = asyncio.get_running_loop().call_later(
@@ -386,7 +396,8 @@ class Session:
         on_loss = self.slow if policy == "disconnect" else None
         feed: Feed
         if channel == "depth":
-            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss)
+            feed = DepthFeed(publisher, symbol, fmt, buffer, self.wake, gw.counters, on_loss,
+                             gw.shared)
             _snap, feed.sub = publisher.subscribe_depth(symbol, batch_callback=feed.on_batch,
                                                         **opts)
         elif channel == "bbo":
@@ -394,11 +405,11 @@ class Session:
             feed.sub = bus.subscribe(f"bbo.{symbol}", batch_callback=feed.on_batch, **opts)
         elif channel == "trades":
             feed = SequencedFeed("trades", symbol, buffer, functools.partial(trade_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"trades.{symbol}", batch_callback=feed.on_batch, **opts)
         else:
             feed = SequencedFeed("bars", symbol, buffer, functools.partial(bar_json, fmt),
-                                 self.wake, gw.counters, on_loss)
+                                 self.wake, gw.counters, on_loss, gw.shared)
             feed.sub = bus.subscribe(f"bars.{symbol}.1s", batch_callback=feed.on_batch,
                                      **opts)
         return feed
@@ -732,6 +743,9 @@ class Session:
             return
         if op.to_seq < op.from_seq:
             raise WsError("invalid_message", f"to_seq {op.to_seq} < from_seq {op.from_seq}")
+        if not self._replays.take(time.monotonic()):
+            raise WsError("rate_limited", f"more than {self.gw.settings.replays_per_second:g} "
+                                          f"replays/s")
         convert = trade_json if op.channel == "trades" else bar_json
         topic = _TOPIC[op.channel].format(op.symbol)
         history = self.gw.topic_history

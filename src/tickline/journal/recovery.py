@@ -48,6 +48,9 @@ from tickline.matching.book import Order
 from tickline.matching.engine import EngineSnapshot
 
 _decoder = msgspec.msgpack.Decoder(Command)
+REPLAY_BATCH = 512
+"""Commands decoded before they are applied with one ``process_many`` call (bounds the
+decoded commands held at once)."""
 _event_encoder = msgspec.msgpack.Encoder()
 
 
@@ -301,15 +304,24 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
                   engine.orders.values())
     walk = _Walk(directory, after + 1, check_tail=check_tail)
     decode = _decoder.decode
-    process = engine.process
-    if followers:
-        engine_process = engine.process
+    # Commands are applied in batches (MatchingEngine.process_many: its per-call cost once
+    # per batch); followers see each command's events in order, as before.
+    batch: list[Command] = []
+    add = batch.append
+    process_many = engine.process_many
 
-        def process(cmd: Command) -> list[Event]:
-            events = engine_process(cmd)
-            for f in followers:
-                f.build(cmd.seq, cmd.ts, events)
-            return events
+    def flush() -> None:
+        results = process_many(batch)
+        if followers:
+            for cmd, events in zip(batch, results, strict=True):
+                for f in followers:
+                    f.build(cmd.seq, cmd.ts, events)
+        batch.clear()
+
+    def process(cmd: Command) -> None:
+        add(cmd)
+        if len(batch) >= REPLAY_BATCH:
+            flush()
     replayed = 0
     done = False
     for path, scan in walk.scans():
@@ -318,6 +330,8 @@ def _rebuild(directory: Path, instruments: Iterable[Instrument] | None,
             replayed += scan.applied
         except JournalCorruptError as exc:
             raise JournalCorruptError(f"{path}: {exc}") from None
+        finally:
+            flush()  # what the scan applied before it stopped, even on a corrupt record
         if done:
             break
     report.segments = walk.visited
@@ -390,8 +404,13 @@ def replay(directory: Path | str, *, to_seq: int | None = None, use_snapshot: bo
 def replay_events(directory: Path | str, *, to_seq: int | None = None
                   ) -> Iterator[tuple[Command, list[Event]]]:
     """Replay from the beginning (no snapshot), yielding each command with its events: the
-    stream two replays are compared on. The engine comes from ``journal.meta``."""
+    stream two replays are compared on. The engine comes from ``journal.meta``. A sharded
+    data directory (``serve --shards``) is replayed merged (:mod:`tickline.shard.replay`)."""
     directory = Path(directory)
+    from tickline.shard.replay import is_sharded, replay_merged  # no import cycle at load
+    if is_sharded(directory):
+        yield from replay_merged(directory)
+        return
     engine, _meta = _engine_for(directory, None, None)
     process = engine.process
     for cmd in iter_commands(directory, to_seq=to_seq):

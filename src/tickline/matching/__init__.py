@@ -15,6 +15,7 @@ from tickline.matching.commands import (
     TimeTick,
 )
 from tickline.matching.engine import EngineConfig, EngineSnapshot, MatchingEngine
+from tickline.matching.engine_types import OrderRecord, RiskLimits
 from tickline.matching.events import (
     EVENT_TYPES,
     Accepted,
@@ -31,7 +32,6 @@ from tickline.matching.events import (
     Triggered,
 )
 from tickline.matching.instruments import Instrument, InstrumentError
-from tickline.matching.risk import RiskLimits
 from tickline.matching.stops import StopBook
 from tickline.matching.types import (
     BUY,
@@ -50,7 +50,8 @@ __all__ = [
     "BookSide", "Cancel", "CancelOrders", "CancelReason", "Cancelled", "Command",
     "EngineConfig", "EngineSnapshot", "Event", "Expired", "Instrument", "InstrumentError",
     "Level", "LevelChanged", "MassCancel", "MassCancelled", "MatchingEngine", "NewOrder",
-    "Order", "OrderBook", "OrderType", "RejectReason", "Rejected", "Replace", "Replaced",
-    "RiskLimits", "STPMode", "SetAccountStatus", "SetTradingStatus", "Side", "StatusChanged",
-    "StopBook", "TimeInForce", "TimeTick", "Trade", "Triggered", "reject_reason_name",
+    "Order", "OrderBook", "OrderRecord", "OrderType", "RejectReason", "Rejected", "Replace",
+    "Replaced", "RiskLimits", "STPMode", "SetAccountStatus", "SetTradingStatus", "Side",
+    "StatusChanged", "StopBook", "TimeInForce", "TimeTick", "Trade", "Triggered",
+    "reject_reason_name",
 ]

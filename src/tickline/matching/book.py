@@ -21,13 +21,16 @@ import hashlib
 import heapq
 from collections.abc import Mapping
 
-import msgspec
-
 from tickline.matching.instruments import Instrument
 from tickline.matching.types import BUY, SELL, STP_CANCEL_OLDEST, STP_OFF, Side
 
+ORDER_FIELDS = ("order_id", "account", "client_order_id", "symbol", "side", "price",
+                "quantity", "leaves", "filled", "tif", "expire_time", "post_only", "stp",
+                "priority", "display", "hidden", "stop_price", "special")
+"""The fields of :class:`Order` in constructor (and snapshot) order."""
 
-class Order(msgspec.Struct, gc=False):
+
+class Order:
     """A live order as the book holds it. Mutable; owned by the engine (single writer).
 
     ``quantity`` is the total order quantity (replace may change it), ``leaves`` the open
@@ -40,42 +43,85 @@ class Order(msgspec.Struct, gc=False):
     engine's stop book instead of a level (``price`` 0: a stop-market).
     ``priority`` is the sequence number at which the order took its current place in its
     level's queue (FIFO within a level is by it, and by arrival within one command).
-    ``gc=False``: an order holds only ints and strings, so the collector need never scan it —
-    a book with a million orders adds nothing to GC pauses.
+    ``special`` is an iceberg or an armed stop (``display or stop_price``), cached in one
+    field because the replace fast path checks it on every move.
+
+    A plain class with ``__slots__`` and exact types, not a ``msgspec.Struct``: this is the
+    hot path's most touched object, and a compiler (mypyc) turns a class like this into a
+    native one with direct field access, while it reads and writes Struct fields more
+    slowly than CPython does (issue 13). Snapshots carry orders as
+    :class:`~tickline.matching.engine_types.OrderRecord` (same fields, same bytes).
     """
 
-    order_id: int
-    account: int
-    client_order_id: str
-    symbol: str
-    side: int
-    price: int
-    quantity: int
-    leaves: int
-    filled: int
-    tif: int
-    expire_time: int
-    post_only: bool
-    stp: int
-    priority: int
-    display: int = 0
-    hidden: int = 0
-    stop_price: int = 0
-    special: bool = False
-    """An iceberg or an armed stop (``display or stop_price``), cached in one field because
-    the replace fast path checks it on every move."""
+    __slots__ = ("account", "client_order_id", "display", "expire_time", "filled", "hidden",
+                 "leaves", "order_id", "post_only", "price", "priority", "quantity", "side",
+                 "special", "stop_price", "stp", "symbol", "tif")
+
+    def __init__(self, order_id: int, account: int, client_order_id: str, symbol: str,
+                 side: int, price: int, quantity: int, leaves: int, filled: int, tif: int,
+                 expire_time: int, post_only: bool, stp: int, priority: int,
+                 display: int = 0, hidden: int = 0, stop_price: int = 0,
+                 special: bool = False) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.leaves = leaves
+        self.filled = filled
+        self.tif = tif
+        self.expire_time = expire_time
+        self.post_only = post_only
+        self.stp = stp
+        self.priority = priority
+        self.display = display
+        self.hidden = hidden
+        self.stop_price = stop_price
+        self.special = special
+
+    def astuple(self) -> tuple[int, int, str, str, int, int, int, int, int, int, int, bool,
+                               int, int, int, int, int, bool]:
+        """Every field, in :data:`ORDER_FIELDS` order."""
+        return (self.order_id, self.account, self.client_order_id, self.symbol, self.side,
+                self.price, self.quantity, self.leaves, self.filled, self.tif,
+                self.expire_time, self.post_only, self.stp, self.priority, self.display,
+                self.hidden, self.stop_price, self.special)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Order):
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: equal by value, so unhashable
+
+    def __repr__(self) -> str:
+        return "Order(" + ", ".join(
+            f"{name}={value!r}" for name, value in zip(ORDER_FIELDS, self.astuple(),
+                                                        strict=True)) + ")"
 
 
-class Level(msgspec.Struct, gc=False):
-    """One price level: orders in time priority, and their total open quantity."""
+class Level:
+    """One price level: orders in time priority, and their total open quantity (a plain
+    class for the same reason as :class:`Order`)."""
 
-    price: int
-    orders: dict[int, Order]
-    total: int = 0
+    __slots__ = ("orders", "price", "total")
+
+    def __init__(self, price: int, orders: dict[int, Order], total: int = 0) -> None:
+        self.price = price
+        self.orders = orders
+        self.total = total
+
+    def __repr__(self) -> str:
+        return f"Level(price={self.price!r}, orders={self.orders!r}, total={self.total!r})"
 
 
 EMPTY = -(1 << 63)
 """The ``best`` key of an empty side: below every real key and below "any price" (market)."""
+
+SPARE_LEVELS = 64
+"""How many emptied :class:`Level` objects a :class:`BookSide` keeps for reuse."""
 
 NEXT_BEST_SCAN = 32
 """How many ticks :func:`next_best_key` steps through, looking for the next best level,
@@ -113,9 +159,16 @@ class BookSide:
     :meth:`drop_level` steps tick by tick (``NEXT_BEST_SCAN`` dict lookups at most) and only
     then scans all levels (``max()`` in C, O(L)). Sorted views (depth, snapshots) sort on
     demand.
+
+    Levels come and go with almost every move (about one level created per two commands of
+    the exchange-core mix), so a side keeps up to ``SPARE_LEVELS`` emptied levels in
+    ``spare`` and reuses them, with their (empty) order dicts: :meth:`new_level` instead of
+    a constructor call and two allocations, :meth:`drop_level` instead of two frees. A
+    dropped level is only ever read (price, total 0, no orders) by the caller that dropped
+    it, before the next level is made.
     """
 
-    __slots__ = ("best", "levels", "side", "sign", "step")
+    __slots__ = ("best", "levels", "side", "sign", "spare", "step")
 
     def __init__(self, side: int, tick_size: int = 1) -> None:
         self.side = side
@@ -123,6 +176,20 @@ class BookSide:
         self.step = tick_size
         self.levels: dict[int, Level] = {}
         self.best = EMPTY
+        self.spare: list[Level] = []
+
+    def new_level(self, price: int) -> Level:
+        """A new empty level at ``price``, entered in ``levels`` (the caller adds its first
+        order and total, and updates ``best``). O(1); allocates nothing when a spare
+        level is at hand."""
+        spare = self.spare
+        if spare:
+            level = spare.pop()
+            level.price = price
+        else:
+            level = Level(price, {})
+        self.levels[price] = level
+        return level
 
     def best_price(self) -> int | None:
         """Best price on this side, or ``None`` if empty. O(1)."""
@@ -134,8 +201,7 @@ class BookSide:
         price = order.price
         level = self.levels.get(price)
         if level is None:
-            level = Level(price, {})
-            self.levels[price] = level
+            level = self.new_level(price)
             key = price * self.sign
             if key > self.best:
                 self.best = key
@@ -156,9 +222,14 @@ class BookSide:
 
     def drop_level(self, price: int) -> None:
         """Forget an empty level. O(1); when it was the best, finding the next best takes up
-        to ``NEXT_BEST_SCAN`` lookups, or O(L) in C for a sparse book."""
+        to ``NEXT_BEST_SCAN`` lookups, or O(L) in C for a sparse book. The level becomes
+        a spare (see the class doc)."""
         levels = self.levels
-        del levels[price]
+        level = levels.pop(price)
+        spare = self.spare
+        if len(spare) < SPARE_LEVELS:
+            level.total = 0
+            spare.append(level)
         sign = self.sign
         key = price * sign
         if key != self.best:
@@ -299,6 +370,9 @@ class OrderBook:
             assert book_side.best == expected_best, (
                 f"{self.symbol}: best key {book_side.best} != {expected_best}"
             )
+            for spare in book_side.spare:
+                assert not spare.orders and spare.total == 0, f"{self.symbol}: spare in use"
+                assert book_side.levels.get(spare.price) is not spare, "spare level in use"
             for price, level in book_side.levels.items():
                 assert level.price == price
                 assert level.orders, f"{self.symbol}: empty level {price} kept"

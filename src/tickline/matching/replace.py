@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tickline.matching.book import Level
 from tickline.matching.commands import Replace
 from tickline.matching.events import Event, LevelChanged, Replaced
 from tickline.matching.iceberg import replace_iceberg
@@ -79,18 +78,20 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     order.priority = cmd.seq
     out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
                         price, order.quantity, leaves, False))
-    level = levels.get(price)  # type: ignore[assignment]
-    if level is None:
-        levels[price] = Level(price, {order_id: order}, leaves)
+    to = levels.get(price)
+    if to is None:
+        to = own_side.new_level(price)
+        to.orders[order_id] = order
+        to.total = leaves
         key = price * own_side.sign
         if key > own_side.best:
             own_side.best = key
         out.append(LevelChanged(symbol, side, price, leaves, 1))
     else:
-        level_orders = level.orders
+        level_orders = to.orders
         level_orders[order_id] = order
-        total = level.total + leaves
-        level.total = total
+        total = to.total + leaves
+        to.total = total
         out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
     return None
 

@@ -64,10 +64,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from tickline.matching.book import EMPTY, NEXT_BEST_SCAN, BookSide, Order, OrderBook
 from tickline.matching.commands import CancelOrders, MassCancel, NewOrder, Replace, SetAccountStatus
+from tickline.matching.engine_types import LIMIT_FIELDS, RiskLimits
 from tickline.matching.events import (
     AccountStatusChanged,
     Event,
@@ -108,40 +107,15 @@ ACCOUNT_CANCEL_REASONS: frozenset[int] = frozenset(
 self-trade, ... — describe what the engine did, so no caller may claim them)."""
 
 NO_CAP = 1 << 62
-"""A limit that is not set, in :attr:`RiskControls._caps`, and the move price floor when no
-account has a notional limit: above every real quantity, notional and price."""
+"""Above every real quantity, notional and price."""
 
-LIMIT_FIELDS = ("max_order_quantity", "max_order_notional", "max_open_orders", "max_position")
-
-
-class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Pre-trade limits of one account (see the module doc); 0 = no limit. Part of
-    :class:`~tickline.matching.engine.EngineConfig`, so part of the engine's identity."""
-
-    max_order_quantity: int = 0
-    """Largest order quantity, in lots."""
-    max_order_notional: int = 0
-    """Largest price x quantity of one order, in price units x lots."""
-    max_open_orders: int = 0
-    """Most live (resting) orders at once, over all symbols."""
-    max_position: int = 0
-    """Largest absolute net filled position per symbol, in lots."""
-
-    @property
-    def active(self) -> bool:
-        """True when at least one limit is set."""
-        return bool(self.max_order_quantity or self.max_order_notional
-                    or self.max_open_orders or self.max_position)
-
-    def validate(self, who: str = "risk limits") -> RiskLimits:
-        """Return self; ``ValueError`` naming the field and value if one is negative."""
-        for name in LIMIT_FIELDS:
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ValueError(f"{who}: {name} must be an integer >= 0 (0 = no limit), "
-                                 f"got {value!r}")
-        return self
-
+FAST_CAP = (1 << 30) - 1
+"""The ceiling of every threshold of the hot path's fast passes (:attr:`RiskControls._caps`,
+the move price floor). CPython 3.11 compares two ints on its specialized fast path only when
+both fit one 30-bit digit; a comparison with a bigger int (``10**12``, ``1 << 62``) takes
+the generic path at about twice the cost, on every order. A clamped threshold is still
+safe: a value above it is only *suspect* and gets the exact check, which uses the real
+limits."""
 
 def market_reach_price(opposite: BookSide, side: int, quantity: int, band_key: int) -> int:
     """The price a market order of ``quantity`` on ``side`` is valued at for the notional
@@ -193,12 +167,14 @@ class RiskControls:
     * ``_limits``: account → :class:`RiskLimits`, only accounts with a limit;
     * ``_disabled``: accounts whose kill switch is on;
     * ``_caps``: the same limits as a tuple ``(quantity, notional, open orders, position)``
-      with ``NO_CAP`` where unset, and all zeros for a disabled account, for the engine's
-      inline fast pass (it calls :meth:`_pretrade_new`, the exact check that also rejects
-      a disabled account, only when an order may breach something);
+      for the engine's inline fast pass (it calls :meth:`_pretrade_new`, the exact check
+      that also rejects a disabled account, only when an order may breach something):
+      each clamped to ``FAST_CAP``; quantity and notional ``FAST_CAP`` where unset, open
+      orders and position 0 where unset (not checked); all zeros for a disabled account
+      (quantity 0: every order is suspect);
     * ``_gated``: ``bool(_limits or _disabled)`` — the one flag the hot path tests;
     * ``_move_price_floor``: a price at or below which no order can breach any account's
-      notional limit (``NO_CAP`` when no account has one): the smallest
+      notional limit (``FAST_CAP`` when no account has one, and never above it): the smallest
       ``max_order_notional // largest quantity`` over the accounts with a notional limit,
       the largest quantity being the account's ``max_order_quantity``, else the largest
       instrument ``max_quantity`` (0 — every move takes the exact path — when neither
@@ -261,13 +237,15 @@ class RiskControls:
             if limits.max_order_notional:
                 bound = limits.max_order_quantity or largest
                 floor = min(floor, limits.max_order_notional // bound if bound else 0)
-        self._move_price_floor = floor
+        self._move_price_floor = min(floor, FAST_CAP)
 
     def _update_gate(self) -> None:
         """Recompute ``_gated`` and ``_caps`` after the disabled set changed."""
         self._gated = bool(self._limits or self._disabled)
-        self._caps = {a: (lim.max_order_quantity or NO_CAP, lim.max_order_notional or NO_CAP,
-                          lim.max_open_orders or NO_CAP, lim.max_position or NO_CAP)
+        cap = FAST_CAP
+        self._caps = {a: (min(lim.max_order_quantity or cap, cap),
+                          min(lim.max_order_notional or cap, cap),
+                          min(lim.max_open_orders, cap), min(lim.max_position, cap))
                       for a, lim in self._limits.items()}
         for account in self._disabled:
             self._caps[account] = (0, 0, 0, 0)  # every order is suspect: the exact check
@@ -523,4 +501,5 @@ def _position_breach(position: int, adds: int, cap: int, account: int, symbol: s
             f"{cap} of account {account}")
 
 
-__all__ = ["ACCOUNT_CANCEL_REASONS", "RiskControls", "RiskLimits", "market_reach_price"]
+__all__ = ["ACCOUNT_CANCEL_REASONS", "LIMIT_FIELDS", "RiskControls", "RiskLimits",
+           "market_reach_price"]

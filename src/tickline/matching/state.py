@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-import msgspec
-
+from tickline.matching.engine_types import OrderRecord
 from tickline.matching.stops import restore_stops
 from tickline.matching.types import BUY, GTD
 
@@ -66,14 +65,14 @@ def check(engine: MatchingEngine) -> None:
 
 def snapshot(engine: MatchingEngine, kind: type[EngineSnapshot]) -> EngineSnapshot:
     """A self-contained copy of the state, for the journal's snapshots."""
-    orders = [msgspec.structs.replace(o) for book in engine.books.values()
-              for o in book.orders()]
+    record = OrderRecord.from_order
+    orders = [record(o) for book in engine.books.values() for o in book.orders()]
     return kind(
         last_seq=engine.last_seq, now=engine.now, next_order_id=engine.next_order_id,
         next_trade_id=engine.next_trade_id,
         halted=[s for s, b in engine.books.items() if b.halted],
         orders=orders, recent_client_ids=list(engine._recent_client_order),
-        stops=[msgspec.structs.replace(o) for sb in engine.stops.values() for o in sb.orders()],
+        stops=[record(o) for sb in engine.stops.values() for o in sb.orders()],
         last_prices=dict(engine.last_prices),
         positions=sorted((a, s, q) for (a, s), q in engine.positions().items()),
         disabled_accounts=sorted(engine._disabled),
@@ -90,7 +89,8 @@ def restore(engine: MatchingEngine, snap: EngineSnapshot) -> None:
     engine.next_trade_id = snap.next_trade_id
     for symbol in snap.halted:
         engine.book(symbol).halted = True
-    for order in snap.orders:
+    for record in snap.orders:
+        order = record.to_order()
         book = engine.book(order.symbol)
         (book.bids if order.side == BUY else book.asks).add(order)
         engine.orders[order.order_id] = order
@@ -101,7 +101,7 @@ def restore(engine: MatchingEngine, snap: EngineSnapshot) -> None:
     for account, clid in snap.recent_client_ids:
         engine._remember_client_id((account, clid))
     engine.last_prices.update(snap.last_prices)
-    restore_stops(engine, snap.stops)
+    restore_stops(engine, [record.to_order() for record in snap.stops])
     if engine._positions is not None:
         for account, symbol, quantity in snap.positions:
             engine._symbol_positions(symbol)[account] = quantity

@@ -120,6 +120,12 @@ class RejectReason(IntEnum):
     or can no longer be produced."""
     NOT_ADMIN = 409
     """An action reserved for accounts marked ``admin`` (e.g. a drop copy of all accounts)."""
+    STALE_ORDER = 410
+    """A new order or replace waited in the exchange's inbound ring longer than
+    ``[deadlines] max_queue_ms`` (a firm deadline): rejected unsequenced, never journaled."""
+    SHARD_UNAVAILABLE = 411
+    """``serve --shards``: the shard process owning the symbol is down or restarting; the
+    command was not sequenced (nothing changed), retry later."""
     CLUSTER_UNAVAILABLE = 412
     """Cluster mode: NATS is unreachable or the command's shard has no engine leader;
     nothing was logged (``tickline.cluster``)."""

@@ -56,7 +56,7 @@ class TopicHistory:
         """Keep ``msgs`` (one published batch of ``topic``, in ``seq`` order). O(len(msgs))."""
         if not msgs:
             return
-        last = self._last.get(topic, -1)
+        last = self._last.get(topic, 0)
         self._last[topic] = max(last, msgs[-1].seq)
         if not self.per_topic:
             return
@@ -73,8 +73,8 @@ class TopicHistory:
             q.append(m)
 
     def last_seq(self, topic: str) -> int:
-        """The newest ``seq`` seen on ``topic`` (-1: none yet)."""
-        return self._last.get(topic, -1)
+        """The newest ``seq`` seen on ``topic`` (0: none yet; topics number from 1)."""
+        return self._last.get(topic, 0)
 
     def range(self, topic: str, from_seq: int, to_seq: int) -> list[Any] | None:
         """The messages ``from_seq..to_seq`` (inclusive) if all are held, else None.

@@ -1,0 +1,423 @@
+"""FIX 4.4 tag=value framing, parsing, validation and encoding (no I/O).
+
+* :class:`FixReader` splits a byte stream into messages. A message whose BodyLength does not
+  lead to a ``10=nnn<SOH>`` trailer, or whose CheckSum is wrong, is **garbled**: the FIX
+  session rules say to ignore it (no reject, MsgSeqNum not consumed), so it comes out as a
+  :class:`Garbled` item and the reader resynchronises on the next ``8=FIX``.
+* :func:`parse` turns one framed message into a :class:`FixMessage` (fields in wire order and
+  the first value of each tag); :func:`validate` checks it against the generated FIX 4.4
+  dictionary (:mod:`tickline.gateway.fix.spec`) and raises :class:`FieldError` carrying the
+  SessionRejectReason (373) and RefTagID (371) of the session-level Reject to send.
+* :class:`Encoder` builds outbound messages of one session: the constant header part
+  (SenderCompID, TargetCompID) is pre-encoded once, each message is encoded once, BodyLength
+  and CheckSum computed over the finished bytes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections.abc import Iterable
+
+from tickline.gateway.fix import spec
+
+__all__ = ["SOH", "Encoder", "FieldError", "FixMessage", "FixReader", "Garbled",
+           "checksum", "parse", "sending_time", "validate"]
+
+SOH = b"\x01"
+BEGIN = b"8=FIX.4.4\x01"
+MAX_BODY = 1 << 16  # bytes; a larger BodyLength is garbled (bounds what one peer can buffer)
+
+# SessionRejectReason (373) values used here (FIX 4.4)
+INVALID_TAG = 0
+REQUIRED_MISSING = 1
+NOT_DEFINED_FOR_TYPE = 2
+UNDEFINED_TAG = 3
+NO_VALUE = 4
+BAD_VALUE = 5
+BAD_FORMAT = 6
+SIGNATURE = 8
+COMPID = 9
+SENDING_TIME = 10
+INVALID_MSGTYPE = 11
+REPEATED_TAG = 13
+OUT_OF_ORDER = 14
+GROUP_COUNT = 16
+
+
+class Garbled:
+    """A message that cannot be trusted (framing or checksum): ignored by the session."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Garbled({self.reason!r})"
+
+
+class FieldError(Exception):
+    """A framed message that breaks the dictionary: answer with Reject (35=3)."""
+
+    def __init__(self, reason: int, tag: int, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.tag = tag
+        self.text = text
+
+
+class FixMessage:
+    """One parsed message: ``fields`` in wire order (tag, value), ``values`` the first value
+    of each tag, ``raw`` the bytes as received."""
+
+    __slots__ = ("fields", "msg_type", "raw", "values")
+
+    def __init__(self, fields: list[tuple[int, str]], raw: bytes) -> None:
+        self.fields = fields
+        self.raw = raw
+        self.values = values = dict(reversed(fields))  # the first value of a repeated tag
+        self.msg_type = values.get(35, "")
+
+    def get(self, tag: int, default: str = "") -> str:
+        return self.values.get(tag, default)
+
+    def __repr__(self) -> str:
+        return f"FixMessage({self.raw.replace(SOH, b'|').decode('latin-1')!r})"
+
+
+def checksum(data: bytes | bytearray) -> int:
+    return sum(data) & 0xFF
+
+
+class FixReader:
+    """Incremental framer: :meth:`feed` returns the complete messages (raw bytes) and
+    :class:`Garbled` markers found so far, in order."""
+
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        self.buf = bytearray()
+        self.max_body = max_body
+
+    def feed(self, data: bytes) -> list[bytes | Garbled]:
+        buf = self.buf
+        buf += data
+        out: list[bytes | Garbled] = []
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            start = buf.find(b"8=FIX", pos)
+            if start < 0:
+                # keep a tail that may be the start of "8=FIX" split across reads
+                keep = max(pos, n - 4)
+                if keep > pos and buf[pos:keep].strip(SOH + b"\r\n"):
+                    out.append(Garbled("bytes outside a message"))
+                pos = keep
+                break
+            if start > pos and buf[pos:start].strip(SOH + b"\r\n"):
+                out.append(Garbled("bytes outside a message"))
+            begin_end = buf.find(SOH, start)
+            if begin_end < 0 or begin_end + 3 > n:
+                pos = start
+                break
+            if buf[begin_end + 1:begin_end + 3] != b"9=":
+                out.append(Garbled("second field is not BodyLength (9)"))
+                pos = start + 1
+                continue
+            len_end = buf.find(SOH, begin_end + 3, begin_end + 12)
+            if len_end < 0:
+                if n - begin_end < 12:
+                    pos = start
+                    break
+                out.append(Garbled("BodyLength (9) too long"))
+                pos = start + 1
+                continue
+            digits = bytes(buf[begin_end + 3:len_end])
+            if not digits.isdigit() or int(digits) > self.max_body:
+                out.append(Garbled(f"bad BodyLength {digits!r}"))
+                pos = start + 1
+                continue
+            if buf[len_end + 1:len_end + 4] != b"35=" and n - len_end > 4:
+                # MsgType must be the third field (QuickFIX 2t): not a message to answer
+                out.append(Garbled("third field is not MsgType (35)"))
+                pos = start + 1
+                continue
+            body_end = len_end + 1 + int(digits)
+            end = body_end + 7
+            if end > n:
+                nxt = buf.find(b"8=FIX", start + 1)
+                if 0 <= nxt < n and nxt < body_end:
+                    # a new message starts inside this one's body: the length lied
+                    out.append(Garbled("BodyLength (9) runs into the next message"))
+                    pos = nxt
+                    continue
+                pos = start
+                break
+            if (buf[body_end:body_end + 3] != b"10=" or buf[end - 1] != 1
+                    or not bytes(buf[body_end + 3:end - 1]).isdigit()):
+                out.append(Garbled("BodyLength (9) does not end at CheckSum (10)"))
+                pos = start + 1
+                continue
+            if int(buf[body_end + 3:end - 1]) != sum(buf[start:body_end]) & 0xFF:
+                out.append(Garbled("CheckSum (10) mismatch"))
+                pos = end
+                continue
+            out.append(bytes(buf[start:end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
+def parse(raw: bytes) -> FixMessage:
+    """Split a framed message into fields. Raises :class:`FieldError` for a field that is not
+    ``tag=value`` with a numeric tag (0: invalid tag number) or has an empty value (4).
+    Values are latin-1 text (FIX is 8-bit; every byte maps to one character)."""
+    parts = raw.decode("latin-1").split("\x01")
+    parts.pop()  # after the last SOH
+    fields: list[tuple[int, str]] = []
+    append = fields.append
+    for part in parts:
+        tag, eq, value = part.partition("=")
+        if not value or not tag.isdigit():
+            if eq and tag.isdigit():
+                raise FieldError(NO_VALUE, int(tag), f"tag {int(tag)} has no value")
+            raise FieldError(INVALID_TAG, 0, f"invalid field {part[:32]!r}")
+        append((int(tag), value))
+    return FixMessage(fields, raw)
+
+
+_HEADER = frozenset(spec.HEADER)
+_TRAILER = frozenset(spec.TRAILER)
+_INT_TYPES = frozenset(("INT", "SEQNUM", "LENGTH", "NUMINGROUP", "DAYOFMONTH"))
+_DEC_TYPES = frozenset(("PRICE", "QTY", "FLOAT", "AMT", "PRICEOFFSET", "PERCENTAGE"))
+_TS_TYPES = frozenset(("UTCTIMESTAMP",))
+_MULTI = frozenset(("MULTIPLEVALUESTRING", "MULTIPLECHARVALUE", "MULTIPLESTRINGVALUE"))
+_CHECKED_TYPES = _INT_TYPES | _DEC_TYPES | _TS_TYPES | {"BOOLEAN", "CHAR"}
+# tags whose values need a check (a format or an enum): every other one is any text
+_CHECKED = frozenset(t for t, ft in spec.FIELD_TYPES.items()
+                     if ft in _CHECKED_TYPES or t in spec.ENUMS)
+
+
+def _format_ok(ftype: str, value: str) -> bool:
+    if ftype in _INT_TYPES:
+        v = value[1:] if value[:1] == "-" else value
+        return v.isdigit()
+    if ftype in _DEC_TYPES:
+        v = value[1:] if value[:1] == "-" else value
+        whole, dot, frac = v.partition(".")
+        return (whole.isdigit() or (not whole and frac.isdigit())) and (
+            not dot or not frac or frac.isdigit())
+    if ftype in _TS_TYPES:
+        return _timestamp_ok(value)
+    if ftype == "BOOLEAN":
+        return value in ("Y", "N")
+    if ftype == "CHAR":
+        return len(value) == 1
+    return True
+
+
+_TIMESTAMP = re.compile(r"[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?")
+
+
+def _timestamp_ok(value: str) -> bool:
+    # YYYYMMDD-HH:MM:SS[.sss]
+    if _TIMESTAMP.fullmatch(value) is None:
+        return False
+    return (1 <= int(value[4:6]) <= 12 and 1 <= int(value[6:8]) <= 31
+            and int(value[9:11]) < 24 and int(value[12:14]) < 60 and int(value[15:17]) < 61)
+
+
+_epoch_cache: tuple[str, int] = ("", 0)
+
+
+def parse_timestamp(value: str) -> float:
+    """A UTCTIMESTAMP as seconds since the epoch (the value was validated); the whole-second
+    part of the last value is cached (consecutive messages share it)."""
+    global _epoch_cache
+    head = value[:17]
+    if _epoch_cache[0] == head:
+        seconds = _epoch_cache[1]
+    else:
+        tm = (int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+              int(value[12:14]), int(value[15:17]), 0, 0, 0)
+        seconds = calendar.timegm(tm)
+        _epoch_cache = (head, seconds)
+    return seconds + (int(value[18:21]) / 1000 if len(value) == 21 else 0.0)
+
+
+def validate(msg: FixMessage) -> None:
+    """Check ``msg`` against the FIX 4.4 dictionary; raise :class:`FieldError` with the
+    SessionRejectReason of the first problem. Unknown or unhandled MsgTypes pass the checks
+    that need their definition (the session answers them itself)."""
+    fields = msg.fields
+    if len(fields) < 4 or fields[0][0] != 8 or fields[1][0] != 9 or fields[2][0] != 35:
+        raise FieldError(OUT_OF_ORDER, fields[2][0] if len(fields) > 2 else 35,
+                         "BeginString, BodyLength and MsgType must be the first three fields")
+    mt = msg.msg_type
+    if mt not in spec.MSG_TYPES:
+        raise FieldError(INVALID_MSGTYPE, 35, f"invalid MsgType {mt!r}")
+    definition = spec.MESSAGES.get(mt)
+    types = spec.FIELD_TYPES
+    enums = spec.ENUMS
+    table = _TABLES.get(mt) or _table(mt)
+    groups = definition[3] if definition is not None else {}
+    seen: set[int] = set()
+    add = seen.add
+    section = 0  # 0 header, 1 body, 2 trailer
+    i = 3
+    n = len(fields)
+    while i < n:
+        tag, value = fields[i]
+        info = table.get(tag)
+        if info is None:
+            if tag not in types:
+                raise FieldError(INVALID_TAG if tag < 5000 or tag > 49999 else UNDEFINED_TAG,
+                                 tag, f"invalid tag number {tag}")
+            if definition is not None:
+                raise FieldError(NOT_DEFINED_FOR_TYPE, tag,
+                                 f"tag {tag} is not defined for MsgType {mt}")
+            info = (1, tag in _CHECKED, False)  # a MsgType without a definition here
+        where, checked, group = info
+        if where != section:
+            if where < section:
+                raise FieldError(OUT_OF_ORDER, tag, f"{'header' if where == 0 else 'body'} "
+                                                    f"tag {tag} after the "
+                                                    f"{'body' if section == 1 else 'trailer'}")
+            section = where
+        if tag in seen:
+            raise FieldError(REPEATED_TAG, tag, f"tag {tag} appears more than once")
+        add(tag)
+        if checked:
+            _check_value(tag, value, types, enums)
+        i += 1
+        if group:
+            i = _check_group(fields, i, tag, int(value), groups[tag], groups, types, enums)
+    if definition is not None and not definition[1] <= seen:
+        tag = min(definition[1] - seen)
+        raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
+    if not seen >= _HEADER_REQUIRED:
+        tag = min(_HEADER_REQUIRED - seen)
+        raise FieldError(REQUIRED_MISSING, tag, f"required tag {tag} missing")
+
+
+_HEADER_REQUIRED = spec.HEADER_REQUIRED - {8, 9, 35}
+_TABLES: dict[str, dict[int, tuple[int, bool, bool]]] = {}
+
+
+def _table(mt: str) -> dict[int, tuple[int, bool, bool]]:
+    """Per MsgType: tag -> (section 0 header / 1 body / 2 trailer, needs a value check,
+    starts a repeating group) for every tag the message may carry (built once)."""
+    definition = spec.MESSAGES.get(mt)
+    table: dict[int, tuple[int, bool, bool]] = {}
+    if definition is not None:
+        groups = definition[3]
+        for tag in definition[2]:
+            table[tag] = (1, tag in _CHECKED, tag in groups)
+    for tag in spec.TRAILER:
+        table[tag] = (2, tag in _CHECKED, False)
+    for tag in spec.HEADER:
+        table[tag] = (0, tag in _CHECKED, False)
+    _TABLES[mt] = table
+    return table
+
+
+def _check_value(tag: int, value: str, types: dict[int, str],
+                 enums: dict[int, frozenset[str]]) -> None:
+    ftype = types[tag]
+    if not _format_ok(ftype, value):
+        raise FieldError(BAD_FORMAT, tag, f"incorrect data format for tag {tag}: {value!r}")
+    allowed = enums.get(tag)
+    if allowed is not None:
+        values = value.split(" ") if ftype in _MULTI else (value,)
+        for v in values:
+            if v not in allowed:
+                raise FieldError(BAD_VALUE, tag, f"value {v!r} is incorrect (out of range) "
+                                                 f"for tag {tag}")
+
+
+def _check_group(fields: list[tuple[int, str]], i: int, count_tag: int, count: int,
+                 group: tuple[int, tuple[int, ...]],
+                 groups: dict[int, tuple[int, tuple[int, ...]]], types: dict[int, str],
+                 enums: dict[int, frozenset[str]]) -> int:
+    """Consume the instances of one repeating group starting at ``fields[i]``; return the
+    index after them. Raises ``GROUP_COUNT`` when the instances do not number ``count``."""
+    delimiter, members = group
+    member_set = frozenset(members)
+    instances = 0
+    in_instance: set[int] = set()
+    n = len(fields)
+    while i < n:
+        tag, value = fields[i]
+        if tag not in member_set:
+            break
+        if tag == delimiter:
+            instances += 1
+            in_instance = set()
+        elif instances == 0:
+            raise FieldError(OUT_OF_ORDER, tag, f"repeating group {count_tag} must start with "
+                                                f"tag {delimiter}")
+        if tag in in_instance:
+            raise FieldError(REPEATED_TAG, tag, f"tag {tag} repeated in one group instance")
+        in_instance.add(tag)
+        _check_value(tag, value, types, enums)
+        i += 1
+        nested = groups.get(tag)
+        if nested is not None and tag != count_tag:
+            i = _check_group(fields, i, tag, int(value), nested, groups, types, enums)
+    if instances != count:
+        raise FieldError(GROUP_COUNT, count_tag, f"incorrect NumInGroup count for repeating "
+                                                 f"group {count_tag}: {count} declared, "
+                                                 f"{instances} present")
+    return i
+
+
+_ts_cache: tuple[int, bytes] = (-1, b"")
+
+
+def sending_time(now: float | None = None) -> bytes:
+    """UTC ``YYYYMMDD-HH:MM:SS.sss`` for ``now`` (default: the clock); cached per millisecond
+    (one message per report is encoded at high rates)."""
+    global _ts_cache
+    t = time.time() if now is None else now
+    ms = int(t * 1000)
+    if _ts_cache[0] == ms:
+        return _ts_cache[1]
+    tm = time.gmtime(ms // 1000)
+    text = b"%04d%02d%02d-%02d:%02d:%02d.%03d" % (tm.tm_year, tm.tm_mon, tm.tm_mday,
+                                                  tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000)
+    _ts_cache = (ms, text)
+    return text
+
+
+def body(fields: Iterable[tuple[int, str | int | bytes]]) -> bytes:
+    """Encode body fields (in order) as ``tag=value<SOH>...``."""
+    out = bytearray()
+    for tag, value in fields:
+        if isinstance(value, bytes):
+            out += b"%d=%s\x01" % (tag, value)
+        else:
+            out += f"{tag}={value}\x01".encode()
+    return bytes(out)
+
+
+class Encoder:
+    """Outbound message encoder of one session (SenderCompID ``sender``, TargetCompID
+    ``target``): the constant part of the header is encoded once."""
+
+    def __init__(self, sender: str, target: str) -> None:
+        self.comp_ids = f"49={sender}\x0156={target}\x01".encode()
+
+    def encode(self, msg_type: str, seq: int, body_bytes: bytes, *, now: bytes | None = None,
+               poss_dup: bytes | None = None) -> bytes:
+        """One complete message: header (``poss_dup`` = the OrigSendingTime of a resent
+        message: PossDupFlag=Y and OrigSendingTime are added), ``body_bytes``, trailer."""
+        ts = now if now is not None else sending_time()
+        if poss_dup is None:
+            head = b"35=%s\x01%s34=%d\x0152=%s\x01" % (msg_type.encode(), self.comp_ids, seq, ts)
+        else:
+            head = b"35=%s\x01%s34=%d\x0143=Y\x0152=%s\x01122=%s\x01" % (
+                msg_type.encode(), self.comp_ids, seq, ts, poss_dup)
+        payload = head + body_bytes
+        msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(payload), payload)
+        return msg + b"10=%03d\x01" % (sum(msg) & 0xFF)

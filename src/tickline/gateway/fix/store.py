@@ -1,0 +1,157 @@
+"""Per-session FIX state on disk: sequence numbers, outbound messages for resend, and the
+account report number delivered last.
+
+One append-only file per session (``<dir>/<SenderCompID>-<TargetCompID>.fixlog``), records
+of one line each (application records followed by their body bytes):
+
+* ``O <seq> <MsgType> <SendingTime> <len>\\n<body>\\n`` an application message sent;
+* ``A <seq>\\n``  an admin message sent (resent as SequenceReset-GapFill);
+* ``I <seq>\\n``  the next inbound MsgSeqNum expected;
+* ``R <n>\\n``    the last account report number delivered (restart/resume, see session);
+* ``Z\\n``        a sequence reset: everything before it is void.
+
+Records are buffered and written with one ``write`` per event-loop turn (:meth:`flush`, called
+from the session's output flush, *before* the bytes go to the socket: a message is stored
+before the peer can see it), and ``fsync``-ed when ``fsync`` is on. Opening a store replays the
+file; :meth:`reset` truncates it. The file is compacted when it passes ``max_bytes``: only the
+latest ``keep`` application messages are kept (older ones are gap-filled on a resend).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = ["SessionStore"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class SessionStore:
+    """The persisted state of one FIX session. ``next_out``/``next_in`` are the next MsgSeqNum
+    to send/expect; ``last_report`` the account report number delivered last."""
+
+    def __init__(self, directory: Path | str | None, name: str, *, fsync: bool = False,
+                 max_bytes: int = 64 << 20, keep: int = 100_000) -> None:
+        self.next_out = 1
+        self.next_in = 1
+        self.last_report = 0
+        self.fsync = fsync
+        self.max_bytes = max_bytes
+        self.keep = keep
+        # seq -> (MsgType, SendingTime, body) of application messages
+        self.sent: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self._pending = bytearray()
+        self._size = 0
+        self.path: Path | None = None
+        self._fd = -1
+        if directory is not None:
+            d = Path(directory)
+            d.mkdir(parents=True, exist_ok=True)
+            self.path = d / f"{_SAFE.sub('_', name)}.fixlog"
+            if self.path.exists():
+                self._load(self.path.read_bytes())
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+
+    def _load(self, data: bytes) -> None:
+        pos = 0
+        n = len(data)
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break  # a torn last record (crash mid-write): ignored
+            parts = data[pos:nl].split(b" ")
+            kind = parts[0]
+            pos = nl + 1
+            try:
+                if kind == b"O":
+                    seq, size = int(parts[1]), int(parts[4])
+                    if pos + size + 1 > n:
+                        break
+                    self.sent[seq] = (parts[2], parts[3], data[pos:pos + size])
+                    pos += size + 1
+                    self.next_out = seq + 1
+                elif kind == b"A":
+                    self.next_out = int(parts[1]) + 1
+                elif kind == b"I":
+                    self.next_in = int(parts[1])
+                elif kind == b"R":
+                    self.last_report = int(parts[1])
+                elif kind == b"Z":
+                    self.sent.clear()
+                    self.next_out = self.next_in = 1
+            except (IndexError, ValueError):
+                break
+
+    # -- recording ------------------------------------------------------------------------
+
+    def sent_app(self, seq: int, msg_type: bytes, ts: bytes, body: bytes) -> None:
+        self.sent[seq] = (msg_type, ts, body)
+        self.next_out = seq + 1
+        if self._fd >= 0:
+            self._pending += b"O %d %s %s %d\n%s\n" % (seq, msg_type, ts, len(body), body)
+
+    def sent_admin(self, seq: int) -> None:
+        self.next_out = seq + 1
+        if self._fd >= 0:
+            self._pending += b"A %d\n" % seq
+
+    def received(self, next_in: int) -> None:
+        self.next_in = next_in
+        if self._fd >= 0:
+            self._pending += b"I %d\n" % next_in
+
+    def delivered(self, report_seq: int) -> None:
+        if report_seq > self.last_report:
+            self.last_report = report_seq
+            if self._fd >= 0:
+                self._pending += b"R %d\n" % report_seq
+
+    def reset(self) -> None:
+        """Both sequence numbers back to 1, stored messages dropped (ResetSeqNumFlag)."""
+        self.flush()
+        self.sent.clear()
+        self.next_out = self.next_in = 1
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            self._pending += b"R %d\n" % self.last_report
+
+    def flush(self) -> None:
+        """Write what was recorded since the last flush (one write)."""
+        if self._fd < 0 or not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        os.write(self._fd, data)
+        if self.fsync:
+            os.fsync(self._fd)
+        self._size += len(data)
+        if self._size > self.max_bytes:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the file with the state and the latest ``keep`` application messages."""
+        assert self.path is not None
+        seqs = sorted(self.sent)
+        for seq in seqs[:-self.keep] if len(seqs) > self.keep else ():
+            del self.sent[seq]
+        out = bytearray(b"Z\n")
+        for seq in sorted(self.sent):
+            mt, ts, body = self.sent[seq]
+            out += b"O %d %s %s %d\n%s\n" % (seq, mt, ts, len(body), body)
+        out += b"A %d\nI %d\nR %d\n" % (self.next_out - 1, self.next_in, self.last_report)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(out)
+        os.replace(tmp, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
+        self._size = len(out)
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
