@@ -26,6 +26,33 @@ app.add_typer(journal_app, name="journal")
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tickline import __version__
+        from tickline._build import describe
+
+        typer.echo(f"tickline {__version__}, {describe()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and the build (pure or compiled, which modules).")] = False,
+) -> None:
+    """tickline: a real-time event engine and a working exchange built on it."""
+
+
+@app.command("build")
+def build(action: Annotated[str, typer.Argument(
+        help="compile | auto (compile if a C compiler is there) | clean (pure) | status")
+        ] = "status") -> None:
+    """The optional compiled build of the engine's hot path (mypyc; see docs/benchmarks.md)."""
+    from tickline._build import main as build_main
+
+    raise typer.Exit(build_main([action]))
+
+
 # --- bench matching (issue 2) -------------------------------------------------------------
 
 @bench_app.command("matching")
@@ -45,6 +72,20 @@ def bench_matching(
         help="Also time throughput with generous risk limits on every account, "
              "alternating with limits off.")] = False,
     risk_rounds: Annotated[int, typer.Option(help="Off/on rounds for --risk.")] = 3,
+    mix: Annotated[bool, typer.Option(
+        help="Also time the mix with 5% stops and 5% icebergs, alternating with the plain "
+             "mix.")] = False,
+    peers: Annotated[bool, typer.Option(
+        help="Also time the pure and compiled builds and liquibook (peers extra) on the "
+             "same commands, one process per run.")] = False,
+    peer_rounds: Annotated[int, typer.Option(help="Interleaved rounds for --peers.")] = 3,
+    scale: Annotated[bool, typer.Option(
+        help="Also time 1k..1M resting orders over 10 and 100,000 ticks.")] = False,
+    scale_commands: Annotated[int, typer.Option(
+        help="Commands per --scale cell.")] = 100_000,
+    scale_resting: Annotated[str, typer.Option(
+        help="Comma-separated resting-order sizes for --scale.")
+        ] = "1000,10000,100000,1000000",
     json_path: JsonOption = None,
 ) -> None:
     """Run the exchange-core mix through the matching engine (and the seed's port)."""
@@ -52,7 +93,23 @@ def bench_matching(
 
     run(commands=commands, seed=seed, symbols=symbols, with_seed_port=seed_port,
         seed_port_commands=seed_port_commands, memory_orders=memory_orders,
-        latency_runs=latency_runs, json_path=json_path, risk=risk, risk_rounds=risk_rounds)
+        latency_runs=latency_runs, json_path=json_path, risk=risk, risk_rounds=risk_rounds,
+        mix=mix, peers=peers, peer_rounds=peer_rounds, scale=scale,
+        scale_commands=scale_commands,
+        scale_resting=tuple(int(x) for x in scale_resting.split(",") if x))
+
+
+@bench_app.command("exchange")
+def bench_exchange(
+    commands: Annotated[int, typer.Option(help="Commands to run.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Workload generator seed.")] = 1,
+    batch: Annotated[int, typer.Option(help="Commands per submit_many + pump.")] = 64,
+    json_path: JsonOption = None,
+) -> None:
+    """The in-process exchange loop (sequence, match, journal none/batch, publish, reports)."""
+    from tickline.bench.exchange import run
+
+    run(commands=commands, seed=seed, batch=batch, json_path=json_path)
 
 
 # --- serve (issue 5) -----------------------------------------------------------------------

@@ -68,8 +68,8 @@ replaces any part of it::
     store_dir = ""            # session store (seqnums, messages for resend); "" = journal_dir/fix
     fsync = false             # fsync the session store after each write
     [[fix.sessions]]          # who may log on: SenderCompID (49) -> account; Password (554) =
-    sender_comp_id = "ALICE"  # the account's key (Username 553, when sent, = the account name)
-    account = "alice"
+    sender_comp_id = "DEMO"   # the account's key (Username 553, when sent, = the account name)
+    account = "demo"
     cancel_on_disconnect = false
 
     [[instruments]]

@@ -75,3 +75,53 @@ def test_bench_venue_json_keys(tmp_path: Path) -> None:
         value = data[key]
         assert isinstance(value, float) and value > 0, key
     assert data["mass_cancel_orders"] == 300
+
+
+def test_bench_matching_mix_peers_scale_json_keys(tmp_path: Path) -> None:
+    """``--mix`` (plain vs stops+icebergs), ``--peers`` (the keys issue 13 names; compiled
+    is null without a compiled build, liquibook's null without the peers extra) and
+    ``--scale`` (one cell per size and spread)."""
+    from tickline._build import build_info
+    from tickline.bench.peers import liquibook_available
+
+    data = _run(["bench", "matching", "--commands", "2000", "--no-seed-port",
+                 "--memory-orders", "0", "--mix", "--peers", "--peer-rounds", "1", "--scale",
+                 "--scale-commands", "1000", "--scale-resting", "200,400"],
+                tmp_path / "x.json")
+    mix: dict[str, Any] = data["mix"]  # type: ignore[assignment]
+    assert mix["plain_commands_per_second"] > 0
+    assert mix["stops_icebergs_commands_per_second"] > 0
+    assert mix["mix_counts"]["stop"] > 0 and mix["mix_counts"]["iceberg"] > 0
+    assert isinstance(data["pure_commands_per_second"], int)
+    assert data["pure_commands_per_second"] > 0
+    compiled = data["compiled_commands_per_second"]
+    assert (compiled is None) == (build_info()["build"] == "pure")
+    listener = data["liquibook_listener_commands_per_second"]
+    assert (listener is None) == (not liquibook_available())
+    if listener is not None:
+        peers: dict[str, Any] = data["peers"]  # type: ignore[assignment]
+        assert peers["liquibook_fills"] > 0
+        assert data["liquibook_commands_per_second"] > 0
+    scale: list[dict[str, Any]] = data["scale"]  # type: ignore[assignment]
+    assert [(c["ticks"], c["resting_orders"]) for c in scale] == [
+        (10, 200), (10, 400), (100_000, 200), (100_000, 400)]
+    for cell in scale:
+        assert cell["commands_per_second"] > 0 and cell["p99_99_ns"] >= cell["p50_ns"] > 0
+
+
+def test_bench_exchange_json_keys(tmp_path: Path) -> None:
+    """Both durabilities through the real loop: commands/s, per-stage time, and every
+    command's events, reports and market data accounted for."""
+    data = _run(["bench", "exchange", "--commands", "2000", "--batch", "32"],
+                tmp_path / "e.json")
+    loops: list[dict[str, Any]] = data["loops"]  # type: ignore[assignment]
+    assert [loop["durability"] for loop in loops] == ["none", "batch"]
+    for loop in loops:
+        assert loop["commands_per_second"] > 0
+        assert set(loop["stage_ns_per_command"]) == {"match", "journal", "publish"}
+        assert all(v > 0 for v in loop["stage_ns_per_command"].values())
+        assert loop["events"] > 2000 and loop["reports_to_submitters"] > 0
+        assert loop["market_data_messages"] > 0
+    assert loops[0]["events"] == loops[1]["events"]  # same commands, same outcome
+    assert data["commands_per_second_none"] == loops[0]["commands_per_second"]
+    assert isinstance(data["engine_only_commands_per_second"], int)

@@ -31,3 +31,20 @@ def test_a_sparse_side_falls_back_to_the_full_scan(sign: int) -> None:
     levels = {key * sign: (1, 1) for key in keys}
     assert next_best_key(levels, dropped, sign, 1) == max(keys)
     assert next_best_key({}, dropped, sign, 1) == EMPTY
+
+
+class _NoScan(dict[int, object]):
+    """A side's levels that fail the test if anything iterates over all of them."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("next_best_key scanned every level")
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_big_side_with_a_thinned_top_is_probed_not_scanned(sign: int) -> None:
+    """10,000 levels, the next best 500 ticks below the dropped one (far beyond
+    NEXT_BEST_SCAN, within a quarter of the level count): found without a full scan."""
+    dropped = 1_000_000
+    keys = [dropped - 500 - i for i in range(10_000)]
+    levels = _NoScan({key * sign: (1, 1) for key in keys})
+    assert next_best_key(levels, dropped, sign, 1) == dropped - 500

@@ -18,11 +18,18 @@ rounds, on an engine where *every* account has generous pre-trade limits
 — checked on the final books and id counters), *paired*: an engine without and one with the
 limits take turns on the same 5,000-command slices, so other load on the machine hits both
 alike. ``risk.overhead_pct`` is the median over slices of the time ratio minus one.
+
+``--mix`` (issue 11): the same generator with 5% stops and 5% icebergs on top
+(:func:`~tickline.bench.workload.exchange_core_mix`), timed in alternating rounds with the
+plain mix; ``--peers`` (issue 13): pure and compiled builds and liquibook on the same
+commands (:mod:`tickline.bench.peers`); ``--scale`` (issue 13): throughput and p99.99 at
+1,000 to 1,000,000 resting orders with prices over 10 and 100,000 ticks (:func:`run_scale`).
 """
 
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from array import array
 from collections.abc import Iterator
@@ -31,6 +38,7 @@ from typing import Any
 
 from rich.table import Table
 
+from tickline._build import describe as build_describe
 from tickline.bench.report import (
     console,
     current_rss_mb,
@@ -56,6 +64,10 @@ from tickline.matching import (
 )
 
 CHUNK = 50_000
+
+SCALE_RESTING = (1_000, 10_000, 100_000, 1_000_000)
+SCALE_TICKS = (10, 100_000)
+"""``--scale``: resting-order sizes and price spreads (ticks) of the cells."""
 
 
 class GcPauses:
@@ -269,7 +281,9 @@ def run(
     *, commands: int = 1_000_000, seed: int = 1, symbols: int = 1, with_seed_port: bool = True,
     seed_port_commands: int = 200_000, memory_orders: int = 1_000_000,
     latency_runs: int = 1, slow_ns: int = 30_000, json_path: Path | None = None,
-    risk: bool = False, risk_rounds: int = 3,
+    risk: bool = False, risk_rounds: int = 3, mix: bool = False, peers: bool = False,
+    peer_rounds: int = 3, scale: bool = False, scale_commands: int = 100_000,
+    scale_resting: tuple[int, ...] = SCALE_RESTING,
 ) -> dict[str, Any]:
     """Run every pass, print the report, write ``json_path``; return the results."""
     overhead = timer_overhead_ns()
@@ -302,6 +316,21 @@ def run(
             task = bar.add_task("risk limits off/on", total=commands * 2 * risk_rounds)
             risk_result = run_risk_comparison(workload, risk_rounds,
                                               lambda k: bar.advance(task, k))
+        mix_result: dict[str, Any] = {}
+        if mix:
+            task = bar.add_task("plain vs stops+icebergs", total=commands * 2 * 3)
+            mix_result = run_mix(commands, seed, workload, 3, lambda k: bar.advance(task, k))
+        peers_result: dict[str, Any] = {}
+        if peers:
+            from tickline.bench.peers import run_peers
+
+            task = bar.add_task("peers (one process per run)", total=peer_rounds * 4)
+            peers_result = run_peers(workload, peer_rounds, lambda k: bar.advance(task, k))
+        scale_result: list[dict[str, Any]] = []
+        if scale:
+            task = bar.add_task("scale cells", total=len(scale_resting) * len(SCALE_TICKS))
+            scale_result = run_scale(scale_commands, seed, scale_resting,
+                                     advance=lambda k: bar.advance(task, k))
         memory: dict[str, float] = {}
         if memory_orders > 0:
             task = bar.add_task("1M-order book memory", total=memory_orders)
@@ -336,10 +365,19 @@ def run(
         "speedup_vs_seed_port": round(cps / seed_cps, 2) if seed_cps else None,
         "memory": memory,
         "risk": risk_result,
+        "mix": mix_result,
+        "peers": peers_result,
+        "scale": scale_result,
+        "build": build_describe(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "machine": machine(),
     }
+    if peers_result:  # the keys issue 13 names, at the top level too
+        for key in ("compiled_commands_per_second", "pure_commands_per_second",
+                    "liquibook_listener_commands_per_second", "liquibook_commands_per_second"):
+            result[key] = peers_result[key]
     _print(result)
+    _print_extras(result)
     write_json(json_path, result)
     return result
 
@@ -356,6 +394,102 @@ def _count_trades(workload: Workload, engine: MatchingEngine) -> int:
             if type(event) is Trade:
                 trades += 1
     return trades
+
+
+STOPS = 0.05
+ICEBERGS = 0.05
+"""``--mix``: stops and icebergs, as fractions of the commands, on top of the plain mix."""
+
+
+def run_mix(commands: int, seed: int, plain: Workload, rounds: int = 3,
+            advance: Any = None) -> dict[str, Any]:
+    """Throughput of the plain mix and of the mix with stops and icebergs, ``rounds``
+    alternating passes each (medians)."""
+    mixed = exchange_core_mix(commands, seed, stops=STOPS, icebergs=ICEBERGS)
+    rates: dict[str, list[float]] = {"plain": [], "mix": []}
+    for n in range(rounds):
+        order = (("plain", plain), ("mix", mixed))
+        for name, work in order if n % 2 == 0 else order[::-1]:
+            rates[name].append(run_throughput(work)[0])
+            if advance is not None:
+                advance(len(work.commands))
+    p, m = statistics.median(rates["plain"]), statistics.median(rates["mix"])
+    return {
+        "rounds": rounds, "stops": STOPS, "icebergs": ICEBERGS,
+        "mix_counts": mixed.counts, "mix_commands": len(mixed.commands),
+        "plain_commands_per_second": round(p),
+        "stops_icebergs_commands_per_second": round(m),
+        "ratio": round(m / p, 3),
+    }
+
+
+def run_scale(commands: int, seed: int, resting: tuple[int, ...] = SCALE_RESTING,
+              ticks: tuple[int, ...] = SCALE_TICKS, advance: Any = None) -> list[dict[str, Any]]:
+    """One cell per (price spread, resting orders): the mix generated around a book of
+    ``resting`` orders whose prices spread over about ``ticks`` ticks (half each side of the
+    mid); commands/s of a throughput pass and the p99.99 of a latency pass. The generator
+    steers the book to stay near ``resting`` orders, so the size holds for the whole run."""
+    cells: list[dict[str, Any]] = []
+    for spread in ticks:
+        for n in resting:
+            work = exchange_core_mix(commands, seed, resting=n, levels=max(1, spread // 2))
+            cps, engine = run_throughput(work)
+            levels = sum(len(b.bids.levels) + len(b.asks.levels) for b in engine.books.values())
+            del engine
+            samples, _events, _pauses = run_latency(work)
+            lat = percentiles(histogram_of(samples))
+            cells.append({"ticks": spread, "resting_orders": n,
+                          "resting_at_end": work.resting_at_end, "price_levels_at_end": levels,
+                          "commands_per_second": round(cps),
+                          "p50_ns": round(lat["p50"]), "p99_99_ns": round(lat["p99_99"])})
+            del work, samples
+            gc.collect()
+            if advance is not None:
+                advance(1)
+    for cell in cells:
+        base = next(c for c in cells if c["ticks"] == cell["ticks"])
+        cell["vs_smallest"] = round(cell["commands_per_second"] / base["commands_per_second"], 3)
+    return cells
+
+
+def _print_extras(r: dict[str, Any]) -> None:
+    """The ``--mix``, ``--peers`` and ``--scale`` tables."""
+    if r.get("mix"):
+        k = r["mix"]
+        t = Table(title=f"plain mix vs + {k['stops']:.0%} stops, {k['icebergs']:.0%} icebergs "
+                        f"(median of {k['rounds']} alternating passes)")
+        t.add_column("workload")
+        t.add_column("commands/s", justify="right")
+        t.add_row("exchange-core mix", f"{k['plain_commands_per_second']:,}")
+        t.add_row(f"+ stops ({k['mix_counts']['stop']:,}) and icebergs "
+                  f"({k['mix_counts']['iceberg']:,})",
+                  f"{k['stops_icebergs_commands_per_second']:,} ({k['ratio']}x)")
+        console.print(t)
+    if r.get("peers"):
+        k = r["peers"]
+        t = Table(title=f"peers on the same {k['commands']:,} commands "
+                        f"(median of {k['rounds']} interleaved rounds, one process each)")
+        t.add_column("engine")
+        t.add_column("commands/s", justify="right")
+        names = {"compiled": f"tickline compiled ({k.get('compiled_build', 'not built')})",
+                 "pure": "tickline pure Python",
+                 "liquibook_listener": "liquibook, Python fill listener",
+                 "liquibook": "liquibook, no listener"}
+        for key, name in names.items():
+            v = k.get(f"{key}_commands_per_second")
+            t.add_row(name, f"{v:,}" if v else "not available")
+        console.print(t)
+        console.print("ratios: " + ", ".join(f"{a} {b}" for a, b in k["ratios"].items() if b))
+    if r.get("scale"):
+        t = Table(title="cost as the book grows (throughput pass; p99.99 of a latency pass)")
+        for col in ("price spread (ticks)", "resting orders", "levels at end", "commands/s",
+                    "vs 1,000 resting", "p99.99 µs"):
+            t.add_column(col, justify="right")
+        for c in r["scale"]:
+            t.add_row(f"{c['ticks']:,}", f"{c['resting_orders']:,}",
+                      f"{c['price_levels_at_end']:,}", f"{c['commands_per_second']:,}",
+                      f"{c['vs_smallest']}x", f"{c['p99_99_ns'] / 1000:.1f}")
+        console.print(t)
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -399,6 +533,7 @@ def _print(r: dict[str, Any]) -> None:
                       f"{k['overhead_pct_p25_p75'][1]}%; {k['accounts_with_limits']:,} "
                       f"accounts limited{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
     table.add_row("peak RSS", f"{r['peak_rss_mb']:,} MB")
+    table.add_row("build", r["build"])
     console.print(table)
     lat = {k: v / 1000 for k, v in r["latency_ns"].items()}
     console.print(latency_table("per-command latency", {"engine.process()": lat}, "µs"))

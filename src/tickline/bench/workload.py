@@ -10,6 +10,12 @@ moves the generator tracks live orders by running the commands through a
 :class:`~tickline.matching.MatchingEngine` as it goes; every engine run over the same
 commands is identical (the engine is deterministic), so a benchmark that replays them on a
 fresh engine sees the same book, the same trades and the same ids.
+
+``stops``/``icebergs`` (issue 11's ``--mix``) add stop orders and iceberg orders on top of
+the mix, as fractions of the timed commands: a stop (half stop-market, half stop-limit) is
+an extra new order 1-5 ticks beyond the last trade price; an iceberg is a new GTC order of
+the mix given a display quantity of a quarter of its size. Their decisions come from a
+random stream of their own, so ``stops=icebergs=0`` is exactly the plain mix.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tickline.matching import (
     TimeInForce,
     Trade,
 )
+from tickline.matching.types import STOP, STOP_LIMIT
 
 GTC = int(TimeInForce.GTC)
 IOC = int(TimeInForce.IOC)
@@ -88,15 +95,20 @@ def exchange_core_mix(
     resting: int = 1_000,
     levels: int = 750,
     accounts: int = 1_000,
+    stops: float = 0.0,
+    icebergs: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> Workload:
     """Generate ``commands`` commands of the exchange-core mix over ``symbols`` symbols.
 
     ``prefill`` (``resting`` passive GTC orders per symbol) builds the initial books and is
-    not part of the timed stream. ``progress`` is called with the number of commands
-    generated so far, every 10,000.
+    not part of the timed stream. ``levels``: resting prices are spread over about ``levels``
+    ticks on each side of the mid. ``stops``/``icebergs``: see the module doc. ``progress``
+    is called with the number of commands generated so far, every 10,000.
     """
     rng = random.Random(seed)
+    extra = random.Random(seed * 7919 + 1)  # stops and icebergs only
+    iceberg_share = icebergs / 0.09  # of the mix's new GTC orders (9% of commands)
     tick = 1
     instruments = [
         Instrument(symbol=f"S{i:03d}" if symbols > 1 else "XCH", tick_size=tick, lot_size=1,
@@ -142,7 +154,7 @@ def exchange_core_mix(
             order_id = getattr(event, "order_id", 0)
             if order_id and order_id not in live:
                 state.discard(order_id)
-        if type(cmd) is NewOrder:
+        if type(cmd) is NewOrder and not cmd.stop_price:  # stops are never cancel targets
             new_id = engine.next_order_id - 1
             if new_id in live and new_id not in state.index:
                 state.add(new_id)
@@ -160,7 +172,7 @@ def exchange_core_mix(
             apply(order, state)
 
     out: list[Command] = []
-    counts = {"new_gtc": 0, "ioc": 0, "cancel": 0, "move": 0}
+    counts = {"new_gtc": 0, "ioc": 0, "cancel": 0, "move": 0, "stop": 0, "iceberg": 0}
     trading = 0
     for i in range(commands):
         seq += 1
@@ -172,6 +184,25 @@ def exchange_core_mix(
             if bid is not None and ask is not None:
                 state.mid = (bid[0] + ask[0]) // 2
             state.mid += rng.choice((-tick, 0, tick))
+        if stops and extra.random() < stops:
+            last = engine.last_prices.get(state.symbol, 0)
+            if last:
+                side = BUY if extra.random() < 0.5 else SELL
+                away = extra.randint(1, 5) * tick
+                stop = last + away if side == BUY else max(tick, last - away)
+                limit = extra.random() < 0.5
+                stop_cmd = NewOrder(seq=seq, ts=ts, account=extra.randint(1, accounts),
+                                    symbol=state.symbol, side=side,
+                                    quantity=extra.randint(1, 50),
+                                    price=stop if limit else 0,
+                                    order_type=STOP_LIMIT if limit else STOP,
+                                    tif=GTC if limit else IOC, stop_price=stop)
+                out.append(stop_cmd)
+                counts["stop"] += 1
+                if apply(stop_cmd, state):
+                    trading += 1
+                seq += 1
+                ts = seq * NS_PER_COMMAND
         roll = rng.random()
         account = rng.randint(1, accounts)
         cmd: Command
@@ -184,8 +215,12 @@ def exchange_core_mix(
                     quantity = rng.randint(1, 10)
             else:
                 price = passive_price(state, side)
+            display = 0
+            if icebergs and quantity >= 4 and extra.random() < iceberg_share:
+                display = quantity // 4
+                counts["iceberg"] += 1
             cmd = NewOrder(seq=seq, ts=ts, account=account, symbol=state.symbol, side=side,
-                           price=price, quantity=quantity, tif=GTC)
+                           price=price, quantity=quantity, tif=GTC, display_quantity=display)
             counts["new_gtc"] += 1
         elif roll < 0.12:
             side = BUY if rng.random() < 0.5 else SELL
