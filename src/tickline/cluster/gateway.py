@@ -7,8 +7,8 @@ use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, `
 
 * **submit** routes each command to its shard (:class:`~tickline.cluster.shardmap.ShardMap`)
   and appends it to the shard's input log with ``Nats-Msg-Id: <gateway>:<ticket>``; a command
-  with no engine output after ``resend_after_s`` is re-sent with the same id (JetStream drops
-  the copy). While NATS
+  that was lost on the way is re-sent with the same id (JetStream drops a copy; see
+  :meth:`ClusterExchange._resender`). While NATS
   is unreachable, or a shard has had no leader for ``unavailable_after_s``, submits raise
   :class:`ClusterUnavailable` (reject code 412) — during a failover shorter than that the
   commands wait in the log and the clients see a pause, not errors.
@@ -141,6 +141,8 @@ class ClusterExchange(Exchange):
         self.unavailable = 0
         self.stale_outputs = 0
         self._epochs = [0] * shards
+        self._released_ticket = [0] * shards  # highest ticket of ours released, per shard
+        self._output_seen = [time.monotonic()] * shards
         self._use_mirror(ReportBuilder())
 
     def _use_mirror(self, builder: ReportBuilder) -> None:
@@ -324,18 +326,30 @@ class ClusterExchange(Exchange):
             self.published += len(batch)
 
     async def _resender(self) -> None:
-        """Re-send commands with no output after ``resend_after_s`` (a message lost on a
-        reconnect, a stream that was unavailable), for as long as JetStream's duplicate
-        window makes that safe; past it the command is left to the log as it is."""
+        """Re-send commands that were lost, never ones that are merely slow (re-sending
+        everything late would feed an overload): a command is re-sent when a command this
+        gateway sent *after* it to the same shard has been released (one connection keeps
+        order, so it was dropped), or when its shard has released nothing at all for
+        ``resend_after_s`` (a reconnect lost everything in flight) — the oldest 1,000 —
+        and only within JetStream's duplicate window, so never logged twice."""
         while True:
             await asyncio.sleep(self.resend_after_s / 2)
             now = time.monotonic()
-            late = [w for w in self._mine.values()
-                    if not w.done and now - w.sent > self.resend_after_s
-                    and now - w.first_sent < DEDUP_WINDOW_S * 0.8]
+            late = []
+            for w in self._mine.values():
+                if w.done or now - w.sent <= self.resend_after_s:
+                    continue
+                if now - w.first_sent >= DEDUP_WINDOW_S * 0.8:
+                    continue
+                k = w.shard
+                if (w.ticket < self._released_ticket[k]
+                        or now - self._output_seen[k] > self.resend_after_s):
+                    late.append(w)
+                    if len(late) >= 1000:
+                        break
             if late and self.nc is not None and self.nc.is_connected:
                 self.republished += len(late)
-                log.warning("re-sending %d commands without output", len(late))
+                log.warning("re-sending %d commands that were lost", len(late))
                 self._to_publish.extend(late)
                 self._publish_wake.set()
 
@@ -351,6 +365,7 @@ class ClusterExchange(Exchange):
 
     def _on_output(self, shard: int, data: bytes) -> None:
         out = decode_output(data)
+        self._output_seen[shard] = time.monotonic()
         if out.epoch < self._epochs[shard]:
             self.stale_outputs += 1  # a fenced-off leader's (cannot normally land)
         self._epochs[shard] = max(self._epochs[shard], out.epoch)
@@ -368,6 +383,8 @@ class ClusterExchange(Exchange):
             reports = build(cmd.seq, cmd.ts, done.events)
             record(reports)
             w = mine.pop(done.ticket, None) if done.gateway == gid else None
+            if w is not None and w.ticket > self._released_ticket[shard]:
+                self._released_ticket[shard] = w.ticket
             try:
                 own = route(reports, getattr(cmd, "account", 0),
                             w.origin if w is not None else None)
