@@ -4,11 +4,13 @@ mistaken for a proven gateway."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-QUICKFIX = importlib.util.find_spec("quickfix") is not None
+try:
+    import quickfix  # noqa: F401
+    QUICKFIX = True
+except ImportError:
+    QUICKFIX = False
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

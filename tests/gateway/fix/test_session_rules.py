@@ -465,3 +465,21 @@ def test_tickline_serve_fix_port_from_the_command_line(tmp_path: Path) -> None:
             assert c.expect("8").get(150) == "0"
     finally:
         assert srv.terminate() == 0
+
+
+def test_logon_with_seqnum_too_high_is_accepted_then_resend_requested(srv: FixServer) -> None:
+    """1a (MsgSeqNumTooHigh): Logon answered, then ResendRequest from the expected number."""
+    with FixClient("127.0.0.1", srv.fix_port, "DEMO") as c:
+        c.seq = 5
+        answer = c.logon(KEYS["DEMO"], reset=True)
+        assert answer.msg_type == "A"
+        rr = c.expect("2", "8")  # (reports DEMO missed while away may come first)
+        while rr.msg_type == "8":
+            rr = c.expect("2", "8")
+        assert (rr.get(7), rr.get(16)) == ("1", "0")
+        c.send("4", [(123, "Y"), (36, 6)], seq=1, poss_dup=codec.sending_time())
+        c.send("1", [(112, "after-gap")])
+        msg = c.expect("0", "8")
+        while msg.msg_type == "8":
+            msg = c.expect("0", "8")
+        assert msg.get(112) == "after-gap"
