@@ -15,6 +15,12 @@ replaces any part of it::
     gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
     admin_key = ""            # POST /admin/halt|resume|kill|enable with "Bearer <key>"; "" = off
     report_history = 4096     # reports per account kept in memory for resume (older: journal)
+    inbound_capacity = 65536  # slots of the inbound ring's normal lane ([lanes] high_capacity)
+    max_batch = 1024          # commands per exchange batch at most
+    shards = 0                # engine processes (serve --shards N, docs/shards.md); 0 = here
+    shard_map = {}            # pin symbols to shards, e.g. {AAPL = 1} (with shards only)
+    cluster = ""              # cluster mode: NATS URL(s) (serve --cluster, docs/cluster.md)
+    cluster_shards = 1        # cluster mode: shards (input streams) the symbols are spread over
 
     [limits]
     max_frame_bytes = 4096
@@ -22,6 +28,7 @@ replaces any part of it::
     burst = 5000
     max_sessions = 256        # logged-on sessions
     max_in_flight = 10000     # per session: requests sent but not yet answered
+    heartbeat_seconds = 10.0  # a session silent for 3x this is closed (cancel on disconnect)
     login_timeout_seconds = 3 # a connection must log on within this
     max_pending_logons = 64   # connections not logged on yet (oldest closed past it) ...
     max_pending_logons_per_address = 32  # ... and per source address
@@ -52,6 +59,8 @@ replaces any part of it::
     requests_per_second = 2000.0  # per session, token bucket ...
     request_burst = 4000      # ... excess gets rate_limited
     stats_interval = 1.0      # seconds between stats samples (dashboard)
+    history_per_topic = 1000  # trades/bars kept per topic for gap recovery (replay); 0 = none
+    replays_per_second = 10.0 # per session (burst: twice as many)
 
     [lanes]                   # priority lanes of the inbound ring (tickline.exchange)
     enabled = true            # cancels and admin commands ahead of new orders and replaces
@@ -68,6 +77,8 @@ replaces any part of it::
     comp_id = "TICKLINE"      # our CompID: the counterparty's TargetCompID (56)
     store_dir = ""            # session store (seqnums, messages for resend); "" = journal_dir/fix
     fsync = false             # fsync the session store after each write
+    sending_time_tolerance = 120.0  # seconds of SendingTime (52) clock difference accepted
+    max_heartbeat_seconds = 300     # the largest HeartBtInt (108) a Logon may ask for
     [[fix.sessions]]          # who may log on: SenderCompID (49) -> account; Password (554) =
     sender_comp_id = "DEMO"   # the account's key (Username 553, when sent, = the account name)
     account = "demo"
