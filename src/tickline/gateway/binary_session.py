@@ -593,6 +593,6 @@ class BinarySession(asyncio.Protocol):
         port = self.port
         if self.cancel_on_disconnect and port is not None and self.account is not None:
             self.cancel_on_disconnect = False  # once
-            with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+            with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                 self.gw.services.cancel_on_disconnect(port, self.account.id)
         self.gw._leave(self)

@@ -452,7 +452,7 @@ class Session:
         if port is not None:
             if self.cancel_on_disconnect:
                 self.cancel_on_disconnect = False  # once
-                with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                     self.gw.services.cancel_on_disconnect(port, self.account)
             port.close()
             self.exec_port = None

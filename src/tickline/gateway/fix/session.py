@@ -760,7 +760,7 @@ class FixSession(asyncio.Protocol):
             self.port = None
             entry = self.entry
             if entry is not None and entry.cancel_on_disconnect and self.account is not None:
-                with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                     gw.services.cancel_on_disconnect(port, self.account.id)
             port.close()
         gw.marketdata.drop(self)
