@@ -553,7 +553,7 @@ class FixSession(asyncio.Protocol):
             self.status_seq += 1
             assert self.account is not None
             self.send_app("8", app.refused_report(values, self.account.id,
-                                                  f"R{self.account.id}-{time.time_ns()}",
+                                                  f"R{self.account.id}-{app.unique_ns()}",
                                                   reason, text, codec.sending_time()))
         else:
             self.send_app("9", app.cancel_reject(values, "1" if mt == "F" else "2", reason,
