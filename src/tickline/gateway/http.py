@@ -130,9 +130,11 @@ types), ``unknown_op``,
 ``unknown_symbol``, ``unknown_channel``, ``too_large``, ``binary_not_supported``,
 ``too_many_subscriptions``, ``not_authenticated``, ``bad_credentials``, ``login_disabled``,
 ``already_logged_in``, ``invalid_order``, ``unknown_order``, ``resume_unavailable``,
-``resume_failed``, ``rate_limited``, ``busy`` and ``stopping``; a
-request that fails changes nothing. Frames above ``max_message_bytes`` get ``too_large``;
-above the library's hard ``max_size`` the connection is closed with code 1009.
+``resume_failed``, ``rate_limited``, ``busy``, ``unavailable`` (cluster mode: no engine can
+take the request now, ``CLUSTER_UNAVAILABLE`` 412 elsewhere; nothing was logged, retry
+later; the message says why) and ``stopping``; a request that fails changes nothing. Frames
+above ``max_message_bytes`` get ``too_large``; above the library's hard ``max_size`` the
+connection is closed with code 1009.
 
 Slow consumers
 --------------
