@@ -76,3 +76,63 @@ def test_ws_and_binary_clients_hear_cluster_unavailable(srv: FixServer) -> None:
 
     asyncio.run(ws())
     asyncio.run(binary())
+
+
+def test_binary_read_cut_short_by_an_unavailable_shard_says_why(
+        nats_server: NatsServer, tmp_path: Path) -> None:
+    """One socket read: an order for the shard with an engine, then orders from where the
+    shard without one stops the read. Those get 412 with the reason, not "exchange busy"."""
+    from tests.cluster.procs import EngineProc
+    from tickline.cluster.gateway import ClusterExchange
+    from tickline.config import default_config
+    from tickline.gateway import protocol as p
+    from tickline.gateway.binary import BinaryGateway
+
+    cfg = default_config()
+    engine = EngineProc(nats_server.url, tmp_path / "engine0.log", shard=0)
+
+    async def main() -> None:
+        ex = ClusterExchange(nats_server.url, cfg.instruments, shards=2,
+                             unavailable_after_s=0.6)
+        await ex.start()
+        gw = BinaryGateway(ex, cfg)
+        port = await gw.start()
+        try:
+            on = next(i.symbol for i in cfg.instruments if ex.map.shard_of(i.symbol) == 0)
+            off = next(i.symbol for i in cfg.instruments if ex.map.shard_of(i.symbol) == 1)
+            await asyncio.sleep(1.0)  # shard 1: no leader for longer than 0.6 s
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            frames = p.FrameReader(1 << 24)
+            got: list[p.ServerMessage] = []
+
+            async def until(n: int) -> None:
+                while len(got) < n:
+                    data = await asyncio.wait_for(reader.read(65536), 10)
+                    assert data, "server closed"
+                    got.extend(p.decode_server(f) for f in frames.feed(data))
+
+            writer.write(p.encode_frame(p.Logon("alice-key", "")))
+            await until(1)
+            assert isinstance(got[0], p.LogonAck)
+            writer.write(b"".join(p.encode_frame(p.NewOrderRequest(
+                request_id=rid, symbol=sym, side=1, quantity=1, price=100))
+                for rid, sym in ((1, on), (2, off), (3, on))))
+            await until(4)
+            answers = {m.request_id: m.reports[0] for m in got[1:]
+                       if isinstance(m, p.Response)}
+            assert sorted(answers) == [1, 2, 3]
+            assert getattr(answers[1], "reason", 0) != CLUSTER_UNAVAILABLE  # the engine's
+            for rid in (2, 3):
+                r = answers[rid]
+                assert isinstance(r, p.OrderRejected) and r.reason == CLUSTER_UNAVAILABLE, r
+                assert "shard 1" in r.text and WHY in r.text, r
+            assert gw.busy == 0
+            writer.close()
+        finally:
+            await gw.close()
+            await ex.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
