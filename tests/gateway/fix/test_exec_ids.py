@@ -33,3 +33,21 @@ def test_unnumbered_rejects_get_unique_exec_ids(tmp_path: Path) -> None:
         c.send("D", order("ok"))
         er = c.expect("8")
         assert er.get(150) == "0" and er.get(17) not in ids and "-" in er.get(17), er
+
+
+def test_order_status_exec_ids_do_not_repeat_across_sessions(tmp_path: Path) -> None:
+    """An order status answer (150=I) has no report number either: its ExecID must differ
+    from every earlier one, also after a reconnect (a new session object)."""
+    with FixServer(tmp_path) as srv:
+        ids = []
+        for _ in range(2):
+            with srv.client("ALICE") as c:
+                for _ in range(2):
+                    c.send("H", [(11, "nope"), (55, "AAPL"), (54, 1)])
+                    er = c.expect("8")
+                    assert er.get(150) == "I", er
+                    ids.append(er.get(17))
+                c.send("5")
+                c.expect("5")
+                assert c.closed_by_peer()
+        assert len(set(ids)) == 4, ids

@@ -634,7 +634,7 @@ class FixSession(asyncio.Protocol):
             if self.closed:
                 return
             self.status_seq += 1
-            exec_id = f"S{account.id}-{self.status_seq}"
+            exec_id = f"S{account.id}-{app.unique_ns()}"  # unique across sessions too
             ts = codec.sending_time()
             inst = self.gw.instruments.get(state.symbol) if state is not None else None
             if state is None or inst is None:
