@@ -43,7 +43,7 @@ test: build
 	$(BIN)/tickline --version
 	$(BIN)/python -m pytest
 	TICKLINE_PURE=1 $(BIN)/python -m pytest -q tests/matching tests/journal \
-		tests/test_exchange.py
+		tests/test_exchange.py tests/build
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

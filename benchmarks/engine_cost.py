@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,12 @@ def run(path: Path, load_only: bool) -> None:
         process(cmd)
     if load_only:
         return
+    t0 = time.perf_counter_ns()
     for cmd in commands:
         process(cmd)
-    print(f"{m.__file__}: {len(commands)} commands, {len(engine.orders)} resting",
-          file=sys.stderr)
+    elapsed = time.perf_counter_ns() - t0
+    print(f"{m.__file__}: {len(commands)} commands, {len(engine.orders)} resting, "
+          f"{len(commands) / (elapsed / 1e9):.0f} commands/s", file=sys.stderr)
 
 
 def main() -> None:

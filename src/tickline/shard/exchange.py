@@ -102,6 +102,7 @@ class ShardHandle:
         """The last seq whose events this side holds (the restart's ``acked_seq``)."""
         self.next_expiry: int | None = None
         self.restarts = 0
+        self.discard_unreleased = False
         self.last_error: str | None = None
         self.hello: Hello | None = None
 
@@ -123,6 +124,7 @@ class ShardHandle:
         self.writer = FrameWriter(self.inbound)
         self.reader = FrameReader(self.outbound)
         spec = self._make_spec(self.acked_seq, self.inbound.name, self.outbound.name)
+        spec.discard_unreleased = self.discard_unreleased
         self.process = mp.get_context("spawn").Process(
             target=shard_main, args=(spec,), name=f"tickline-shard-{self.index}", daemon=True)
         self.process.start()
@@ -301,9 +303,11 @@ class ShardedExchange(Exchange):
 
     # -- start-up -----------------------------------------------------------------------
 
-    def _start(self, shard: ShardHandle, acked: int) -> Hello:
-        """Start ``shard``; it returns the events of what it journaled after ``acked``."""
+    def _start(self, shard: ShardHandle, acked: int, *, discard: bool = False) -> Hello:
+        """Start ``shard``; it returns the events of what it journaled after ``acked``
+        (``discard``: it cuts them from its journal instead — they were answered 411)."""
         shard.acked_seq = acked
+        shard.discard_unreleased = discard
         return shard.start(self.start_timeout)
 
     def _rebuild(self, last_seqs: list[int]) -> None:
@@ -518,10 +522,9 @@ class ShardedExchange(Exchange):
             while not self._stopping:
                 try:
                     shard.kill()
-                    hello = self._start_unready(shard)
-                    if hello.late:  # pragma: no cover - only in-batch failures leave these
-                        log.error("shard %d journaled %d commands never released",
-                                  shard.index, len(hello.late))
+                    # whatever it journaled after acked_seq was answered 411 (an in-batch
+                    # restart that failed) or never sent: it must not take effect
+                    self._start(shard, shard.acked_seq, discard=True)
                     break
                 except Exception as exc:
                     shard.last_error = str(exc)
@@ -532,11 +535,6 @@ class ShardedExchange(Exchange):
         t = threading.Thread(target=restart, name=f"restart-shard-{shard.index}", daemon=True)
         self._restart_threads.append(t)
         t.start()
-
-    def _start_unready(self, shard: ShardHandle) -> Hello:
-        """Start ``shard`` with ``up`` set only once it is ready (the loop thread reads it)."""
-        hello = self._start(shard, shard.acked_seq)
-        return hello
 
     async def run(self) -> None:
         import asyncio

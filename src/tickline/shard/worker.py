@@ -34,7 +34,7 @@ class ShardSpec:
     def __init__(self, shard: int, shards: int, directory: str | None,
                  instruments: list[Instrument], config: EngineConfig, durability: str,
                  interval_ms: int, snapshot_every: int, acked_seq: int,
-                 in_ring: str, out_ring: str) -> None:
+                 in_ring: str, out_ring: str, discard_unreleased: bool = False) -> None:
         self.shard = shard
         self.shards = shards
         self.directory = directory
@@ -46,6 +46,10 @@ class ShardSpec:
         self.acked_seq = acked_seq
         self.in_ring = in_ring
         self.out_ring = out_ring
+        self.discard_unreleased = discard_unreleased
+        """Cut the journal after ``acked_seq`` instead of returning those commands' events:
+        the gateway already answered them ``SHARD_UNAVAILABLE`` (a restart that follows a
+        failed in-batch restart), so they must not take effect."""
 
 
 def _recover(spec: ShardSpec, lock: DirectoryLock) -> tuple[MatchingEngine, list[
@@ -62,7 +66,10 @@ def _recover(spec: ShardSpec, lock: DirectoryLock) -> tuple[MatchingEngine, list
     directory = Path(spec.directory)
     engine, report = recovery.recover(directory, spec.instruments, spec.config, lock=lock)
     late: list[tuple[int, list]] = []  # type: ignore[type-arg]
-    if engine.last_seq > spec.acked_seq:
+    if engine.last_seq > spec.acked_seq and spec.discard_unreleased:
+        _cut_after(directory, spec.acked_seq)
+        engine, report = recovery.recover(directory, spec.instruments, spec.config, lock=lock)
+    elif engine.last_seq > spec.acked_seq:
         # journaled but never released: rebuild up to the acknowledged point, then redo the
         # rest to get its events back for the gateway
         engine, _ = recovery.replay(directory, to_seq=spec.acked_seq,
@@ -70,6 +77,29 @@ def _recover(spec: ShardSpec, lock: DirectoryLock) -> tuple[MatchingEngine, list
         late.extend((cmd.seq, engine.process(cmd))
                     for cmd in recovery.iter_commands(directory, from_seq=spec.acked_seq + 1))
     return engine, late, report.records_replayed
+
+
+def _cut_after(directory: Path, seq: int) -> None:
+    """Cut the journal at its first record after ``seq`` (the bytes go to ``quarantine/``,
+    as for a torn tail); a snapshot beyond ``seq`` is moved there too."""
+    from tickline.journal.format import SegmentScan, list_segments
+    from tickline.journal.snapshot import list_snapshots
+    from tickline.journal.writer import cut_journal
+
+    for pos, (_index, path) in enumerate(list_segments(directory)):
+        _header, view = recovery._mapped(path)  # the reader's own mapping
+        for off, rec_seq, _type, _payload in SegmentScan(view, 0).records():
+            if rec_seq > seq:
+                cut_journal(directory, pos, off, f"unreleased after seq {seq} (answered 411)")
+                break
+        else:
+            continue
+        break
+    for snap_seq, snap in list_snapshots(directory):
+        if snap_seq > seq:
+            target = directory / "quarantine" / snap.name
+            target.parent.mkdir(exist_ok=True)
+            snap.replace(target)
 
 
 def _run(cmds: list[Command], process: Callable[[Command], list[Event]],

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway.fix.harness import KEYS, FixServer
@@ -52,6 +52,7 @@ VALID = codec.Encoder("ALICE", "TICKLINE").encode("D", 2, codec.body(
 
 
 @given(st.binary(max_size=400), st.integers(0, 400))
+@example(noise=b"8=FIX", cut=104)  # a cut-off message, then "8=FIX" glued to the next one
 @settings(max_examples=400, deadline=None)
 def test_reader_parser_and_validator_never_crash(noise: bytes, cut: int) -> None:
     """Any bytes: the framer yields messages or Garbled; each message parses or raises

@@ -120,6 +120,11 @@ class FixReader:
             if begin_end < 0 or begin_end + 3 > n:
                 pos = start
                 break
+            inner = buf.find(b"8=FIX", start + 1, begin_end)
+            if inner >= 0:  # "8=FIX8=FIX.4.4": a cut-off start, then the real one
+                out.append(Garbled("bytes outside a message"))
+                pos = inner
+                continue
             if buf[begin_end + 1:begin_end + 3] != b"9=":
                 out.append(Garbled("second field is not BodyLength (9)"))
                 pos = start + 1
