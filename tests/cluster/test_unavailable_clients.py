@@ -93,32 +93,38 @@ def test_binary_read_cut_short_by_an_unavailable_shard_says_why(
 
     async def main() -> None:
         ex = ClusterExchange(nats_server.url, cfg.instruments, shards=2,
-                             unavailable_after_s=0.6)
+                             unavailable_after_s=1.5)  # shard 0's leader: seen every 0.25 s
+        t0 = time.monotonic()
         await ex.start()
         gw = BinaryGateway(ex, cfg)
         port = await gw.start()
         try:
             on = next(i.symbol for i in cfg.instruments if ex.map.shard_of(i.symbol) == 0)
             off = next(i.symbol for i in cfg.instruments if ex.map.shard_of(i.symbol) == 1)
-            await asyncio.sleep(1.0)  # shard 1: no leader for longer than 0.6 s
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             frames = p.FrameReader(1 << 24)
             got: list[p.ServerMessage] = []
 
             async def until(n: int) -> None:
                 while len(got) < n:
-                    data = await asyncio.wait_for(reader.read(65536), 10)
+                    data = await asyncio.wait_for(reader.read(65536), 20)
                     assert data, "server closed"
                     got.extend(p.decode_server(f) for f in frames.feed(data))
 
             writer.write(p.encode_frame(p.Logon("alice-key", "")))
             await until(1)
             assert isinstance(got[0], p.LogonAck)
+            # shard 0's engine answers (it leads); then shard 1 has had no leader for 1.5 s
+            writer.write(p.encode_frame(p.NewOrderRequest(
+                request_id=9, symbol=on, side=1, quantity=1, price=100)))
+            await until(2)
+            await asyncio.sleep(max(0.0, ex.unavailable_after_s + 0.2 - (time.monotonic() - t0)))
+            got.clear()
             writer.write(b"".join(p.encode_frame(p.NewOrderRequest(
                 request_id=rid, symbol=sym, side=1, quantity=1, price=100))
                 for rid, sym in ((1, on), (2, off), (3, on))))
-            await until(4)
-            answers = {m.request_id: m.reports[0] for m in got[1:]
+            await until(3)
+            answers = {m.request_id: m.reports[0] for m in got
                        if isinstance(m, p.Response)}
             assert sorted(answers) == [1, 2, 3]
             assert getattr(answers[1], "reason", 0) != CLUSTER_UNAVAILABLE  # the engine's
@@ -129,8 +135,8 @@ def test_binary_read_cut_short_by_an_unavailable_shard_says_why(
             assert gw.busy == 0
             writer.close()
         finally:
-            await gw.close()
-            await ex.stop()
+            await asyncio.wait_for(gw.close(), 10)
+            await asyncio.wait_for(ex.stop(), 10)
 
     try:
         asyncio.run(main())
