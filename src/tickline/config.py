@@ -56,6 +56,7 @@ replaces any part of it::
     [lanes]                   # priority lanes of the inbound ring (tickline.exchange)
     enabled = true            # cancels and admin commands ahead of new orders and replaces
     starvation_bound = 8      # the normal lane is served at least every N batches
+    high_capacity = 4096      # slots of the cancel lane (power of two)
 
     [deadlines]               # 0 = off; the defaults never fire on a healthy server
     max_queue_ms = 1000       # firm: an order waiting longer is rejected STALE_ORDER (410)
@@ -234,6 +235,8 @@ class Lanes(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     enabled: bool = True
     starvation_bound: int = 8
+    high_capacity: int = 4096
+    """Slots of the cancel lane (power of two; at most ``server.inbound_capacity`` used)."""
 
 
 class Deadlines(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -377,6 +380,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self.limits, name)
             if not value > 0:
                 raise ConfigError(f"limits.{name} must be > 0, got {value}")
+        hc = self.lanes.high_capacity
+        if hc < 1 or hc & (hc - 1):
+            raise ConfigError(f"lanes.high_capacity must be a power of two, got {hc}")
         if self.lanes.starvation_bound < 1:
             raise ConfigError(f"lanes.starvation_bound must be >= 1, got "
                               f"{self.lanes.starvation_bound}")

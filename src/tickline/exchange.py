@@ -70,6 +70,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import compress, repeat
+from operator import attrgetter, not_
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,8 @@ _FIRM = (NewOrder, Replace)
 """Command types under the firm ``max_queue_ms`` deadline (a late cancel is still wanted)."""
 _STALE = int(RejectReason.STALE_ORDER)
 _EXEC_REJECTED = int(ExecKind.REJECTED)
+_IS_HIGH = HIGH_PRIORITY.__contains__
+_ACCOUNT = attrgetter("account")
 _NEVER = 1 << 62  # a disabled deadline (ns): no comparison ever exceeds it
 
 
@@ -153,6 +157,13 @@ class _Inbound:
         self.make = make
 
     mark: int  # set for ``make`` ones only (no per-command store on the common path)
+
+
+class _HighInbound(_Inbound):
+    """A command in the high-priority lane: its own type, so the processor dispatches it to
+    a handler without the normal lane's checks (no per-command flag)."""
+
+    __slots__ = ()
 
 
 class _Query:
@@ -194,6 +205,7 @@ class Exchange:
         report_history: int = 4096,
         lanes: bool = True,
         starvation_bound: int = 8,
+        high_capacity: int = 4096,
         max_queue_ms: float = 1000.0,
         match_deadline_ms: float = 100.0,
         publish_deadline_ms: float = 200.0,
@@ -256,8 +268,9 @@ class Exchange:
         self.snapshots_skipped = 0
         self.snapshot_error: str | None = None
         """Why the most recent snapshot failed; ``None`` once one succeeds again."""
-        # Priority lanes: 0 = cancels and admin commands, 1 = the rest (``lanes=False``: one
-        # lane, 0, for everything). Deadlines in ns (0 ms = off).
+        # Priority lanes: 0 = cancels and admin commands (``high_capacity`` slots: a ring's
+        # slots cost every full GC pass a visit, and cancels drain first), 1 = the rest
+        # (``lanes=False``: one lane, 0, for everything). Deadlines in ns (0 ms = off).
         if type(self)._sequence_and_match is not Exchange._sequence_and_match:
             # A subclass with its own per-command stage (sharded, cluster) has none of the
             # checks that keep per-account order across lanes: one lane for it.
@@ -270,11 +283,13 @@ class Exchange:
         self.publish_deadline_ns = (int(publish_deadline_ms * 1e6) if publish_deadline_ms > 0
                                     else _NEVER)
         self.processor: EventProcessor[_Inbound | _Query] = EventProcessor(
-            name="exchange", capacity=capacity, max_batch=max_batch, policy="reject",
+            name="exchange", capacity=(min(high_capacity, capacity), capacity) if lanes
+            else capacity, max_batch=max_batch, policy="reject",
             clock=monotonic, batch_end=self._end_of_batch, batch_start=self._start_of_batch,
-            lanes=2 if lanes else 1, starvation_bound=starvation_bound,
+            lanes=2 if lanes else 1, starvation_bound=starvation_bound, combine_lanes=True,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
+        self.processor.register(_HighInbound, self._sequence_high)
         self.processor.register(_Query, self._ask)
         self._high_lane = self.processor.lane(0)
         self._low_lane = self.processor.lane(self._low)
@@ -306,6 +321,7 @@ class Exchange:
         """Normal-lane commands taken ahead of an earlier high-lane one they must follow
         (starvation bound) and sequenced right after it instead."""
         self.match_misses = 0
+        self._match_logged = 0
         """Batches whose match stage exceeded ``match_deadline_ms`` (hard: logged)."""
         self.publish_misses = 0
         """Batches whose release stage exceeded ``publish_deadline_ms`` (soft)."""
@@ -324,8 +340,10 @@ class Exchange:
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
         lane = self._lane_of(cmd) if self.lanes else 0
+        item = _HighInbound(cmd, reply, origin) if self.lanes and not lane else _Inbound(
+            cmd, reply, origin)
         try:
-            self.processor.submit(_Inbound(cmd, reply, origin), lane=lane)
+            self.processor.submit(item, lane=lane)
         except ProcessorFull:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
@@ -374,31 +392,77 @@ class Exchange:
                                                    for cmd in cmds])
             except ProcessorFull:
                 return 0
-        high = HIGH_PRIORITY
-        for cmd in cmds:
-            if type(cmd) in high:
-                return self._submit_mixed(cmds, reply, origin)
+        flags = list(map(_IS_HIGH, map(type, cmds)))  # C loops: no bytecode per command
+        if any(flags):
+            return self._submit_mixed(cmds, flags, reply, origin)
         # The common case: nothing for the high lane, one ring operation.
         try:
             n = self.processor.submit_many([_Inbound(cmd, reply, origin) for cmd in cmds],
                                            lane=1)
         except ProcessorFull:
             return 0
-        end = self._low_lane.published
-        last = self._low_last
-        for cmd in cmds[:n] if n < len(cmds) else cmds:
-            last[getattr(cmd, "account", 0)] = end
+        self._mark_low(cmds[:n] if n < len(cmds) else cmds)
         return n
 
-    def _submit_mixed(self, cmds: Sequence[Command], reply: Reply | None,
+    def _mark_low(self, cmds: Sequence[Command]) -> None:
+        """Remember that each command's account has normal-lane work up to the lane's end
+        (for :meth:`_lane_of`); one C-level dict update for all of them."""
+        end = self._low_lane.published
+        try:
+            self._low_last.update(zip(map(_ACCOUNT, cmds), repeat(end)))
+        except AttributeError:  # a command without an account (a time tick) among them
+            for cmd in cmds:
+                self._low_last[getattr(cmd, "account", 0)] = end
+
+    def _submit_mixed(self, cmds: Sequence[Command], flags: list[bool], reply: Reply | None,
                       origin: ReportPort | None) -> int:
-        """:meth:`submit_many` for a read with cancels or admin commands in it: each command
-        to its lane, one at a time, stopping at the first that does not fit (a prefix)."""
-        for i, cmd in enumerate(cmds):
-            try:
-                self.submit(cmd, reply, origin)
-            except ExchangeBusy:
-                return i
+        """:meth:`submit_many` for a read with cancels or admin commands in it (``flags``:
+        which): split it into the two lanes (order kept within each) and submit each part
+        with one ring operation. An account's cancel stays in the normal lane, in its place,
+        if :meth:`_lane_of` says so or the same read has a normal-lane command of that
+        account before it. If either part does not fit whole, one command at a time
+        instead, stopping at the first that does not fit (the accepted ones a prefix)."""
+        own = _OWN_CANCELS
+        low_accounts: set[int] = set()
+        done = 0
+        for i in compress(range(len(cmds)), flags):  # the few high-lane candidates
+            cmd = cmds[i]
+            if type(cmd) in own:
+                before = compress(cmds[done:i], map(not_, flags[done:i]))
+                try:
+                    low_accounts.update(map(_ACCOUNT, before))
+                except AttributeError:  # a time tick among them
+                    low_accounts.update(getattr(c, "account", 0)
+                                        for c in compress(cmds[done:i], map(not_, flags[done:i])))
+                done = i
+                if cmd.account in low_accounts:  # type: ignore[union-attr]
+                    self.held_back += 1
+                    flags[i] = False
+                    continue
+            if self._lane_of(cmd):
+                flags[i] = False
+        low_cmds = list(compress(cmds, map(not_, flags)))
+        high_cmds = list(compress(cmds, flags))
+        if (self._high_lane.ring.free() < len(high_cmds)
+                or self._low_lane.ring.free() < len(low_cmds)):
+            for i, cmd in enumerate(cmds):
+                try:
+                    self.submit(cmd, reply, origin)
+                except ExchangeBusy:
+                    return i
+            return len(cmds)
+        processor = self.processor
+        try:
+            if low_cmds:
+                processor.submit_many([_Inbound(c, reply, origin) for c in low_cmds], lane=1)
+            if high_cmds:
+                processor.submit_many([_HighInbound(c, reply, origin) for c in high_cmds],
+                                      lane=0)
+        except ProcessorFull:  # pragma: no cover - room was checked on this thread
+            return 0
+        self._mark_low(low_cmds)
+        for cmd in high_cmds:
+            self._mark_high(cmd)
         return len(cmds)
 
     def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
@@ -468,8 +532,7 @@ class Exchange:
         ones are a prefix), or, in the normal lane, high-lane work it must not overtake."""
         self._batch_started = taken
         if lane != self._low:
-            self._slow = False
-            return
+            return  # (the flags below were reset at the last batch end)
         stale = 0
         limit = taken - self.max_queue_ns
         if self.max_queue_ns and segs[0][1] < limit:
@@ -561,6 +624,15 @@ class Exchange:
         item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
+    def _sequence_high(self, item: _HighInbound) -> None:
+        """A high-lane command: never stale, never deferred."""
+        if self._slow:  # the flags are the normal lane's part of this batch
+            self._slow = False
+            self._sequence_and_match(item)
+            self._slow = True
+        else:
+            self._sequence_and_match(item)
+
     def _sequence_and_match(self, item: _Inbound) -> None:
         if self._slow and self._intercept(item):
             return
@@ -613,6 +685,9 @@ class Exchange:
         self._match()
         pending = self._pending
         if not pending:
+            self._slow = False
+            self._stale_left = 0
+            self._guard = False
             while self._queries:
                 self._answer(self._queries.popleft())
             return
@@ -669,6 +744,9 @@ class Exchange:
         if publish_ns > self.publish_deadline_ns:
             self.publish_misses += 1
             self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
+        self._slow = False
+        self._stale_left = 0
+        self._guard = False
         done_cmds = len(pending) - stale
         self.commands += done_cmds
         self.events += events_out
@@ -684,6 +762,10 @@ class Exchange:
         """Hard deadline on the match stage: count and log the miss (the batch goes on:
         stopping would lose nothing but help nobody)."""
         self.match_misses += 1
+        now = self._mono()
+        if self.match_misses > 1 and now - self._match_logged < 1_000_000_000:
+            return  # an overloaded loop misses every batch: one line a second is enough
+        self._match_logged = now
         log.error("hard deadline missed: match stage took %.1f ms for %d commands "
                   "(match_deadline_ms=%g; %d misses so far)", match_ns / 1e6, commands,
                   self.match_deadline_ns / 1e6, self.match_misses)

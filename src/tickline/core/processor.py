@@ -180,9 +180,10 @@ class EventProcessor(Generic[E]):
     serializes them with a lock held only for the slice copy. Consumer: either the thread
     started by :meth:`start`, or the caller of :meth:`poll` -- never both, never two callers.
 
-    Parameters: ``capacity`` per lane (power of two); ``max_batch`` natural-batch limit;
-    ``policy`` for a full lane -- a :class:`~tickline.core.intake.BackpressurePolicy` or its
-    string form (``block_timeout`` seconds applies to ``"block"``); ``lanes`` and
+    Parameters: ``capacity`` per lane (power of two; or a sequence, one per lane);
+    ``max_batch`` natural-batch limit; ``policy`` for a full lane -- a
+    :class:`~tickline.core.intake.BackpressurePolicy` or its string form (``block_timeout``
+    seconds applies to ``"block"``); ``lanes`` and
     ``starvation_bound`` for priorities; ``type_of`` maps an event to its handler key (default
     ``type``); ``timestamp_of`` gives an event's own creation time on ``clock``, from which
     deadlines are measured (default: its enqueue time; the latency histograms always use the
@@ -190,8 +191,13 @@ class EventProcessor(Generic[E]):
     ``on_deadline_miss(event, lateness_ns)`` is the hard-deadline alarm; ``on_error(event,
     exc)`` sees handler exceptions (default: log them); ``batch_end(n)`` runs after every
     batch -- flush outputs there; ``batch_start(lane, segments, taken_ns)`` runs once per
-    batch after it is taken and before it is dispatched (``segments``: its ``(count,
-    enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited too long);
+    lane a batch took from, after it is taken and before it is dispatched (``segments``: that
+    part's ``(count, enqueue_ns)`` runs, oldest first; e.g. to find the prefix that waited
+    too long); ``combine_lanes``: a batch that took less than ``max_batch`` from the lane
+    chosen fills up from the lanes of lower priority, in priority order, each part taken only
+    once the part before it was dispatched (so within a batch higher lanes always come
+    first, and are not kept waiting by the lower ones' take), and one batch end (one
+    journal commit, one flush) covers all of it;
     ``wait`` is how the :meth:`start` thread waits when idle
     (default :class:`~tickline.core.wait.BlockingWait`).
     """
@@ -200,7 +206,7 @@ class EventProcessor(Generic[E]):
         self,
         *,
         name: str = "processor",
-        capacity: int = 65536,
+        capacity: int | Sequence[int] = 65536,
         max_batch: int = 1024,
         policy: Backpressure | BackpressurePolicy = "block",
         block_timeout: float = 1.0,
@@ -213,6 +219,7 @@ class EventProcessor(Generic[E]):
         on_error: Callable[[E, BaseException], None] | None = None,
         batch_end: Callable[[int], None] | None = None,
         batch_start: Callable[[int, list[tuple[int, int]], int], None] | None = None,
+        combine_lanes: bool = False,
         wait: WaitStrategy | None = None,
     ) -> None:
         if max_batch < 1:
@@ -233,11 +240,15 @@ class EventProcessor(Generic[E]):
         self.starvation_bound = starvation_bound
         self.wait = wait
         self._bell = Doorbell()
-        self._lanes = [Lane(capacity, index=i, owner=name, clock=clock, bell=self._bell)
+        caps = [capacity] * lanes if isinstance(capacity, int) else list(capacity)
+        if len(caps) != lanes:
+            raise ValueError(f"capacity: one per lane ({lanes}), got {capacity!r}")
+        self._lanes = [Lane(caps[i], index=i, owner=name, clock=clock, bell=self._bell)
                        for i in range(lanes)]
         self._clock = clock
         self._batch_end = batch_end
         self._batch_start = batch_start
+        self._combine = combine_lanes and lanes > 1
         self._dispatch = Dispatcher(name=name, type_of=type_of, timestamp_of=timestamp_of,
                                     clock=clock, on_deadline_miss=on_deadline_miss,
                                     on_error=on_error)
@@ -392,11 +403,38 @@ class EventProcessor(Generic[E]):
             bs(ln.index, segs, t0)
         try:
             dispatch.dispatch(items, segs)
+            if self._combine and n < max_batch:
+                n = self._fill_up(ln, n, segs, max_batch)
         except DeadlineMissed as err:
             self.failure = err
             raise
         finally:
             self._record(n, segs, t0, clock())
+        return n
+
+    def _fill_up(self, ln: Lane, n: int, segs: list[tuple[int, int]], max_batch: int) -> int:
+        """``combine_lanes``: after ``ln``'s part of the batch was dispatched, take and
+        dispatch the lower lanes' waiting events up to ``max_batch`` in all (so the higher
+        part is handled before the lower part is even taken); ``segs`` gains theirs.
+        Returns the batch's new size."""
+        bs = self._batch_start
+        for other in self._lanes[ln.index + 1:]:
+            if other.ring.tail == other.ring.head:
+                continue
+            if self._consumer_locks:
+                with other.lock:
+                    more, more_segs = other.take(max_batch - n)
+            else:
+                more, more_segs = other.take(max_batch - n)
+            other.skipped = 0
+            other.space_freed()
+            if bs is not None:
+                bs(other.index, more_segs, self._clock())
+            segs.extend(more_segs)
+            n += len(more)
+            self._dispatch.dispatch(more, more_segs)
+            if n >= max_batch:
+                break
         return n
 
     def _run_carry(self) -> int:

@@ -323,7 +323,7 @@ class MatchingEngine(RiskControls):
                 if (quantity <= max_quantity and price * quantity <= max_notional
                         and order_type != MARKET):  # (a market order's notional: exact)
                     suspect = False
-                    if max_open and tif != IOC and tif != FOK:
+                    if max_open and (tif == GTC or tif == GTD):
                         counts = self._open_counts
                         if counts is not None and counts.get(account, 0) >= max_open:
                             suspect = True
@@ -370,6 +370,9 @@ class MatchingEngine(RiskControls):
             self._cancel_rest(order, out, C_FOK if tif == FOK else
                               C_MARKET if order_type == MARKET else C_IOC)
             return None
+        counts = self._open_counts  # a new live order (a triggered stop or a replaced
+        if counts is not None:  # iceberg that rests was counted already)
+            counts[account] = counts.get(account, 0) + 1
         self._rest(book, order, out)
         return None
 
@@ -426,7 +429,9 @@ class MatchingEngine(RiskControls):
         # max_position
         positions = self._positions[symbol] if self._positions is not None else None
         signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
+        filled_before = taker.filled
         traded_at = 0
+        stop = False  # self-trade prevention cancelled the taker
         while opposite.best >= limit_key:
             price = opposite.best * sign
             level = levels[price]
@@ -459,10 +464,9 @@ class MatchingEngine(RiskControls):
                 taker.leaves = leaves
                 taker.filled += qty
                 level.total -= qty
-                if positions is not None:
+                if positions is not None:  # the maker's now, the taker's once at the end
                     maker_account = maker.account
                     positions[maker_account] = positions.get(maker_account, 0) - signed * qty
-                    positions[taker_account] = positions.get(taker_account, 0) + signed * qty
                 hidden = maker.hidden
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                  maker.account, maker_leaves + hidden, taker_id, taker_account,
@@ -498,17 +502,16 @@ class MatchingEngine(RiskControls):
             else:
                 opposite.drop_level(price)
                 out.append(LevelChanged(symbol, opp_side, price, 0, 0))
-            if stop:
-                self.next_trade_id = trade_id
-                if traded_at:
-                    self.last_prices[symbol] = traded_at
-                self._cancel_rest(taker, out, C_STP)
-                return
-            if taker.leaves == 0:
+            if stop or taker.leaves == 0:
                 break
         self.next_trade_id = trade_id
         if traded_at:
             self.last_prices[symbol] = traded_at
+            if positions is not None:
+                positions[taker_account] = (positions.get(taker_account, 0)
+                                            + signed * (taker.filled - filled_before))
+        if stop:
+            self._cancel_rest(taker, out, C_STP)
 
     def _fillable(self, opposite: BookSide, taker: Order, limit_key: int) -> int:
         """How much of ``taker`` would fill now (see :meth:`BookSide.fillable`)."""
@@ -535,10 +538,7 @@ class MatchingEngine(RiskControls):
                 order.leaves = display
         own_side = book.bids if order.side == BUY else book.asks
         level = own_side.add(order)
-        counts = self._open_counts
-        if counts is not None and order.order_id not in self.orders:  # (a triggered stop is)
-            counts[order.account] = counts.get(order.account, 0) + 1
-        self.orders[order.order_id] = order
+        self.orders[order.order_id] = order  # (open counts: the caller's, see _new_order)
         if order.tif == GTD:
             self._schedule_expiry(order)
         out.append(LevelChanged(order.symbol, order.side, order.price, level.total,

@@ -162,8 +162,12 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
     if crosses and order.post_only:
         return engine._reject(out, cmd, order_id, R_POST_ONLY,
                             f"post-only order {order_id} at {price} would take liquidity")
-    if engine._gated and engine._pretrade_replace(cmd, order, price, quantity, out):
-        return None  # kill switch or a risk limit (risk.py)
+    if engine._gated:  # kill switch or a risk limit (risk.py): the exact check only when
+        caps = engine._caps.get(account)  # the replace may breach one (the engine's fast
+        if caps is not None and (  # pass; a disabled account's caps are 0: always checked)
+                quantity > order.quantity or price * quantity > caps[1]) and (
+                engine._pretrade_replace(cmd, order, price, quantity, out)):
+            return None
 
     # Validated: from here on the replace happens.
     if clid and clid != order.client_order_id:

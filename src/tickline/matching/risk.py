@@ -43,21 +43,26 @@ when some account has ``max_position`` (and open-order counts only when some acc
 ``max_open_orders``: those are derived from the live orders).
 
 *Cost.* An engine without limits pays one flag test per new order, one ``is None`` test per
-match, trade, rest and finish, and one comparison per price-only move (the move price floor):
-by instruction count (``valgrind --tool=cachegrind``, 40,000 commands of the exchange-core
-mix) the same as before these controls existed. With all four limits on every account the
-new orders take an inline fast pass (the exact check, with its reject texts, runs only for an
-order that may breach a limit) and trades, rests and finishes update positions and counts:
-+5.3% instructions. Wall clock costs more than that (``tickline bench matching --risk``,
-paired slices, on a shared 2-core VM): ~9-13% with 1,000 limited accounts, ~4% with 10, but
-the slice-to-slice spread (p25..p75 ~3-20%) is wider than the median itself.
+match, rest and finish, and one comparison per price-only move (the move price floor). With
+all four limits on every account, new orders (and general replaces) take an inline fast pass
+against thresholds clamped to ``FAST_CAP`` (one-digit ints: CPython 3.11 compares those on
+its specialized path, and only inside an ``if``); the exact check, with its reject texts,
+runs only for an order that may breach a limit. Trades update the makers' positions and the
+taker's once per match; new resting orders and finishes update the open counts.
 
-Measured breakdown (cachegrind, 100,000 commands, loop minus setup, 13,904 instructions per
-command without limits): quantity limit only +104 per command (+0.7%); quantity and position
-+488 (+3.5%); all four +590 (+4.2%). So position tracking is most of it. Replacing the caps
-tuple and the open-count dict with one ``__slots__`` state object per account (one lookup
-for every check) changed neither the instruction count (+592) nor the bench (paired runs:
-11.2% before, 12.0% after), so the per-account tables are not the bottleneck: do not redo it.
+Measured (issue 13 lane, 2026-12-02; docs/benchmarks.md has the commands): instructions per
+command by ``valgrind --tool=callgrind`` on a fixed 40,000-command exchange-core workload,
+loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000 accounts vs none:
++5.59% before this work, **+5.2-5.3%** now (quantity only +1.8%, open orders adds +1.5%,
+position tracking alone +4.2%). CPU time of paired 5,000-command slices (``thread_time``,
+same process, GC off) shows far more, a median of +11-17% (p25..p75 about +4..+30% on this
+shared 2-core VM), and experiments put most of that gap on the two position-dict updates in
+``_match`` (whole runs with position limits only: +17% CPU time; without those updates
++0.3%; with them storing 0, +24%), though the time shows up in unrelated functions: a
+machine-level effect the instruction counts do not show, unexplained so far. The issue's
+< 5% target is therefore **not met** yet; the next step is the position tracking. One
+``__slots__`` state object per account instead of the caps tuple and the open-count dict
+was measured earlier and saved nothing.
 """
 
 from __future__ import annotations
