@@ -496,7 +496,7 @@ class Exchange:
             raise ExchangeStopped("the exchange is stopping")
         like = CancelOrders(account=account, order_ids=())
         lane = self._lane_of(like)
-        item = _Inbound(None, None, None, make)
+        item = (_Inbound if lane else _HighInbound)(None, None, None, make)
         item.mark = self._high_lane.published
         try:
             self.processor.submit(item, lane=lane)
