@@ -46,6 +46,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.cluster.jetstream import (
     DEDUP_WINDOW_S,
     Follower,
@@ -57,7 +58,6 @@ from tickline.cluster.jetstream import (
 )
 from tickline.cluster.node import leader_key, load_snapshot
 from tickline.cluster.shardmap import (
-    CLUSTER_UNAVAILABLE,
     ShardMap,
     in_subject,
     out_stream,
@@ -72,13 +72,6 @@ from tickline.stream.routing import ReportPort
 log = logging.getLogger(__name__)
 
 __all__ = ["ClusterExchange", "ClusterUnavailable"]
-
-
-class ClusterUnavailable(ExchangeStopped):
-    """No engine can take the command now; nothing was logged. ``reason`` is the reject
-    code the gateway answers with (``CLUSTER_UNAVAILABLE`` = 412)."""
-
-    reason = CLUSTER_UNAVAILABLE
 
 
 class _Wait:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped
 from tickline.gateway.jsonfmt import (
@@ -452,7 +453,7 @@ class Session:
         if port is not None:
             if self.cancel_on_disconnect:
                 self.cancel_on_disconnect = False  # once
-                with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                     self.gw.services.cancel_on_disconnect(port, self.account)
             port.close()
             self.exec_port = None
@@ -554,6 +555,8 @@ class Session:
             self.gw.exchange.submit(cmd, self._on_reply, self.exec_port)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
+        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+            raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None
         self.gw.counters.orders += 1
@@ -663,6 +666,8 @@ class Session:
             call(*args)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
+        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+            raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None
 
