@@ -18,6 +18,12 @@ use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, `
   is called only then — a client is acknowledged only after the shard engine processed the
   command from the log. Replies are released in submission order (several shards may answer
   out of order); queries and deferred commands wait for every command submitted before them.
+* **market data**: every engine output is also fed to the gateway's own
+  :class:`~tickline.stream.MarketDataPublisher` (``publisher``), so the WebSocket feeds,
+  ``/book/<symbol>`` and FIX market data work as with one process; a gateway started from a
+  snapshot seeds it from the snapshot's books. Per-topic sequence numbers are the
+  gateway's own (a symbol lives on one shard, so its feed is in order with any number of
+  shards); bars close on the engines' timestamps, which are per shard.
 * **state**: ``reports`` mirrors the engines' report builders, ``engine.orders`` the live
   orders (cancel on disconnect), ``engine.last_seq`` the last sequence released. A gateway
   started while the cluster runs begins from shard 0's newest snapshot (one shard) or from
@@ -76,6 +82,7 @@ from tickline.matching import (
     Rejected,
     RejectReason,
 )
+from tickline.stream import MarketDataPublisher
 from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort
 
@@ -182,6 +189,9 @@ class ClusterExchange(Exchange):
                 engine.restore(snap.engine)
                 self._use_mirror(ReportBuilder(engine.orders.values(),
                                                snap.engine.attachments.get(ReportBuilder.key)))
+                # market data continues from the snapshot's books (no subscriber yet)
+                self.publisher = MarketDataPublisher(self.bus, self.instruments,
+                                                     books=engine.books)
                 self._applied[0] = snap.seq
                 starts[0] = snap.out_seq + 1
         caught_up = []
@@ -413,10 +423,14 @@ class ClusterExchange(Exchange):
         mine = self._mine
         gid = self.gateway_id
         applied = self._applied[shard]
-        for done in out.done:
+        fresh = [d for d in out.done if d.cmd.seq > applied]  # (a takeover re-publishes)
+        if fresh:
+            try:  # market data first, as the one-process exchange does
+                self.publisher.publish_batch([(d.cmd.seq, d.cmd.ts, d.events) for d in fresh])
+            except Exception:
+                log.exception("market data publish failed for shard %d", shard)
+        for done in fresh:
             cmd = done.cmd
-            if cmd.seq <= applied:
-                continue  # already released (a takeover re-published it)
             applied = cmd.seq
             reports = build(cmd.seq, cmd.ts, done.events)
             record(reports)
