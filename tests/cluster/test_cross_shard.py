@@ -1,7 +1,8 @@
 """Cluster mode with two shards: a command spanning shards (mass cancel of every symbol, the
 account kill switch) gets the permanent typed reject ``CROSS_SHARD_UNSUPPORTED`` (413), not
 the retryable ``CLUSTER_UNAVAILABLE`` (412); nothing is logged, per-symbol commands still work
-(real nats-server, one engine process per shard, the binary client and the admin endpoint)."""
+(real nats-server, one engine process per shard; the binary client, the admin endpoint, the
+WebSocket and FIX)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.procs import EngineProc
+from tests.gateway.test_http import read_until, request, ws_connect
 from tickline.client import Client
 from tickline.client_types import OrderRejectedError
 from tickline.cluster.gateway import ClusterExchange
 from tickline.cluster.natsserver import NatsServer
-from tickline.config import load_config
+from tickline.config import FixSessionConfig, load_config
+from tickline.gateway.fix import codec
+from tickline.gateway.fix.client import FixClient
 from tickline.matching import RejectReason
 from tickline.server import Server
 
@@ -41,6 +45,16 @@ def _post(port: int, path: str) -> tuple[int, dict[str, object]]:
             return e.code, json.loads(e.read())
 
 
+def _fix_mass_cancel_all(port: int) -> codec.FixMessage:
+    c = FixClient("127.0.0.1", port, "ALICE")
+    try:
+        assert c.logon("alice-key").msg_type == "A"
+        c.send("q", [(11, "mc1"), (530, "7"), (60, codec.sending_time())])
+        return c.expect("r")
+    finally:
+        c.sock.close()
+
+
 def test_cross_shard_commands_get_a_permanent_reject(nats_server: NatsServer,
                                                      tmp_path: Path) -> None:
     path = tmp_path / "cluster.toml"
@@ -48,6 +62,9 @@ def test_cross_shard_commands_get_a_permanent_reject(nats_server: NatsServer,
                     f'cluster_shards = 2\nadmin_key = "{KEY}"\n'
                     f'journal_dir = "{tmp_path / "j"}"\n')
     cfg = load_config(path)
+    cfg.fix.port = 0
+    cfg.fix.store_dir = str(tmp_path / "fix")
+    cfg.fix.sessions = [FixSessionConfig(sender_comp_id="ALICE", account="alice")]
     engines = [EngineProc(nats_server.url, tmp_path / f"e{k}.log", shard=k) for k in (0, 1)]
     try:
         async def main() -> None:
@@ -74,13 +91,24 @@ def test_cross_shard_commands_get_a_permanent_reject(nats_server: NatsServer,
                 assert status == 409
                 assert body["error"] == "cross_shard_unsupported"
                 assert await alice.new_order("MSFT", "sell", 1, "2.00")  # not killed
+                ws = await ws_connect(server.http_port)
+                await request(ws, {"op": "login", "key": "alice-key"})
+                await read_until(ws, lambda m: m["type"] == "login")
+                await request(ws, {"op": "mass_cancel", "id": 7})
+                got = await read_until(ws, lambda m: m.get("id") == 7)
+                err_msg = next(m for m in got if m.get("id") == 7)
+                assert (err_msg["type"], err_msg["code"]) == ("error", "cross_shard_unsupported")
+                await ws.close()
+                answer = await asyncio.to_thread(_fix_mass_cancel_all, server.fix_port)
+                assert answer.get(531) == "0" and answer.get(532) == "99"
+                assert "spans shards" in answer.get(58)
                 await alice.logout()
                 js = ex.js
                 assert js is not None
                 # logged: 2 orders + 1 per-symbol mass cancel + 1 order; never the refused
                 logged = [(await js.stream_info(f"TL_IN_{k}")).state.messages for k in (0, 1)]
                 assert sum(logged) == 4
-                assert ex.statistics()["cross_shard_refused"] == 2
+                assert ex.statistics()["cross_shard_refused"] == 4
             finally:
                 await server.stop()
 
