@@ -117,7 +117,8 @@ with the instrument's ``price_to_str``/``qty_to_str``); sides are ``"buy"``/``"s
     replies ``open_orders`` with ``orders``.
 ``{"op":"mass_cancel","symbol":"AAPL","side":"buy","id":3}`` (optional: all symbols, both sides)
     cancels the account's live orders (one journaled command): a ``cancelled`` report each,
-    then ``mass_cancelled`` with the ``count``.
+    then ``mass_cancelled`` with the ``count``. In cluster mode with several shards, all
+    symbols span shards: the error ``cross_shard_unsupported`` (permanent; cancel per symbol).
 
 Private output -- ``exec`` reports and the answers to ``order_status``, ``open_orders`` and
 ``mass_cancel`` -- is one ordered stream per session, so an answer never overtakes a report

@@ -92,6 +92,7 @@ from tickline.matching.types import (
     STP_CANCEL_NEWEST,
     STP_CANCEL_OLDEST,
     STP_OFF,
+    reject_reason_name,
 )
 from tickline.stream import ExecKind, ExecReport, ReportPort
 from tickline.stream.reports import OrderState, OrderStatus
@@ -717,6 +718,11 @@ class Session:
         rid = op.id
 
         def answer(_cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
+            if reports and reports[0].kind == ExecKind.REJECTED:  # cluster: spans shards
+                r = reports[0]
+                self.deliver_reports([{"type": "error", "code": reject_reason_name(
+                    r.reason).lower(), "message": r.text, "op": "mass_cancel", "id": rid}])
+                return
             cancelled = sum(1 for r in reports if r.kind == ExecKind.CANCELLED)
             self.deliver_reports([*reports, {"type": "mass_cancelled", "id": rid,
                                              "symbol": op.symbol, "side": op.side,

@@ -671,6 +671,11 @@ class FixSession(asyncio.Protocol):
         def done(cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
             if self.closed:
                 return
+            if reports and reports[0].kind == _REJECTED:  # cluster: spans shards (413)
+                self.send_app("r", b"11=%s\x0137=NONE\x01530=%s\x01531=0\x01532=99\x01"
+                                   b"58=%s\x01" % (clid.encode("latin-1"), kind.encode(),
+                                                   app._text(reports[0].text)))
+                return
             for r in reports:
                 self._report(r)
             cancelled = sum(1 for r in reports if r.kind == int(ExecKind.CANCELLED))
