@@ -60,7 +60,10 @@ class Server:
                 shard_map=section.shard_map, engine_config=config.engine_config(),
                 durability=section.durability, interval_ms=section.interval_ms,
                 snapshot_every=section.snapshot_every, capacity=section.inbound_capacity,
-                max_batch=section.max_batch, report_history=section.report_history)
+                max_batch=section.max_batch, report_history=section.report_history,
+                lanes=config.lanes.enabled, max_queue_ms=config.deadlines.max_queue_ms,
+                match_deadline_ms=config.deadlines.match_ms,
+                publish_deadline_ms=config.deadlines.publish_ms)
         elif section.cluster:  # cluster mode: the engines run elsewhere (tickline.cluster)
             from tickline.cluster.gateway import ClusterExchange
 

@@ -9,10 +9,11 @@ import time
 
 from tickline.bench.workload import exchange_core_mix
 from tickline.cluster.gateway import ClusterExchange
-from tickline.cluster.jetstream import connect, log_command
+from tickline.cluster.jetstream import connect, ensure_shard, log_command
 from tickline.cluster.natsserver import NatsServer
 from tickline.cluster.node import EngineNode
-from tickline.cluster.wire import Logged, encode
+from tickline.cluster.wire import Logged, decode_output, encode
+from tickline.matching import BUY, Instrument, NewOrder
 
 
 async def wait_until(pred: object, timeout: float = 15.0) -> None:
@@ -79,7 +80,7 @@ def test_replica_from_snapshot_plus_tail_has_the_leaders_digest(
 def test_gtd_order_expires_without_other_commands(nats_server: NatsServer) -> None:
     """The leader logs a TimeTick once a GTD expiry is due, so an idle shard still expires
     the order, at a place in the log every replica sees."""
-    from tickline.matching import BUY, Expired, Instrument, NewOrder
+    from tickline.matching import Expired
     from tickline.matching.types import GTD
 
     instruments = [Instrument(symbol="AAA")]
@@ -106,12 +107,46 @@ def test_gtd_order_expires_without_other_commands(nats_server: NatsServer) -> No
             await wait_until(lambda: leader.published_seq == 2)
             assert leader.replica.engine.now >= expire
             out = await nc.jetstream().get_msg("TL_OUT_0", leader.out_seq)
-            from tickline.cluster.wire import decode_output
             events = [e for d in decode_output(out.data or b"").done for e in d.events]
             assert any(type(e) is Expired for e in events)
         finally:
             await nc.close()
             await standby.stop()
             await leader.stop()
+
+    asyncio.run(main())
+
+
+def test_a_backlog_is_published_in_messages_below_max_payload(nats_server: NatsServer) -> None:
+    """An engine that starts behind a long input backlog takes it in big batches; its output
+    is split into messages NATS accepts (max_payload), every command published once."""
+    instruments = [Instrument(symbol="AAA")]
+    n = 5000
+
+    async def main() -> None:
+        nc = await connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_shard(js, 0)
+        clid = "x" * 60  # fat reports: a 4096-command batch would exceed 1 MB in one message
+        for i in range(n):
+            cmd = NewOrder(account=1, symbol="AAA", side=BUY, price=10, quantity=1,
+                           client_order_id=f"{clid}{i}")
+            await js.publish("tickline.in.0", encode(Logged("t", i, time.time_ns(), cmd)),
+                             headers={"Nats-Msg-Id": f"t:{i}"})
+        node = EngineNode(nats_server.url, instruments, node_id="a")
+        await node.start()
+        try:
+            await wait_until(lambda: node.published_seq == n, timeout=60)
+            info = await js.stream_info("TL_OUT_0")
+            assert info.state.messages >= n // 1024
+            seqs = []
+            for s in range(1, info.state.last_seq + 1):
+                msg = await js.get_msg("TL_OUT_0", s)
+                assert len(msg.data or b"") <= nc.max_payload
+                seqs.extend(d.cmd.seq for d in decode_output(msg.data or b"").done)
+            assert seqs == list(range(1, n + 1))
+        finally:
+            await node.stop()
+            await nc.close()
 
     asyncio.run(main())

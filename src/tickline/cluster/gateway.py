@@ -6,8 +6,9 @@ use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, `
 ``history``, ``resumer``, ``instruments`` — so the gateway code is not forked:
 
 * **submit** routes each command to its shard (:class:`~tickline.cluster.shardmap.ShardMap`)
-  and appends it to the shard's input log with ``Nats-Msg-Id: <gateway>:<ticket>``; a publish
-  that is not acknowledged is re-sent with the same id (JetStream drops the copy). While NATS
+  and appends it to the shard's input log with ``Nats-Msg-Id: <gateway>:<ticket>``; a command
+  that was lost on the way is re-sent with the same id (JetStream drops a copy; see
+  :meth:`ClusterExchange._resender`). While NATS
   is unreachable, or a shard has had no leader for ``unavailable_after_s``, submits raise
   :class:`ClusterUnavailable` (reject code 412) — during a failover shorter than that the
   commands wait in the log and the clients see a pause, not errors.
@@ -46,6 +47,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from tickline.cluster.jetstream import (
+    DEDUP_WINDOW_S,
     Follower,
     connect,
     ensure_shard,
@@ -57,7 +59,6 @@ from tickline.cluster.node import leader_key, load_snapshot
 from tickline.cluster.shardmap import (
     CLUSTER_UNAVAILABLE,
     ShardMap,
-    in_stream,
     in_subject,
     out_stream,
     out_subject,
@@ -83,8 +84,8 @@ class ClusterUnavailable(ExchangeStopped):
 class _Wait:
     """One submission waiting for its release (a command, a query or a deferred make)."""
 
-    __slots__ = ("ask", "cmd", "done", "events", "make", "origin", "reply", "reports",
-                 "shard", "ticket")
+    __slots__ = ("ask", "cmd", "done", "events", "first_sent", "make", "origin", "payload",
+                 "reply", "reports", "sent", "shard", "ticket")
 
     def __init__(self, ticket: int, cmd: Command | None, reply: Any,
                  origin: ReportPort | None) -> None:
@@ -98,6 +99,8 @@ class _Wait:
         self.reports: list[ExecReport] = []
         self.ask: Callable[[], Any] | None = None
         self.make: Callable[[], Command | None] | None = None
+        self.payload: bytes | None = None
+        self.sent = self.first_sent = time.monotonic()
 
 
 class ClusterExchange(Exchange):
@@ -107,7 +110,8 @@ class ClusterExchange(Exchange):
                  engine_config: EngineConfig | None = None, shards: int = 1,
                  overrides: dict[str, int] | None = None, report_history: int = 4096,
                  max_pending: int = 65536, unavailable_after_s: float = 3.0,
-                 lease_s: float = 1.0, replicas: int = 1) -> None:
+                 lease_s: float = 1.0, replicas: int = 1,
+                 resend_after_s: float = 3.0) -> None:
         super().__init__(instruments, engine_config=engine_config, journal_dir=None,
                          report_history=report_history)
         self.url = url
@@ -115,6 +119,7 @@ class ClusterExchange(Exchange):
         self.gateway_id = uuid.uuid4().hex[:12]
         self.max_pending = max_pending
         self.unavailable_after_s = unavailable_after_s
+        self.resend_after_s = resend_after_s
         self.lease_s = lease_s
         self.replicas = replicas
         self.nc: Client | None = None
@@ -128,7 +133,6 @@ class ClusterExchange(Exchange):
         self._leader_seen = [time.monotonic()] * shards
         self._followers: list[Follower] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._confirming: set[asyncio.Task[None]] = set()
         self._closed = False
         self._closed_event = asyncio.Event()
         self.published = 0
@@ -137,6 +141,8 @@ class ClusterExchange(Exchange):
         self.unavailable = 0
         self.stale_outputs = 0
         self._epochs = [0] * shards
+        self._released_ticket = [0] * shards  # highest ticket of ours released, per shard
+        self._output_seen = [time.monotonic()] * shards
         self._use_mirror(ReportBuilder())
 
     def _use_mirror(self, builder: ReportBuilder) -> None:
@@ -178,6 +184,7 @@ class ClusterExchange(Exchange):
         kv = await leader_kv(js, lease_s=self.lease_s, replicas=self.replicas)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._publisher(), name="cluster-publisher"))
+        self._tasks.append(loop.create_task(self._resender(), name="cluster-resender"))
         self._tasks.append(loop.create_task(self._watch_leaders(kv), name="cluster-leaders"))
 
     async def run(self) -> None:
@@ -295,51 +302,56 @@ class ClusterExchange(Exchange):
         self._release()
 
     async def _publisher(self) -> None:
-        """Append waiting commands to their input logs, in submission order, pipelined: the
-        acknowledgements are checked by :meth:`_confirm` while later commands go out."""
-        assert self.js is not None
-        js = self.js
+        """Append waiting commands to their input logs, in submission order. Plain NATS
+        publishes on the stream's subject (JetStream stores them, deduplicating by
+        ``Nats-Msg-Id``), without a per-message acknowledgement: the confirmation that
+        counts is the engine's output, and :meth:`_resender` re-sends (same id, so never
+        logged twice) a command whose output has not come within ``resend_after_s``.
+        Measured: the per-message JetStream acknowledgement was the gateway's largest
+        cost."""
+        assert self.nc is not None
+        nc = self.nc
         gid = self.gateway_id
-        loop = asyncio.get_running_loop()
         while True:
             await self._publish_wake.wait()
             self._publish_wake.clear()
             batch, self._to_publish = self._to_publish, []
-            if not batch:
-                continue
-            futures = []
+            now = time.monotonic()
             for w in batch:
-                payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
-                futures.append(await js.publish_async(
-                    in_subject(w.shard), payload, stream=in_stream(w.shard),
-                    headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"}))
+                if w.payload is None:
+                    w.payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
+                w.sent = now
+                await nc.publish(in_subject(w.shard), w.payload,
+                                 headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"})
             self.published += len(batch)
-            task = loop.create_task(self._confirm(batch, futures))
-            self._confirming.add(task)
-            task.add_done_callback(self._confirming.discard)
 
-    async def _confirm(self, batch: list[_Wait], futures: list[asyncio.Future[Any]]) -> None:
-        """Wait for a batch's acknowledgements; re-send (same ``Nats-Msg-Id``, so never
-        logged twice) what was not acknowledged in time. A re-sent command may be logged
-        after commands submitted later — only when NATS refused or lost one message and
-        not the next ones."""
-        results: list[Any]
-        try:
-            async with asyncio.timeout(2.0):
-                results = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError:
-            results = [f.result() if f.done() and not f.cancelled() and not f.exception()
-                       else None for f in futures]
-            for f in futures:
-                f.cancel()
-        retry = [w for w, r in zip(batch, results, strict=True)
-                 if (r is None or isinstance(r, BaseException)) and not w.done]
-        if retry:
-            self.republished += len(retry)
-            log.warning("re-publishing %d unacknowledged commands", len(retry))
-            await asyncio.sleep(0.1)
-            self._to_publish[:0] = retry
-            self._publish_wake.set()
+    async def _resender(self) -> None:
+        """Re-send commands that were lost, never ones that are merely slow (re-sending
+        everything late would feed an overload): a command is re-sent when a command this
+        gateway sent *after* it to the same shard has been released (one connection keeps
+        order, so it was dropped), or when its shard has released nothing at all for
+        ``resend_after_s`` (a reconnect lost everything in flight) — the oldest 1,000 —
+        and only within JetStream's duplicate window, so never logged twice."""
+        while True:
+            await asyncio.sleep(self.resend_after_s / 2)
+            now = time.monotonic()
+            late = []
+            for w in self._mine.values():
+                if w.done or now - w.sent <= self.resend_after_s:
+                    continue
+                if now - w.first_sent >= DEDUP_WINDOW_S * 0.8:
+                    continue
+                k = w.shard
+                if (w.ticket < self._released_ticket[k]
+                        or now - self._output_seen[k] > self.resend_after_s):
+                    late.append(w)
+                    if len(late) >= 1000:
+                        break
+            if late and self.nc is not None and self.nc.is_connected:
+                self.republished += len(late)
+                log.warning("re-sending %d commands that were lost", len(late))
+                self._to_publish.extend(late)
+                self._publish_wake.set()
 
     # -- release ---------------------------------------------------------------------------
 
@@ -353,6 +365,7 @@ class ClusterExchange(Exchange):
 
     def _on_output(self, shard: int, data: bytes) -> None:
         out = decode_output(data)
+        self._output_seen[shard] = time.monotonic()
         if out.epoch < self._epochs[shard]:
             self.stale_outputs += 1  # a fenced-off leader's (cannot normally land)
         self._epochs[shard] = max(self._epochs[shard], out.epoch)
@@ -370,6 +383,8 @@ class ClusterExchange(Exchange):
             reports = build(cmd.seq, cmd.ts, done.events)
             record(reports)
             w = mine.pop(done.ticket, None) if done.gateway == gid else None
+            if w is not None and w.ticket > self._released_ticket[shard]:
+                self._released_ticket[shard] = w.ticket
             try:
                 own = route(reports, getattr(cmd, "account", 0),
                             w.origin if w is not None else None)

@@ -172,7 +172,11 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                 items.append((seq, m.data))
                 state["next"] = seq + 1
             if items:
-                await handle(items)
+                try:
+                    await handle(items)
+                except Exception:  # the reader must outlive one bad batch
+                    log.exception("%s: handling messages up to %d failed", stream,
+                                  state["next"] - 1)
             if gap:
                 log.warning("%s: gap before %d; resubscribing", stream, state["next"])
                 follower.resets += 1

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -77,6 +78,8 @@ log = logging.getLogger(__name__)
 __all__ = ["EngineNode", "last_published", "load_snapshot"]
 
 _WRONG_LAST_SEQUENCE = 10071
+_MAX_OUTPUT_COMMANDS = 1024
+"""Commands per output message at most (and fewer if it would exceed NATS max_payload)."""
 
 
 def leader_key(shard: int) -> str:
@@ -150,6 +153,7 @@ class EngineNode:
         self.takeovers = 0
         self.renewals = 0
         self._ticked = 0
+        self._max_payload = 900_000
         self.became_leader = asyncio.Event()
         self.started_from: int = 0
 
@@ -157,6 +161,7 @@ class EngineNode:
 
     async def start(self) -> None:
         self.nc = await connect(self.url, name=f"tickline-engine-{self.shard}-{self.node_id}")
+        self._max_payload = int(self.nc.max_payload * 0.9)
         js = self.js = self.nc.jetstream()
         await ensure_shard(js, self.shard, replicas=self.replicas)
         self.kv = await leader_kv(js, lease_s=self.lease_s, replicas=self.replicas)
@@ -205,9 +210,12 @@ class EngineNode:
                 unpublished.append(done)
         self._since_snapshot += applied
         if self.leader:
-            await self._publish()
-            if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
-                await self.snapshot()
+            try:
+                await self._publish()
+                if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+                    await self.snapshot()
+            except Exception:  # kept unpublished: the next lease tick publishes them
+                log.exception("shard %d: publishing failed", self.shard)
         elif len(unpublished) > 1_000_000:  # a standby whose leader publishes nothing
             unpublished.popleft()
 
@@ -223,11 +231,15 @@ class EngineNode:
                     log.warning("shard %d: lease not renewed for %.2fs; not publishing",
                                 self.shard, time.monotonic() - self._renewed)
                     return
-                batch = list(self._unpublished)
+                batch = list(itertools.islice(self._unpublished, _MAX_OUTPUT_COMMANDS))
+                payload = encode(Output(self.epoch, self.shard, batch))
+                while len(payload) > self._max_payload and len(batch) > 1:
+                    batch = batch[:len(batch) // 2]  # one NATS message: below max_payload
+                    payload = encode(Output(self.epoch, self.shard, batch))
                 assert self.js is not None
                 try:
                     ack = await self.js.publish(
-                        out_subject(self.shard), encode(Output(self.epoch, self.shard, batch)),
+                        out_subject(self.shard), payload,
                         stream=out_stream(self.shard), timeout=2.0,
                         headers={"Nats-Expected-Last-Sequence": str(self.out_seq)})
                 except APIError as e:

@@ -26,7 +26,9 @@ background thread; meanwhile commands for its symbols are answered with a
 changed). A shard that dies or hangs (``reply_timeout``) while it holds a batch is restarted
 at once, in the batch: it reports the events of whatever it had journaled (released
 normally), and its commands that never reached its journal are answered with 411 — none
-was acknowledged, none is lost silently.
+was acknowledged, none is lost silently — except the parts of commands sent to several
+shards (a broadcast, a split ``CancelOrders``): those are sent again to the restarted shard,
+so such a command is released only with every part journaled, equal to a replay.
 
 Start-up: each shard recovers its own journal; then this process rebuilds the report
 numbering and the market-data books by replaying every shard journal merged by sequence
@@ -258,7 +260,10 @@ class ShardedExchange(Exchange):
                  interval_ms: int = 5, snapshot_every: int = 0, capacity: int = 65536,
                  max_batch: int = 1024, report_history: int = 4096,
                  clock: Callable[[], int] = time.time_ns, start_timeout: float = 60.0,
-                 reply_timeout: float = 5.0) -> None:
+                 reply_timeout: float = 5.0, lanes: bool = False,
+                 max_queue_ms: float = 1000.0, match_deadline_ms: float = 0.0,
+                 publish_deadline_ms: float = 200.0,
+                 monotonic: Callable[[], int] = time.monotonic_ns) -> None:
         instruments = list(instruments)
         self.map = ShardMap(shards, [i.symbol for i in instruments], shard_map)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -266,7 +271,10 @@ class ShardedExchange(Exchange):
             self.map.persist(self.data_dir)
         super().__init__(instruments, engine_config=engine_config, journal_dir=None,
                          capacity=capacity, max_batch=max_batch, clock=clock,
-                         report_history=report_history)
+                         report_history=report_history, max_queue_ms=max_queue_ms,
+                         match_deadline_ms=0, publish_deadline_ms=publish_deadline_ms,
+                         monotonic=monotonic)
+        _warn_unapplied(lanes, match_deadline_ms)
         self.start_timeout = start_timeout
         self.reply_timeout = reply_timeout
         self.released_seq = 0
@@ -284,6 +292,9 @@ class ShardedExchange(Exchange):
 
         self.shards = [ShardHandle(k, spec_maker(k)) for k in range(shards)]
         self._outbox: list[list[Command]] = [[] for _ in self.shards]
+        self._spread: set[int] = set()
+        """Seqs of this batch's commands sent to more than one shard (broadcasts, a split
+        ``CancelOrders``): re-sent to a shard restarted in the batch (see _recover_in_batch)."""
         self._restart_threads: list[threading.Thread] = []
         t0 = time.perf_counter()
         try:
@@ -358,9 +369,18 @@ class ShardedExchange(Exchange):
         return [(0, cmd)]  # pragma: no cover - every command kind is handled above
 
     def _sequence_and_match(self, item: _Inbound) -> None:
+        if self._slow and self._intercept(item):
+            return  # a new order or replace past max_queue_ms: STALE_ORDER (410), unsequenced
         if not self._pending:
             self._batch_started = time.perf_counter_ns()
         if item.make is not None:
+            if self._pending:
+                # make() reads the released state (port.orders, the live orders), which
+                # changes only when a batch is released: finish the batch so far first, as
+                # Exchange matches it (cancel on disconnect must see an order entered in
+                # this same batch)
+                self._release_batch()
+                self._batch_started = time.perf_counter_ns()
             made = item.make()
             if made is None:
                 return
@@ -383,16 +403,18 @@ class ShardedExchange(Exchange):
                 sub.seq = cmd.seq
                 sub.ts = ts
             self._outbox[k].append(sub)
+        if len(targets) > 1:
+            self._spread.add(cmd.seq)
         self._pending.append((item, []))
 
     # -- stages 3 and 4 -------------------------------------------------------------------
 
-    def _dispatch(self) -> dict[int, list[list[Event]]]:
+    def _dispatch(self) -> dict[int, list[tuple[int, list[Event]]]]:
         """Send every shard its frame, collect every result; a failing shard is restarted in
-        place. Returns the events per seq (one list per shard involved)."""
+        place. Returns the events per seq: one ``(shard, events)`` per shard involved."""
         box = self._outbox
         sent: list[int] = []
-        by_seq: dict[int, list[list[Event]]] = {}
+        by_seq: dict[int, list[tuple[int, list[Event]]]] = {}
         for k, cmds in enumerate(box):
             if not cmds:
                 continue
@@ -409,15 +431,21 @@ class ShardedExchange(Exchange):
                 self._recover_in_batch(k, cmds, by_seq, exc)
                 continue
             for seq, events in results:
-                by_seq.setdefault(seq, []).append(events)
+                by_seq.setdefault(seq, []).append((k, events))
         for cmds in box:
             cmds.clear()
+        self._spread.clear()
         return by_seq
 
     def _recover_in_batch(self, k: int, cmds: list[Command],
-                          by_seq: dict[int, list[list[Event]]], exc: Exception) -> None:
+                          by_seq: dict[int, list[tuple[int, list[Event]]]],
+                          exc: Exception) -> None:
         """Shard ``k`` failed holding ``cmds``: restart it now from its journal; what it had
-        journaled comes back as its late results, the rest is answered 411."""
+        journaled comes back as its late results. Of the rest (a suffix of ``cmds``: a
+        journal holds a prefix), a command that went to other shards too (a broadcast, a
+        split ``CancelOrders``) is sent again to the restarted shard, in order, so its
+        every part is journaled and released (never half a kill switch); a command for this
+        shard only is answered 411 (it changed nothing anywhere)."""
         shard = self.shards[k]
         log.error("%s; restarting it from its journal", exc)
         shard.last_error = str(exc)
@@ -428,17 +456,39 @@ class ShardedExchange(Exchange):
         try:
             hello = self._start(shard, shard.acked_seq)
             for seq, events in hello.late:
-                by_seq.setdefault(seq, []).append(events)
+                by_seq.setdefault(seq, []).append((k, events))
                 got.add(seq)
-        except Exception as again:
-            shard.last_error = str(again)
-            log.error("shard %d restart failed: %s; retrying in the background", k, again)
+            again = [c for c in cmds if c.seq not in got and c.seq in self._spread]
+            if again:
+                try:
+                    shard.send(again, self.reply_timeout)
+                    for seq, events in shard.collect(len(again), self.reply_timeout):
+                        by_seq.setdefault(seq, []).append((k, events))
+                        got.add(seq)
+                except ShardFailed:  # failed again: as if its restart had failed
+                    shard.up = False
+                    shard.kill()
+                    raise
+        except Exception as failed:
+            shard.last_error = str(failed)
+            log.error("shard %d restart failed: %s; retrying in the background", k, failed)
             self._restart_later(shard)
         for cmd in cmds:
             if cmd.seq not in got:
-                by_seq.setdefault(cmd.seq, []).append([_UNSEQUENCED])
+                by_seq.setdefault(cmd.seq, []).append((k, [_UNSEQUENCED]))
 
     def _end_of_batch(self, n: int) -> None:
+        self._release_batch()
+        # the per-batch flags _start_of_batch set (the stale prefix)
+        self._slow = False
+        self._stale_left = 0
+        self._guard = False
+        self._stale_in_batch = 0
+
+    def _release_batch(self) -> None:
+        """Stages 3 and 4 for everything pending: dispatch to the shards (match, journal),
+        then release in seq order. Also called within a batch, before a deferred command is
+        made (the per-batch flags stay)."""
         pending = self._pending
         if not pending:
             while self._queries:
@@ -451,13 +501,15 @@ class ShardedExchange(Exchange):
         self.stage_journal.record(t2 - t1)
         released: list[tuple[_Inbound, list[Event], bool]] = []
         for item, events in pending:
-            if events:  # answered 411 before sequencing
+            if events:  # answered 411 (or 410, stale) before sequencing
                 released.append((item, events, False))
                 continue
-            # a part of a broadcast that a failed shard never journaled is left out, as in
-            # a replay of the journals; with no part journaled anywhere the command is 411
-            parts = [p for p in by_seq.get(item.cmd.seq, ()) if not p or p[0] is not
-                     _UNSEQUENCED]
+            # the parts shard by shard, as a replay merges them (a shard restarted in the
+            # batch may have answered first). A part that a failed shard never journaled
+            # (only if its restart or the re-send failed too) is left out, as in a replay of
+            # the journals; with no part journaled anywhere the command is 411
+            parts = [p for _k, p in sorted(by_seq.get(item.cmd.seq, ()), key=_first)
+                     if not p or p[0] is not _UNSEQUENCED]
             if not parts:
                 released.append((item, [_unavailable(item.cmd)], False))
                 continue
@@ -491,7 +543,11 @@ class ShardedExchange(Exchange):
                     item.reply(cmd, events, own)
             except Exception:  # a broken session must not stop the exchange
                 log.exception("report delivery failed for seq %d", cmd.seq)
-        self.stage_publish.record(time.perf_counter_ns() - t2)
+        publish_ns = time.perf_counter_ns() - t2
+        self.stage_publish.record(publish_ns)
+        if publish_ns > self.publish_deadline_ns:
+            self.publish_misses += 1
+            self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
         self.commands += sum(1 for r in released if r[2])
         self.events += events_out
         pending.clear()
@@ -601,6 +657,25 @@ class ShardedExchange(Exchange):
 _UNSEQUENCED: Event = Rejected(0, "", "", 0, _UNAVAILABLE, "shard unavailable")
 
 
+def _first(part: tuple[int, list[Event]]) -> int:
+    return part[0]
+
+
+def _warn_unapplied(lanes: bool, match_deadline_ms: float) -> None:
+    """Say at start what of ``[lanes]``/``[deadlines]`` shard mode does not apply (the
+    configuration is accepted: the same file serves both modes)."""
+    unapplied = []
+    if lanes:
+        unapplied.append("[lanes] (one inbound lane: commands are sequenced in arrival order)")
+    if match_deadline_ms > 0:
+        unapplied.append("[deadlines] match_ms (the shards match; not checked here)")
+    if unapplied:
+        log.warning("shard mode (--shards) does not apply %s; [deadlines] max_queue_ms "
+                    "(STALE_ORDER 410) and publish_ms do apply (docs/shards.md; [lanes] "
+                    "enabled = false and [deadlines] match_ms = 0 silence this)",
+                    " and ".join(unapplied))
+
+
 def _unavailable(cmd: Command) -> Event:
     return Rejected(getattr(cmd, "account", 0), getattr(cmd, "client_order_id", ""),
                     getattr(cmd, "symbol", ""), getattr(cmd, "order_id", 0), _UNAVAILABLE,
@@ -608,8 +683,8 @@ def _unavailable(cmd: Command) -> Event:
 
 
 def _reject_report(cmd: Command, ev: Any) -> ExecReport:
-    """A 411 reject that never reached a shard: report ``seq`` 0 (not numbered, like a
-    gateway's busy reject), command seq 0."""
+    """A reject that never reached a shard (411 unavailable, 410 stale): report ``seq`` 0
+    (not numbered, like a gateway's busy reject), command seq 0."""
     return ExecReport(0, cmd.ts, ev.account, int(ExecKind.REJECTED), ev.symbol, ev.order_id,
                       ev.client_order_id, getattr(cmd, "side", 0), getattr(cmd, "price", 0),
                       getattr(cmd, "quantity", 0), 0, reason=ev.reason, text=ev.text)
