@@ -50,17 +50,19 @@ RECORD = PACKAGE_DIR / "_compiled.json"
 
 CANDIDATES: tuple[str, ...] = (
     "tickline.matching.book",
+    "tickline.matching.engine",
     "tickline.matching.iceberg",
     "tickline.matching.replace",
+    "tickline.matching.risk",
     "tickline.matching.state",
     "tickline.matching.stops",
     "tickline.matching.validation",
 )
 """Modules the compiled build compiles, if they compile: the engine's hot path. Extend the
-list as modules become compilable (plain classes with exact types, no Struct definitions;
-``engine.py`` is not yet: ``MatchingEngine`` derives from ``risk.RiskControls``, whose class
-body mypyc rejects (``if TYPE_CHECKING:`` declarations));
-``python -m tickline._build compile`` skips, with a reason, any that defines a Struct."""
+list as modules become compilable (plain classes with exact types, no Struct definitions,
+every attribute and method a class uses declared in its body: mypyc rejects an
+``if TYPE_CHECKING:`` block in a class body); ``python -m tickline._build compile`` skips,
+with a reason, any that defines a Struct."""
 
 PURE_ENV = "TICKLINE_PURE"
 

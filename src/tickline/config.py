@@ -17,10 +17,10 @@ replaces any part of it::
     report_history = 4096     # reports per account kept in memory for resume (older: journal)
     inbound_capacity = 65536  # slots of the inbound ring's normal lane ([lanes] high_capacity)
     max_batch = 1024          # commands per exchange batch at most
-    shards = 0                # engine processes (serve --shards N, docs/shards.md); 0 = here
-    shard_map = {}            # pin symbols to shards, e.g. {AAPL = 1} (with shards only)
-    cluster = ""              # cluster mode: NATS URL(s) (serve --cluster, docs/cluster.md)
-    cluster_shards = 1        # cluster mode: shards (input streams) the symbols are spread over
+    shards = 0                # engine processes on this machine (serve --shards N); 0 = in-process
+    shard_map = {}            # SYMBOL = shard index: pins (--shards, or cluster_shards in cluster)
+    cluster = ""              # cluster mode: NATS URL(s) of the JetStream cluster ("" = off)
+    cluster_shards = 1        # cluster mode: shards (input streams), >= 1 (docs/cluster.md)
 
     [limits]
     max_frame_bytes = 4096
@@ -59,8 +59,8 @@ replaces any part of it::
     requests_per_second = 2000.0  # per session, token bucket ...
     request_burst = 4000      # ... excess gets rate_limited
     stats_interval = 1.0      # seconds between stats samples (dashboard)
-    history_per_topic = 1000  # trades/bars kept per topic for gap recovery (replay); 0 = none
-    replays_per_second = 10.0 # per session (burst: twice as many)
+    history_per_topic = 1000  # trades/bars messages kept per topic for replay (0 = none)
+    replays_per_second = 10.0 # per session (burst twice that): replays have their own budget
 
     [lanes]                   # priority lanes of the inbound ring (tickline.exchange)
     enabled = true            # cancels and admin commands ahead of new orders and replaces
@@ -77,8 +77,8 @@ replaces any part of it::
     comp_id = "TICKLINE"      # our CompID: the counterparty's TargetCompID (56)
     store_dir = ""            # session store (seqnums, messages for resend); "" = journal_dir/fix
     fsync = false             # fsync the session store after each write
-    sending_time_tolerance = 120.0  # seconds of SendingTime (52) clock difference accepted
-    max_heartbeat_seconds = 300     # the largest HeartBtInt (108) a Logon may ask for
+    max_heartbeat_seconds = 300  # the longest HeartBtInt (108) a counterparty may ask for
+    sending_time_tolerance = 120.0  # seconds of clock difference accepted in SendingTime (52)
     [[fix.sessions]]          # who may log on: SenderCompID (49) -> account; Password (554) =
     sender_comp_id = "DEMO"   # the account's key (Username 553, when sent, = the account name)
     account = "demo"
@@ -336,12 +336,19 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.server.shards and self.server.cluster:
             raise ConfigError("server.shards (one machine) and server.cluster (NATS) are two "
                               "different scale-out modes: choose one")
+        if self.server.cluster_shards < 1:
+            raise ConfigError(f"server.cluster_shards must be >= 1, got "
+                              f"{self.server.cluster_shards}")
+        # shard_map pins symbols in either scale-out mode: its indexes are of that mode's shards
+        n_shards, count = ((self.server.cluster_shards, "server.cluster_shards")
+                           if self.server.cluster else
+                           (max(self.server.shards, 1), "server.shards"))
         for sym, k in self.server.shard_map.items():
             if sym not in symbols:
                 raise ConfigError(f"server.shard_map names unknown symbol {sym!r}")
-            if not 0 <= k < max(self.server.shards, 1):
+            if not 0 <= k < n_shards:
                 raise ConfigError(f"server.shard_map: {sym} = {k} is not a shard index "
-                                  f"(0..{max(self.server.shards, 1) - 1})")
+                                  f"(0..{n_shards - 1}, {count} = {n_shards})")
         ids = [a.id for a in self.accounts]
         keys = [a.key for a in self.accounts]
         if len(set(ids)) != len(ids):

@@ -481,6 +481,31 @@ class Exchange:
             raise ExchangeBusy(
                 f"inbound ring full ({self.processor.queued()} commands waiting)") from None
 
+    def submit_deferred_cancel(self, account: int,
+                               make: Callable[[], Command | None]) -> None:
+        """:meth:`submit_deferred` for a cancel of ``account``'s own orders that ``make()``
+        builds (cancel on disconnect): in the high-priority lane like any cancel, so a flood
+        of new orders filling the normal lane cannot keep it out (held back in the normal
+        lane while the account has commands waiting there, as :meth:`_lane_of` does).
+        One lane (``lanes=False``, sharded, cluster): :meth:`submit_deferred`. Raises like
+        :meth:`submit`."""
+        if not self.lanes:
+            self.submit_deferred(make)
+            return
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        like = CancelOrders(account=account, order_ids=())
+        lane = self._lane_of(like)
+        item = (_Inbound if lane else _HighInbound)(None, None, None, make)
+        item.mark = self._high_lane.published
+        try:
+            self.processor.submit(item, lane=lane)
+        except ProcessorFull:
+            raise ExchangeBusy(
+                f"inbound ring full ({self.processor.queued()} commands waiting)") from None
+        if lane == 0:
+            self._mark_high(like)
+
     def query(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         """Ask a read-only question in sequence: ``ask()`` runs in the RELEASE stage right
         after every command submitted before it (by anyone) has been journaled and its

@@ -69,7 +69,8 @@ class Server:
 
             self.exchange = ClusterExchange(
                 section.cluster, config.instruments, engine_config=config.engine_config(),
-                shards=section.cluster_shards, report_history=section.report_history,
+                shards=section.cluster_shards, overrides=section.shard_map,
+                report_history=section.report_history,
                 max_pending=section.inbound_capacity)
         else:
             self.exchange = Exchange(

@@ -4,6 +4,7 @@ that both builds write the same journal and wire bytes."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 
 from tickline import _build
 from tickline.cli import app
+from tickline.matching.engine import MatchingEngine
+from tickline.matching.risk import RiskControls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +136,31 @@ def test_a_changed_source_never_runs_its_stale_compiled_module(tmp_path: Path) -
                           text=True, check=True, cwd=tmp_path)
     build, stale = json.loads(done.stdout.strip().splitlines()[-1])
     assert (build, stale) == ("pure", ["tickline.matching.book"])
+
+
+def _stub_methods(path: Path, class_name: str) -> list[str]:
+    """Methods of ``class_name`` whose body (after a docstring) is only
+    ``raise NotImplementedError``: what the class declares for a subclass to provide."""
+    tree = ast.parse(path.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    stubs = []
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef):
+            body = [s for s in node.body
+                    if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+            if (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
+                    and "NotImplementedError" in ast.unparse(body[0].exc)):
+                stubs.append(node.name)
+    return stubs
+
+
+def test_the_engine_provides_every_method_its_risk_mixin_declares() -> None:
+    # RiskControls declares what it uses of the engine as real stub methods (mypyc rejects
+    # declarations under ``if TYPE_CHECKING:`` in a class body); every one must be
+    # overridden, in both builds, or a risk path would raise NotImplementedError.
+    stubs = _stub_methods(_build.source_path("tickline.matching.risk"), "RiskControls")
+    assert {"_cancel_rest", "_protect", "_reject"} <= set(stubs)
+    for name in stubs:
+        assert getattr(MatchingEngine, name) is not getattr(RiskControls, name), name
+    engine = MatchingEngine([])
+    assert engine.books == {} and engine.orders == {}  # the declared attributes are set

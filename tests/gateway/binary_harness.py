@@ -44,8 +44,10 @@ class ServerThread:
     manager; :meth:`stop` drains the exchange and closes the gateway."""
 
     def __init__(self, config: ServerConfig | None = None, *, journal_dir: Path | None = None,
-                 max_output_bytes: int = 8 << 20, send_buffer_bytes: int | None = None) -> None:
+                 max_output_bytes: int = 8 << 20, send_buffer_bytes: int | None = None,
+                 capacity: int = 65536) -> None:
         self.config = config or make_config()
+        self.capacity = capacity  # of each inbound lane (one-process exchange only)
         self.journal_dir = journal_dir
         self.max_output_bytes = max_output_bytes
         self.send_buffer_bytes = send_buffer_bytes
@@ -90,7 +92,7 @@ class ServerThread:
         else:
             self.exchange = Exchange(cfg.instruments, engine_config=cfg.engine_config(),
                                      journal_dir=self.journal_dir, segment_bytes=SEGMENT,
-                                     durability="none")
+                                     durability="none", capacity=self.capacity)
         self._runner = asyncio.get_running_loop().create_task(self.exchange.run())
         self.gateway = BinaryGateway(self.exchange, cfg, max_output_bytes=self.max_output_bytes,
                                      send_buffer_bytes=self.send_buffer_bytes)

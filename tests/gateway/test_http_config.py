@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import tickline.config
-from tickline.config import ConfigError, WebSocketConfig, load_config
+from tickline.config import ConfigError, FixConfig, ServerSection, WebSocketConfig, load_config
 
 #: HttpGateway's keyword defaults before the limits moved into the configuration.
 _PREVIOUS_DEFAULTS = {
@@ -40,6 +40,9 @@ def test_the_documented_example_loads_and_states_the_defaults(tmp_path: Path) ->
     path.write_text(example)
     config = load_config(path)
     assert config.websocket == WebSocketConfig()  # the example lists the defaults
+    assert config.server == ServerSection()  # shards, shard_map, cluster, cluster_shards too
+    assert (config.fix.max_heartbeat_seconds, config.fix.sending_time_tolerance) == (
+        FixConfig().max_heartbeat_seconds, FixConfig().sending_time_tolerance)
     assert config.limits.max_client_order_id_bytes == 64
 
 

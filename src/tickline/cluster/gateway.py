@@ -18,6 +18,12 @@ use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, `
   is called only then — a client is acknowledged only after the shard engine processed the
   command from the log. Replies are released in submission order (several shards may answer
   out of order); queries and deferred commands wait for every command submitted before them.
+* **market data**: every engine output is also fed to the gateway's own
+  :class:`~tickline.stream.MarketDataPublisher` (``publisher``), so the WebSocket feeds,
+  ``/book/<symbol>`` and FIX market data work as with one process; a gateway started from a
+  snapshot seeds it from the snapshot's books. Per-topic sequence numbers are the
+  gateway's own (a symbol lives on one shard, so its feed is in order with any number of
+  shards); bars close on the engines' timestamps, which are per shard.
 * **state**: ``reports`` mirrors the engines' report builders, ``engine.orders`` the live
   orders (cancel on disconnect), ``engine.last_seq`` the last sequence released. A gateway
   started while the cluster runs begins from shard 0's newest snapshot (one shard) or from
@@ -27,8 +33,9 @@ Limits of this version: with several shards, report numbers are per account *per
 engine* and a gateway's mirror numbers them in the order it sees them, so resume across
 gateways is exact only with one shard; resume older than the in-memory history is refused
 (no journal on the gateway). A command spanning shards (an account status change, a mass
-cancel of every symbol) is refused with several shards, except ``CancelOrders``, split per
-shard.
+cancel of every symbol) is refused with several shards — a typed reject
+``CROSS_SHARD_UNSUPPORTED`` (413), permanent, not the retryable 412 — except
+``CancelOrders``, split per shard.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.cluster.jetstream import (
     DEDUP_WINDOW_S,
     Follower,
@@ -57,7 +65,6 @@ from tickline.cluster.jetstream import (
 )
 from tickline.cluster.node import leader_key, load_snapshot
 from tickline.cluster.shardmap import (
-    CLUSTER_UNAVAILABLE,
     ShardMap,
     in_subject,
     out_stream,
@@ -65,8 +72,18 @@ from tickline.cluster.shardmap import (
 )
 from tickline.cluster.wire import Logged, decode_output, encode
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped, Reply
-from tickline.matching import CancelOrders, Command, EngineConfig, Event, Instrument, MatchingEngine
-from tickline.stream.reports import ExecReport, ReportBuilder
+from tickline.matching import (
+    CancelOrders,
+    Command,
+    EngineConfig,
+    Event,
+    Instrument,
+    MatchingEngine,
+    Rejected,
+    RejectReason,
+)
+from tickline.stream import MarketDataPublisher
+from tickline.stream.reports import ExecKind, ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort
 
 log = logging.getLogger(__name__)
@@ -74,11 +91,8 @@ log = logging.getLogger(__name__)
 __all__ = ["ClusterExchange", "ClusterUnavailable"]
 
 
-class ClusterUnavailable(ExchangeStopped):
-    """No engine can take the command now; nothing was logged. ``reason`` is the reject
-    code the gateway answers with (``CLUSTER_UNAVAILABLE`` = 412)."""
-
-    reason = CLUSTER_UNAVAILABLE
+_CROSS_SHARD = int(RejectReason.CROSS_SHARD_UNSUPPORTED)
+_EXEC_REJECTED = int(ExecKind.REJECTED)
 
 
 class _Wait:
@@ -140,6 +154,7 @@ class ClusterExchange(Exchange):
         self.released = 0
         self.unavailable = 0
         self.stale_outputs = 0
+        self.cross_shard_refused = 0
         self._epochs = [0] * shards
         self._released_ticket = [0] * shards  # highest ticket of ours released, per shard
         self._output_seen = [time.monotonic()] * shards
@@ -167,6 +182,9 @@ class ClusterExchange(Exchange):
                 engine.restore(snap.engine)
                 self._use_mirror(ReportBuilder(engine.orders.values(),
                                                snap.engine.attachments.get(ReportBuilder.key)))
+                # market data continues from the snapshot's books (no subscriber yet)
+                self.publisher = MarketDataPublisher(self.bus, self.instruments,
+                                                     books=engine.books)
                 self._applied[0] = snap.seq
                 starts[0] = snap.out_seq + 1
         caught_up = []
@@ -240,13 +258,33 @@ class ClusterExchange(Exchange):
     # -- producer side ---------------------------------------------------------------------
 
     def _route(self, cmd: Command) -> list[tuple[int, Command]]:
+        """The (shard, command) parts of ``cmd``; empty for a command spanning shards that
+        cannot be split (refused :data:`_CROSS_SHARD`)."""
         shard = self.map.shard_of_command(cmd)
         if shard is not None:
             return [(shard, cmd)]
         if type(cmd) is CancelOrders:
             return list(self.map.split(cmd).items())
-        raise ClusterUnavailable(f"{type(cmd).__name__} spans shards: not supported with "
-                                 f"{self.map.shards} shards")
+        return []
+
+    def _refuse_cross_shard(self, cmd: Command, reply: Reply | None,
+                            origin: ReportPort | None) -> None:
+        """Answer ``cmd`` (spanning shards) with a typed reject, in its place among this
+        gateway's replies: ``CROSS_SHARD_UNSUPPORTED`` (413), permanent — unlike 412 there
+        is nothing to wait for. Never logged or sequenced (``seq`` 0, report number 0, like
+        a gateway's own rejects); nothing changed."""
+        self.cross_shard_refused += 1
+        account = getattr(cmd, "account", 0)
+        text = (f"{type(cmd).__name__} spans shards: not supported with "
+                f"{self.map.shards} cluster shards (send it per symbol)")
+        cmd.seq = 0
+        w = _Wait(0, cmd, reply, origin)
+        w.events = [Rejected(account, "", "", 0, _CROSS_SHARD, text)]
+        w.reports = [ExecReport(0, time.time_ns(), account, _EXEC_REJECTED, "", 0, "", 0, 0,
+                                0, 0, reason=_CROSS_SHARD, text=text)]
+        w.done = True
+        self._order.append(w)
+        self._release()
 
     def _enqueue(self, cmd: Command, reply: Reply | None, origin: ReportPort | None) -> None:
         if self._stopping:
@@ -254,6 +292,9 @@ class ClusterExchange(Exchange):
         if len(self._order) >= self.max_pending:
             raise ExchangeBusy(f"inbound queue full ({len(self._order)} commands waiting)")
         parts = self._route(cmd)
+        if not parts:
+            self._refuse_cross_shard(cmd, reply, origin)
+            return
         for shard, _ in parts:
             self._check_available(shard)
         for i, (shard, part) in enumerate(parts):
@@ -375,10 +416,14 @@ class ClusterExchange(Exchange):
         mine = self._mine
         gid = self.gateway_id
         applied = self._applied[shard]
-        for done in out.done:
+        fresh = [d for d in out.done if d.cmd.seq > applied]  # (a takeover re-publishes)
+        if fresh:
+            try:  # market data first, as the one-process exchange does
+                self.publisher.publish_batch([(d.cmd.seq, d.cmd.ts, d.events) for d in fresh])
+            except Exception:
+                log.exception("market data publish failed for shard %d", shard)
+        for done in fresh:
             cmd = done.cmd
-            if cmd.seq <= applied:
-                continue  # already released (a takeover re-published it)
             applied = cmd.seq
             reports = build(cmd.seq, cmd.ts, done.events)
             record(reports)
@@ -437,4 +482,5 @@ class ClusterExchange(Exchange):
                 "published": self.published, "republished": self.republished,
                 "released": self.released, "waiting": len(self._order),
                 "unavailable": self.unavailable, "stale_outputs": self.stale_outputs,
+                "cross_shard_refused": self.cross_shard_refused,
                 "reports": {"built": self.reports.reports, **self.router.statistics()}}

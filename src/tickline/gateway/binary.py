@@ -324,6 +324,7 @@ class BinaryGateway:
             "accounts_logged_on": len({s.account.id for s in self.sessions
                                        if s.account is not None}),
             **self._counters(),
+            **self.services.counters(),
             "rejects_by_reason": {reject_reason_name(r): n for r, n in self.rejects.items()},
             "decode_ns": {"count": snap.count, "p50": snap.percentiles[50.0],
                           "p99": snap.percentiles[99.0], "max": snap.max},
@@ -373,4 +374,5 @@ class BinaryGateway:
             labelled_counter(f"{prefix}_rejects", "rejected requests by reason", "reason",
                              [(reject_reason_name(r), n)
                               for r, n in sorted(self.rejects.items())]),
+            *self.services.families(prefix),
         ]

@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING, cast
 
 import msgspec
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.config import Account
 from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped
 from tickline.gateway import protocol as p
+from tickline.gateway.submit import BUSY as _BUSY
+from tickline.gateway.submit import submit_all
 from tickline.matching import (
     Cancel,
     Command,
@@ -373,6 +376,8 @@ class BinarySession(asyncio.Protocol):
                 except BaseException:
                     self.pending.pop()
                     raise
+        except ClusterUnavailable as e:  # before ExchangeStopped: it is one
+            self._refuse(rid, 0, symbol, e.reason, str(e))
         except ExchangeStopped:
             self._refuse(rid, 0, symbol, _THROTTLED, "server is stopping")
         except ExchangeBusy:
@@ -489,21 +494,15 @@ class BinarySession(asyncio.Protocol):
 
     def _submit_staged(self) -> None:
         """Hand every request of this socket read to the exchange at once (one ring
-        operation); what does not fit is rejected as busy."""
+        operation); what is not accepted is rejected with the reason
+        (:func:`~tickline.gateway.submit.submit_all`: busy, stopping, or 412 in cluster
+        mode)."""
         cmds = self.staged
         reqs = self.staged_reqs
         self.staged = []
         self.staged_reqs = []
         gw = self.gw
-        text = "exchange busy: inbound queue full"
-        code = _THROTTLED
-        try:
-            n = gw.exchange.submit_many(cmds, self._on_reply, self.port)
-        except ExchangeStopped as e:
-            n = 0
-            text = "server is stopping"
-            if getattr(e, "reason", 0):  # cluster mode: no engine can take it (412)
-                code, text = e.reason, str(e)  # type: ignore[attr-defined]
+        n, code, text = submit_all(gw.exchange, cmds, self._on_reply, self.port)
         if n:
             pending = self.pending
             for req in reqs[:n] if n < len(reqs) else reqs:
@@ -511,7 +510,7 @@ class BinarySession(asyncio.Protocol):
             gw.requests += n
         if n < len(reqs):
             for req in reqs[n:]:
-                if text.startswith("exchange busy"):
+                if text is _BUSY:
                     gw.busy += 1
                 self._reject(req.request_id, req, code, text)
 
@@ -593,6 +592,6 @@ class BinarySession(asyncio.Protocol):
         port = self.port
         if self.cancel_on_disconnect and port is not None and self.account is not None:
             self.cancel_on_disconnect = False  # once
-            with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+            with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                 self.gw.services.cancel_on_disconnect(port, self.account.id)
         self.gw._leave(self)

@@ -117,7 +117,8 @@ with the instrument's ``price_to_str``/``qty_to_str``); sides are ``"buy"``/``"s
     replies ``open_orders`` with ``orders``.
 ``{"op":"mass_cancel","symbol":"AAPL","side":"buy","id":3}`` (optional: all symbols, both sides)
     cancels the account's live orders (one journaled command): a ``cancelled`` report each,
-    then ``mass_cancelled`` with the ``count``.
+    then ``mass_cancelled`` with the ``count``. In cluster mode with several shards, all
+    symbols span shards: the error ``cross_shard_unsupported`` (permanent; cancel per symbol).
 
 Private output -- ``exec`` reports and the answers to ``order_status``, ``open_orders`` and
 ``mass_cancel`` -- is one ordered stream per session, so an answer never overtakes a report
@@ -130,9 +131,11 @@ types), ``unknown_op``,
 ``unknown_symbol``, ``unknown_channel``, ``too_large``, ``binary_not_supported``,
 ``too_many_subscriptions``, ``not_authenticated``, ``bad_credentials``, ``login_disabled``,
 ``already_logged_in``, ``invalid_order``, ``unknown_order``, ``resume_unavailable``,
-``resume_failed``, ``rate_limited``, ``busy`` and ``stopping``; a
-request that fails changes nothing. Frames above ``max_message_bytes`` get ``too_large``;
-above the library's hard ``max_size`` the connection is closed with code 1009.
+``resume_failed``, ``rate_limited``, ``busy``, ``unavailable`` (cluster mode: no engine can
+take the request now, ``CLUSTER_UNAVAILABLE`` 412 elsewhere; nothing was logged, retry
+later; the message says why) and ``stopping``; a request that fails changes nothing. Frames
+above ``max_message_bytes`` get ``too_large``; above the library's hard ``max_size`` the
+connection is closed with code 1009.
 
 Slow consumers
 --------------
@@ -197,7 +200,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tickline.config import WebSocketConfig
-from tickline.core.metrics import LatencyRecorder, exposition
+from tickline.core.metrics import FamiliesCollector, LatencyRecorder, exposition
 from tickline.core.ratelimit import TokenBuckets
 from tickline.exchange import Exchange
 from tickline.gateway.admin import AdminEndpoint, AdminError
@@ -300,6 +303,8 @@ class HttpGateway:
         self.frame_send_latency = LatencyRecorder("frame_send_seconds", significant_figures=2)
         self.collector = HttpCollector(self.statistics, self.counters, self._requests,
                                        self.frame_send_latency, self._http_latency)
+        self.services_collector = FamiliesCollector(
+            lambda: self.services.families("tickline_ws"))
         self._registered = False
         self.admin = AdminEndpoint(
             self.exchange, config.server.admin_key if config is not None else None,
@@ -329,6 +334,7 @@ class HttpGateway:
         self.sampler.start()
         if not self._registered:
             self.server.registry.register(self.collector)
+            self.server.registry.register(self.services_collector)
             self._registered = True
         return self.port
 
@@ -338,6 +344,7 @@ class HttpGateway:
         self.topic_history.close()
         if self._registered:
             self.server.registry.unregister(self.collector)
+            self.server.registry.unregister(self.services_collector)
             self._registered = False
         server = self._server
         if server is None:

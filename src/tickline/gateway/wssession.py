@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped
 from tickline.gateway.jsonfmt import (
@@ -91,6 +92,7 @@ from tickline.matching.types import (
     STP_CANCEL_NEWEST,
     STP_CANCEL_OLDEST,
     STP_OFF,
+    reject_reason_name,
 )
 from tickline.stream import ExecKind, ExecReport, ReportPort
 from tickline.stream.reports import OrderState, OrderStatus
@@ -452,7 +454,7 @@ class Session:
         if port is not None:
             if self.cancel_on_disconnect:
                 self.cancel_on_disconnect = False  # once
-                with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                     self.gw.services.cancel_on_disconnect(port, self.account)
             port.close()
             self.exec_port = None
@@ -554,6 +556,8 @@ class Session:
             self.gw.exchange.submit(cmd, self._on_reply, self.exec_port)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
+        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+            raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None
         self.gw.counters.orders += 1
@@ -663,6 +667,8 @@ class Session:
             call(*args)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
+        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+            raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None
 
@@ -712,6 +718,11 @@ class Session:
         rid = op.id
 
         def answer(_cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
+            if reports and reports[0].kind == ExecKind.REJECTED:  # cluster: spans shards
+                r = reports[0]
+                self.deliver_reports([{"type": "error", "code": reject_reason_name(
+                    r.reason).lower(), "message": r.text, "op": "mass_cancel", "id": rid}])
+                return
             cancelled = sum(1 for r in reports if r.kind == ExecKind.CANCELLED)
             self.deliver_reports([*reports, {"type": "mass_cancelled", "id": rid,
                                              "symbol": op.symbol, "side": op.side,

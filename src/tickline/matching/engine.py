@@ -132,7 +132,7 @@ class MatchingEngine(RiskControls):
     __slots__ = (
         "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
         "_recent_client_ids", "_recent_client_order", "books", "config", "last_prices",
-        "last_seq", "next_order_id", "next_trade_id", "now", "orders", "stops",
+        "last_seq", "next_order_id", "next_trade_id", "now", "order_id_step", "orders", "stops",
     )  # and RiskControls' own
 
     def __init__(
@@ -147,6 +147,9 @@ class MatchingEngine(RiskControls):
         self.last_seq = 0
         self.now = 0
         self.next_order_id = 1
+        # order ids go next_order_id, + order_id_step, ...: 1 here; a shard of N sets N (and
+        # its first id), so ids are unique across shards (tickline.shard.engine)
+        self.order_id_step = 1
         self.next_trade_id = 1
         self._live_client_ids: dict[tuple[int, str], int] = {}
         self._recent_client_ids: set[tuple[int, str]] = set()
@@ -342,7 +345,7 @@ class MatchingEngine(RiskControls):
                     return None
 
         order_id = self.next_order_id
-        self.next_order_id = order_id + 1
+        self.next_order_id = order_id + self.order_id_step
         order = Order(
             order_id, account, clid, symbol, side, price, quantity, quantity, 0,
             tif, cmd.expire_time if tif == GTD else 0, cmd.post_only, stp, cmd.seq,

@@ -204,17 +204,26 @@ class RiskControls:
     _positions: dict[str, dict[int, int]] | None
     _open_counts: dict[int, int] | None
 
-    if TYPE_CHECKING:
-        books: dict[str, OrderBook]
-        orders: dict[int, Order]
+    # What these methods need from the engine, declared for real (not only for the type
+    # checker): mypyc compiles this class to a native class, whose attributes and methods
+    # must all be declared in its body. ``MatchingEngine`` sets the two attributes in its
+    # ``__init__`` and overrides the three methods; calling a stub is a bug.
+    books: dict[str, OrderBook]
+    orders: dict[int, Order]
 
-        def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None: ...
+    def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None:
+        """Cancel a resting ``order`` (the engine's :meth:`MatchingEngine._cancel_rest`)."""
+        raise NotImplementedError
 
-        def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int: ...
+    def _protect(self, book: OrderBook, opposite: BookSide, limit_key: int) -> int:
+        """The price-protection bound (the engine's :meth:`MatchingEngine._protect`)."""
+        raise NotImplementedError
 
-        @staticmethod
-        def _reject(out: list[Event], cmd: NewOrder | Cancel | Replace | SetTradingStatus
-                    | MassCancel, order_id: int, reason: int, text: str) -> None: ...
+    @staticmethod
+    def _reject(out: list[Event], cmd: NewOrder | Cancel | Replace | SetTradingStatus
+                | MassCancel, order_id: int, reason: int, text: str) -> None:
+        """Append a :class:`Rejected` (the engine's :meth:`MatchingEngine._reject`)."""
+        raise NotImplementedError
 
     def _init_risk(self, account_limits: dict[int, RiskLimits]) -> None:
         for account, limits in account_limits.items():

@@ -208,7 +208,7 @@ def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: i
     """Accept a validated ``STOP``/``STOP_LIMIT`` order and arm it. Whether it is due at
     once is decided by :func:`trigger_stops`, which the engine runs after the command."""
     order_id = engine.next_order_id
-    engine.next_order_id = order_id + 1
+    engine.next_order_id = order_id + engine.order_id_step
     tif = cmd.tif
     order = Order(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side, price,
                   cmd.quantity, cmd.quantity, 0, tif, cmd.expire_time if tif == GTD else 0,

@@ -129,6 +129,11 @@ class RejectReason(IntEnum):
     CLUSTER_UNAVAILABLE = 412
     """Cluster mode: NATS is unreachable or the command's shard has no engine leader;
     nothing was logged (``tickline.cluster``)."""
+    CROSS_SHARD_UNSUPPORTED = 413
+    """Cluster mode with several shards: the command spans shards (an account kill switch or
+    enable, a mass cancel of every symbol), which this version cannot apply atomically;
+    refused, nothing was logged. Permanent for this configuration: do not retry (cancel per
+    symbol instead; with ``cluster_shards = 1`` every command is accepted)."""
     # 501 retired (was OUT_OF_SEQUENCE: no gateway sequences client messages)
 
 

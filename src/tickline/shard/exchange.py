@@ -66,7 +66,7 @@ from tickline.matching.commands import CancelOrders, MassCancel, SetAccountStatu
 from tickline.matching.events import Rejected, Trade
 from tickline.matching.types import RejectReason
 from tickline.shard.channel import SLOT, FrameReader, FrameWriter
-from tickline.shard.engine import ShardEngine, shard_of_order
+from tickline.shard.engine import engine_for_shard, shard_of_order
 from tickline.shard.mapping import ShardMap, shard_dir
 from tickline.shard.merge import merge_events
 from tickline.shard.protocol import Done, Hello, State, decode_reply, encode
@@ -325,7 +325,7 @@ class ShardedExchange(Exchange):
         """Replay every shard journal, merged by seq, through per-shard engines: the report
         numbering, the live orders and the books as of the last journaled command."""
         n = self.map.shards
-        engines = [ShardEngine.for_shard(self.instruments, self.engine_config, k, n)
+        engines = [engine_for_shard(self.instruments, self.engine_config, k, n)
                    for k in range(n)]
         reports = ReportBuilder()
         if self.data_dir is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tickline.journal import iter_commands, read_meta
 from tickline.matching import Command, EngineConfig, Event, Instrument
-from tickline.shard.engine import ShardEngine
+from tickline.shard.engine import ShardEngine, engine_for_shard
 from tickline.shard.mapping import MAP_FILE, shard_dir
 from tickline.shard.merge import merge_events
 from tickline.stream.reports import ExecReport, ReportBuilder
@@ -51,7 +51,7 @@ def replay_merged(directory: Path | str, *, shards: int | None = None,
                 return
             instruments = instruments if instruments is not None else meta.instruments
             config = config if config is not None else meta.config
-        engines = [ShardEngine.for_shard(list(instruments), config, k, n) for k in range(n)]
+        engines = [engine_for_shard(list(instruments), config, k, n) for k in range(n)]
     limits = list(to_seqs) if to_seqs is not None else [None] * n
 
     def stream(k: int) -> Iterator[tuple[int, int, Command]]:

@@ -22,7 +22,7 @@ from tickline.core.shm_ring import BackoffWait, SpscShmRing
 from tickline.journal import DirectoryLock, Journal, recovery
 from tickline.matching import Command, EngineConfig, Event, Instrument, MatchingEngine
 from tickline.shard.channel import FrameReader, FrameWriter
-from tickline.shard.engine import ShardEngine
+from tickline.shard.engine import engine_for_shard
 from tickline.shard.protocol import Done, Hello, State, decode_commands, encode
 
 __all__ = ["ShardSpec", "shard_main"]
@@ -57,7 +57,7 @@ def _recover(spec: ShardSpec, lock: DirectoryLock) -> tuple[MatchingEngine, list
     """Recover the shard's engine; return it, the late results and records replayed."""
     def factory(instruments: list[Instrument], config: EngineConfig | None = None
                 ) -> MatchingEngine:
-        return ShardEngine.for_shard(instruments, config, spec.shard, spec.shards)
+        return engine_for_shard(instruments, config, spec.shard, spec.shards)
 
     # This process runs one shard only: every engine recovery builds here must number its
     # orders like this shard, so the journal module's engine class is this shard's.
@@ -132,7 +132,7 @@ def shard_main(spec: ShardSpec) -> None:
                                interval_ms=spec.interval_ms, instruments=spec.instruments,
                                config=spec.config, lock=lock)
     else:
-        engine = ShardEngine.for_shard(spec.instruments, spec.config, spec.shard, spec.shards)
+        engine = engine_for_shard(spec.instruments, spec.config, spec.shard, spec.shards)
     writer.send(encode(Hello(spec.shard, os.getpid(), engine.last_seq, engine.next_expiry,
                              late, replayed)))
     process = engine.process

@@ -20,12 +20,15 @@ Mappings (documented in docs/fix.md):
 Outbound: :func:`exec_report` turns an :class:`~tickline.stream.reports.ExecReport` into an
 ExecutionReport body (ExecType/OrdStatus per report kind, CumQty/LeavesQty/AvgPx from the
 report's cumulative fields, ExecID ``<account>-<report seq>``, unique and the same after a
-restart).
+restart). A report without a number (seq 0: a reject the exchange answered without
+sequencing it, STALE_ORDER 410, SHARD_UNAVAILABLE 411) gets ``R<account>-<ns>`` instead,
+from :func:`unique_ns` (like the gateway's own refusals), so ExecIDs never repeat.
 """
 
 from __future__ import annotations
 
 import calendar
+import time
 from fractions import Fraction
 
 from tickline.matching import (
@@ -230,6 +233,19 @@ def to_replace(values: dict[int, str], account: int,
                    display_quantity=display)
 
 
+_last_unique_ns = 0
+
+
+def unique_ns() -> int:
+    """Wall-clock ns, strictly increasing in this process (one past the previous value when
+    the clock has not moved on): ids built from it never repeat, nor after a restart while
+    the wall clock moves forward."""
+    global _last_unique_ns
+    now = time.time_ns()
+    _last_unique_ns = now if now > _last_unique_ns else _last_unique_ns + 1
+    return _last_unique_ns
+
+
 def exec_report(r: ExecReport, inst: Instrument, transact_time: bytes, *,
                 clid: str | None = None, orig_clid: str = "") -> bytes:
     """The body of the ExecutionReport (35=8) for ``r``. ``clid``/``orig_clid``: the
@@ -259,8 +275,11 @@ def exec_report(r: ExecReport, inst: Instrument, transact_time: bytes, *,
         parts.append(b"11=%s\x01" % cl.encode())
     if orig_clid:
         parts.append(b"41=%s\x01" % orig_clid.encode())
-    parts.append(b"17=%d-%d\x01150=%s\x0139=%s\x01" % (r.account, r.seq, exec_type.encode(),
-                                                     status.encode()))
+    if r.seq:
+        parts.append(b"17=%d-%d\x01" % (r.account, r.seq))
+    else:  # not numbered (an unsequenced reject): an id of its own
+        parts.append(b"17=R%d-%d\x01" % (r.account, unique_ns()))
+    parts.append(b"150=%s\x0139=%s\x01" % (exec_type.encode(), status.encode()))
     if kind == _REJECTED:
         parts.append(b"103=%d\x01" % ORD_REJ.get(r.reason, 99))
     parts.append(b"55=%s\x0154=%d\x01" % (r.symbol.encode(), r.side if r.side in (1, 2) else 1))

@@ -183,10 +183,11 @@ class FixGateway:
 
     def statistics(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "logged_on": len(self.active),
-                **self._counters()}
+                **self._counters(), **self.services.counters()}
 
     def _families(self) -> list[Metric]:
         prefix = "tickline_fix"
         return [*metric_families(prefix, self._counters(), []),
                 gauge(f"{prefix}_sessions", "open FIX connections", len(self.sessions)),
-                gauge(f"{prefix}_logged_on", "logged-on FIX sessions", len(self.active))]
+                gauge(f"{prefix}_logged_on", "logged-on FIX sessions", len(self.active)),
+                *self.services.families(prefix)]

@@ -46,12 +46,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from tickline.cluster.errors import ClusterUnavailable
 from tickline.config import Account, FixSessionConfig
 from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped
 from tickline.gateway.fix import app, codec
 from tickline.gateway.fix.codec import FieldError, FixMessage, Garbled
 from tickline.gateway.fix.store import SessionStore
+from tickline.gateway.submit import submit_all
 from tickline.matching import Cancel, Command, Event, NewOrder, RejectReason
 from tickline.stream.reports import ExecKind, ExecReport, OrderState
 from tickline.stream.routing import ReportPort
@@ -553,7 +555,7 @@ class FixSession(asyncio.Protocol):
             self.status_seq += 1
             assert self.account is not None
             self.send_app("8", app.refused_report(values, self.account.id,
-                                                  f"R{self.account.id}-{time.time_ns()}",
+                                                  f"R{self.account.id}-{app.unique_ns()}",
                                                   reason, text, codec.sending_time()))
         else:
             self.send_app("9", app.cancel_reject(values, "1" if mt == "F" else "2", reason,
@@ -564,16 +566,11 @@ class FixSession(asyncio.Protocol):
         ctx = self.staged_ctx
         self.staged = []
         self.staged_ctx = []
-        text = "exchange busy: inbound queue full"
-        try:
-            n = self.gw.exchange.submit_many(cmds, self._on_reply, self.port)
-        except ExchangeStopped:
-            n = 0
-            text = "server is stopping"
+        n, code, text = submit_all(self.gw.exchange, cmds, self._on_reply, self.port)
         self.pending.extend(ctx[:n])
         self.gw.orders += n
         for mt, values in ctx[n:]:
-            self._refuse_order(mt, values, _THROTTLED, text)
+            self._refuse_order(mt, values, code, text)
 
     def _on_reply(self, cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
         mt, values = self.pending.popleft()
@@ -637,7 +634,7 @@ class FixSession(asyncio.Protocol):
             if self.closed:
                 return
             self.status_seq += 1
-            exec_id = f"S{account.id}-{self.status_seq}"
+            exec_id = f"S{account.id}-{app.unique_ns()}"  # unique across sessions too
             ts = codec.sending_time()
             inst = self.gw.instruments.get(state.symbol) if state is not None else None
             if state is None or inst is None:
@@ -674,6 +671,11 @@ class FixSession(asyncio.Protocol):
         def done(cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
             if self.closed:
                 return
+            if reports and reports[0].kind == _REJECTED:  # cluster: spans shards (413)
+                self.send_app("r", b"11=%s\x0137=NONE\x01530=%s\x01531=0\x01532=99\x01"
+                                   b"58=%s\x01" % (clid.encode("latin-1"), kind.encode(),
+                                                   app._text(reports[0].text)))
+                return
             for r in reports:
                 self._report(r)
             cancelled = sum(1 for r in reports if r.kind == int(ExecKind.CANCELLED))
@@ -683,10 +685,12 @@ class FixSession(asyncio.Protocol):
         try:
             self.gw.services.mass_cancel(account.id, symbol if kind == "1" else "", side, done,
                                          self.port)
-        except (ExchangeBusy, ExchangeStopped):
+        except (ExchangeBusy, ExchangeStopped) as e:  # busy, stopping, 412 (cluster): why
+            text = (str(e) if isinstance(e, ClusterUnavailable) else
+                    "exchange busy" if isinstance(e, ExchangeBusy) else "server is stopping")
             self.send_app("r", b"11=%s\x0137=NONE\x01530=%s\x01531=0\x01532=99\x01"
-                               b"58=exchange busy\x01" % (clid.encode("latin-1"),
-                                                          kind.encode()))
+                               b"58=%s\x01" % (clid.encode("latin-1"), kind.encode(),
+                                               app._text(text)))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -760,7 +764,7 @@ class FixSession(asyncio.Protocol):
             self.port = None
             entry = self.entry
             if entry is not None and entry.cancel_on_disconnect and self.account is not None:
-                with contextlib.suppress(ExchangeStopped, ExchangeBusy):
+                with contextlib.suppress(ExchangeStopped):  # a full ring: retried
                     gw.services.cancel_on_disconnect(port, self.account.id)
             port.close()
         gw.marketdata.drop(self)
