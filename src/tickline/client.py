@@ -398,7 +398,11 @@ class Client:
             return
         self._logout = asyncio.get_running_loop().create_future()
         self._send(p.Logout())
-        await asyncio.wait_for(asyncio.shield(self._logout), timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._logout), timeout)
+        finally:
+            self.close()  # the session is over: close our side too, not only the server's
+        await self.wait_closed()
 
     def close(self) -> None:
         """Close the connection now (no logout)."""
