@@ -138,7 +138,7 @@ def serve_command(
         "--fix-port", help="FIX 4.4 acceptor port (0: any; default: off).")] = None,
 ) -> None:
     """Run the exchange: binary order entry, HTTP metrics/health/book, the dashboard, and
-    the FIX 4.4 acceptor when --fix-port (or [fix] port) is given."""
+    the FIX 4.4 acceptor when --fix-port (or fix.port in the configuration) is given."""
     import logging
 
     from tickline.config import ConfigError, load_config
@@ -478,7 +478,7 @@ app.add_typer(admin_app, name="admin")
 UrlOption = Annotated[str, typer.Option(
     help="The server's HTTP address.", envvar="TICKLINE_HTTP")]
 KeyOption = Annotated[str, typer.Option(
-    help="The admin key ([server] admin_key).", envvar="TICKLINE_ADMIN_KEY")]
+    help="The admin key (server.admin_key in the configuration).", envvar="TICKLINE_ADMIN_KEY")]
 
 
 def _admin(url: str, key: str, action: str, query: str) -> None:

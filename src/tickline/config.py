@@ -15,6 +15,8 @@ replaces any part of it::
     gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
     admin_key = ""            # POST /admin/halt|resume|kill|enable with "Bearer <key>"; "" = off
     report_history = 4096     # reports per account kept in memory for resume (older: journal)
+    inbound_capacity = 65536  # slots of the inbound ring's normal lane ([lanes] high_capacity)
+    max_batch = 1024          # commands per exchange batch at most
     shards = 0                # engine processes on this machine (serve --shards N); 0 = in-process
     shard_map = {}            # SYMBOL = shard index: pins (--shards, or cluster_shards in cluster)
     cluster = ""              # cluster mode: NATS URL(s) of the JetStream cluster ("" = off)
@@ -26,6 +28,7 @@ replaces any part of it::
     burst = 5000
     max_sessions = 256        # logged-on sessions
     max_in_flight = 10000     # per session: requests sent but not yet answered
+    heartbeat_seconds = 10.0  # a session silent for 3x this is closed (cancel on disconnect)
     login_timeout_seconds = 3 # a connection must log on within this
     max_pending_logons = 64   # connections not logged on yet (oldest closed past it) ...
     max_pending_logons_per_address = 32  # ... and per source address
