@@ -543,11 +543,7 @@ class ShardedExchange(Exchange):
                     item.reply(cmd, events, own)
             except Exception:  # a broken session must not stop the exchange
                 log.exception("report delivery failed for seq %d", cmd.seq)
-        publish_ns = time.perf_counter_ns() - t2
-        self.stage_publish.record(publish_ns)
-        if publish_ns > self.publish_deadline_ns:
-            self.publish_misses += 1
-            self.publish_lateness.record(publish_ns - self.publish_deadline_ns)
+        self._publish_took(time.perf_counter_ns() - t2)
         self.commands += sum(1 for r in released if r[2])
         self.events += events_out
         pending.clear()
