@@ -125,6 +125,15 @@ class ExchangeStopped(Exception):
     """The exchange is stopping or has stopped and accepts nothing more."""
 
 
+class ExchangeUnavailable(ExchangeStopped):
+    """The exchange cannot take the command now, nothing was logged, and it is not
+    stopping: ``reason`` is the typed reject code every gateway answers with, ``str()`` the
+    why (cluster mode with no engine leader: ``CLUSTER_UNAVAILABLE``). A subclass of
+    :class:`ExchangeStopped`, so code that only knows that one still refuses the command."""
+
+    reason: int = 0
+
+
 HIGH_PRIORITY: frozenset[type] = frozenset(
     {Cancel, MassCancel, CancelOrders, SetTradingStatus, SetAccountStatus})
 """Command types that travel in the high-priority inbound lane (cancels and admin commands);

@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, cast
 
 import msgspec
 
-from tickline.cluster.errors import ClusterUnavailable
 from tickline.config import Account
 from tickline.core.ratelimit import TokenBucket
-from tickline.exchange import ExchangeBusy, ExchangeStopped
+from tickline.exchange import ExchangeBusy, ExchangeStopped, ExchangeUnavailable
 from tickline.gateway import protocol as p
 from tickline.gateway.submit import BUSY as _BUSY
 from tickline.gateway.submit import submit_all
@@ -376,7 +375,7 @@ class BinarySession(asyncio.Protocol):
                 except BaseException:
                     self.pending.pop()
                     raise
-        except ClusterUnavailable as e:  # before ExchangeStopped: it is one
+        except ExchangeUnavailable as e:  # before ExchangeStopped: it is one
             self._refuse(rid, 0, symbol, e.reason, str(e))
         except ExchangeStopped:
             self._refuse(rid, 0, symbol, _THROTTLED, "server is stopping")

@@ -4,7 +4,7 @@ the binary and FIX gateways (each answers the refused ones in its own wire forma
 :meth:`~tickline.exchange.Exchange.submit_many` accepts a prefix; a command it did not take
 met a full ring (``THROTTLED``, "exchange busy"), a stopping exchange (``THROTTLED``, "server
 is stopping") or, in cluster mode, no engine able to take it (``CLUSTER_UNAVAILABLE`` 412
-with the reason, :class:`~tickline.cluster.errors.ClusterUnavailable`). A cluster gateway
+with the reason, :class:`~tickline.exchange.ExchangeUnavailable`). A cluster gateway
 stops a read at the first unavailable command without raising (the ones before it were
 accepted), so after a short count the rest is offered once more: a full ring takes none of
 it again (the consumer has not run meanwhile) and a cluster refusal now raises with its
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tickline.cluster.errors import ClusterUnavailable
-from tickline.exchange import Exchange, ExchangeStopped, Reply
+from tickline.exchange import Exchange, ExchangeStopped, ExchangeUnavailable, Reply
 from tickline.matching import Command, RejectReason
 from tickline.stream.routing import ReportPort
 
@@ -36,7 +35,7 @@ def submit_all(exchange: Exchange, cmds: Sequence[Command], reply: Reply,
     while True:
         try:
             took = exchange.submit_many(cmds[n:] if n else cmds, reply, origin)
-        except ClusterUnavailable as e:  # before ExchangeStopped: it is one
+        except ExchangeUnavailable as e:  # before ExchangeStopped: it is one
             return n, e.reason, str(e)
         except ExchangeStopped:
             return n, _THROTTLED, STOPPING

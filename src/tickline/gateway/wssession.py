@@ -38,9 +38,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tickline.cluster.errors import ClusterUnavailable
 from tickline.core.ratelimit import TokenBucket
-from tickline.exchange import ExchangeBusy, ExchangeStopped
+from tickline.exchange import ExchangeBusy, ExchangeStopped, ExchangeUnavailable
 from tickline.gateway.jsonfmt import (
     Format,
     bar_json,
@@ -556,7 +555,7 @@ class Session:
             self.gw.exchange.submit(cmd, self._on_reply, self.exec_port)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
-        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+        except ExchangeUnavailable as exc:  # before ExchangeStopped: it is one
             raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None
@@ -667,7 +666,7 @@ class Session:
             call(*args)
         except ExchangeBusy as exc:
             raise WsError("busy", str(exc)) from None
-        except ClusterUnavailable as exc:  # before ExchangeStopped: it is one
+        except ExchangeUnavailable as exc:  # before ExchangeStopped: it is one
             raise WsError("unavailable", str(exc)) from None
         except ExchangeStopped as exc:
             raise WsError("stopping", str(exc)) from None

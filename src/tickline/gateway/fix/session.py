@@ -46,10 +46,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from tickline.cluster.errors import ClusterUnavailable
 from tickline.config import Account, FixSessionConfig
 from tickline.core.ratelimit import TokenBucket
-from tickline.exchange import ExchangeBusy, ExchangeStopped
+from tickline.exchange import ExchangeBusy, ExchangeStopped, ExchangeUnavailable
 from tickline.gateway.fix import app, codec
 from tickline.gateway.fix.codec import FieldError, FixMessage, Garbled
 from tickline.gateway.fix.store import SessionStore
@@ -686,7 +685,7 @@ class FixSession(asyncio.Protocol):
             self.gw.services.mass_cancel(account.id, symbol if kind == "1" else "", side, done,
                                          self.port)
         except (ExchangeBusy, ExchangeStopped) as e:  # busy, stopping, 412 (cluster): why
-            text = (str(e) if isinstance(e, ClusterUnavailable) else
+            text = (str(e) if isinstance(e, ExchangeUnavailable) else
                     "exchange busy" if isinstance(e, ExchangeBusy) else "server is stopping")
             self.send_app("r", b"11=%s\x0137=NONE\x01530=%s\x01531=0\x01532=99\x01"
                                b"58=%s\x01" % (clid.encode("latin-1"), kind.encode(),
