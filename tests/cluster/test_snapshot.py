@@ -38,7 +38,7 @@ def test_replica_from_snapshot_plus_tail_has_the_leaders_digest(
         js = nc.jetstream()
         try:
             for i, cmd in enumerate(first):
-                await log_command(js, 0, encode(Logged("t", i, time.time_ns(), cmd)), f"t:{i}")
+                await log_command(js, 0, encode(Logged("t", i, time.time_ns(), [cmd])), f"t:{i}")
             await wait_until(lambda: leader.replica.seq == len(first))
             await wait_until(lambda: leader.published_seq == len(first))
             await leader.snapshot()  # the newest snapshot: at seq 300, not 300 - batch
@@ -49,7 +49,7 @@ def test_replica_from_snapshot_plus_tail_has_the_leaders_digest(
                 assert replica.started_from == len(first)  # from the snapshot, not replayed
                 assert not replica.leader
                 for i, cmd in enumerate(rest, len(first)):
-                    await log_command(js, 0, encode(Logged("t", i, time.time_ns(), cmd)),
+                    await log_command(js, 0, encode(Logged("t", i, time.time_ns(), [cmd])),
                                       f"t:{i}")
                 await wait_until(lambda: replica.replica.seq == len(cmds)
                                  and leader.replica.seq == len(cmds))
@@ -96,7 +96,7 @@ def test_gtd_order_expires_without_other_commands(nats_server: NatsServer) -> No
             expire = time.time_ns() + 300_000_000
             cmd = NewOrder(account=1, symbol="AAA", side=BUY, price=10, quantity=1, tif=GTD,
                            expire_time=expire)
-            await log_command(nc.jetstream(), 0, encode(Logged("t", 1, time.time_ns(), cmd)),
+            await log_command(nc.jetstream(), 0, encode(Logged("t", 1, time.time_ns(), [cmd])),
                               "t:1")
             await wait_until(lambda: leader.replica.seq == 1)
             assert len(leader.replica.engine.orders) == 1
@@ -131,7 +131,7 @@ def test_a_backlog_is_published_in_messages_below_max_payload(nats_server: NatsS
         for i in range(n):
             cmd = NewOrder(account=1, symbol="AAA", side=BUY, price=10, quantity=1,
                            client_order_id=f"{clid}{i}")
-            await js.publish("tickline.in.0", encode(Logged("t", i, time.time_ns(), cmd)),
+            await js.publish("tickline.in.0", encode(Logged("t", i, time.time_ns(), [cmd])),
                              headers={"Nats-Msg-Id": f"t:{i}"})
         node = EngineNode(nats_server.url, instruments, node_id="a")
         await node.start()

@@ -5,9 +5,11 @@ journal and engine are the shards' JetStream streams and engine processes.
 use — ``submit``/``submit_many``/``submit_deferred``/``query``, ``reports``, ``router``,
 ``history``, ``resumer``, ``instruments`` — so the gateway code is not forked:
 
-* **submit** routes each command to its shard (:class:`~tickline.cluster.shardmap.ShardMap`)
-  and appends it to the shard's input log with ``Nats-Msg-Id: <gateway>:<ticket>``; a command
-  that was lost on the way is re-sent with the same id (JetStream drops a copy; see
+* **submit** routes each command to its shard (:class:`~tickline.cluster.shardmap.ShardMap`);
+  the publisher appends what was submitted for a shard in one event-loop turn to the shard's
+  input log as ONE message (a batch, :class:`~tickline.cluster.wire.Logged`) with
+  ``Nats-Msg-Id: <gateway>:<first ticket>``; a batch that was lost on the way is re-sent,
+  the same bytes with the same id (JetStream drops a copy; see
   :meth:`ClusterExchange._resender`). While NATS
   is unreachable, or a shard has had no leader for ``unavailable_after_s``, submits raise
   :class:`ClusterUnavailable` (reject code 412) — during a failover shorter than that the
@@ -95,11 +97,34 @@ _CROSS_SHARD = int(RejectReason.CROSS_SHARD_UNSUPPORTED)
 _EXEC_REJECTED = int(ExecKind.REJECTED)
 
 
-class _Wait:
-    """One submission waiting for its release (a command, a query or a deferred make)."""
+_MAX_BATCH = 1024
+"""Commands per input message at most (and fewer if it would exceed NATS max_payload)."""
 
-    __slots__ = ("ask", "cmd", "done", "events", "first_sent", "make", "origin", "payload",
-                 "reply", "reports", "sent", "shard", "ticket")
+
+class _Batch:
+    """One input message: commands of one shard taken in one loop turn, tickets
+    ``ticket .. last``; re-sent whole (same bytes, same ``Nats-Msg-Id``) when lost."""
+
+    __slots__ = ("first_sent", "last", "left", "msg_id", "payload", "sent", "shard",
+                 "ticket")
+
+    def __init__(self, ticket: int, last: int, shard: int, payload: bytes,
+                 msg_id: str) -> None:
+        self.ticket = ticket
+        self.last = last
+        self.left = last - ticket + 1
+        self.shard = shard
+        self.payload = payload
+        self.msg_id = msg_id
+        self.sent = self.first_sent = time.monotonic()
+
+
+class _Wait:
+    """One submission waiting for its release (a command, a query or a deferred make).
+    A command's ``ticket`` is given when it is batched for publishing (0 before)."""
+
+    __slots__ = ("ask", "batch", "cmd", "done", "events", "make", "origin", "reply",
+                 "reports", "shard", "ticket")
 
     def __init__(self, ticket: int, cmd: Command | None, reply: Any,
                  origin: ReportPort | None) -> None:
@@ -113,8 +138,7 @@ class _Wait:
         self.reports: list[ExecReport] = []
         self.ask: Callable[[], Any] | None = None
         self.make: Callable[[], Command | None] | None = None
-        self.payload: bytes | None = None
-        self.sent = self.first_sent = time.monotonic()
+        self.batch: _Batch | None = None
 
 
 class ClusterExchange(Exchange):
@@ -142,6 +166,9 @@ class ClusterExchange(Exchange):
         self._mine: dict[int, _Wait] = {}
         self._order: deque[_Wait] = deque()
         self._to_publish: list[_Wait] = []
+        self._to_resend: list[_Batch] = []
+        self._batches: dict[int, _Batch] = {}  # first ticket -> batch not fully released
+        self._max_payload = 900_000
         self._publish_wake = asyncio.Event()
         self._applied = [0] * shards
         self._leader_seen = [time.monotonic()] * shards
@@ -157,6 +184,7 @@ class ClusterExchange(Exchange):
         self.cross_shard_refused = 0
         self._epochs = [0] * shards
         self._released_ticket = [0] * shards  # highest ticket of ours released, per shard
+        self.batches = 0
         self._output_seen = [time.monotonic()] * shards
         self._use_mirror(ReportBuilder())
 
@@ -171,6 +199,7 @@ class ClusterExchange(Exchange):
         """Connect, create the shards' streams if missing, catch up with the output streams
         and follow them."""
         self.nc = await connect(self.url, name=f"tickline-gateway-{self.gateway_id}")
+        self._max_payload = int(self.nc.max_payload * 0.9)
         js = self.js = self.nc.jetstream()
         starts = [1] * self.map.shards
         for k in range(self.map.shards):
@@ -297,11 +326,10 @@ class ClusterExchange(Exchange):
             return
         for shard, _ in parts:
             self._check_available(shard)
+        last = len(parts) - 1
         for i, (shard, part) in enumerate(parts):
-            self._ticket += 1
-            w = _Wait(self._ticket, part, reply if i == len(parts) - 1 else None, origin)
+            w = _Wait(0, part, reply if i == last else None, origin)
             w.shard = shard
-            self._mine[w.ticket] = w
             self._order.append(w)
             self._to_publish.append(w)
         self._publish_wake.set()
@@ -343,55 +371,96 @@ class ClusterExchange(Exchange):
         self._release()
 
     async def _publisher(self) -> None:
-        """Append waiting commands to their input logs, in submission order. Plain NATS
+        """Append waiting commands to their input logs, in submission order: what was
+        submitted for one shard since the last turn becomes ONE message (a batch, up to
+        :data:`_MAX_BATCH` commands), so NATS, JetStream, the engines' consumers and this
+        gateway's output path see one message per batch, not per command. Plain NATS
         publishes on the stream's subject (JetStream stores them, deduplicating by
         ``Nats-Msg-Id``), without a per-message acknowledgement: the confirmation that
-        counts is the engine's output, and :meth:`_resender` re-sends (same id, so never
-        logged twice) a command whose output has not come within ``resend_after_s``.
-        Measured: the per-message JetStream acknowledgement was the gateway's largest
-        cost."""
+        counts is the engine's output, and :meth:`_resender` re-sends (same bytes, same id,
+        so never logged twice) a batch whose output has not come within ``resend_after_s``.
+        Measured: the per-message JetStream acknowledgement was the gateway's largest cost,
+        then the per-command publish."""
         assert self.nc is not None
         nc = self.nc
-        gid = self.gateway_id
         while True:
             await self._publish_wake.wait()
             self._publish_wake.clear()
-            batch, self._to_publish = self._to_publish, []
+            resend, self._to_resend = self._to_resend, []
             now = time.monotonic()
-            for w in batch:
-                if w.payload is None:
-                    w.payload = encode(Logged(gid, w.ticket, time.time_ns(), w.cmd))  # type: ignore[arg-type]
-                w.sent = now
-                await nc.publish(in_subject(w.shard), w.payload,
-                                 headers={"Nats-Msg-Id": f"{gid}:{w.ticket}"})
-            self.published += len(batch)
+            for b in resend:
+                if b.left:
+                    b.sent = now
+                    await nc.publish(in_subject(b.shard), b.payload,
+                                     headers={"Nats-Msg-Id": b.msg_id})
+            fresh, self._to_publish = self._to_publish, []
+            if not fresh:
+                continue
+            if self.map.shards == 1:
+                groups = [fresh]
+            else:
+                by_shard: dict[int, list[_Wait]] = {}
+                for w in fresh:
+                    by_shard.setdefault(w.shard, []).append(w)
+                groups = list(by_shard.values())
+            for group in groups:
+                for i in range(0, len(group), _MAX_BATCH):
+                    for b in self._make_batches(group[i:i + _MAX_BATCH]):
+                        await nc.publish(in_subject(b.shard), b.payload,
+                                         headers={"Nats-Msg-Id": b.msg_id})
+            self.published += len(fresh)
+
+    def _make_batches(self, waits: list[_Wait]) -> list[_Batch]:
+        """Ticket ``waits`` (one shard's, in order) and encode them as one batch, or as
+        several when one would exceed NATS max_payload."""
+        ts = time.time_ns()
+        payload = encode(Logged(self.gateway_id, self._ticket + 1, ts,
+                                [w.cmd for w in waits]))  # type: ignore[misc]
+        if len(payload) > self._max_payload and len(waits) > 1:
+            half = len(waits) // 2
+            return self._make_batches(waits[:half]) + self._make_batches(waits[half:])
+        first = self._ticket + 1
+        self._ticket += len(waits)
+        b = _Batch(first, self._ticket, waits[0].shard, payload, f"{self.gateway_id}:{first}")
+        mine = self._mine
+        ticket = first
+        for w in waits:
+            w.ticket = ticket
+            w.batch = b
+            mine[ticket] = w
+            ticket += 1
+        self._batches[first] = b
+        self.batches += 1
+        return [b]
 
     async def _resender(self) -> None:
-        """Re-send commands that were lost, never ones that are merely slow (re-sending
-        everything late would feed an overload): a command is re-sent when a command this
+        """Re-send batches that were lost, never ones that are merely slow (re-sending
+        everything late would feed an overload): a batch is re-sent when a command this
         gateway sent *after* it to the same shard has been released (one connection keeps
         order, so it was dropped), or when its shard has released nothing at all for
         ``resend_after_s`` (a reconnect lost everything in flight) — the oldest 1,000 —
-        and only within JetStream's duplicate window, so never logged twice."""
+        and only within JetStream's duplicate window, so never logged twice. A batch is
+        re-sent whole (same bytes, same ``Nats-Msg-Id``), even when a part of it was
+        released: JetStream logged all of it or none of it."""
         while True:
             await asyncio.sleep(self.resend_after_s / 2)
             now = time.monotonic()
             late = []
-            for w in self._mine.values():
-                if w.done or now - w.sent <= self.resend_after_s:
+            for b in self._batches.values():
+                if now - b.sent <= self.resend_after_s:
                     continue
-                if now - w.first_sent >= DEDUP_WINDOW_S * 0.8:
+                if now - b.first_sent >= DEDUP_WINDOW_S * 0.8:
                     continue
-                k = w.shard
-                if (w.ticket < self._released_ticket[k]
+                k = b.shard
+                if (b.last < self._released_ticket[k]
                         or now - self._output_seen[k] > self.resend_after_s):
-                    late.append(w)
+                    late.append(b)
                     if len(late) >= 1000:
                         break
             if late and self.nc is not None and self.nc.is_connected:
-                self.republished += len(late)
-                log.warning("re-sending %d commands that were lost", len(late))
-                self._to_publish.extend(late)
+                self.republished += sum(b.last - b.ticket + 1 for b in late)
+                log.warning("re-sending %d batches that were lost", len(late))
+                self._to_resend.extend(late)
                 self._publish_wake.set()
 
     # -- release ---------------------------------------------------------------------------
@@ -428,8 +497,14 @@ class ClusterExchange(Exchange):
             reports = build(cmd.seq, cmd.ts, done.events)
             record(reports)
             w = mine.pop(done.ticket, None) if done.gateway == gid else None
-            if w is not None and w.ticket > self._released_ticket[shard]:
-                self._released_ticket[shard] = w.ticket
+            if w is not None:
+                if w.ticket > self._released_ticket[shard]:
+                    self._released_ticket[shard] = w.ticket
+                b = w.batch
+                if b is not None:
+                    b.left -= 1
+                    if not b.left:
+                        del self._batches[b.ticket]
             try:
                 own = route(reports, getattr(cmd, "account", 0),
                             w.origin if w is not None else None)
@@ -480,6 +555,7 @@ class ClusterExchange(Exchange):
         return {"gateway": self.gateway_id, "shards": self.map.shards,
                 "applied": list(self._applied), "epochs": list(self._epochs),
                 "published": self.published, "republished": self.republished,
+                "batches": self.batches,
                 "released": self.released, "waiting": len(self._order),
                 "unavailable": self.unavailable, "stale_outputs": self.stale_outputs,
                 "cross_shard_refused": self.cross_shard_refused,

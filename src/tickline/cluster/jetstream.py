@@ -3,8 +3,9 @@
 Per shard ``k``:
 
 * ``TL_IN_k`` (subject ``tickline.in.k``) — the input log. Limits retention, file storage,
-  duplicate window :data:`DEDUP_WINDOW_S` (``Nats-Msg-Id`` dedup of re-published commands).
-  Its stream sequence is the command's sequence number.
+  duplicate window :data:`DEDUP_WINDOW_S` (``Nats-Msg-Id`` dedup of re-published batches).
+  One message is a batch of commands; a command's sequence number is its place among all the
+  commands of the stream (:class:`~tickline.cluster.replica.Replica`).
 * ``TL_OUT_k`` (subject ``tickline.out.k``) — the engine output; only a leader writes, each
   publish with ``Nats-Expected-Last-Sequence`` (a stale writer is refused).
 
@@ -188,8 +189,9 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
 
 async def log_command(js: JetStreamContext, shard: int, payload: bytes, msg_id: str,
                       *, timeout: float = 2.0) -> api.PubAck:
-    """Append one encoded :class:`~tickline.cluster.wire.Logged` to shard ``shard``'s input
-    log. ``msg_id`` (``<gateway>:<ticket>``) makes a re-publish within the duplicate window
-    a no-op: the answer then has ``duplicate=True`` and the first copy's sequence."""
+    """Append one encoded :class:`~tickline.cluster.wire.Logged` (a batch of commands) to
+    shard ``shard``'s input log, awaiting JetStream's acknowledgement. ``msg_id``
+    (``<gateway>:<first ticket>``) makes a re-publish within the duplicate window a no-op:
+    the answer then has ``duplicate=True`` and the first copy's sequence."""
     return await js.publish(in_subject(shard), payload, timeout=timeout,
                             stream=in_stream(shard), headers={"Nats-Msg-Id": msg_id})

@@ -21,8 +21,8 @@ Leadership is a key (``shard-<k>``) in the KV bucket ``TL_LEADER``, whose TTL is
   stream as this node last saw it, so after a takeover a stale leader's publish is refused by
   the server (and the stale node steps down).
 
-Takeover: the new leader reads the output stream's last message (the last input sequence
-published, ``P``) and publishes what it applied after ``P`` — it kept those results (a
+Takeover: the new leader reads the output stream's last message (the last command sequence
+number published, ``P``) and publishes what it applied after ``P`` — it kept those results (a
 standby trims what it holds to what the leader already published, checked each lease tick),
 so an input the old leader applied but never published is not lost, and none is published
 twice (gateways also drop a sequence they already have).
@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
@@ -104,7 +105,7 @@ async def load_snapshot(store: ObjectStore, shard: int) -> Any:
 
 
 async def last_published(js: JetStreamContext, shard: int) -> tuple[int, int]:
-    """``(output stream last sequence, last input sequence published in it)``; (0, 0) when
+    """``(output stream last sequence, last command sequence published in it)``; (0, 0) when
     nothing has been published yet."""
     info = await js.stream_info(out_stream(shard))
     out_seq = info.state.last_seq
@@ -146,7 +147,7 @@ class EngineNode:
         self._revision = 0
         self._renewed = 0.0
         self.out_seq = 0
-        self.published_seq = 0  # the last input sequence known to be in the output stream
+        self.published_seq = 0  # the last command sequence known to be in the output stream
         self._since_snapshot = 0
         self.snapshots = 0
         self.fenced = 0
@@ -173,7 +174,7 @@ class EngineNode:
             log.info("shard %d: from snapshot at seq %d", self.shard, snap.seq)
         self.started_from = self.replica.seq
         self._follower = await follow(js, in_stream(self.shard), in_subject(self.shard),
-                                      self.replica.seq + 1, self._on_input)
+                                      self.replica.in_seq + 1, self._on_input)
         await self._lease_tick()
         self._lease_task = asyncio.get_running_loop().create_task(self._lease_loop())
 
@@ -198,17 +199,27 @@ class EngineNode:
     async def _on_input(self, items: list[tuple[int, bytes]]) -> None:
         replica = self.replica
         unpublished = self._unpublished
-        applied = 0
-        for seq, data in items:
-            if seq <= replica.seq:
+        published = self.published_seq
+        before = replica.seq
+        for in_seq, data in items:
+            if in_seq <= replica.in_seq:
                 continue  # redelivered after a consumer reset
-            if seq != replica.seq + 1:
-                log.error("shard %d: input gap %d -> %d", self.shard, replica.seq, seq)
-            done = replica.apply(seq, decode_logged(data))
-            applied += 1
-            if seq > self.published_seq:  # a node catching up: already in the output
-                unpublished.append(done)
-        self._since_snapshot += applied
+            if in_seq != replica.in_seq + 1:
+                log.error("shard %d: input gap %d -> %d", self.shard, replica.in_seq, in_seq)
+            try:
+                logged = decode_logged(data)
+            except msgspec.DecodeError:  # every replica skips it alike: no command, no seq
+                log.error("shard %d: input %d is not a command batch; skipped", self.shard,
+                          in_seq)
+                replica.skip(in_seq)
+                continue
+            done = replica.apply(in_seq, logged)
+            if done and done[-1].cmd.seq > published:
+                if done[0].cmd.seq > published:
+                    unpublished.extend(done)
+                else:  # a node catching up: part of it is already in the output
+                    unpublished.extend(d for d in done if d.cmd.seq > published)
+        self._since_snapshot += replica.seq - before
         if self.leader:
             try:
                 await self._publish()
@@ -216,8 +227,9 @@ class EngineNode:
                     await self.snapshot()
             except Exception:  # kept unpublished: the next lease tick publishes them
                 log.exception("shard %d: publishing failed", self.shard)
-        elif len(unpublished) > 1_000_000:  # a standby whose leader publishes nothing
-            unpublished.popleft()
+        else:
+            while len(unpublished) > 1_000_000:  # a standby whose leader publishes nothing
+                unpublished.popleft()
 
     def lease_valid(self) -> bool:
         return self.leader and time.monotonic() - self._renewed < self.lease_s / 2
@@ -364,7 +376,7 @@ class EngineNode:
             return
         assert self.js is not None
         self._ticked = due
-        payload = encode(Logged(f"engine:{self.node_id}", 0, now, TimeTick()))
+        payload = encode(Logged(f"engine:{self.node_id}", 0, now, [TimeTick()]))
         with contextlib.suppress(Exception):
             await log_command(self.js, self.shard, payload, f"tick:{self.shard}:{due}")
 

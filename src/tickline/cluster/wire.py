@@ -1,11 +1,16 @@
 """What travels on NATS in cluster mode (msgspec MessagePack, arrays).
 
-* :class:`Logged` — one command in a shard's input stream, as a gateway published it: the
-  command, the engine time it needs (``ts``, the gateway's clock at publish; the replica makes
-  it strictly increasing in stream order, deterministically), and who is waiting for it
-  (``gateway`` id and ``ticket``). The stream sequence is the command's sequence number.
-  Published with ``Nats-Msg-Id: <gateway>:<ticket>``, so a re-publish (a retry after a lost
-  acknowledgement) is dropped by JetStream's duplicate window.
+* :class:`Logged` — one message of a shard's input stream, as a gateway published it: a
+  *batch* of commands (whatever the gateway took for that shard in one event-loop turn), the
+  engine time they need (``ts``, the gateway's clock at publish; the replica makes it strictly
+  increasing command by command, deterministically), and who is waiting for them (``gateway``
+  id; the commands' tickets are ``ticket``, ``ticket + 1``, ...). One message per batch, not
+  per command: NATS, JetStream, the engines' consumers and the acknowledgement path pay their
+  per-message cost once per batch. Published with ``Nats-Msg-Id: <gateway>:<ticket>`` (the
+  first ticket), so a re-publish (the same bytes, after a loss) is dropped by JetStream's
+  duplicate window. The command's sequence number is *not* the stream sequence: it is the
+  running count of commands in the stream up to and including it (see
+  :class:`~tickline.cluster.replica.Replica`), a function of the log alone.
 * :class:`Output` — what an engine leader publishes per natural batch on the shard's output
   stream: the leader's ``epoch`` (its leadership revision, fencing a stale leader) and each
   command as sequenced (``seq``, ``ts`` stamped) with its engine events. Gateways build the
@@ -29,12 +34,14 @@ __all__ = ["Done", "Logged", "Output", "Snapshot", "decode_logged", "decode_outp
 class Logged(msgspec.Struct, array_like=True, gc=False):
     gateway: str
     ticket: int
+    """The first command's ticket; command ``i`` of ``cmds`` has ticket ``ticket + i``."""
     ts: int
-    cmd: Command
+    cmds: list[Command]
 
 
 class Done(msgspec.Struct, array_like=True, gc=False):
-    """One processed command: ``cmd`` carries its ``seq`` (stream sequence) and ``ts``."""
+    """One processed command: ``cmd`` carries its ``seq`` (command sequence number) and
+    ``ts``; ``ticket`` is its own ticket (not its batch's first)."""
 
     gateway: str
     ticket: int
@@ -51,10 +58,14 @@ class Output(msgspec.Struct, array_like=True, gc=False):
 class Snapshot(msgspec.Struct, array_like=True):
     shard: int
     seq: int
+    """The last command sequence number applied."""
     last_ts: int
     out_seq: int
     """The output stream's last sequence when the snapshot was taken (0: unknown)."""
     engine: EngineSnapshot
+    in_seq: int = 0
+    """The last input stream sequence applied (the tail starts after it; 0: ``seq``, as
+    written before commands were batched, when the two were equal)."""
 
 
 _encoder = msgspec.msgpack.Encoder()
