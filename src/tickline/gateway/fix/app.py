@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import calendar
 import time
-from fractions import Fraction
 
 from tickline.matching import (
     Cancel,
@@ -51,9 +50,9 @@ from tickline.matching.types import (
 from tickline.matching.types import reject_reason_name as reject_name
 from tickline.stream.reports import ExecKind, ExecReport, OrderState, OrderStatus
 
-__all__ = ["OrderRefused", "business_reject", "cancel_reject", "exec_report", "fmt_units",
-           "parse_units", "refused_report", "reject_name", "status_report", "to_cancel",
-           "to_new_order", "to_replace", "unknown_status_report"]
+__all__ = ["OrderRefused", "avg_bytes", "business_reject", "cancel_reject", "exec_report",
+           "fmt_units", "parse_units", "refused_report", "reject_name", "status_report",
+           "to_cancel", "to_new_order", "to_replace", "units_bytes", "unknown_status_report"]
 
 _NEW = int(ExecKind.NEW)
 _REJECTED = int(ExecKind.REJECTED)
@@ -109,26 +108,47 @@ def parse_units(text: str, decimals: int, what: str) -> int:
     return units
 
 
+_POW10 = tuple(10**k for k in range(40))
+
+
+def units_bytes(units: int, decimals: int) -> bytes:
+    """Integer units as decimal ASCII with ``decimals`` places (``10125, 2`` -> ``b"101.25"``):
+    what every price and quantity field of an outbound message carries."""
+    if decimals == 0:
+        return b"%d" % units
+    if units < 0:
+        return b"-" + units_bytes(-units, decimals)
+    whole, frac = divmod(units, _POW10[decimals])
+    return b"%d.%0*d" % (whole, decimals, frac)
+
+
 def fmt_units(units: int, decimals: int) -> str:
     """Integer units as a decimal string with ``decimals`` places (``10125, 2`` -> ``101.25``)."""
-    if decimals == 0:
-        return str(units)
-    sign = "-" if units < 0 else ""
-    s = str(abs(units)).rjust(decimals + 1, "0")
-    return f"{sign}{s[:-decimals]}.{s[-decimals:]}"
+    return units_bytes(units, decimals).decode()
+
+
+def avg_bytes(notional: int, quantity: int, inst: Instrument) -> bytes:
+    """AvgPx: the exact average ``notional / quantity`` in price units, as a decimal with 6
+    more places than the instrument's prices (exact whenever it terminates by then), rounded
+    half to even like ``round(Fraction(notional, quantity) * 10**6)``, in integers."""
+    if not quantity:
+        return b"0"
+    if quantity < 0:
+        notional, quantity = -notional, -quantity
+    d = inst.price_decimals
+    whole, rest = divmod(notional, quantity)
+    if not rest:
+        return units_bytes(whole, d)
+    scaled, rest = divmod(notional * 1_000_000, quantity)
+    twice = 2 * rest
+    if twice > quantity or (twice == quantity and scaled & 1):
+        scaled += 1
+    return units_bytes(scaled, d + 6).rstrip(b"0")
 
 
 def fmt_avg(notional: int, quantity: int, inst: Instrument) -> str:
-    """AvgPx: the exact average ``notional / quantity`` in price units, as a decimal with 6
-    more places than the instrument's prices (exact whenever it terminates by then)."""
-    if not quantity:
-        return "0"
-    avg = Fraction(notional, quantity)
-    d = inst.price_decimals
-    if avg.denominator == 1:
-        return fmt_units(avg.numerator, d)
-    scaled = round(avg * 10**6)
-    return fmt_units(scaled, d + 6).rstrip("0")
+    """:func:`avg_bytes` as text."""
+    return avg_bytes(notional, quantity, inst).decode()
 
 
 def _timestamp_ns(value: str) -> int:
@@ -246,59 +266,67 @@ def unique_ns() -> int:
     return _last_unique_ns
 
 
+# ExecType (150) and OrdStatus (39) per report kind; a fill's and a replace's/trigger's
+# status depends on the quantities (the second entry: partially filled / with fills)
+_EXEC_HEAD = {_NEW: (b"150=0\x0139=0\x01", b"150=0\x0139=0\x01"),
+              _FILL: (b"150=F\x0139=2\x01", b"150=F\x0139=1\x01"),
+              _CANCELLED: (b"150=4\x0139=4\x01", b"150=4\x0139=4\x01"),
+              _REPLACED: (b"150=5\x0139=0\x01", b"150=5\x0139=1\x01"),
+              _EXPIRED: (b"150=C\x0139=C\x01", b"150=C\x0139=C\x01"),
+              _TRIGGERED: (b"150=L\x0139=0\x01", b"150=L\x0139=1\x01")}
+_NO_LEAVES = frozenset((_CANCELLED, _EXPIRED))
+
+
 def exec_report(r: ExecReport, inst: Instrument, transact_time: bytes, *,
                 clid: str | None = None, orig_clid: str = "") -> bytes:
     """The body of the ExecutionReport (35=8) for ``r``. ``clid``/``orig_clid``: the
-    ClOrdID/OrigClOrdID of the request this answers (a cancel or replace), else the order's."""
+    ClOrdID/OrigClOrdID of the request this answers (a cancel or replace), else the order's.
+    Fields: 37 11 41 17 150 39 (103) 55 54 (38 44 99) (32 31) 151 14 6 60 (58)."""
     kind = r.kind
     pd = inst.price_decimals
     qd = inst.qty_decimals
     leaves = r.leaves
-    if kind == _FILL:
-        exec_type = "F"
-        status = "2" if leaves == 0 else "1"
-    elif kind == _NEW:
-        exec_type, status = "0", "0"
-    elif kind == _CANCELLED:
-        exec_type, status, leaves = "4", "4", 0
-    elif kind == _REPLACED:
-        exec_type, status = "5", "1" if r.cum_quantity else "0"
-    elif kind == _EXPIRED:
-        exec_type, status, leaves = "C", "C", 0
-    elif kind == _TRIGGERED:
-        exec_type, status = "L", "1" if r.cum_quantity else "0"
+    cum = r.cum_quantity
+    heads = _EXEC_HEAD.get(kind)
+    if heads is None:  # rejected (OrdRejReason only on a reject report proper)
+        head = (b"150=8\x0139=8\x01103=%d\x01" % ORD_REJ.get(r.reason, 99)
+                if kind == _REJECTED else b"150=8\x0139=8\x01")
+        leaves = 0
+    elif kind == _FILL:
+        head = heads[1] if leaves else heads[0]
     else:
-        exec_type, status, leaves = "8", "8", 0
+        head = heads[1] if cum else heads[0]
+        if kind in _NO_LEAVES:
+            leaves = 0
     cl = r.client_order_id if clid is None else clid
-    parts = [b"37=%d\x01" % r.order_id if r.order_id else b"37=NONE\x01"]
+    order_id = r.order_id
+    seq = r.seq
+    out = b"37=%d\x01" % order_id if order_id else b"37=NONE\x01"
     if cl:
-        parts.append(b"11=%s\x01" % cl.encode())
+        out += b"11=%s\x01" % cl.encode()
     if orig_clid:
-        parts.append(b"41=%s\x01" % orig_clid.encode())
-    if r.seq:
-        parts.append(b"17=%d-%d\x01" % (r.account, r.seq))
+        out += b"41=%s\x01" % orig_clid.encode()
+    if seq:
+        out += b"17=%d-%d\x01%s55=%s\x0154=%d\x01" % (
+            r.account, seq, head, r.symbol.encode(), r.side if r.side in (1, 2) else 1)
     else:  # not numbered (an unsequenced reject): an id of its own
-        parts.append(b"17=R%d-%d\x01" % (r.account, unique_ns()))
-    parts.append(b"150=%s\x0139=%s\x01" % (exec_type.encode(), status.encode()))
-    if kind == _REJECTED:
-        parts.append(b"103=%d\x01" % ORD_REJ.get(r.reason, 99))
-    parts.append(b"55=%s\x0154=%d\x01" % (r.symbol.encode(), r.side if r.side in (1, 2) else 1))
+        out += b"17=R%d-%d\x01%s55=%s\x0154=%d\x01" % (
+            r.account, unique_ns(), head, r.symbol.encode(), r.side if r.side in (1, 2) else 1)
     if r.quantity:
-        parts.append(b"38=%s\x01" % fmt_units(r.quantity, qd).encode())
+        out += b"38=%s\x01" % units_bytes(r.quantity, qd)
     if r.price:
-        parts.append(b"44=%s\x01" % fmt_units(r.price, pd).encode())
+        out += b"44=%s\x01" % units_bytes(r.price, pd)
     if r.stop_price:
-        parts.append(b"99=%s\x01" % fmt_units(r.stop_price, pd).encode())
+        out += b"99=%s\x01" % units_bytes(r.stop_price, pd)
     if kind == _FILL:
-        parts.append(b"32=%s\x0131=%s\x01" % (fmt_units(r.last_quantity, qd).encode(),
-                                             fmt_units(r.last_price, pd).encode()))
-    parts.append(b"151=%s\x0114=%s\x016=%s\x0160=%s\x01" % (
-        fmt_units(leaves, qd).encode(), fmt_units(r.cum_quantity, qd).encode(),
-        fmt_avg(r.cum_notional, r.cum_quantity, inst).encode(), transact_time))
+        out += b"32=%s\x0131=%s\x01" % (units_bytes(r.last_quantity, qd),
+                                         units_bytes(r.last_price, pd))
+    out += b"151=%s\x0114=%s\x016=%s\x0160=%s\x01" % (
+        units_bytes(leaves, qd), units_bytes(cum, qd), avg_bytes(r.cum_notional, cum, inst),
+        transact_time)
     if kind == _REJECTED or r.text:
-        text = r.text or reject_name(r.reason)
-        parts.append(b"58=%s\x01" % _text(text))
-    return b"".join(parts)
+        out += b"58=%s\x01" % _text(r.text or reject_name(r.reason))
+    return out
 
 
 def _text(text: str) -> bytes:

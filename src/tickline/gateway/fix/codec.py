@@ -495,15 +495,98 @@ def _fast_table(mt: str) -> dict[str, tuple[int, int, _Check | None]] | None:
     return table
 
 
+_NOT_SEPARATORS = bytes(b for b in range(256) if b not in (1, 61))  # all but SOH and "="
+_ALTERNATING = tuple(b"=\x01" * k for k in range(128))  # the separators of k fields
+_MAX_SHAPES = 64  # per MsgType: tag sequences remembered (bounds what a peer can make us keep)
+# MsgType -> tag sequence (the tags of each field in order, then "", joined by "=") -> (tag
+# numbers, (position, check) per field to check) or None (a sequence the fast path never
+# accepts)
+_SHAPES: dict[str, dict[str, tuple[tuple[int, ...], tuple[tuple[int, _Check], ...]] | None]] = {}
+
+
 def parse_valid(raw: bytes) -> FixMessage | None:
     """:func:`parse` and :func:`validate` in one pass for a message in the common shape:
     ``8=FIX.4.4``, each field once, every tag defined for its MsgType outside repeating
     groups, sections in order, values well formed, required tags present. Returns None for
     anything else (the caller then runs :func:`parse` and :func:`validate`, which find the
     problem, if there is one, and name it), so both paths accept exactly the same messages
-    and give them the same values."""
+    and give them the same values.
+
+    What a message's *tags* say (defined, in order, once each, required ones there) depends
+    only on its sequence of tags, so that verdict is remembered per sequence (a session sends
+    the same few shapes over and over) and a message of a known shape costs one C-level
+    split and the checks of its typed values. A message with "=" inside a value, or a new
+    shape when the cache is full, goes field by field."""
+    seps = raw.translate(None, _NOT_SEPARATORS)
+    n = len(seps) >> 1
+    if n >= len(_ALTERNATING) or seps != _ALTERNATING[n] or n < 4:
+        return _parse_valid_fields(raw)  # "=" inside a value (or a huge message)
+    if b"=\x01" in raw or not raw.startswith(b"8=FIX.4.4\x01"):
+        return None  # an empty value, or not FIX.4.4: the full path names the problem
+    flat = raw.decode("latin-1").replace("=", "\x01").split("\x01")
+    mt = flat[5]
+    shapes = _SHAPES.get(mt)
+    if shapes is None:
+        if (_FAST[mt] if mt in _FAST else _fast_table(mt)) is None:
+            return None
+        shapes = _SHAPES[mt] = {}
+    key = "=".join(flat[0::2])  # the tags in order ("=" cannot be in a tag)
+    plan = shapes.get(key, _UNKNOWN)
+    if plan is _UNKNOWN:
+        plan = _shape_plan(mt, tuple(flat[0::2]))
+        if len(shapes) < _MAX_SHAPES:
+            shapes[key] = plan
+    if plan is None:
+        return None
+    vals = flat[1::2]
+    for pos, check in plan[1]:
+        if not check(vals[pos]):
+            return None
+    return FixMessage(None, raw, dict(zip(plan[0], vals, strict=True)))
+
+
+_UNKNOWN: tuple[tuple[int, ...], tuple[tuple[int, _Check], ...]] = ((), ())
+
+
+def _shape_plan(mt: str, key: tuple[str, ...]) -> tuple[tuple[int, ...],
+                                                        tuple[tuple[int, _Check], ...]] | None:
+    """The tag numbers and value checks of messages whose tags are ``key`` (then "": after
+    the last SOH), or None when the tags alone disqualify them from the fast path (the same
+    rules as :func:`_parse_valid_fields`)."""
+    table = _FAST.get(mt)
+    if table is None or key[:3] != ("8", "9", "35") or key[-1] != "":
+        return None
+    numbers = [8, 9, 35]
+    checks: list[tuple[int, _Check]] = []
+    section = 0
+    for pos in range(3, len(key) - 1):
+        info = table.get(key[pos])
+        if info is None:
+            return None
+        number, where, check = info
+        if where < section or number in numbers:
+            return None
+        section = where
+        numbers.append(number)
+        if check is not None:
+            checks.append((pos, check))
+    if not _required(mt) <= set(numbers):
+        return None
+    return tuple(numbers), tuple(checks)
+
+
+def _required(mt: str) -> frozenset[int]:
+    required = _REQUIRED.get(mt)
+    if required is None:
+        definition = spec.MESSAGES[mt]
+        required = _REQUIRED[mt] = definition[1] | _HEADER_REQUIRED | spec.TRAILER_REQUIRED
+    return required
+
+
+def _parse_valid_fields(raw: bytes) -> FixMessage | None:
+    """:func:`parse_valid` field by field (any message)."""
     parts = raw.decode("latin-1").split("\x01")
-    if len(parts) < 5 or parts[0] != "8=FIX.4.4":
+    if len(parts) < 5 or parts[0] != "8=FIX.4.4" or parts[1][:2] != "9=":
         return None
     mt_field = parts[2]
     if mt_field[:3] != "35=":
@@ -529,11 +612,7 @@ def parse_valid(raw: bytes) -> FixMessage | None:
         if number in values or (check is not None and not check(value)):
             return None
         values[number] = value
-    required = _REQUIRED.get(mt)
-    if required is None:
-        definition = spec.MESSAGES[mt]
-        required = _REQUIRED[mt] = definition[1] | _HEADER_REQUIRED | spec.TRAILER_REQUIRED
-    if not values.keys() >= required:
+    if not values.keys() >= _required(mt):
         return None
     return FixMessage(None, raw, values)
 
@@ -570,12 +649,17 @@ def body(fields: Iterable[tuple[int, str | int | bytes]]) -> bytes:
     return bytes(out)
 
 
+_TRAILERS = tuple(b"10=%03d\x01" % i for i in range(256))
+
+
 class Encoder:
     """Outbound message encoder of one session (SenderCompID ``sender``, TargetCompID
-    ``target``): the constant part of the header is encoded once."""
+    ``target``): the constant part of the header (MsgType, CompIDs) is encoded once per
+    MsgType, the CheckSum trailer comes from a table."""
 
     def __init__(self, sender: str, target: str) -> None:
         self.comp_ids = f"49={sender}\x0156={target}\x01".encode()
+        self._prefixes: dict[str, bytes] = {}  # MsgType -> "35=..|49=..|56=..|34="
 
     def encode(self, msg_type: str, seq: int, body_bytes: bytes, *, now: bytes | None = None,
                poss_dup: bytes | None = None) -> bytes:
@@ -583,10 +667,15 @@ class Encoder:
         message: PossDupFlag=Y and OrigSendingTime are added), ``body_bytes``, trailer."""
         ts = now if now is not None else sending_time()
         if poss_dup is None:
-            head = b"35=%s\x01%s34=%d\x0152=%s\x01" % (msg_type.encode(), self.comp_ids, seq, ts)
+            prefix = self._prefixes.get(msg_type)
+            if prefix is None:
+                prefix = b"35=%s\x01%s34=" % (msg_type.encode(), self.comp_ids)
+                self._prefixes[msg_type] = prefix
+            head = b"%d\x0152=%s\x01" % (seq, ts)
+            msg = b"8=FIX.4.4\x019=%d\x01%s%s%s" % (len(prefix) + len(head) + len(body_bytes),
+                                                   prefix, head, body_bytes)
         else:
-            head = b"35=%s\x01%s34=%d\x0143=Y\x0152=%s\x01122=%s\x01" % (
-                msg_type.encode(), self.comp_ids, seq, ts, poss_dup)
-        payload = head + body_bytes
-        msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(payload), payload)
-        return msg + b"10=%03d\x01" % (byte_sum(msg) & 0xFF)
+            payload = b"35=%s\x01%s34=%d\x0143=Y\x0152=%s\x01122=%s\x01%s" % (
+                msg_type.encode(), self.comp_ids, seq, ts, poss_dup, body_bytes)
+            msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(payload), payload)
+        return msg + _TRAILERS[byte_sum(msg) & 0xFF]

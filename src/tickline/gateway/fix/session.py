@@ -624,9 +624,10 @@ class FixSession(asyncio.Protocol):
         inst = self.gw.instruments.get(r.symbol)
         if inst is None:
             return
-        self.send_app("8", app.exec_report(r, inst, codec.sending_time(), clid=clid,
-                                           orig_clid=orig_clid))
-        self._delivered(r)
+        ts = codec.sending_time()
+        self.send_app("8", app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid), ts)
+        if r.seq and self.store is not None:
+            self.store.delivered(r.seq)
 
     def _delivered(self, r: ExecReport) -> None:
         if r.seq and self.store is not None:
@@ -703,13 +704,15 @@ class FixSession(asyncio.Protocol):
 
     # -- output ----------------------------------------------------------------------------
 
-    def send_app(self, msg_type: str, body: bytes) -> None:
-        """Send an application message (stored for resend)."""
+    def send_app(self, msg_type: str, body: bytes, ts: bytes | None = None) -> None:
+        """Send an application message (stored for resend); ``ts``: its SendingTime, when
+        the caller has it already (else the clock's)."""
         if self.closed or self.encoder is None or self.store is None:
             return
         store = self.store
         seq = store.next_out
-        ts = codec.sending_time()
+        if ts is None:
+            ts = codec.sending_time()
         store.sent_app(seq, msg_type.encode(), ts, body)
         self.out += self.encoder.encode(msg_type, seq, body, now=ts)
         self.gw.messages_out += 1
