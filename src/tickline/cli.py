@@ -78,7 +78,8 @@ def bench_matching(
     peers: Annotated[bool, typer.Option(
         help="Also time the pure and compiled builds and liquibook (peers extra) on the "
              "same commands, one process per run.")] = False,
-    peer_rounds: Annotated[int, typer.Option(help="Interleaved rounds for --peers.")] = 3,
+    peer_rounds: Annotated[int, typer.Option(
+        help="Interleaved rounds for --peers (many short rounds: median and spread).")] = 9,
     scale: Annotated[bool, typer.Option(
         help="Also time 1k..1M resting orders over 10 and 100,000 ticks.")] = False,
     scale_commands: Annotated[int, typer.Option(

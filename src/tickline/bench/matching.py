@@ -282,7 +282,7 @@ def run(
     seed_port_commands: int = 200_000, memory_orders: int = 1_000_000,
     latency_runs: int = 1, slow_ns: int = 30_000, json_path: Path | None = None,
     risk: bool = False, risk_rounds: int = 3, mix: bool = False, peers: bool = False,
-    peer_rounds: int = 3, scale: bool = False, scale_commands: int = 100_000,
+    peer_rounds: int = 9, scale: bool = False, scale_commands: int = 100_000,
     scale_resting: tuple[int, ...] = SCALE_RESTING,
 ) -> dict[str, Any]:
     """Run every pass, print the report, write ``json_path``; return the results."""
@@ -466,20 +466,7 @@ def _print_extras(r: dict[str, Any]) -> None:
                   f"{k['stops_icebergs_commands_per_second']:,} ({k['ratio']}x)")
         console.print(t)
     if r.get("peers"):
-        k = r["peers"]
-        t = Table(title=f"peers on the same {k['commands']:,} commands "
-                        f"(median of {k['rounds']} interleaved rounds, one process each)")
-        t.add_column("engine")
-        t.add_column("commands/s", justify="right")
-        names = {"compiled": f"tickline compiled ({k.get('compiled_build', 'not built')})",
-                 "pure": "tickline pure Python",
-                 "liquibook_listener": "liquibook, Python fill listener",
-                 "liquibook": "liquibook, no listener"}
-        for key, name in names.items():
-            v = k.get(f"{key}_commands_per_second")
-            t.add_row(name, f"{v:,}" if v else "not available")
-        console.print(t)
-        console.print("ratios: " + ", ".join(f"{a} {b}" for a, b in k["ratios"].items() if b))
+        _print_peers(r["peers"])
     if r.get("scale"):
         t = Table(title="cost as the book grows (throughput pass; p99.99 of a latency pass)")
         for col in ("price spread (ticks)", "resting orders", "levels at end", "commands/s",
@@ -490,6 +477,41 @@ def _print_extras(r: dict[str, Any]) -> None:
                       f"{c['price_levels_at_end']:,}", f"{c['commands_per_second']:,}",
                       f"{c['vs_smallest']}x", f"{c['p99_99_ns'] / 1000:.1f}")
         console.print(t)
+
+
+def _print_peers(k: dict[str, Any]) -> None:
+    """The ``--peers`` table: per variant, median and spread by wall clock and by CPU time;
+    the ratios of the medians and the medians (p25..p75) of the paired per-round ratios."""
+    t = Table(title=f"peers on the same {k['commands']:,} commands ({k['rounds']} interleaved "
+                    f"rounds, one process each; load average {k['load_average_before'][0]} "
+                    f"-> {k['load_average_after'][0]}, steal {k['steal_fraction']:.1%})")
+    t.add_column("engine")
+    for col in ("commands/s (median)", "wall min..max", "CPU-time commands/s", "CPU p25..p75"):
+        t.add_column(col, justify="right")
+    names = {"compiled": "tickline compiled", "pure": "tickline pure Python",
+             "liquibook_listener": "liquibook, Python fill listener",
+             "liquibook": "liquibook, no listener"}
+    for key, name in names.items():
+        v, w = k.get(f"{key}_commands_per_second"), k.get(f"{key}_spread")
+        c, cs = k.get(f"{key}_cpu_commands_per_second"), k.get(f"{key}_cpu_spread")
+        if not v or not w or not c or not cs:
+            t.add_row(name, "not available", "", "", "")
+            continue
+        t.add_row(name, f"{v:,}", f"{w['min']:,.0f}..{w['max']:,.0f}", f"{c:,}",
+                  f"{cs['p25']:,.0f}..{cs['p75']:,.0f}")
+    console.print(t)
+    console.print(f"compiled build: {k.get('compiled_build', 'not built')}")
+    t = Table(title="ratios: of the medians, and the median (p25..p75) of the per-round ratios")
+    for col in ("ratio", "wall", "wall paired", "CPU", "CPU paired"):
+        t.add_column(col, justify="right" if col != "ratio" else "left")
+    for name, wall in k["ratios"].items():
+        if wall is None:
+            continue
+        pw, pc = k["paired_ratios"][name], k["paired_ratios_cpu"][name]
+        t.add_row(name, f"{wall}", f"{pw['median']:.2f} ({pw['p25']:.2f}..{pw['p75']:.2f})",
+                  f"{k['ratios_cpu'][name]}",
+                  f"{pc['median']:.2f} ({pc['p25']:.2f}..{pc['p75']:.2f})")
+    console.print(t)
 
 
 def _print(r: dict[str, Any]) -> None:

@@ -14,6 +14,17 @@ book (IOC as ``oc_immediate_or_cancel``), a cancel and a move (``replace`` with 
 of 0 and the new price) address the order tickline gave that id to. *With listener*: a
 Python ``OrderListener`` receives every callback and keeps each fill as a tuple, so the
 fills reach Python as tickline's events do; *without*: no listener, the C++ book alone.
+
+**Noise.** On a shared VM, three rounds of 200,000 commands gave compiled/liquibook ratios
+from 0.74 to 1.57 back to back. So each round times every variant by wall clock *and* by
+CPU time (``time.process_time_ns``: time stolen by the hypervisor or taken by other
+processes is not charged to the child), the variants' order rotates from round to round,
+and the report gives, per variant, the median and the spread (min, p25, p75, max) of the
+rounds, and per ratio both the ratio of medians and the median of the *paired* ratios (the
+two variants of one round ran back to back, under about the same load). Many short rounds
+(``--peer-rounds 9`` or more of ~50,000 commands) beat a few long ones. The deterministic
+figure is ``benchmarks/peers_callgrind.py``: instructions per command of each variant on the
+same commands.
 """
 
 from __future__ import annotations
@@ -69,9 +80,10 @@ def _liquibook_ops(workload: Workload) -> tuple[list[tuple[Any, ...]], list[tupl
     return out[0], out[1]
 
 
-def _time_liquibook(prefill: list[tuple[Any, ...]], ops: list[tuple[Any, ...]],
-                    listener: bool) -> tuple[float, int]:
-    """Commands per second of liquibook over ``ops``; fills seen by the listener."""
+def liquibook_book(listener: bool) -> tuple[Any, Any, list[tuple[int, int, int, int]]]:
+    """``(book, listener)`` (keep them referenced while ``apply`` is used: the C++ book
+    holds the listener by pointer), ``apply(ops)`` running liquibook operations on the book,
+    and the fills list the Python listener (with ``listener``) appends to."""
     import liquibook as lb
 
     fills: list[tuple[int, int, int, int]] = []
@@ -128,33 +140,66 @@ def _time_liquibook(prefill: list[tuple[Any, ...]], ops: list[tuple[Any, ...]],
                 if order is not None:
                     cancel(order)
 
+    return (book, keep), apply, fills
+
+
+def _timed(run: Any, items: list[Any]) -> tuple[float, float]:
+    """Commands per wall-clock second and per CPU second of ``run(chunk)`` over ``items``
+    in chunks of :data:`CHUNK` (slicing is not timed)."""
+    wall_clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
+    wall = cpu = 0
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
+        w0, c0 = wall_clock(), cpu_clock()
+        run(chunk)
+        cpu += cpu_clock() - c0
+        wall += wall_clock() - w0
+    n = len(items)
+    return n / (max(1, wall) / 1e9), n / (max(1, cpu) / 1e9)
+
+
+def _time_liquibook(prefill: list[tuple[Any, ...]], ops: list[tuple[Any, ...]],
+                    listener: bool) -> tuple[float, float, int]:
+    """Commands per wall and per CPU second of liquibook over ``ops``; fills seen by the
+    listener."""
+    _alive, apply, fills = liquibook_book(listener)
     apply(prefill)
     fills.clear()
-    clock = time.perf_counter_ns
-    elapsed = 0
-    for start in range(0, len(ops), CHUNK):
-        chunk = ops[start:start + CHUNK]
-        t0 = clock()
-        apply(chunk)
-        elapsed += clock() - t0
-    return len(ops) / (elapsed / 1e9), len(fills)
+    wall, cpu = _timed(apply, ops)
+    return wall, cpu, len(fills)
+
+
+def _time_tickline(workload: Workload) -> tuple[float, float, Any]:
+    """Commands per wall and per CPU second of a plain ``process`` loop (every event
+    produced and dropped) on a prefilled engine; the engine."""
+    engine = workload.engine()
+    process = engine.process
+    for cmd in workload.prefill:
+        process(cmd)
+
+    def run(chunk: list[Any]) -> None:
+        for cmd in chunk:
+            process(cmd)
+
+    wall, cpu = _timed(run, workload.commands)
+    return wall, cpu, engine
 
 
 def worker(variant: str, path: str) -> None:
     """In a child process: time ``variant`` on the workload at ``path``; print JSON."""
     with open(path, "rb") as f:
-        data = pickle.load(f)
+        data = pickle.load(f)  # our own temporary file
     if variant.startswith("liquibook"):
-        cps, fills = _time_liquibook(data["lb_prefill"], data["lb_ops"],
-                                     listener=variant == "liquibook_listener")
-        print(json.dumps({"commands_per_second": cps, "fills": fills}))
+        wall, cpu, fills = _time_liquibook(data["lb_prefill"], data["lb_ops"],
+                                           listener=variant == "liquibook_listener")
+        print(json.dumps({"commands_per_second": wall, "cpu_commands_per_second": cpu,
+                          "fills": fills}))
         return
     from tickline._build import describe
-    from tickline.bench.matching import run_throughput
 
-    cps, engine = run_throughput(data["workload"])
-    print(json.dumps({"commands_per_second": cps, "build": describe(),
-                      "digest": engine.digest()}))
+    wall, cpu, engine = _time_tickline(data["workload"])
+    print(json.dumps({"commands_per_second": wall, "cpu_commands_per_second": cpu,
+                      "build": describe(), "digest": engine.digest()}))
 
 
 def _child(variant: str, path: Path) -> dict[str, Any]:
@@ -169,8 +214,33 @@ def _child(variant: str, path: Path) -> dict[str, Any]:
     return result
 
 
-def run_peers(workload: Workload, rounds: int = 3, advance: Any = None) -> dict[str, Any]:
-    """Every variant ``rounds`` times, interleaved, on the same commands; medians, ratios."""
+def _steal_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat`` ((0, 0) where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min, p25, p75 and max of ``values`` (at least one), rounded."""
+    xs = sorted(values)
+    if len(xs) > 1:
+        p25, _, p75 = statistics.quantiles(xs, n=4, method="inclusive")
+    else:
+        p25 = p75 = xs[0]
+    digits = 3 if xs[-1] < 100 else 0
+    return {k: round(v, digits) or 0.0 for k, v in
+            (("median", statistics.median(xs)), ("min", xs[0]), ("p25", p25), ("p75", p75),
+             ("max", xs[-1]))}
+
+
+def run_peers(workload: Workload, rounds: int = 9, advance: Any = None) -> dict[str, Any]:
+    """Every variant ``rounds`` times, interleaved (the order rotates each round), on the
+    same commands; medians and spreads by wall clock and CPU time, ratios of medians and
+    medians of the per-round (paired) ratios."""
     from tickline._build import build_info
 
     variants = ["pure"]
@@ -180,41 +250,71 @@ def run_peers(workload: Workload, rounds: int = 3, advance: Any = None) -> dict[
         variants += ["liquibook_listener", "liquibook"]
     lb_prefill, lb_ops = _liquibook_ops(workload)
     samples: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    load_before = os.getloadavg()
+    steal0, total0 = _steal_ticks()
     with tempfile.TemporaryDirectory(prefix="tickline-peers-") as tmp:
         path = Path(tmp) / "workload.pickle"
         with path.open("wb") as f:
             pickle.dump({"workload": workload, "lb_prefill": lb_prefill, "lb_ops": lb_ops}, f,
                         protocol=pickle.HIGHEST_PROTOCOL)
-        for _ in range(rounds):
-            for variant in variants:
+        for n in range(rounds):
+            shift = n % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 samples[variant].append(_child(variant, path))
                 if advance is not None:
                     advance(1)
-    out: dict[str, Any] = {"rounds": rounds, "commands": len(workload.commands)}
+    steal1, total1 = _steal_ticks()
+    out: dict[str, Any] = {"rounds": rounds, "commands": len(workload.commands),
+                           "load_average_before": [round(x, 2) for x in load_before],
+                           "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                           "steal_fraction": round((steal1 - steal0)
+                                                   / max(1, total1 - total0), 4)}
     for variant in VARIANTS:
-        rates = [s["commands_per_second"] for s in samples.get(variant, [])]
-        out[f"{variant}_commands_per_second"] = round(statistics.median(rates)) if rates else None
-        out[f"{variant}_all"] = [round(r) for r in rates]
+        got = samples.get(variant, [])
+        wall = [s["commands_per_second"] for s in got]
+        cpu = [s["cpu_commands_per_second"] for s in got]
+        out[f"{variant}_commands_per_second"] = round(statistics.median(wall)) if wall else None
+        out[f"{variant}_cpu_commands_per_second"] = (round(statistics.median(cpu))
+                                                     if cpu else None)
+        out[f"{variant}_all"] = [round(r) for r in wall]
+        out[f"{variant}_cpu_all"] = [round(r) for r in cpu]
+        out[f"{variant}_spread"] = spread(wall) if wall else None
+        out[f"{variant}_cpu_spread"] = spread(cpu) if cpu else None
     if "compiled" in samples:
         out["compiled_build"] = samples["compiled"][0]["build"]
         digests = {s["digest"] for v in ("pure", "compiled") for s in samples[v]}
         out["same_books"] = len(digests) == 1
     if "liquibook_listener" in samples:
         out["liquibook_fills"] = samples["liquibook_listener"][0]["fills"]
-    out["ratios"] = _ratios(out)
+    out["ratios"] = _ratios(out, "")
+    out["ratios_cpu"] = _ratios(out, "cpu_")
+    out["paired_ratios"] = _paired(out, "")
+    out["paired_ratios_cpu"] = _paired(out, "cpu_")
     return out
 
 
-def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
-    """Each tickline build over each liquibook variant, and compiled over pure."""
+RATIOS = (("compiled", "pure"), ("compiled", "liquibook_listener"),
+          ("pure", "liquibook_listener"), ("compiled", "liquibook"), ("pure", "liquibook"))
+"""The reported ratios, ``<a>_vs_<b>``: each tickline build over each liquibook variant,
+and compiled over pure."""
+
+
+def _ratios(r: dict[str, Any], clock: str) -> dict[str, float | None]:
+    """Ratio of the medians (``clock`` "" for wall, "cpu_" for CPU time)."""
     def ratio(a: str, b: str) -> float | None:
-        x, y = r.get(f"{a}_commands_per_second"), r.get(f"{b}_commands_per_second")
+        x = r.get(f"{a}_{clock}commands_per_second")
+        y = r.get(f"{b}_{clock}commands_per_second")
         return round(x / y, 2) if x and y else None
 
-    return {
-        "compiled_vs_pure": ratio("compiled", "pure"),
-        "compiled_vs_liquibook_listener": ratio("compiled", "liquibook_listener"),
-        "pure_vs_liquibook_listener": ratio("pure", "liquibook_listener"),
-        "compiled_vs_liquibook": ratio("compiled", "liquibook"),
-        "pure_vs_liquibook": ratio("pure", "liquibook"),
-    }
+    return {f"{a}_vs_{b}": ratio(a, b) for a, b in RATIOS}
+
+
+def _paired(r: dict[str, Any], clock: str) -> dict[str, dict[str, float] | None]:
+    """Per ratio, the spread of the per-round ratios (a and b of one round ran back to
+    back)."""
+    out: dict[str, dict[str, float] | None] = {}
+    for a, b in RATIOS:
+        xs, ys = r[f"{a}_{clock}all"], r[f"{b}_{clock}all"]
+        out[f"{a}_vs_{b}"] = (spread([x / y for x, y in zip(xs, ys, strict=True)])
+                              if xs and ys else None)
+    return out
