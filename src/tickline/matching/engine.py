@@ -433,7 +433,8 @@ class MatchingEngine(RiskControls):
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
-        signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
+        taker_buys = taker_side == BUY  # (no ``sign * qty``: mypyc multiplies a negative
+        # int on its slow, boxing path)
         filled_before = taker.filled
         traded_at = 0
         stop = False  # self-trade prevention cancelled the taker
@@ -471,7 +472,10 @@ class MatchingEngine(RiskControls):
                 level.total -= qty
                 exposure = maker.exposure  # positions, while tracked: the maker's now,
                 if exposure is not None:  # the taker's once at the end
-                    exposure.net -= signed * qty
+                    if taker_buys:
+                        exposure.net -= qty
+                    else:
+                        exposure.net += qty
                 hidden = maker.hidden
                 out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                  maker.account, maker_leaves + hidden, taker_id, taker_account,
@@ -514,7 +518,10 @@ class MatchingEngine(RiskControls):
             self.last_prices[symbol] = traded_at
             exposure = taker.exposure
             if exposure is not None:
-                exposure.net += signed * (taker.filled - filled_before)
+                if taker_buys:
+                    exposure.net += taker.filled - filled_before
+                else:
+                    exposure.net -= taker.filled - filled_before
         if stop:
             self._cancel_rest(taker, out, C_STP)
 
