@@ -288,7 +288,7 @@ def loadgen_command(
     send_interval: Annotated[float, typer.Option(
         "--send-interval", help="0: spin to each planned send time; > 0: send what is due "
         "every this many seconds (leaves the CPU to the server; the wait is counted in the "
-        "round trip). Binary protocol.")] = 0.0,
+        "round trip). Both protocols.")] = 0.0,
     json_path: JsonOption = None,
     protocol: Annotated[str, typer.Option(
         help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",

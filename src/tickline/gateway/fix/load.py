@@ -206,6 +206,9 @@ class _FixRun:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
+            if self.cfg.send_interval > 0:  # a timer, not a spin (LoadConfig.send_interval)
+                await asyncio.sleep(self.cfg.send_interval)
+                continue
             delay = (start + i * period - clock()) / 1e9
             await asyncio.sleep(delay - 0.001 if delay > 0.0011 else 0)
 

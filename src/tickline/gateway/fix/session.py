@@ -422,6 +422,9 @@ class FixSession(asyncio.Protocol):
 
     def _dispatch(self, msg: FixMessage) -> None:
         mt = msg.msg_type
+        if mt in _APP_HANDLED:  # the common case first
+            self._application(msg)
+            return
         if mt == "0":
             return
         if mt == "1":
@@ -435,8 +438,6 @@ class FixSession(asyncio.Protocol):
         elif mt == "A":
             self._reject(msg.values[34], "A", FieldError(codec.BAD_VALUE, 35,
                                                          "already logged on"))
-        elif mt in _APP_HANDLED:
-            self._application(msg)
         else:
             self.gw.business_rejects += 1
             self.send_app("j", app.business_reject(msg.values[34], mt, 3,

@@ -43,6 +43,8 @@ class SessionStore:
         # seq -> (MsgType, SendingTime, body) of application messages
         self.sent: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._pending = bytearray()
+        self._in_dirty = False  # next_in / last_report changed since the last flush
+        self._report_dirty = False
         self._size = 0
         self.path: Path | None = None
         self._fd = -1
@@ -99,15 +101,16 @@ class SessionStore:
             self._pending += b"A %d\n" % seq
 
     def received(self, next_in: int) -> None:
+        """The next inbound MsgSeqNum expected: recorded once per :meth:`flush` (only the
+        latest value counts when the file is replayed)."""
         self.next_in = next_in
-        if self._fd >= 0:
-            self._pending += b"I %d\n" % next_in
+        self._in_dirty = True
 
     def delivered(self, report_seq: int) -> None:
+        """The latest account report number delivered: recorded once per :meth:`flush`."""
         if report_seq > self.last_report:
             self.last_report = report_seq
-            if self._fd >= 0:
-                self._pending += b"R %d\n" % report_seq
+            self._report_dirty = True
 
     def reset(self) -> None:
         """Both sequence numbers back to 1, stored messages dropped (ResetSeqNumFlag)."""
@@ -120,11 +123,25 @@ class SessionStore:
             self._pending += b"R %d\n" % self.last_report
 
     def flush(self) -> None:
-        """Write what was recorded since the last flush (one write)."""
-        if self._fd < 0 or not self._pending:
+        """Write what was recorded since the last flush (one write). The next inbound
+        MsgSeqNum goes first (the messages it counts were processed before anything in this
+        write was sent), the last report delivered last (after the stored messages that
+        delivered it): a write torn by a crash never claims a report was delivered whose
+        message is not stored."""
+        if self._fd < 0:
             return
-        data = bytes(self._pending)
-        self._pending.clear()
+        pending = self._pending
+        if self._report_dirty:
+            self._report_dirty = False
+            pending += b"R %d\n" % self.last_report
+        if self._in_dirty:
+            self._in_dirty = False
+            data = b"I %d\n%s" % (self.next_in, pending)
+        elif pending:
+            data = bytes(pending)
+        else:
+            return
+        pending.clear()
         os.write(self._fd, data)
         if self.fsync:
             os.fsync(self._fd)
