@@ -67,7 +67,7 @@ was measured earlier and saved nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tickline.matching.book import EMPTY, NEXT_BEST_SCAN, BookSide, Order, OrderBook
 from tickline.matching.commands import CancelOrders, MassCancel, NewOrder, Replace, SetAccountStatus
@@ -93,17 +93,17 @@ from tickline.matching.types import (
 if TYPE_CHECKING:
     from tickline.matching.commands import Cancel, Command, SetTradingStatus
 
-R_DISABLED = int(RejectReason.ACCOUNT_DISABLED)
-R_RISK_QTY = int(RejectReason.RISK_MAX_QUANTITY)
-R_RISK_NOTIONAL = int(RejectReason.RISK_MAX_NOTIONAL)
-R_RISK_OPEN = int(RejectReason.RISK_MAX_OPEN_ORDERS)
-R_RISK_POSITION = int(RejectReason.RISK_MAX_POSITION)
-R_CANCEL_REASON = int(RejectReason.INVALID_CANCEL_REASON)
-R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
-R_SIDE = int(RejectReason.INVALID_SIDE)
+R_DISABLED: Final = int(RejectReason.ACCOUNT_DISABLED)
+R_RISK_QTY: Final = int(RejectReason.RISK_MAX_QUANTITY)
+R_RISK_NOTIONAL: Final = int(RejectReason.RISK_MAX_NOTIONAL)
+R_RISK_OPEN: Final = int(RejectReason.RISK_MAX_OPEN_ORDERS)
+R_RISK_POSITION: Final = int(RejectReason.RISK_MAX_POSITION)
+R_CANCEL_REASON: Final = int(RejectReason.INVALID_CANCEL_REASON)
+R_UNKNOWN_SYMBOL: Final = int(RejectReason.UNKNOWN_SYMBOL)
+R_SIDE: Final = int(RejectReason.INVALID_SIDE)
 
-C_MASS = int(CancelReason.MASS_CANCEL)
-C_KILL = int(CancelReason.KILL_SWITCH)
+C_MASS: Final = int(CancelReason.MASS_CANCEL)
+C_KILL: Final = int(CancelReason.KILL_SWITCH)
 
 ACCOUNT_CANCEL_REASONS: frozenset[int] = frozenset(
     int(r) for r in (CancelReason.USER, CancelReason.MASS_CANCEL,
@@ -121,6 +121,18 @@ both fit one 30-bit digit; a comparison with a bigger int (``10**12``, ``1 << 62
 the generic path at about twice the cost, on every order. A clamped threshold is still
 safe: a value above it is only *suspect* and gets the exact check, which uses the real
 limits."""
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Rejected: Final = Rejected
+_LevelChanged: Final = LevelChanged
+_MassCancelled: Final = MassCancelled
+_AccountStatusChanged: Final = AccountStatusChanged
+_MassCancel: Final = MassCancel
+_CancelOrders: Final = CancelOrders
+_SetAccountStatus: Final = SetAccountStatus
+
 
 def market_reach_price(opposite: BookSide, side: int, quantity: int, band_key: int) -> int:
     """The price a market order of ``quantity`` on ``side`` is valued at for the notional
@@ -269,11 +281,11 @@ class RiskControls:
     def _account_command(self, cmd: Command, out: list[Event]) -> None:
         """Dispatch a command of tags 30-39; ``TypeError`` for anything else."""
         kind = type(cmd)
-        if kind is MassCancel:
+        if kind is _MassCancel:
             self._mass_cancel(cmd, out)  # type: ignore[arg-type]
-        elif kind is CancelOrders:
+        elif kind is _CancelOrders:
             self._cancel_orders(cmd, out)  # type: ignore[arg-type]
-        elif kind is SetAccountStatus:
+        elif kind is _SetAccountStatus:
             self._set_account_status(cmd, out)  # type: ignore[arg-type]
         else:
             raise TypeError(f"not a command: {cmd!r}")
@@ -290,16 +302,16 @@ class RiskControls:
         targets = [o for o in self.orders.values() if o.account == account
                    and (not symbol or o.symbol == symbol) and (not side or o.side == side)]
         count = self._cancel_all(targets, C_MASS, out)
-        out.append(MassCancelled(account, symbol, side, C_MASS, count))
+        out.append(_MassCancelled(account, symbol, side, C_MASS, count))
         return None
 
     def _cancel_orders(self, cmd: CancelOrders, out: list[Event]) -> None:
         account = cmd.account
         reason = cmd.reason
         if reason not in ACCOUNT_CANCEL_REASONS:
-            out.append(Rejected(account, "", "", 0, R_CANCEL_REASON,
-                                f"cancel reason must be one of "
-                                f"{sorted(ACCOUNT_CANCEL_REASONS)}, got {reason}"))
+            out.append(_Rejected(account, "", "", 0, R_CANCEL_REASON,
+                                 f"cancel reason must be one of "
+                                 f"{sorted(ACCOUNT_CANCEL_REASONS)}, got {reason}"))
             return
         orders = self.orders
         targets = []
@@ -308,7 +320,7 @@ class RiskControls:
             if order is not None and order.account == account:
                 targets.append(order)
         count = self._cancel_all(targets, reason, out)
-        out.append(MassCancelled(account, "", 0, reason, count))
+        out.append(_MassCancelled(account, "", 0, reason, count))
 
     def _set_account_status(self, cmd: SetAccountStatus, out: list[Event]) -> None:
         account = cmd.account
@@ -320,7 +332,7 @@ class RiskControls:
             count = self._cancel_all([o for o in self.orders.values() if o.account == account],
                                      C_KILL, out)
         self._update_gate()
-        out.append(AccountStatusChanged(account, cmd.enabled, count))
+        out.append(_AccountStatusChanged(account, cmd.enabled, count))
 
     def _cancel_all(self, targets: list[Order], reason: int, out: list[Event]) -> int:
         """Cancel live ``targets`` (symbol, then order id) as a user cancel does: out of the
@@ -333,8 +345,8 @@ class RiskControls:
                 continue
             level = books[order.symbol].side(order.side).remove(order)
             self._cancel_rest(order, out, reason)
-            out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
-                                    len(level.orders)))
+            out.append(_LevelChanged(order.symbol, order.side, level.price, level.total,
+                                     len(level.orders)))
         return len(targets)
 
     # -- pre-trade checks -----------------------------------------------------------------
