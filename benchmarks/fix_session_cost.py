@@ -9,11 +9,20 @@ stub, so what is measured is exactly the gateway's own work.
 
 Timed with ``time.process_time`` (CPU time of this process: insensitive to other load on the
 machine), the minimum over repeats. Run: ``python benchmarks/fix_session_cost.py``.
+
+Instruction counts (deterministic, for A/B on a busy machine): ``count PATH N`` runs one path
+(``fix_in``, ``fix_out``, ``bin_in``, ``bin_out``, ``fix_encode``, ``bin_encode``) N times
+without timing; under callgrind, instructions per call = (total with N=2200 - total with
+N=200) / 2000::
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python benchmarks/fix_session_cost.py count fix_in 2200 2>&1 | grep refs
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 import timeit
@@ -59,7 +68,8 @@ REPORT = ExecReport(seq=5, ts=1, account=11, kind=1, symbol="AAPL", order_id=77,
                     client_order_id="L123", side=1, price=9950, quantity=1, leaves=1)
 
 
-async def main() -> None:
+def setup() -> dict[str, Any]:
+    """The two gateways with fake transports and a stubbed exchange; the measured paths."""
     cfg = default_config()
     cfg.fix.store_dir = tempfile.mkdtemp()
     ex = Exchange(cfg.instruments, engine_config=cfg.engine_config())
@@ -116,13 +126,18 @@ async def main() -> None:
         p.encode_frame(p.NewOrderRequest(request_id=5, symbol="AAPL", side=1, quantity=1,
                                          price=9950, client_order_id="L5"))
 
-    rows = {}
+    return {"fix_in": fix_in, "bin_in": bin_in, "fix_out": fix_out, "bin_out": bin_out,
+            "fix_encode": fix_encode, "bin_encode": bin_encode, "fix_gw": fix_gw,
+            "bin_gw": bin_gw}
+
+
+async def main() -> None:
+    paths = setup()
+    rows: dict[str, float] = {}
     for _ in range(2):  # interleaved, twice
-        for name, fn in (("fix_in", fix_in), ("bin_in", bin_in), ("fix_out", fix_out),
-                         ("bin_out", bin_out), ("fix_encode", fix_encode),
-                         ("bin_encode", bin_encode)):
-            rows[name] = min(rows.get(name, 1e9), cost(fn))
-    assert bin_gw.requests >= N and fix_gw.orders >= N, (bin_gw.requests, fix_gw.orders)
+        for name in ("fix_in", "bin_in", "fix_out", "bin_out", "fix_encode", "bin_encode"):
+            rows[name] = min(rows.get(name, 1e9), cost(paths[name]))
+    assert paths["bin_gw"].requests >= N and paths["fix_gw"].orders >= N
     fin = rows["fix_in"] - rows["fix_encode"]
     bin_ = rows["bin_in"] - rows["bin_encode"]
     print(f"inbound order:   FIX {fin:5.1f} us   binary {bin_:5.1f} us   ratio {fin / bin_:.2f}")
@@ -130,5 +145,14 @@ async def main() -> None:
           f"ratio {rows['fix_out'] / rows['bin_out']:.2f}")
 
 
+async def count(name: str, n: int) -> None:
+    fn = setup()[name]
+    for _ in range(n):
+        fn()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) > 1 and sys.argv[1] == "count":
+        asyncio.run(count(sys.argv[2], int(sys.argv[3])))
+    else:
+        asyncio.run(main())

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tickline.cli import app
@@ -41,6 +42,10 @@ def test_bench_matching_risk_json_keys(tmp_path: Path) -> None:
     assert risk["commands_per_second_off"] > 0 and risk["commands_per_second_on"] > 0
     assert isinstance(risk["overhead_pct"], float)
     assert len(risk["overhead_pct_p25_p75"]) == 2
+    assert risk["ratio"] == pytest.approx(1 + risk["overhead_pct"] / 100, abs=1e-3)
+    assert isinstance(risk["cpu_overhead_pct"], float)
+    assert len(risk["cpu_overhead_pct_p25_p75"]) == 2
+    assert risk["build"].startswith(("compiled", "pure"))
     assert risk["same_outcome"] is True
     assert risk["accounts_with_limits"] > 100
 

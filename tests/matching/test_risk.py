@@ -394,8 +394,9 @@ def test_no_limits_means_no_tracking() -> None:
     for config in (EngineConfig(), EngineConfig(account_limits={1: RiskLimits()}),
                    EngineConfig(account_limits={1: RiskLimits(max_order_quantity=5)})):
         engine = MatchingEngine([Instrument(symbol=SYM)], config)
-        assert engine._positions is None
-        assert engine._open_counts is None
+        assert engine._tracking is False
+        assert engine._track_positions is False
+        assert engine.open_counts() == {}
     assert MatchingEngine([Instrument(symbol=SYM)], EngineConfig(account_limits={
         1: RiskLimits()}))._gated is False
 
@@ -429,8 +430,7 @@ def test_snapshot_restore_round_trips_positions_disabled_accounts_and_counts() -
     twin.seq, twin.ts = h.seq, h.ts
     twin.engine.check()
     assert twin.engine.digest() == h.engine.digest()
-    assert twin.engine._open_counts == {a: n for a, n in (h.engine._open_counts or {}).items()
-                                        if n}
+    assert twin.engine.open_counts() == h.engine.open_counts() != {}
     # and both go on identically: the disabled account, the position limit, the counts
     for harn in (h, twin):
         assert rejected(harn.buy(2, 1, 90), R.ACCOUNT_DISABLED)
@@ -537,7 +537,9 @@ def test_limits_above_the_fast_cap_are_exact() -> None:
     h = Harness([Instrument(symbol=SYM)], EngineConfig(account_limits={1: RiskLimits(
         max_order_quantity=big, max_order_notional=big * 3, max_open_orders=big,
         max_position=big)}))
-    assert h.engine._caps[1] == (FAST_CAP, FAST_CAP, FAST_CAP, FAST_CAP)
+    risk = h.engine._accounts[1]
+    assert (risk.max_quantity, risk.max_notional, risk.max_open, risk.max_position) == (
+        FAST_CAP, FAST_CAP, FAST_CAP, FAST_CAP)
     h.buy(1, FAST_CAP + 5, 2)                             # 1: suspect, exact check passes
     assert h.engine.orders[1].quantity == FAST_CAP + 5
     assert_reject_changes_nothing(h, h_new(1, BUY, big + 1, 1), R.RISK_MAX_QUANTITY,

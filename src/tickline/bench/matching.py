@@ -184,12 +184,18 @@ def run_risk_comparison(workload: Workload, rounds: int = 3,
     other (which goes first alternates), so that load from elsewhere on the machine hits both
     alike; ``rounds`` times over the whole stream with fresh engines.
 
-    ``overhead_pct`` is the median over slices of ``on / off - 1`` (robust to a busy
-    machine); ``commands_per_second_off``/``_on`` the totals of the best round of each."""
+    ``overhead_pct`` is the median over slices of ``on / off - 1`` by wall clock (robust to
+    a busy machine), ``ratio`` the same as ``on / off`` time; ``cpu_overhead_pct`` the same
+    median by the thread's CPU time (``time.thread_time_ns``: time the process was preempted
+    does not count, which on a shared machine is most of the wall clock's noise);
+    ``commands_per_second_off``/``_on`` the totals of the best round of each; ``build`` the
+    build that ran (the checks cost differently compiled and pure)."""
     config = generous_limits(workload)
     commands = workload.commands
     clock = time.perf_counter_ns
+    cpu = time.thread_time_ns
     ratios: list[float] = []
+    cpu_ratios: list[float] = []
     off_rates: list[float] = []
     on_rates: list[float] = []
     same = True
@@ -201,14 +207,19 @@ def run_risk_comparison(workload: Workload, rounds: int = 3,
         for n, start in enumerate(range(0, len(commands), PAIR_CHUNK)):
             chunk = commands[start:start + PAIR_CHUNK]
             took = [0, 0]
+            took_cpu = [0, 0]
             for process, which in (pair if n % 2 == 0 else pair[::-1]):
+                c0 = cpu()
                 t0 = clock()
                 for cmd in chunk:
                     process(cmd)
                 took[which] = clock() - t0
+                took_cpu[which] = cpu() - c0
             totals[0] += took[0]
             totals[1] += took[1]
             ratios.append(took[1] / took[0])
+            if took_cpu[0] > 0:
+                cpu_ratios.append(took_cpu[1] / took_cpu[0])
             if advance is not None:
                 advance(2 * len(chunk))
         same = same and _same_outcome(plain, limited)
@@ -216,15 +227,23 @@ def run_risk_comparison(workload: Workload, rounds: int = 3,
         off_rates.append(len(commands) / (totals[0] / 1e9))
         on_rates.append(len(commands) / (totals[1] / 1e9))
     ratios.sort()
+    cpu_ratios.sort()
     median = ratios[len(ratios) // 2]
+    cpu_median = cpu_ratios[len(cpu_ratios) // 2] if cpu_ratios else 0.0
     return {
         "rounds": rounds, "accounts_with_limits": len(config.account_limits),
         "slices": len(ratios), "slice_commands": PAIR_CHUNK,
+        "build": build_describe(),
         "commands_per_second_off": round(max(off_rates)),
         "commands_per_second_on": round(max(on_rates)),
+        "ratio": round(median, 4),
         "overhead_pct": round(100 * (median - 1), 2),
         "overhead_pct_p25_p75": [round(100 * (ratios[len(ratios) // 4] - 1), 2),
                                  round(100 * (ratios[3 * len(ratios) // 4] - 1), 2)],
+        "cpu_overhead_pct": round(100 * (cpu_median - 1), 2) if cpu_ratios else None,
+        "cpu_overhead_pct_p25_p75": [
+            round(100 * (cpu_ratios[len(cpu_ratios) // 4] - 1), 2),
+            round(100 * (cpu_ratios[3 * len(cpu_ratios) // 4] - 1), 2)] if cpu_ratios else None,
         "same_outcome": same,
     }
 
@@ -550,10 +569,16 @@ def _print(r: dict[str, Any]) -> None:
         k = r["risk"]
         table.add_row(f"commands/s risk limits off / on (best of {k['rounds']})",
                       f"{k['commands_per_second_off']:,} / {k['commands_per_second_on']:,}")
-        table.add_row("risk check overhead (median of paired slices, p25..p75)",
-                      f"{k['overhead_pct']}% ({k['overhead_pct_p25_p75'][0]}.."
-                      f"{k['overhead_pct_p25_p75'][1]}%; {k['accounts_with_limits']:,} "
-                      f"accounts limited{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
+        table.add_row(f"risk check overhead, {k['build'].split(':')[0]} build (median of "
+                      f"{k['slices']} paired slices, p25..p75)",
+                      f"{k['overhead_pct']:+}% wall, on/off {k['ratio']}x "
+                      f"({k['overhead_pct_p25_p75'][0]}..{k['overhead_pct_p25_p75'][1]}%; "
+                      f"{k['accounts_with_limits']:,} accounts limited"
+                      f"{'' if k['same_outcome'] else ', OUTCOME DIFFERS'})")
+        if k["cpu_overhead_pct"] is not None:
+            cpu_q = k["cpu_overhead_pct_p25_p75"]
+            table.add_row("risk check overhead by CPU time (same slices)",
+                          f"{k['cpu_overhead_pct']:+}% ({cpu_q[0]}..{cpu_q[1]}%)")
     table.add_row("peak RSS", f"{r['peak_rss_mb']:,} MB")
     table.add_row("build", r["build"])
     console.print(table)

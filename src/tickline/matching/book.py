@@ -51,11 +51,17 @@ class Order:
     native one with direct field access, while it reads and writes Struct fields more
     slowly than CPython does (issue 13). Snapshots carry orders as
     :class:`~tickline.matching.engine_types.OrderRecord` (same fields, same bytes).
+
+    ``exposure`` is the risk state of the order's account in its symbol
+    (:class:`Exposure`: position and live-order count), attached by the engine while it
+    tracks those (some account has ``max_position`` or ``max_open_orders``), else ``None``.
+    Not part of the order's value (equality, :data:`ORDER_FIELDS`, snapshots): a restored
+    engine attaches it again.
     """
 
-    __slots__ = ("account", "client_order_id", "display", "expire_time", "filled", "hidden",
-                 "leaves", "order_id", "post_only", "price", "priority", "quantity", "side",
-                 "special", "stop_price", "stp", "symbol", "tif")
+    __slots__ = ("account", "client_order_id", "display", "expire_time", "exposure",
+                 "filled", "hidden", "leaves", "order_id", "post_only", "price", "priority",
+                 "quantity", "side", "special", "stop_price", "stp", "symbol", "tif")
 
     def __init__(self, order_id: int, account: int, client_order_id: str, symbol: str,
                  side: int, price: int, quantity: int, leaves: int, filled: int, tif: int,
@@ -80,6 +86,7 @@ class Order:
         self.hidden = hidden
         self.stop_price = stop_price
         self.special = special
+        self.exposure: Exposure | None = None
 
     def astuple(self) -> tuple[int, int, str, str, int, int, int, int, int, int, int, bool,
                                int, int, int, int, int, bool]:
@@ -100,6 +107,55 @@ class Order:
         return "Order(" + ", ".join(
             f"{name}={value!r}" for name, value in zip(ORDER_FIELDS, self.astuple(),
                                                         strict=True)) + ")"
+
+
+class AccountRisk:
+    """One account's pre-trade risk state (:mod:`tickline.matching.risk` owns it): the
+    thresholds of the engine's inline fast pass, its live-order count and its
+    :class:`Exposure` per symbol.
+
+    The thresholds are the account's limits clamped to ``risk.FAST_CAP`` (quantity and
+    notional ``FAST_CAP`` when unset, open orders and position 0 when unset: not checked;
+    all 0 while the kill switch is on: every order is suspect). ``open`` counts the
+    account's live orders (resting, armed stops) while the engine tracks exposures.
+
+    A native class under mypyc with exact ``int`` fields, so the hot path reads and
+    updates them without a dict lookup or a boxed int (issue 9: the dicts keyed by
+    account were most of the checks' cost)."""
+
+    __slots__ = ("account", "by_symbol", "max_notional", "max_open", "max_position",
+                 "max_quantity", "open")
+
+    def __init__(self, account: int, max_quantity: int, max_notional: int, max_open: int,
+                 max_position: int) -> None:
+        self.account = account
+        self.max_quantity = max_quantity
+        self.max_notional = max_notional
+        self.max_open = max_open
+        self.max_position = max_position
+        self.open = 0
+        self.by_symbol: dict[str, Exposure] = {}
+
+    def exposure(self, symbol: str) -> Exposure:
+        """This account's exposure in ``symbol`` (created flat)."""
+        exposure = self.by_symbol.get(symbol)
+        if exposure is None:
+            exposure = self.by_symbol[symbol] = Exposure(self, symbol)
+        return exposure
+
+
+class Exposure:
+    """One account's state in one symbol: ``net`` is its net filled position (buys minus
+    sells, in lots), ``risk`` its :class:`AccountRisk`. Every live order of the account in
+    the symbol points at it (``Order.exposure``), so a fill updates the position with two
+    native attribute accesses and a finished order its account's open count."""
+
+    __slots__ = ("net", "risk", "symbol")
+
+    def __init__(self, risk: AccountRisk, symbol: str, net: int = 0) -> None:
+        self.risk = risk
+        self.symbol = symbol
+        self.net = net
 
 
 class Level:

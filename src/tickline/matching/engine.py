@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from tickline.matching import state
-from tickline.matching.book import EMPTY, BookSide, Level, Order, OrderBook
+from tickline.matching.book import EMPTY, BookSide, Exposure, Level, Order, OrderBook
 from tickline.matching.commands import (
     Cancel,
     Command,
@@ -313,7 +313,7 @@ class MatchingEngine(RiskControls):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
         if order_type > MARKET:  # an armed stop: outside the book until triggered
-            if self._gated and self._caps.get(account) is not None:
+            if self._gated and self._accounts.get(account) is not None:
                 # kill switch and limits, at its limit price (stop-limit) or stop price
                 at = price or cmd.stop_price
                 if self._pretrade_new(cmd, book, book.asks if side == BUY else book.bids, at,
@@ -332,31 +332,35 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
+        exposure: Exposure | None = None  # the account's in this symbol, while tracked
         if self._gated:  # the kill switch and risk limits (risk.py): a fast pass inline (it
             # runs for every order), the exact check and its typed reject only when needed
-            caps = self._caps.get(account)  # clamped maxima (risk.py); all 0: disabled
-            if caps is not None:
-                max_quantity, max_notional, max_open, max_position = caps
+            risk = self._accounts.get(account)  # clamped thresholds (risk.py); 0: disabled
+            if risk is None and self._tracking:  # an account without limits: tracked too
+                risk = self._account_risk(account)
+            if risk is not None:
+                if self._tracking:
+                    exposure = risk.by_symbol.get(symbol)
+                    if exposure is None:
+                        exposure = risk.exposure(symbol)
                 # Every comparison sits in an ``if`` (CPython 3.11 specializes an int
                 # comparison only when a jump uses it, not when it makes a value).
                 suspect = True
-                if (quantity <= max_quantity and price * quantity <= max_notional
+                if (quantity <= risk.max_quantity and price * quantity <= risk.max_notional
                         and order_type != MARKET):  # (a market order's notional: exact)
                     suspect = False
-                    if max_open and (tif == GTC or tif == GTD):
-                        counts = self._open_counts
-                        if counts is not None and counts.get(account, 0) >= max_open:
+                    max_open = risk.max_open
+                    if max_open and (tif == GTC or tif == GTD) and risk.open >= max_open:
+                        suspect = True
+                    max_position = risk.max_position
+                    if max_position and exposure is not None:
+                        after = exposure.net
+                        if side == BUY:
+                            after += quantity
+                        else:
+                            after -= quantity
+                        if after > max_position or -after > max_position:
                             suspect = True
-                    if max_position:
-                        positions = self._positions
-                        if positions is not None:
-                            after = positions[symbol].get(account, 0)
-                            if side == BUY:
-                                after += quantity
-                            else:
-                                after -= quantity
-                            if after > max_position or -after > max_position:
-                                suspect = True
                 if suspect and self._pretrade_new(cmd, book, opposite, price, tif, limit_key,
                                                   out):
                     return None
@@ -368,6 +372,8 @@ class MatchingEngine(RiskControls):
             tif, cmd.expire_time if tif == GTD else 0, cmd.post_only, stp, cmd.seq,
             cmd.display_quantity,
         )
+        if exposure is not None:
+            order.exposure = exposure
         out.append(_Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
                              quantity, 0, cmd.display_quantity))
         if clid:
@@ -390,9 +396,8 @@ class MatchingEngine(RiskControls):
             self._cancel_rest(order, out, C_FOK if tif == FOK else
                               C_MARKET if order_type == MARKET else C_IOC)
             return None
-        counts = self._open_counts  # a new live order (a triggered stop or a replaced
-        if counts is not None:  # iceberg that rests was counted already)
-            counts[account] = counts.get(account, 0) + 1
+        if exposure is not None:  # a new live order (a triggered stop or a replaced
+            exposure.risk.open += 1  # iceberg that rests was counted already)
         self._rest(book, order, out)
         return None
 
@@ -445,10 +450,8 @@ class MatchingEngine(RiskControls):
         taker_account = taker.account
         stp = taker.stp
         trade_id = self.next_trade_id
-        # this symbol's positions (account -> net lots); None unless some account has
-        # max_position
-        positions = self._positions[symbol] if self._positions is not None else None
-        signed = 1 if taker_side == BUY else -1  # the taker's position change per lot
+        taker_buys = taker_side == BUY  # (no ``sign * qty``: mypyc multiplies a negative
+        # int on its slow, boxing path)
         filled_before = taker.filled
         traded_at = 0
         stop = False  # self-trade prevention cancelled the taker
@@ -484,9 +487,12 @@ class MatchingEngine(RiskControls):
                 taker.leaves = leaves
                 taker.filled += qty
                 level.total -= qty
-                if positions is not None:  # the maker's now, the taker's once at the end
-                    maker_account = maker.account
-                    positions[maker_account] = positions.get(maker_account, 0) - signed * qty
+                exposure = maker.exposure  # positions, while tracked: the maker's now,
+                if exposure is not None:  # the taker's once at the end
+                    if taker_buys:
+                        exposure.net -= qty
+                    else:
+                        exposure.net += qty
                 hidden = maker.hidden
                 out.append(_Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
                                   maker.account, maker_leaves + hidden, taker_id, taker_account,
@@ -527,9 +533,12 @@ class MatchingEngine(RiskControls):
         self.next_trade_id = trade_id
         if traded_at:
             self.last_prices[symbol] = traded_at
-            if positions is not None:
-                positions[taker_account] = (positions.get(taker_account, 0)
-                                            + signed * (taker.filled - filled_before))
+            exposure = taker.exposure
+            if exposure is not None:
+                if taker_buys:
+                    exposure.net += taker.filled - filled_before
+                else:
+                    exposure.net -= taker.filled - filled_before
         if stop:
             self._cancel_rest(taker, out, C_STP)
 
@@ -574,8 +583,10 @@ class MatchingEngine(RiskControls):
 
     def _finish(self, order: Order) -> None:
         """Forget a finished order: out of the live index and the live client ids."""
-        if self.orders.pop(order.order_id, None) is not None and self._open_counts is not None:
-            self._open_counts[order.account] -= 1
+        if self.orders.pop(order.order_id, None) is not None:
+            exposure = order.exposure  # (None unless open counts are tracked)
+            if exposure is not None:
+                exposure.risk.open -= 1
         clid = order.client_order_id
         if clid:
             key = (order.account, clid)

@@ -69,7 +69,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from tickline.matching.book import EMPTY, NEXT_BEST_SCAN, BookSide, Order, OrderBook
+from tickline.matching.book import (
+    EMPTY,
+    NEXT_BEST_SCAN,
+    AccountRisk,
+    BookSide,
+    Exposure,
+    Order,
+    OrderBook,
+)
 from tickline.matching.commands import CancelOrders, MassCancel, NewOrder, Replace, SetAccountStatus
 from tickline.matching.engine_types import LIMIT_FIELDS, RiskLimits
 from tickline.matching.events import (
@@ -183,13 +191,24 @@ class RiskControls:
 
     * ``_limits``: account → :class:`RiskLimits`, only accounts with a limit;
     * ``_disabled``: accounts whose kill switch is on;
-    * ``_caps``: the same limits as a tuple ``(quantity, notional, open orders, position)``
-      for the engine's inline fast pass (it calls :meth:`_pretrade_new`, the exact check
-      that also rejects a disabled account, only when an order may breach something):
-      each clamped to ``FAST_CAP``; quantity and notional ``FAST_CAP`` where unset, open
-      orders and position 0 where unset (not checked); all zeros for a disabled account
-      (quantity 0: every order is suspect);
+    * ``_accounts``: account → :class:`~tickline.matching.book.AccountRisk`, for every
+      account with a limit or a kill switch on, and while exposures are tracked for every
+      account that has had an order or a position too. Its thresholds serve the engine's
+      inline fast pass (it calls :meth:`_pretrade_new`, the exact check that also rejects
+      a disabled account, only when an order may breach something): each limit clamped
+      to ``FAST_CAP``; quantity and notional ``FAST_CAP`` where unset, open orders and
+      position 0 where unset (not checked); all zeros for a disabled account (quantity 0:
+      every order is suspect);
     * ``_gated``: ``bool(_limits or _disabled)`` — the one flag the hot path tests;
+    * ``_tracking``: exposures are tracked (some account has ``max_position`` or
+      ``max_open_orders``): every live order carries its account's
+      :class:`~tickline.matching.book.Exposure` in its symbol (``Order.exposure``), which
+      holds the net filled position, and whose account state holds the live-order count;
+      the matching loop updates a maker's position with one native attribute access per
+      fill and the taker's once per match, and finishing an order decrements its
+      account's count, with no dict lookup;
+    * ``_track_positions``: positions are engine state (snapshot, digest): some account
+      has ``max_position``;
     * ``_move_price_floor``: a price at or below which no order can breach any account's
       notional limit (``FAST_CAP`` when no account has one, and never above it): the smallest
       ``max_order_notional // largest quantity`` over the accounts with a notional limit,
@@ -198,23 +217,18 @@ class RiskControls:
       bounds it). The engine's fast replace path (a price-only move, the commonest command)
       then pays one comparison, with or without limits. (A disabled account never has a
       live order to replace: the switch cancels them all, and ``check()`` asserts it.)
-    * ``_positions``: symbol → account → net filled quantity (a table for every symbol), or
-      ``None`` when no account has ``max_position`` (per symbol, so the matching loop
-      updates two int-keyed dict entries per trade and allocates nothing);
-    * ``_open_counts``: account → live orders, or ``None`` when no account has
-      ``max_open_orders``.
     """
 
-    __slots__ = ("_caps", "_disabled", "_gated", "_limits", "_move_price_floor",
-                 "_open_counts", "_positions")
+    __slots__ = ("_accounts", "_disabled", "_gated", "_limits", "_move_price_floor",
+                 "_track_positions", "_tracking")
 
     _limits: dict[int, RiskLimits]
-    _caps: dict[int, tuple[int, int, int, int]]
+    _accounts: dict[int, AccountRisk]
     _disabled: set[int]
     _gated: bool
+    _tracking: bool
+    _track_positions: bool
     _move_price_floor: int
-    _positions: dict[str, dict[int, int]] | None
-    _open_counts: dict[int, int] | None
 
     # What these methods need from the engine, declared for real (not only for the type
     # checker): mypyc compiles this class to a native class, whose attributes and methods
@@ -242,20 +256,16 @@ class RiskControls:
             limits.validate(f"account {account}")
         self._limits = {a: lim for a, lim in account_limits.items() if lim.active}
         self._disabled = set()
-        self._positions = ({} if any(lim.max_position for lim in self._limits.values())
-                           else None)
-        self._open_counts = ({} if any(lim.max_open_orders for lim in self._limits.values())
-                             else None)
+        self._accounts = {}
+        self._track_positions = any(lim.max_position for lim in self._limits.values())
+        self._tracking = self._track_positions or any(
+            lim.max_open_orders for lim in self._limits.values())
         self._update_gate()
         self._on_instruments()
 
     def _on_instruments(self) -> None:
-        """After the instruments changed: a position table per symbol (while positions are
-        tracked: the hot paths index it directly), and ``_move_price_floor``, which depends
-        on the instruments' max quantities."""
-        if self._positions is not None:
-            for symbol in self.books:
-                self._positions.setdefault(symbol, {})
+        """After the instruments changed: ``_move_price_floor``, which depends on the
+        instruments' max quantities."""
         quantities = [book.instrument.max_quantity for book in self.books.values()]
         largest = max(quantities) if quantities and all(quantities) else 0
         floor = NO_CAP
@@ -266,15 +276,35 @@ class RiskControls:
         self._move_price_floor = min(floor, FAST_CAP)
 
     def _update_gate(self) -> None:
-        """Recompute ``_gated`` and ``_caps`` after the disabled set changed."""
+        """Recompute ``_gated`` and the accounts' thresholds after the disabled set
+        changed."""
         self._gated = bool(self._limits or self._disabled)
         cap = FAST_CAP
-        self._caps = {a: (min(lim.max_order_quantity or cap, cap),
-                          min(lim.max_order_notional or cap, cap),
-                          min(lim.max_open_orders, cap), min(lim.max_position, cap))
-                      for a, lim in self._limits.items()}
-        for account in self._disabled:
-            self._caps[account] = (0, 0, 0, 0)  # every order is suspect: the exact check
+        accounts = self._accounts
+        for account in list(accounts):  # back to "no limit" (none, or a switch turned off)
+            if account in self._limits or account in self._disabled:
+                continue
+            if self._tracking:
+                _set_caps(accounts[account], cap, cap, 0, 0)
+            else:  # nothing hangs on it: the fast pass need not see this account
+                del accounts[account]
+        for account, lim in self._limits.items():
+            _set_caps(self._account_risk(account), min(lim.max_order_quantity or cap, cap),
+                      min(lim.max_order_notional or cap, cap), min(lim.max_open_orders, cap),
+                      min(lim.max_position, cap))
+        for account in self._disabled:  # every order is suspect: the exact check
+            _set_caps(self._account_risk(account), 0, 0, 0, 0)
+
+    def _account_risk(self, account: int) -> AccountRisk:
+        """The state of ``account`` (created without limits: the caller sets them)."""
+        risk = self._accounts.get(account)
+        if risk is None:
+            risk = self._accounts[account] = AccountRisk(account, FAST_CAP, FAST_CAP, 0, 0)
+        return risk
+
+    def _exposure(self, account: int, symbol: str) -> Exposure:
+        """``account``'s exposure in ``symbol`` (created flat); only while tracked."""
+        return self._account_risk(account).exposure(symbol)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -382,8 +412,8 @@ class RiskControls:
                 return True
         cap = limits.max_open_orders
         if cap and (tif == GTC or tif == GTD):
-            counts = self._open_counts
-            open_orders = counts.get(account, 0) if counts is not None else 0
+            risk = self._accounts.get(account)
+            open_orders = risk.open if risk is not None else 0
             if open_orders >= cap:
                 self._reject(out, cmd, 0, R_RISK_OPEN,
                              f"account {account} has {open_orders} open orders, "
@@ -391,9 +421,7 @@ class RiskControls:
                 return True
         cap = limits.max_position
         if cap:
-            positions = self._positions
-            by_account = positions.get(cmd.symbol) if positions is not None else None
-            position = by_account.get(account, 0) if by_account is not None else 0
+            position = self.position(account, cmd.symbol)
             after = position + quantity if cmd.side == BUY else position - quantity
             if after > cap or -after > cap:  # (inlined: this runs for every new order)
                 text = _position_breach(position, after - position, cap, account,
@@ -431,9 +459,9 @@ class RiskControls:
                              f"max_order_notional {cap} of account {account}")
                 return True
         cap = limits.max_position
-        if cap and grows and self._positions is not None:
+        if cap and grows:
             leaves = quantity - order.filled
-            text = _position_breach(self._symbol_positions(order.symbol).get(account, 0),
+            text = _position_breach(self.position(account, order.symbol),
                                     leaves if order.side == BUY else -leaves, cap, account,
                                     order.symbol)
             if text:
@@ -443,29 +471,28 @@ class RiskControls:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def _symbol_positions(self, symbol: str) -> dict[int, int]:
-        """This symbol's positions (created empty); only while positions are tracked."""
-        positions = self._positions
-        assert positions is not None
-        by_account = positions.get(symbol)
-        if by_account is None:
-            by_account = positions[symbol] = {}
-        return by_account
-
     def positions(self) -> dict[tuple[int, str], int]:
         """Every non-zero net filled position, ``(account, symbol) -> lots`` (buys minus
         sells); empty when positions are not tracked (no account has ``max_position``)."""
-        if self._positions is None:
+        if not self._track_positions:
             return {}
-        return {(account, symbol): q for symbol, by_account in self._positions.items()
-                for account, q in by_account.items() if q}
+        return {(account, symbol): exposure.net for account, risk in self._accounts.items()
+                for symbol, exposure in risk.by_symbol.items() if exposure.net}
 
     def position(self, account: int, symbol: str) -> int:
         """``account``'s net filled position in ``symbol`` (0 when not tracked)."""
-        if self._positions is None:
+        if not self._track_positions:
             return 0
-        by_account = self._positions.get(symbol)
-        return 0 if by_account is None else by_account.get(account, 0)
+        risk = self._accounts.get(account)
+        exposure = risk.by_symbol.get(symbol) if risk is not None else None
+        return exposure.net if exposure is not None else 0
+
+    def open_counts(self) -> dict[int, int]:
+        """Live orders per account (accounts with any), while open counts are tracked (some
+        account has ``max_position`` or ``max_open_orders``); else empty."""
+        if not self._tracking:
+            return {}
+        return {account: risk.open for account, risk in self._accounts.items() if risk.open}
 
     def disabled_accounts(self) -> list[int]:
         """The accounts whose kill switch is on, sorted."""
@@ -474,12 +501,16 @@ class RiskControls:
     # -- state: snapshots, digest, invariants ---------------------------------------------
 
     def _recount_open(self) -> None:
-        """Rebuild the open-order counts from the live orders (after a restore)."""
-        if self._open_counts is not None:
-            counts: dict[int, int] = {}
-            for order in self.orders.values():
-                counts[order.account] = counts.get(order.account, 0) + 1
-            self._open_counts = counts
+        """After a restore: attach every live order's exposure and rebuild the open-order
+        counts from the live orders (while tracked)."""
+        if not self._tracking:
+            return
+        for risk in self._accounts.values():
+            risk.open = 0
+        for order in self.orders.values():
+            exposure = self._exposure(order.account, order.symbol)
+            order.exposure = exposure
+            exposure.risk.open += 1
 
     def _risk_digest(self) -> bytes:
         """The account-control state for :meth:`MatchingEngine.digest` (empty when there is
@@ -494,23 +525,41 @@ class RiskControls:
         return b"|".join(parts)
 
     def _check_risk(self) -> None:
-        """Invariants: open counts equal the live orders per account; per symbol the
-        positions sum to zero (every trade has a buyer and a seller); a disabled account
-        has no live order."""
-        if self._open_counts is not None:
+        """Invariants: while tracked, every live order carries its account's exposure in
+        its symbol, the open counts equal the live orders per account, and per symbol the
+        positions sum to zero (every trade has a buyer and a seller); untracked, no order
+        carries one; a disabled account has no live order."""
+        if self._tracking:
             counts: dict[int, int] = {}
             for order in self.orders.values():
                 counts[order.account] = counts.get(order.account, 0) + 1
-            assert {a: n for a, n in self._open_counts.items() if n} == counts, (
-                f"open counts {self._open_counts} != live {counts}")
-        if self._positions is not None:
+                risk = self._accounts.get(order.account)
+                assert risk is not None and order.exposure is not None and (
+                    order.exposure is risk.by_symbol.get(order.symbol)), (
+                    f"order {order.order_id} does not carry its account's exposure")
+            opened = {a: r.open for a, r in self._accounts.items() if r.open}
+            assert opened == counts, f"open counts {opened} != live {counts}"
             sums: dict[str, int] = {}
-            for symbol, by_account in self._positions.items():
-                sums[symbol] = sum(by_account.values())
+            for account, risk in self._accounts.items():
+                assert risk.account == account
+                for symbol, exposure in risk.by_symbol.items():
+                    assert exposure.risk is risk and exposure.symbol == symbol
+                    sums[symbol] = sums.get(symbol, 0) + exposure.net
             assert not any(sums.values()), f"positions do not net to zero: {sums}"
+        else:
+            for order in self.orders.values():
+                assert order.exposure is None, f"order {order.order_id} carries an exposure"
         for order in self.orders.values():
             assert order.account not in self._disabled, (
                 f"disabled account {order.account} has live order {order.order_id}")
+
+
+def _set_caps(risk: AccountRisk, quantity: int, notional: int, open_orders: int,
+              position: int) -> None:
+    risk.max_quantity = quantity
+    risk.max_notional = notional
+    risk.max_open = open_orders
+    risk.max_position = position
 
 
 def _symbol_then_id(order: Order) -> tuple[str, int]:

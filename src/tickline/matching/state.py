@@ -102,12 +102,12 @@ def restore(engine: MatchingEngine, snap: EngineSnapshot) -> None:
         engine._remember_client_id((account, clid))
     engine.last_prices.update(snap.last_prices)
     restore_stops(engine, [record.to_order() for record in snap.stops])
-    if engine._positions is not None:
+    if engine._track_positions:
         for account, symbol, quantity in snap.positions:
-            engine._symbol_positions(symbol)[account] = quantity
+            engine._exposure(account, symbol).net = quantity
     engine._disabled = set(snap.disabled_accounts)
     engine._update_gate()
-    engine._recount_open()
+    engine._recount_open()  # and the live orders' exposures
 
 
 __all__ = ["check", "digest", "restore", "snapshot"]

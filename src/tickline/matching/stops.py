@@ -220,6 +220,8 @@ def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: i
     order = Order(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side, price,
                   cmd.quantity, cmd.quantity, 0, tif, cmd.expire_time if tif == GTD else 0,
                   False, stp, cmd.seq, 0, 0, cmd.stop_price, True)
+    if engine._tracking:
+        order.exposure = engine._exposure(cmd.account, cmd.symbol)
     out.append(_Accepted(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side,
                          order_type, tif, price, cmd.quantity, cmd.stop_price, 0))
     if cmd.client_order_id:
@@ -234,9 +236,9 @@ def _arm(engine: MatchingEngine, order: Order) -> None:
     if stop_book is None:
         stop_book = engine.stops[order.symbol] = StopBook()
     stop_book.add(order)
-    counts = engine._open_counts
-    if counts is not None and order.order_id not in engine.orders:  # an armed stop is open
-        counts[order.account] = counts.get(order.account, 0) + 1
+    exposure = order.exposure  # (while open counts are tracked)
+    if exposure is not None and order.order_id not in engine.orders:  # an armed stop is open
+        exposure.risk.open += 1
     engine.orders[order.order_id] = order
 
 

@@ -95,7 +95,7 @@ def parse_units(text: str, decimals: int, what: str) -> int:
     """A FIX decimal string as integer units with ``decimals`` places, exactly; refused
     (never rounded) with more significant decimals, a sign, or anything not a number."""
     whole, dot, frac = text.partition(".")
-    if not (whole.isdigit() or (not whole and dot)) or (frac and not frac.isdigit()) or (
+    if not (whole.isdecimal() or (not whole and dot)) or (frac and not frac.isdecimal()) or (
             dot and not frac and not whole):
         raise OrderRefused(_OTHER, f"{what} {text!r} is not a non-negative decimal number")
     if len(frac) > decimals:
@@ -204,7 +204,7 @@ def to_new_order(values: dict[int, str], account: int,
 
 def _order_id(values: dict[int, str]) -> int:
     text = values.get(37, "")
-    return int(text) if text.isdigit() and len(text) < 19 else 0
+    return int(text) if text.isdecimal() and len(text) < 19 else 0
 
 
 def to_cancel(values: dict[int, str], account: int,

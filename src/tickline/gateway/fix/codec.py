@@ -18,12 +18,13 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 
 from tickline.gateway.fix import spec
 
 __all__ = ["SOH", "Encoder", "FieldError", "FixMessage", "FixReader", "Garbled",
-           "checksum", "parse", "sending_time", "validate"]
+           "byte_sum", "checksum", "parse", "parse_valid", "sending_time", "validate"]
 
 SOH = b"\x01"
 BEGIN = b"8=FIX.4.4\x01"
@@ -70,15 +71,27 @@ class FieldError(Exception):
 
 class FixMessage:
     """One parsed message: ``fields`` in wire order (tag, value), ``values`` the first value
-    of each tag, ``raw`` the bytes as received."""
+    of each tag, ``raw`` the bytes as received. A message from :func:`parse_valid` has no
+    repeated tag, so its ``fields`` are ``values`` in insertion (wire) order, built only when
+    asked for."""
 
-    __slots__ = ("fields", "msg_type", "raw", "values")
+    __slots__ = ("_fields", "msg_type", "raw", "values")
 
-    def __init__(self, fields: list[tuple[int, str]], raw: bytes) -> None:
-        self.fields = fields
+    def __init__(self, fields: list[tuple[int, str]] | None, raw: bytes,
+                 values: dict[int, str] | None = None) -> None:
+        self._fields = fields
         self.raw = raw
-        self.values = values = dict(reversed(fields))  # the first value of a repeated tag
+        if values is None:
+            values = dict(reversed(fields or []))  # the first value of a repeated tag
+        self.values = values
         self.msg_type = values.get(35, "")
+
+    @property
+    def fields(self) -> list[tuple[int, str]]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = list(self.values.items())
+        return fields
 
     def get(self, tag: int, default: str = "") -> str:
         return self.values.get(tag, default)
@@ -87,17 +100,34 @@ class FixMessage:
         return f"FixMessage({self.raw.replace(SOH, b'|').decode('latin-1')!r})"
 
 
+def byte_sum(data: bytes | bytearray | memoryview) -> int:
+    """The sum of the bytes of ``data``, computed in C: the low 16 bits of Adler-32 are
+    ``1 + sum`` modulo 65521, exact while the sum stays below 65521, i.e. for up to 256
+    bytes at a time (256 x 255 = 65,280). About 8x faster than ``sum(data)`` on a typical
+    150-byte message."""
+    n = len(data)
+    if n <= 256:
+        return (zlib.adler32(data) & 0xFFFF) - 1
+    total = 0
+    with memoryview(data) as view:  # released at once: a bytearray can be resized again
+        for i in range(0, n, 256):
+            total += (zlib.adler32(view[i:i + 256]) & 0xFFFF) - 1
+    return total
+
+
 def checksum(data: bytes | bytearray) -> int:
-    return sum(data) & 0xFF
+    """The FIX CheckSum (10) of ``data``: the sum of its bytes modulo 256."""
+    return byte_sum(data) & 0xFF
 
 
 class FixReader:
     """Incremental framer: :meth:`feed` returns the complete messages (raw bytes) and
     :class:`Garbled` markers found so far, in order."""
 
-    def __init__(self, max_body: int = MAX_BODY) -> None:
+    def __init__(self, max_body: int = MAX_BODY, *, fast: bool = True) -> None:
         self.buf = bytearray()
         self.max_body = max_body
+        self.fast = fast  # False: the general path only (tests compare the two)
 
     def feed(self, data: bytes) -> list[bytes | Garbled]:
         buf = self.buf
@@ -105,7 +135,28 @@ class FixReader:
         out: list[bytes | Garbled] = []
         pos = 0
         n = len(buf)
+        max_body = self.max_body
+        fast = self.fast
         while pos < n:
+            # fast path: a complete, well-framed message with the right CheckSum starts right
+            # here (the common case); anything else takes the general path below, which
+            # decides exactly as if the fast path did not exist
+            if fast and buf.startswith(b"8=FIX.4.4\x019=", pos):
+                len_end = buf.find(SOH, pos + 12, pos + 21)
+                if len_end > 0:
+                    length = buf[pos + 12:len_end]
+                    if length.isdigit() and int(length) <= max_body:
+                        body_end = len_end + 1 + int(length)
+                        end = body_end + 7
+                        if (end <= n and buf.startswith(b"35=", len_end + 1)
+                                and buf.startswith(b"10=", body_end) and buf[end - 1] == 1):
+                            msg = bytes(buf[pos:end])
+                            trailer = msg[-4:-1]
+                            if trailer.isdigit() and int(trailer) == (
+                                    byte_sum(msg) - byte_sum(msg[-7:])) & 0xFF:
+                                out.append(msg)
+                                pos = end
+                                continue
             start = buf.find(b"8=FIX", pos)
             if start < 0:
                 # keep a tail that may be the start of "8=FIX" split across reads
@@ -163,7 +214,7 @@ class FixReader:
                 out.append(Garbled("BodyLength (9) does not end at CheckSum (10)"))
                 pos = start + 1
                 continue
-            if int(buf[body_end + 3:end - 1]) != sum(buf[start:body_end]) & 0xFF:
+            if int(buf[body_end + 3:end - 1]) != byte_sum(buf[start:body_end]) & 0xFF:
                 out.append(Garbled("CheckSum (10) mismatch"))
                 pos = end
                 continue
@@ -184,8 +235,8 @@ def parse(raw: bytes) -> FixMessage:
     append = fields.append
     for part in parts:
         tag, eq, value = part.partition("=")
-        if not value or not tag.isdigit():
-            if eq and tag.isdigit():
+        if not value or not tag.isdecimal():
+            if eq and tag.isdecimal():
                 raise FieldError(NO_VALUE, int(tag), f"tag {int(tag)} has no value")
             raise FieldError(INVALID_TAG, 0, f"invalid field {part[:32]!r}")
         append((int(tag), value))
@@ -207,12 +258,12 @@ _CHECKED = frozenset(t for t, ft in spec.FIELD_TYPES.items()
 def _format_ok(ftype: str, value: str) -> bool:
     if ftype in _INT_TYPES:
         v = value[1:] if value[:1] == "-" else value
-        return v.isdigit()
+        return v.isdecimal()
     if ftype in _DEC_TYPES:
         v = value[1:] if value[:1] == "-" else value
         whole, dot, frac = v.partition(".")
-        return (whole.isdigit() or (not whole and frac.isdigit())) and (
-            not dot or not frac or frac.isdigit())
+        return (whole.isdecimal() or (not whole and frac.isdecimal())) and (
+            not dot or not frac or frac.isdecimal())
     if ftype in _TS_TYPES:
         return _timestamp_ok(value)
     if ftype == "BOOLEAN":
@@ -377,6 +428,119 @@ def _check_group(fields: list[tuple[int, str]], i: int, count_tag: int, count: i
     return i
 
 
+# -- parse and validate in one pass (the common case) --------------------------------------
+
+_Check = Callable[[str], bool]
+# per MsgType: tag text -> (tag, section 0/1/2, value check or None); None: no fast table
+_FAST: dict[str, dict[str, tuple[int, int, _Check | None]] | None] = {}
+_fast_ts_head = ""
+
+
+def _fast_timestamp(value: str) -> bool:
+    """UTCTIMESTAMP check for :func:`parse_valid`: a value in the same second as the last one
+    accepted (consecutive messages share it) needs only its milliseconds checked."""
+    global _fast_ts_head
+    if len(value) == 21 and value[17] == "." and value[:17] == _fast_ts_head:
+        return value[18:].isdecimal()
+    if _timestamp_ok(value):
+        _fast_ts_head = value[:17]
+        return True
+    return False
+
+
+def _fast_check(tag: int) -> tuple[bool, _Check | None]:
+    """(usable, check) for one tag in :func:`parse_valid`. A check may refuse more than
+    :func:`validate` does (the message then takes the full path), never less."""
+    if tag not in _CHECKED:
+        return True, None
+    ftype = spec.FIELD_TYPES[tag]
+    allowed = spec.ENUMS.get(tag)
+    if allowed is not None:
+        if ftype in _MULTI:
+            return True, lambda v: all(x in allowed for x in v.split(" "))
+        if all(_format_ok(ftype, v) for v in allowed):
+            return True, allowed.__contains__
+        return False, None
+    if ftype in _INT_TYPES:
+        return True, str.isdecimal
+    if ftype in _DEC_TYPES:
+        return True, lambda v: v.replace(".", "", 1).isdecimal()
+    if ftype in _TS_TYPES:
+        return True, _fast_timestamp
+    if ftype == "BOOLEAN":
+        return True, frozenset(("Y", "N")).__contains__
+    if ftype == "CHAR":
+        return True, lambda v: len(v) == 1
+    return False, None
+
+
+def _fast_table(mt: str) -> dict[str, tuple[int, int, _Check | None]] | None:
+    """The tags a message of type ``mt`` may carry on the fast path: the header, body and
+    trailer tags of its definition except BeginString/BodyLength/MsgType (already placed)
+    and the counters and members of repeating groups (those messages take the full path)."""
+    definition = spec.MESSAGES.get(mt)
+    table: dict[str, tuple[int, int, _Check | None]] | None = None
+    if definition is not None:
+        in_groups = set(definition[3])
+        for _delimiter, members in definition[3].values():
+            in_groups.update(members)
+        table = {}
+        for tag, (where, _checked, _group) in _table(mt).items():
+            if tag in (8, 9, 35) or tag in in_groups:
+                continue
+            usable, check = _fast_check(tag)
+            if usable:
+                table[str(tag)] = (tag, where, check)
+    _FAST[mt] = table
+    return table
+
+
+def parse_valid(raw: bytes) -> FixMessage | None:
+    """:func:`parse` and :func:`validate` in one pass for a message in the common shape:
+    ``8=FIX.4.4``, each field once, every tag defined for its MsgType outside repeating
+    groups, sections in order, values well formed, required tags present. Returns None for
+    anything else (the caller then runs :func:`parse` and :func:`validate`, which find the
+    problem, if there is one, and name it), so both paths accept exactly the same messages
+    and give them the same values."""
+    parts = raw.decode("latin-1").split("\x01")
+    if len(parts) < 5 or parts[0] != "8=FIX.4.4":
+        return None
+    mt_field = parts[2]
+    if mt_field[:3] != "35=":
+        return None
+    mt = mt_field[3:]
+    table = _FAST[mt] if mt in _FAST else _fast_table(mt)
+    if table is None:
+        return None
+    values = {8: "FIX.4.4", 9: parts[1][2:], 35: mt}
+    section = 0
+    get = table.get
+    parts.pop()  # after the last SOH
+    for k in range(3, len(parts)):
+        tag, _, value = parts[k].partition("=")
+        info = get(tag)
+        if info is None or not value:
+            return None
+        number, where, check = info
+        if where != section:
+            if where < section:
+                return None
+            section = where
+        if number in values or (check is not None and not check(value)):
+            return None
+        values[number] = value
+    required = _REQUIRED.get(mt)
+    if required is None:
+        definition = spec.MESSAGES[mt]
+        required = _REQUIRED[mt] = definition[1] | _HEADER_REQUIRED | spec.TRAILER_REQUIRED
+    if not values.keys() >= required:
+        return None
+    return FixMessage(None, raw, values)
+
+
+_REQUIRED: dict[str, frozenset[int]] = {}
+
+
 _ts_cache: tuple[int, bytes] = (-1, b"")
 
 
@@ -425,4 +589,4 @@ class Encoder:
                 msg_type.encode(), self.comp_ids, seq, ts, poss_dup)
         payload = head + body_bytes
         msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(payload), payload)
-        return msg + b"10=%03d\x01" % (sum(msg) & 0xFF)
+        return msg + b"10=%03d\x01" % (byte_sum(msg) & 0xFF)

@@ -63,7 +63,7 @@ class FixMarketData:
             self._reject(session, req_id, 1, f"MDReqID {req_id!r} is already subscribed")
             return
         depth_text = values.get(264, "0")
-        depth = int(depth_text) if depth_text.isdigit() else -1
+        depth = int(depth_text) if depth_text.isdecimal() else -1
         if depth < 0 or depth > FULL_DEPTH:
             self._reject(session, req_id, 5, f"MarketDepth must be 0..{FULL_DEPTH}")
             return

@@ -150,6 +150,11 @@ class FixSession(asyncio.Protocol):
     # -- session layer ---------------------------------------------------------------------
 
     def _message(self, raw: bytes) -> None:
+        if self.logged_on:
+            valid = codec.parse_valid(raw)  # the common case in one pass, else None
+            if valid is not None:
+                self._session_checks(valid)
+                return
         try:
             msg = codec.parse(raw)
         except FieldError as e:
@@ -165,9 +170,7 @@ class FixSession(asyncio.Protocol):
         if not self.logged_on:
             self._logon(msg)
             return
-        values = msg.values
-        mt = msg.msg_type
-        if values.get(8) != "FIX.4.4":
+        if msg.values.get(8) != "FIX.4.4":
             self._logout("incorrect BeginString", close=True)
             return
         try:
@@ -175,6 +178,13 @@ class FixSession(asyncio.Protocol):
         except FieldError as e:
             self._invalid(msg, e)
             return
+        self._session_checks(msg)
+
+    def _session_checks(self, msg: FixMessage) -> None:
+        """The session rules for a valid message of a logged-on session (CompIDs, PossDup,
+        SendingTime, MsgSeqNum), then the message itself when it is the expected one."""
+        values = msg.values
+        mt = msg.msg_type
         assert self.entry is not None and self.store is not None
         if values.get(49) != self.entry.sender_comp_id or values.get(56) != self.gw.comp_id:
             self._reject(values.get(34, ""), mt,
@@ -240,7 +250,7 @@ class FixSession(asyncio.Protocol):
         self.gw.session_rejects_sent += 1
         seq_text = msg.values.get(34, "")
         self._reject(seq_text, msg.msg_type, e)
-        if seq_text.isdigit() and int(seq_text) == self.store.next_in:
+        if seq_text.isdecimal() and int(seq_text) == self.store.next_in:
             self._consume(int(seq_text))
 
     def _reject(self, ref_seq: str, ref_type: str, e: FieldError) -> None:
@@ -292,7 +302,7 @@ class FixSession(asyncio.Protocol):
             elif values.get(553) not in (None, account.name):
                 problem = "wrong Username (553)"
         hb_text = values.get(108, "")
-        if not problem and (values.get(98) != "0" or not hb_text.isdigit()
+        if not problem and (values.get(98) != "0" or not hb_text.isdecimal()
                             or int(hb_text) > gw.config.fix.max_heartbeat_seconds):
             problem = "EncryptMethod (98) must be 0 and HeartBtInt (108) within limits"
         if not problem and not self._sending_time_ok(values.get(52, "")):
@@ -626,7 +636,7 @@ class FixSession(asyncio.Protocol):
         account = self.account
         assert account is not None
         oid_text = values.get(37, "")
-        order_id = int(oid_text) if oid_text.isdigit() and len(oid_text) < 19 else 0
+        order_id = int(oid_text) if oid_text.isdecimal() and len(oid_text) < 19 else 0
         clid = values.get(11, "") if not order_id else ""
 
         def answer(state: OrderState | None) -> None:
@@ -784,4 +794,4 @@ def _raw_field(raw: bytes, tag: bytes) -> str:
 def _int_field(raw: bytes, tag: bytes) -> int:
     """An integer field of a message that did not parse (0 when it cannot be found)."""
     text = _raw_field(raw, tag)
-    return int(text) if text.isdigit() and len(text) < 19 else 0
+    return int(text) if text.isdecimal() and len(text) < 19 else 0
