@@ -251,9 +251,13 @@ class RiskControls:
         self._update_gate()
         self._on_instruments()
 
-    def _on_instruments(self) -> None:
-        """After the instruments changed: ``_move_price_floor``, which depends on the
-        instruments' max quantities."""
+    def _on_instruments(self, symbol: str = "") -> None:
+        """After the instruments changed (``symbol`` added; "" any): the limited and
+        disabled accounts' exposures in the new book, and ``_move_price_floor``, which
+        depends on the instruments' max quantities."""
+        for account in (*self._limits, *self._disabled):
+            for name in (symbol,) if symbol else self.books:
+                self._exposure(account, name)
         quantities = [book.instrument.max_quantity for book in self.books.values()]
         largest = max(quantities) if quantities and all(quantities) else 0
         floor = NO_CAP
@@ -265,23 +269,29 @@ class RiskControls:
 
     def _update_gate(self) -> None:
         """Recompute ``_gated`` and the accounts' thresholds after the disabled set
-        changed."""
+        changed. A limited or disabled account has an exposure in every book (the fast
+        pass finds it there); another account gets one on its first order while exposures
+        are tracked, and keeps it (with no thresholds: ``FAST_CAP``, ``FAST_CAP``, 0, 0);
+        untracked, an account whose kill switch goes off without limits loses its."""
         self._gated = bool(self._limits or self._disabled)
         cap = FAST_CAP
-        accounts = self._accounts
-        for account in list(accounts):  # back to "no limit" (none, or a switch turned off)
+        for account in list(self._accounts):
             if account in self._limits or account in self._disabled:
                 continue
-            if self._tracking:
-                _set_caps(accounts[account], cap, cap, 0, 0)
-            else:  # nothing hangs on it: the fast pass need not see this account
-                del accounts[account]
+            if self._tracking:  # no limit (any more): the switch is off
+                self._accounts[account].set_caps(cap, cap, 0, 0)
+            else:  # its kill switch made it, and the switch cancelled every order of it
+                risk = self._accounts.pop(account)  # (and rejected all since): nothing
+                for symbol in risk.by_symbol:  # hangs on it
+                    del self.books[symbol].exposures[account]
         for account, lim in self._limits.items():
-            _set_caps(self._account_risk(account), min(lim.max_order_quantity or cap, cap),
-                      min(lim.max_order_notional or cap, cap), min(lim.max_open_orders, cap),
-                      min(lim.max_position, cap))
+            self._account_risk(account).set_caps(
+                min(lim.max_order_quantity or cap, cap), min(lim.max_order_notional or cap, cap),
+                min(lim.max_open_orders, cap), min(lim.max_position, cap))
         for account in self._disabled:  # every order is suspect: the exact check
-            _set_caps(self._account_risk(account), 0, 0, 0, 0)
+            self._account_risk(account).set_caps(0, 0, 0, 0)
+            for symbol in self.books:
+                self._exposure(account, symbol)
 
     def _account_risk(self, account: int) -> AccountRisk:
         """The state of ``account`` (created without limits: the caller sets them)."""
@@ -291,8 +301,14 @@ class RiskControls:
         return risk
 
     def _exposure(self, account: int, symbol: str) -> Exposure:
-        """``account``'s exposure in ``symbol`` (created flat); only while tracked."""
-        return self._account_risk(account).exposure(symbol)
+        """``account``'s exposure in ``symbol`` (created flat, with the account's
+        thresholds, and entered in the book's ``exposures``)."""
+        risk = self._account_risk(account)
+        exposure = risk.by_symbol.get(symbol)
+        if exposure is None:
+            exposure = risk.by_symbol[symbol] = Exposure(risk, symbol)
+            self.books[symbol].exposures[account] = exposure
+        return exposure
 
     # -- commands -------------------------------------------------------------------------
 
@@ -489,16 +505,17 @@ class RiskControls:
     # -- state: snapshots, digest, invariants ---------------------------------------------
 
     def _recount_open(self) -> None:
-        """After a restore: attach every live order's exposure and rebuild the open-order
-        counts from the live orders (while tracked)."""
-        if not self._tracking:
-            return
+        """After a restore: attach every live order's exposure (tracked: created if need
+        be; else only a limited or disabled account has one) and rebuild the open-order
+        counts from the live orders."""
         for risk in self._accounts.values():
             risk.open = 0
         for order in self.orders.values():
-            exposure = self._exposure(order.account, order.symbol)
+            exposure = (self._exposure(order.account, order.symbol) if self._tracking
+                        else self.books[order.symbol].exposures.get(order.account))
             order.exposure = exposure
-            exposure.risk.open += 1
+            if exposure is not None:
+                exposure.risk.open += 1
 
     def _risk_digest(self) -> bytes:
         """The account-control state for :meth:`MatchingEngine.digest` (empty when there is
@@ -513,41 +530,38 @@ class RiskControls:
         return b"|".join(parts)
 
     def _check_risk(self) -> None:
-        """Invariants: while tracked, every live order carries its account's exposure in
-        its symbol, the open counts equal the live orders per account, and per symbol the
-        positions sum to zero (every trade has a buyer and a seller); untracked, no order
-        carries one; a disabled account has no live order."""
-        if self._tracking:
-            counts: dict[int, int] = {}
-            for order in self.orders.values():
-                counts[order.account] = counts.get(order.account, 0) + 1
-                risk = self._accounts.get(order.account)
-                assert risk is not None and order.exposure is not None and (
-                    order.exposure is risk.by_symbol.get(order.symbol)), (
-                    f"order {order.order_id} does not carry its account's exposure")
-            opened = {a: r.open for a, r in self._accounts.items() if r.open}
-            assert opened == counts, f"open counts {opened} != live {counts}"
-            sums: dict[str, int] = {}
-            for account, risk in self._accounts.items():
-                assert risk.account == account
-                for symbol, exposure in risk.by_symbol.items():
-                    assert exposure.risk is risk and exposure.symbol == symbol
-                    sums[symbol] = sums.get(symbol, 0) + exposure.net
-            assert not any(sums.values()), f"positions do not net to zero: {sums}"
-        else:
-            for order in self.orders.values():
-                assert order.exposure is None, f"order {order.order_id} carries an exposure"
+        """Invariants: every live order carries its account's exposure in its symbol (the
+        book's; always one while exposures are tracked), an account's open count is its
+        live orders that carry one, the books' exposures are the accounts' with their
+        thresholds, per symbol the positions sum to zero (every trade has a buyer and a
+        seller), and a disabled account has no live order."""
+        counts: dict[int, int] = {}
         for order in self.orders.values():
+            exposure = self.books[order.symbol].exposures.get(order.account)
+            assert order.exposure is exposure and (exposure is not None
+                                                   or not self._tracking), (
+                f"order {order.order_id} does not carry its account's exposure")
+            if exposure is not None:
+                counts[order.account] = counts.get(order.account, 0) + 1
             assert order.account not in self._disabled, (
                 f"disabled account {order.account} has live order {order.order_id}")
-
-
-def _set_caps(risk: AccountRisk, quantity: int, notional: int, open_orders: int,
-              position: int) -> None:
-    risk.max_quantity = quantity
-    risk.max_notional = notional
-    risk.max_open = open_orders
-    risk.max_position = position
+        opened = {a: r.open for a, r in self._accounts.items() if r.open}
+        assert opened == counts, f"open counts {opened} != live {counts}"
+        sums: dict[str, int] = {}
+        for account, risk in self._accounts.items():
+            assert risk.account == account
+            for symbol, exposure in risk.by_symbol.items():
+                assert exposure.risk is risk and exposure.symbol == symbol
+                assert self.books[symbol].exposures[account] is exposure
+                assert (exposure.max_quantity, exposure.max_notional, exposure.max_open,
+                        exposure.max_position) == (risk.max_quantity, risk.max_notional,
+                                                   risk.max_open, risk.max_position)
+                sums[symbol] = sums.get(symbol, 0) + exposure.net
+        for symbol, book in self.books.items():
+            for account, exposure in book.exposures.items():
+                assert self._accounts[account].by_symbol[symbol] is exposure
+        if self._track_positions:
+            assert not any(sums.values()), f"positions do not net to zero: {sums}"
 
 
 def _symbol_then_id(order: Order) -> tuple[str, int]:
