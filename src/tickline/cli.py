@@ -221,13 +221,17 @@ def bench_cluster(
     failovers: Annotated[int, typer.Option(help="Leader SIGKILLs to time (0: skip).")] = 5,
     lease: Annotated[float, typer.Option(help="Leadership lease (s).")] = 1.0,
     sessions: Annotated[int, typer.Option(help="Load generator sessions.")] = 4,
+    send_interval: Annotated[float, typer.Option(
+        "--send-interval", help="Load generator: 0 spins to each planned send time; > 0 "
+        "sends what is due every this many seconds (the wait counts in the round trip).")
+    ] = 0.0,
     json_path: JsonOption = None,
 ) -> None:
     """Cluster mode on this machine: loadgen through NATS JetStream, and failover time."""
     from tickline.bench.cluster import run
 
     run(rates=rate or [10_000.0], duration=duration, runs=runs, failovers=failovers,
-        lease=lease, sessions=sessions, json_path=json_path)
+        lease=lease, sessions=sessions, json_path=json_path, send_interval=send_interval)
 
 
 @app.command("demo")
@@ -281,6 +285,10 @@ def loadgen_command(
     warmup: Annotated[float, typer.Option(
         help="Seconds at the start not counted in the results.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Order-mix seed.")] = 1,
+    send_interval: Annotated[float, typer.Option(
+        "--send-interval", help="0: spin to each planned send time; > 0: send what is due "
+        "every this many seconds (leaves the CPU to the server; the wait is counted in the "
+        "round trip). Binary protocol.")] = 0.0,
     json_path: JsonOption = None,
     protocol: Annotated[str, typer.Option(
         help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
@@ -296,7 +304,8 @@ def loadgen_command(
         typer.echo("error: --protocol must be binary, fix or both", err=True)
         raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
-                     sessions=sessions, symbol=symbol, warmup=warmup, seed=seed)
+                     sessions=sessions, symbol=symbol, warmup=warmup, seed=seed,
+                     send_interval=send_interval)
     raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
                          fix_sessions=fix_sessions))
 

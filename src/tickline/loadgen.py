@@ -74,6 +74,11 @@ class LoadConfig:
     spread_ticks: int = 50
     seed: int = 1
     mid: str | None = None
+    send_interval: float = 0.0
+    """0: spin to each planned send time (send lag in microseconds, but the sender keeps a
+    core busy between sends). > 0: wake every ``send_interval`` seconds and send what is
+    due (one write per session): the generator leaves the CPU to the system under test,
+    and the waiting is counted in the round trip (measured from the planned time)."""
 
 
 class _Session:
@@ -255,6 +260,9 @@ class _Run:
             # shorter one yields to the loop (sleep(0), serving responses) and checks again.
             # Cost: near the planned time this task keeps its core busy; benefit: send lag
             # (reported as send_lag_us) stays in microseconds instead of up to a millisecond.
+            if cfg.send_interval > 0:  # a timer, not a spin: see LoadConfig.send_interval
+                await asyncio.sleep(cfg.send_interval)
+                continue
             delay = (start + i * period_ns - clock()) / 1e9
             await asyncio.sleep(delay - 0.001 if delay > 0.0011 else 0)
 

@@ -144,13 +144,15 @@ def _median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(*, rates: list[float], duration: float, runs: int, failovers: int, lease: float,
-        sessions: int, json_path: Path | None) -> dict[str, Any]:
+        sessions: int, json_path: Path | None, send_interval: float = 0.0
+        ) -> dict[str, Any]:
     from tickline.loadgen import LoadConfig, run_load
     from tickline.server import run_event_loop
 
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(),
                                        "loadavg_at_start": os.getloadavg()},
-                           "lease_s": lease, "sessions": sessions, "duration_s": duration}
+                           "lease_s": lease, "sessions": sessions, "duration_s": duration,
+                           "send_interval_s": send_interval}
     with tempfile.TemporaryDirectory(prefix="tickline-bench-cluster-") as d:
         tmp = Path(d)
         with NatsServer(tmp / "nats") as nats:
@@ -164,7 +166,8 @@ def run(*, rates: list[float], duration: float, runs: int, failovers: int, lease
                     results = []
                     for _ in range(runs):
                         cfg = LoadConfig(port=port, rate=rate, duration=duration,
-                                         sessions=sessions, warmup=1.0)
+                                         sessions=sessions, warmup=1.0,
+                                         send_interval=send_interval)
                         results.append(run_event_loop(run_load(cfg, show_progress=False)))
                     m = load[str(int(rate))] = _median_of(results)
                     print(f"offered {rate:,.0f}/s: achieved {m['achieved_rate']:,.0f}/s "

@@ -178,6 +178,7 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                 except Exception:  # the reader must outlive one bad batch
                     log.exception("%s: handling messages up to %d failed", stream,
                                   state["next"] - 1)
+                await asyncio.sleep(0)  # let the other tasks run between batches
             if gap:
                 log.warning("%s: gap before %d; resubscribing", stream, state["next"])
                 follower.resets += 1

@@ -4,8 +4,9 @@ cluster-engine``).
 Every node follows the shard's input stream from its newest snapshot on, in order, and applies
 it to its :class:`~tickline.cluster.replica.Replica` — leader and standbys alike, so a standby
 holds the leader's exact state (``digest`` on ``/health`` of the gateway, in tests). Only the
-leader publishes :class:`~tickline.cluster.wire.Output` (natural batches: whatever the
-follower delivered at once) on the output stream.
+leader publishes :class:`~tickline.cluster.wire.Output` on the output stream, from its own
+task (natural batches: whatever was applied while the previous output message waited for its
+acknowledgement, up to 1,024 commands).
 
 Leadership is a key (``shard-<k>``) in the KV bucket ``TL_LEADER``, whose TTL is the lease:
 
@@ -139,6 +140,8 @@ class EngineNode:
         self.store: ObjectStore | None = None
         self._follower: Follower | None = None
         self._lease_task: asyncio.Task[None] | None = None
+        self._publisher_task: asyncio.Task[None] | None = None
+        self._publish_wake = asyncio.Event()
         self._unpublished: deque[Done] = deque()
         self._publish_lock = asyncio.Lock()
         self._renew_lock = asyncio.Lock()
@@ -175,15 +178,19 @@ class EngineNode:
         self.started_from = self.replica.seq
         self._follower = await follow(js, in_stream(self.shard), in_subject(self.shard),
                                       self.replica.in_seq + 1, self._on_input)
+        loop = asyncio.get_running_loop()
+        self._publisher_task = loop.create_task(self._publisher(),
+                                                name=f"publish-{self.shard}")
         await self._lease_tick()
-        self._lease_task = asyncio.get_running_loop().create_task(self._lease_loop())
+        self._lease_task = loop.create_task(self._lease_loop())
 
     async def stop(self) -> None:
         """Stop following and leading; the key is deleted so a standby takes over at once."""
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
+        for task in (self._lease_task, self._publisher_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._follower is not None:
             await self._follower.stop()
         if self.leader and self.kv is not None:
@@ -221,15 +228,27 @@ class EngineNode:
                     unpublished.extend(d for d in done if d.cmd.seq > published)
         self._since_snapshot += replica.seq - before
         if self.leader:
+            self._publish_wake.set()  # the publisher task; this reader goes on applying
+        else:
+            while len(unpublished) > 1_000_000:  # a standby whose leader publishes nothing
+                unpublished.popleft()
+
+    async def _publisher(self) -> None:
+        """The leader's output, on its own task: while one output message waits for its
+        JetStream acknowledgement, the reader applies the next input, and the next output
+        message carries everything applied meanwhile (natural batches; the fencing is
+        unchanged: one publish at a time, each expecting the last sequence)."""
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake.clear()
+            if not self.leader or not self._unpublished:
+                continue
             try:
                 await self._publish()
                 if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
                     await self.snapshot()
             except Exception:  # kept unpublished: the next lease tick publishes them
                 log.exception("shard %d: publishing failed", self.shard)
-        else:
-            while len(unpublished) > 1_000_000:  # a standby whose leader publishes nothing
-                unpublished.popleft()
 
     def lease_valid(self) -> bool:
         return self.leader and time.monotonic() - self._renewed < self.lease_s / 2
