@@ -40,29 +40,32 @@ limit.
 *Positions* are net filled quantity per ``(account, symbol)`` (buys minus sells), updated on
 every trade for both parties; they are engine state (snapshot, digest). They are tracked only
 when some account has ``max_position`` (and open-order counts only when some account has
-``max_open_orders``: those are derived from the live orders).
+``max_position`` or ``max_open_orders``: those are derived from the live orders).
+
+*State layout.* The per-account state lives in native objects, not in dicts keyed by
+account: an :class:`~tickline.matching.book.AccountRisk` per account (thresholds, live-order
+count) and an :class:`~tickline.matching.book.Exposure` per account and symbol (net
+position, a copy of the thresholds), which the symbol's book indexes
+(``OrderBook.exposures``) and every live order of that account there points at
+(``Order.exposure``). A new order finds its exposure in one int-keyed lookup; a fill
+updates the maker's position through ``maker.exposure`` and the taker's once per match;
+finishing an order decrements ``order.exposure.risk.open``. Nothing on those paths
+allocates under mypyc (native ``int`` fields: no boxed int, no dict entry written).
 
 *Cost.* An engine without limits pays one flag test per new order, one ``is None`` test per
-match, rest and finish, and one comparison per price-only move (the move price floor). With
+fill, match and finish, and one comparison per price-only move (the move price floor). With
 all four limits on every account, new orders (and general replaces) take an inline fast pass
 against thresholds clamped to ``FAST_CAP`` (one-digit ints: CPython 3.11 compares those on
 its specialized path, and only inside an ``if``); the exact check, with its reject texts,
-runs only for an order that may breach a limit. Trades update the makers' positions and the
-taker's once per match; new resting orders and finishes update the open counts.
+runs only for an order that may breach a limit.
 
-Measured (issue 13 lane, 2026-12-02; docs/benchmarks.md has the commands): instructions per
-command by ``valgrind --tool=callgrind`` on a fixed 40,000-command exchange-core workload,
-loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000 accounts vs none:
-+5.59% before this work, **+5.2-5.3%** now (quantity only +1.8%, open orders adds +1.5%,
-position tracking alone +4.2%). CPU time of paired 5,000-command slices (``thread_time``,
-same process, GC off) shows far more, a median of +11-17% (p25..p75 about +4..+30% on this
-shared 2-core VM), and experiments put most of that gap on the two position-dict updates in
-``_match`` (whole runs with position limits only: +17% CPU time; without those updates
-+0.3%; with them storing 0, +24%), though the time shows up in unrelated functions: a
-machine-level effect the instruction counts do not show, unexplained so far. The issue's
-< 5% target is therefore **not met** yet; the next step is the position tracking. One
-``__slots__`` state object per account instead of the caps tuple and the open-count dict
-was measured earlier and saved nothing.
+Measured (issue 9, 2026-12-02; docs/benchmarks.md "Risk limits" has the commands):
+instructions per command by ``valgrind --tool=callgrind`` on a fixed 40,000-command
+exchange-core workload, loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000
+accounts vs none: compiled build **+0.40%** (was +4.96% with the positions and open counts
+in dicts keyed by account), pure build **+2.89%** (was +5.22%). The dicts cost more than
+their instructions in CPU time (a boxed int allocated per update, a random probe into a
+1,000-entry table per fill): most of the old CPU-time gap.
 """
 
 from __future__ import annotations
