@@ -184,7 +184,7 @@ class MatchingEngine(RiskControls):
             raise ValueError(f"instrument {instrument.symbol!r} is already listed")
         book = OrderBook(instrument)
         self.books[instrument.symbol] = book
-        self._on_instruments()  # position tables, the move price floor (risk.py)
+        self._on_instruments(instrument.symbol)  # exposures, the move price floor (risk.py)
         return book
 
     # -- the one entry point --------------------------------------------------------------
@@ -313,7 +313,7 @@ class MatchingEngine(RiskControls):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
         if order_type > MARKET:  # an armed stop: outside the book until triggered
-            if self._gated and self._accounts.get(account) is not None:
+            if self._gated and book.exposures.get(account) is not None:
                 # kill switch and limits, at its limit price (stop-limit) or stop price
                 at = price or cmd.stop_price
                 if self._pretrade_new(cmd, book, book.asks if side == BUY else book.bids, at,
@@ -332,28 +332,26 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
-        exposure: Exposure | None = None  # the account's in this symbol, while tracked
+        exposure: Exposure | None = None  # the account's risk state in this symbol
         if self._gated:  # the kill switch and risk limits (risk.py): a fast pass inline (it
             # runs for every order), the exact check and its typed reject only when needed
-            risk = self._accounts.get(account)  # clamped thresholds (risk.py); 0: disabled
-            if risk is None and self._tracking:  # an account without limits: tracked too
-                risk = self._account_risk(account)
-            if risk is not None:
-                if self._tracking:
-                    exposure = risk.by_symbol.get(symbol)
-                    if exposure is None:
-                        exposure = risk.exposure(symbol)
+            exposure = book.exposures.get(account)  # clamped thresholds; all 0: disabled
+            if exposure is None and self._tracking:  # an account without limits: tracked
+                exposure = self._exposure(account, symbol)
+            if exposure is not None:
                 # Every comparison sits in an ``if`` (CPython 3.11 specializes an int
                 # comparison only when a jump uses it, not when it makes a value).
                 suspect = True
-                if (quantity <= risk.max_quantity and price * quantity <= risk.max_notional
+                if (quantity <= exposure.max_quantity
+                        and price * quantity <= exposure.max_notional
                         and order_type != MARKET):  # (a market order's notional: exact)
                     suspect = False
-                    max_open = risk.max_open
-                    if max_open and (tif == GTC or tif == GTD) and risk.open >= max_open:
+                    max_open = exposure.max_open
+                    if max_open and (tif == GTC or tif == GTD) and (
+                            exposure.risk.open >= max_open):
                         suspect = True
-                    max_position = risk.max_position
-                    if max_position and exposure is not None:
+                    max_position = exposure.max_position
+                    if max_position:
                         after = exposure.net
                         if side == BUY:
                             after += quantity

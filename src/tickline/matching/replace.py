@@ -169,7 +169,7 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
         return engine._reject(out, cmd, order_id, R_POST_ONLY,
                             f"post-only order {order_id} at {price} would take liquidity")
     if engine._gated:  # kill switch or a risk limit (risk.py): the exact check only when
-        risk = engine._accounts.get(account)  # the replace may breach one (the engine's
+        risk = book.exposures.get(account)  # the replace may breach one (the engine's
         if risk is not None and (  # fast pass; a disabled account's caps are 0: checked)
                 quantity > order.quantity or price * quantity > risk.max_notional) and (
                 engine._pretrade_replace(cmd, order, price, quantity, out)):

@@ -220,8 +220,8 @@ def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: i
     order = Order(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side, price,
                   cmd.quantity, cmd.quantity, 0, tif, cmd.expire_time if tif == GTD else 0,
                   False, stp, cmd.seq, 0, 0, cmd.stop_price, True)
-    if engine._tracking:
-        order.exposure = engine._exposure(cmd.account, cmd.symbol)
+    order.exposure = (engine._exposure(cmd.account, cmd.symbol) if engine._tracking
+                      else engine.books[cmd.symbol].exposures.get(cmd.account))
     out.append(_Accepted(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side,
                          order_type, tif, price, cmd.quantity, cmd.stop_price, 0))
     if cmd.client_order_id:
