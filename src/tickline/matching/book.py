@@ -116,8 +116,9 @@ class AccountRisk:
 
     The thresholds are the account's limits clamped to ``risk.FAST_CAP`` (quantity and
     notional ``FAST_CAP`` when unset, open orders and position 0 when unset: not checked;
-    all 0 while the kill switch is on: every order is suspect). ``open`` counts the
-    account's live orders (resting, armed stops) while the engine tracks exposures.
+    all 0 while the kill switch is on: every order is suspect); each of its exposures
+    carries a copy (:meth:`set_caps`). ``open`` counts the account's live orders (resting,
+    armed stops) that carry an exposure.
 
     A native class under mypyc with exact ``int`` fields, so the hot path reads and
     updates them without a dict lookup or a boxed int (issue 9: the dicts keyed by
@@ -136,26 +137,44 @@ class AccountRisk:
         self.open = 0
         self.by_symbol: dict[str, Exposure] = {}
 
-    def exposure(self, symbol: str) -> Exposure:
-        """This account's exposure in ``symbol`` (created flat)."""
-        exposure = self.by_symbol.get(symbol)
-        if exposure is None:
-            exposure = self.by_symbol[symbol] = Exposure(self, symbol)
-        return exposure
+    def set_caps(self, quantity: int, notional: int, open_orders: int, position: int) -> None:
+        """New thresholds, here and on every exposure of the account."""
+        self.max_quantity = quantity
+        self.max_notional = notional
+        self.max_open = open_orders
+        self.max_position = position
+        for exposure in self.by_symbol.values():
+            exposure.copy_caps()
 
 
 class Exposure:
     """One account's state in one symbol: ``net`` is its net filled position (buys minus
-    sells, in lots), ``risk`` its :class:`AccountRisk`. Every live order of the account in
-    the symbol points at it (``Order.exposure``), so a fill updates the position with two
-    native attribute accesses and a finished order its account's open count."""
+    sells, in lots), ``risk`` its :class:`AccountRisk`, whose thresholds it copies (so the
+    engine's fast pass reads one object, found in one lookup: the symbol's
+    :attr:`OrderBook.exposures`). Every live order of the account in the symbol points at
+    it (``Order.exposure``), so a fill updates the position with native attribute
+    accesses and a finished order its account's open count."""
 
-    __slots__ = ("net", "risk", "symbol")
+    __slots__ = ("account", "max_notional", "max_open", "max_position", "max_quantity",
+                 "net", "risk", "symbol")
 
     def __init__(self, risk: AccountRisk, symbol: str, net: int = 0) -> None:
         self.risk = risk
+        self.account = risk.account
         self.symbol = symbol
         self.net = net
+        self.max_quantity = risk.max_quantity
+        self.max_notional = risk.max_notional
+        self.max_open = risk.max_open
+        self.max_position = risk.max_position
+
+    def copy_caps(self) -> None:
+        """Take the account's current thresholds."""
+        risk = self.risk
+        self.max_quantity = risk.max_quantity
+        self.max_notional = risk.max_notional
+        self.max_open = risk.max_open
+        self.max_position = risk.max_position
 
 
 class Level:
@@ -354,8 +373,8 @@ class BookSide:
 class OrderBook:
     """The book of one instrument: bids, asks and the trading status."""
 
-    __slots__ = ("asks", "bids", "halted", "instrument", "max_price", "min_price", "symbol",
-                 "tick_size")
+    __slots__ = ("asks", "bids", "exposures", "halted", "instrument", "max_price", "min_price",
+                 "symbol", "tick_size")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
@@ -367,6 +386,9 @@ class OrderBook:
         self.bids = BookSide(BUY, instrument.tick_size)
         self.asks = BookSide(SELL, instrument.tick_size)
         self.halted = False
+        # account -> its risk state in this symbol: kept by the engine's risk controls
+        # (risk.py), looked up once per new order; not part of the book's digest
+        self.exposures: dict[int, Exposure] = {}
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == BUY else self.asks

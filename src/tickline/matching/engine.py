@@ -37,6 +37,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
+from typing import Final
 
 from tickline.matching import state
 from tickline.matching.book import EMPTY, BookSide, Exposure, Level, Order, OrderBook
@@ -106,15 +107,31 @@ from tickline.matching.validation import (
     quantity_text,
 )
 
-_NO_LIMIT = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
-_NEVER = 1 << 62  # an engine time after every real one
+_NO_LIMIT: Final = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
+_NEVER: Final = 1 << 62  # an engine time after every real one
 
-C_USER = int(CancelReason.USER)
-C_IOC = int(CancelReason.IOC_REMAINDER)
-C_FOK = int(CancelReason.FOK_UNFILLABLE)
-C_STP = int(CancelReason.SELF_TRADE)
-C_MARKET = int(CancelReason.MARKET_REMAINDER)
-C_PROTECTION = int(CancelReason.PRICE_PROTECTION)
+C_USER: Final = int(CancelReason.USER)
+C_IOC: Final = int(CancelReason.IOC_REMAINDER)
+C_FOK: Final = int(CancelReason.FOK_UNFILLABLE)
+C_STP: Final = int(CancelReason.SELF_TRADE)
+C_MARKET: Final = int(CancelReason.MARKET_REMAINDER)
+C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Accepted: Final = Accepted
+_Rejected: Final = Rejected
+_Trade: Final = Trade
+_Cancelled: Final = Cancelled
+_Expired: Final = Expired
+_LevelChanged: Final = LevelChanged
+_StatusChanged: Final = StatusChanged
+_Replace: Final = Replace
+_NewOrder: Final = NewOrder
+_Cancel: Final = Cancel
+_SetTradingStatus: Final = SetTradingStatus
+_TimeTick: Final = TimeTick
 
 
 class MatchingEngine(RiskControls):
@@ -167,7 +184,7 @@ class MatchingEngine(RiskControls):
             raise ValueError(f"instrument {instrument.symbol!r} is already listed")
         book = OrderBook(instrument)
         self.books[instrument.symbol] = book
-        self._on_instruments()  # position tables, the move price floor (risk.py)
+        self._on_instruments(instrument.symbol)  # exposures, the move price floor (risk.py)
         return book
 
     # -- the one entry point --------------------------------------------------------------
@@ -185,17 +202,17 @@ class MatchingEngine(RiskControls):
         if ts >= self._next_expiry:
             self._expire(ts, out)
         kind = type(cmd)
-        if kind is Replace:
+        if kind is _Replace:
             replace_order(self, cmd, out)  # type: ignore[arg-type]
-        elif kind is NewOrder:
+        elif kind is _NewOrder:
             self._new_order(cmd, out)  # type: ignore[arg-type]
             if self.stops:  # a trade, or a stop due on entry, may trigger stops
                 trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
-        elif kind is Cancel:
+        elif kind is _Cancel:
             self._cancel(cmd, out)  # type: ignore[arg-type]
-        elif kind is SetTradingStatus:
+        elif kind is _SetTradingStatus:
             self._set_status(cmd, out)  # type: ignore[arg-type]
-        elif kind is not TimeTick:
+        elif kind is not _TimeTick:
             self._account_command(cmd, out)  # tags 30-39 (risk.py), or TypeError
         return out
 
@@ -219,17 +236,17 @@ class MatchingEngine(RiskControls):
             if ts >= self._next_expiry:
                 self._expire(ts, out)
             kind = type(cmd)
-            if kind is Replace:
+            if kind is _Replace:
                 replace_order(self, cmd, out)  # type: ignore[arg-type]
-            elif kind is NewOrder:
+            elif kind is _NewOrder:
                 self._new_order(cmd, out)  # type: ignore[arg-type]
                 if self.stops:
                     trigger_stops(self, cmd.symbol, out)  # type: ignore[union-attr]
-            elif kind is Cancel:
+            elif kind is _Cancel:
                 self._cancel(cmd, out)  # type: ignore[arg-type]
-            elif kind is SetTradingStatus:
+            elif kind is _SetTradingStatus:
                 self._set_status(cmd, out)  # type: ignore[arg-type]
-            elif kind is not TimeTick:
+            elif kind is not _TimeTick:
                 self._account_command(cmd, out)
             append(out)
         return results
@@ -296,7 +313,7 @@ class MatchingEngine(RiskControls):
             return self._reject(out, cmd, 0, R_DUP_CLID,
                                 f"client order id {clid!r} already used by account {account}")
         if order_type > MARKET:  # an armed stop: outside the book until triggered
-            if self._gated and self._accounts.get(account) is not None:
+            if self._gated and book.exposures.get(account) is not None:
                 # kill switch and limits, at its limit price (stop-limit) or stop price
                 at = price or cmd.stop_price
                 if self._pretrade_new(cmd, book, book.asks if side == BUY else book.bids, at,
@@ -315,28 +332,26 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
             )
-        exposure: Exposure | None = None  # the account's in this symbol, while tracked
+        exposure: Exposure | None = None  # the account's risk state in this symbol
         if self._gated:  # the kill switch and risk limits (risk.py): a fast pass inline (it
             # runs for every order), the exact check and its typed reject only when needed
-            risk = self._accounts.get(account)  # clamped thresholds (risk.py); 0: disabled
-            if risk is None and self._tracking:  # an account without limits: tracked too
-                risk = self._account_risk(account)
-            if risk is not None:
-                if self._tracking:
-                    exposure = risk.by_symbol.get(symbol)
-                    if exposure is None:
-                        exposure = risk.exposure(symbol)
+            exposure = book.exposures.get(account)  # clamped thresholds; all 0: disabled
+            if exposure is None and self._tracking:  # an account without limits: tracked
+                exposure = self._exposure(account, symbol)
+            if exposure is not None:
                 # Every comparison sits in an ``if`` (CPython 3.11 specializes an int
                 # comparison only when a jump uses it, not when it makes a value).
                 suspect = True
-                if (quantity <= risk.max_quantity and price * quantity <= risk.max_notional
+                if (quantity <= exposure.max_quantity
+                        and price * quantity <= exposure.max_notional
                         and order_type != MARKET):  # (a market order's notional: exact)
                     suspect = False
-                    max_open = risk.max_open
-                    if max_open and (tif == GTC or tif == GTD) and risk.open >= max_open:
+                    max_open = exposure.max_open
+                    if max_open and (tif == GTC or tif == GTD) and (
+                            exposure.risk.open >= max_open):
                         suspect = True
-                    max_position = risk.max_position
-                    if max_position and exposure is not None:
+                    max_position = exposure.max_position
+                    if max_position:
                         after = exposure.net
                         if side == BUY:
                             after += quantity
@@ -357,8 +372,8 @@ class MatchingEngine(RiskControls):
         )
         if exposure is not None:
             order.exposure = exposure
-        out.append(Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
-                            quantity, 0, cmd.display_quantity))
+        out.append(_Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
+                             quantity, 0, cmd.display_quantity))
         if clid:
             self._live_client_ids[(account, clid)] = order_id
 
@@ -366,7 +381,7 @@ class MatchingEngine(RiskControls):
             match_key = self._protect(book, opposite, limit_key)
             if tif == FOK and self._fillable(opposite, order, match_key) < quantity:
                 self._finish(order)
-                out.append(Cancelled(order_id, account, symbol, side, price, quantity, C_FOK))
+                out.append(_Cancelled(order_id, account, symbol, side, price, quantity, C_FOK))
                 return None
             self._match(opposite, order, match_key, out)
             if order.leaves == 0:  # filled, or cancelled by self-trade prevention
@@ -410,8 +425,8 @@ class MatchingEngine(RiskControls):
         own_side = self.books[order.symbol].side(order.side)
         level = own_side.remove(order)
         self._cancel_rest(order, out, C_USER)
-        out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
-                                len(level.orders)))
+        out.append(_LevelChanged(order.symbol, order.side, level.price, level.total,
+                                 len(level.orders)))
 
     # -- matching -------------------------------------------------------------------------
 
@@ -452,8 +467,8 @@ class MatchingEngine(RiskControls):
                         done.append(maker.order_id)
                         level.total -= maker.leaves
                         self._finish(maker)
-                        out.append(Cancelled(maker.order_id, maker.account, symbol, opp_side,
-                                             price, maker.leaves + maker.hidden, C_STP))
+                        out.append(_Cancelled(maker.order_id, maker.account, symbol, opp_side,
+                                              price, maker.leaves + maker.hidden, C_STP))
                         maker.leaves = 0
                         maker.hidden = 0
                     if stp != STP_CANCEL_OLDEST:
@@ -477,9 +492,9 @@ class MatchingEngine(RiskControls):
                     else:
                         exposure.net += qty
                 hidden = maker.hidden
-                out.append(Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
-                                 maker.account, maker_leaves + hidden, taker_id, taker_account,
-                                 leaves))
+                out.append(_Trade(trade_id, symbol, price, qty, taker_side, maker.order_id,
+                                  maker.account, maker_leaves + hidden, taker_id, taker_account,
+                                  leaves))
                 trade_id += 1
                 traded_at = price
                 if maker_leaves == 0:
@@ -506,11 +521,11 @@ class MatchingEngine(RiskControls):
                     level.total += qty
             if level_orders:
                 if done or level.total != total_before:
-                    out.append(LevelChanged(symbol, opp_side, price, level.total,
-                                            len(level_orders)))
+                    out.append(_LevelChanged(symbol, opp_side, price, level.total,
+                                             len(level_orders)))
             else:
                 opposite.drop_level(price)
-                out.append(LevelChanged(symbol, opp_side, price, 0, 0))
+                out.append(_LevelChanged(symbol, opp_side, price, 0, 0))
             if stop or taker.leaves == 0:
                 break
         self.next_trade_id = trade_id
@@ -553,13 +568,13 @@ class MatchingEngine(RiskControls):
         self.orders[order.order_id] = order  # (open counts: the caller's, see _new_order)
         if order.tif == GTD:
             self._schedule_expiry(order)
-        out.append(LevelChanged(order.symbol, order.side, order.price, level.total,
-                                len(level.orders)))
+        out.append(_LevelChanged(order.symbol, order.side, order.price, level.total,
+                                 len(level.orders)))
 
     def _cancel_rest(self, order: Order, out: list[Event], reason: int) -> None:
         """Cancel the open quantity of an order that is no longer in a level."""
-        out.append(Cancelled(order.order_id, order.account, order.symbol, order.side,
-                             order.price, order.leaves + order.hidden, reason))
+        out.append(_Cancelled(order.order_id, order.account, order.symbol, order.side,
+                              order.price, order.leaves + order.hidden, reason))
         order.leaves = 0
         order.hidden = 0
         self._finish(order)
@@ -594,19 +609,19 @@ class MatchingEngine(RiskControls):
                 self.stops[order.symbol].remove(order)
                 if not self.stops[order.symbol]:
                     del self.stops[order.symbol]
-                out.append(Expired(order.order_id, order.account, order.symbol, order.side,
-                                   order.price, order.leaves))
+                out.append(_Expired(order.order_id, order.account, order.symbol, order.side,
+                                    order.price, order.leaves))
                 order.leaves = 0
                 self._finish(order)
                 continue
             level = self.books[order.symbol].side(order.side).remove(order)
-            out.append(Expired(order.order_id, order.account, order.symbol, order.side,
-                               order.price, order.leaves + order.hidden))
+            out.append(_Expired(order.order_id, order.account, order.symbol, order.side,
+                                order.price, order.leaves + order.hidden))
             order.leaves = 0
             order.hidden = 0
             self._finish(order)
-            out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
-                                    len(level.orders)))
+            out.append(_LevelChanged(order.symbol, order.side, level.price, level.total,
+                                     len(level.orders)))
 
     # -- status ---------------------------------------------------------------------------
 
@@ -616,7 +631,7 @@ class MatchingEngine(RiskControls):
             self._reject(out, cmd, 0, R_UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
             return
         book.halted = cmd.halted
-        out.append(StatusChanged(cmd.symbol, cmd.halted))
+        out.append(_StatusChanged(cmd.symbol, cmd.halted))
 
     # -- validation helpers ---------------------------------------------------------------
 
@@ -641,7 +656,7 @@ class MatchingEngine(RiskControls):
     ) -> None:
         account = getattr(cmd, "account", 0)
         clid = getattr(cmd, "client_order_id", "")
-        out.append(Rejected(account, clid, cmd.symbol, order_id, reason, text))
+        out.append(_Rejected(account, clid, cmd.symbol, order_id, reason, text))
 
     # -- queries ------------------------------------------------------------------------
 

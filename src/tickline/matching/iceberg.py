@@ -27,7 +27,7 @@ the total makes an iceberg fully visible.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tickline.matching.book import Order
 from tickline.matching.commands import Replace
@@ -49,8 +49,14 @@ from tickline.matching.validation import (
 if TYPE_CHECKING:
     from tickline.matching.engine import MatchingEngine
 
-_ALL = 1 << 62  # the display size of a plain order: everything is visible
-C_PROTECTION = int(CancelReason.PRICE_PROTECTION)
+_ALL: Final = 1 << 62  # the display size of a plain order: everything is visible
+C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Replaced: Final = Replaced
+_LevelChanged: Final = LevelChanged
 
 
 def replace_iceberg(engine: MatchingEngine, cmd: Replace, order: Order,
@@ -114,21 +120,21 @@ def replace_iceberg(engine: MatchingEngine, cmd: Replace, order: Order,
         order.quantity = quantity
         order.display = display
         order.special = True
-        out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
-                            price, quantity, open_qty, True, 0, display))
+        out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side,
+                             price, quantity, open_qty, True, 0, display))
         if leaves != old_leaves:
-            out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
+            out.append(_LevelChanged(symbol, side, price, level.total, len(level.orders)))
         return None
     level = own_side.remove(order)
-    out.append(LevelChanged(symbol, side, old_price, level.total, len(level.orders)))
+    out.append(_LevelChanged(symbol, side, old_price, level.total, len(level.orders)))
     order.price = price
     order.quantity = quantity
     order.display = display
     order.leaves = open_qty  # takes with all of it; _rest shows one slice
     order.hidden = 0
     order.priority = cmd.seq
-    out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side, price,
-                        quantity, open_qty, False, 0, display))
+    out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side, price,
+                         quantity, open_qty, False, 0, display))
     if crosses:
         engine._match(opposite, order, engine._protect(book, opposite, limit_key), out)
         if order.leaves == 0:  # filled, or cancelled by self-trade prevention

@@ -10,7 +10,7 @@ kept out of :mod:`tickline.matching.engine` only for size.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tickline.matching.commands import Replace
 from tickline.matching.events import Event, LevelChanged, Replaced
@@ -31,7 +31,13 @@ from tickline.matching.validation import (
 if TYPE_CHECKING:
     from tickline.matching.engine import MatchingEngine
 
-C_PROTECTION = int(CancelReason.PRICE_PROTECTION)
+C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Replaced: Final = Replaced
+_LevelChanged: Final = LevelChanged
 
 
 def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
@@ -70,14 +76,14 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     if level_orders:
         total = level.total - leaves
         level.total = total
-        out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
+        out.append(_LevelChanged(symbol, side, old_price, total, len(level_orders)))
     else:
         own_side.drop_level(old_price)
-        out.append(LevelChanged(symbol, side, old_price, 0, 0))
+        out.append(_LevelChanged(symbol, side, old_price, 0, 0))
     order.price = price
     order.priority = cmd.seq
-    out.append(Replaced(order_id, order.account, order.client_order_id, symbol, side,
-                        price, order.quantity, leaves, False))
+    out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side,
+                         price, order.quantity, leaves, False))
     to = levels.get(price)
     if to is None:
         to = own_side.new_level(price)
@@ -86,13 +92,13 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         key = price * own_side.sign
         if key > own_side.best:
             own_side.best = key
-        out.append(LevelChanged(symbol, side, price, leaves, 1))
+        out.append(_LevelChanged(symbol, side, price, leaves, 1))
     else:
         level_orders = to.orders
         level_orders[order_id] = order
         total = to.total + leaves
         to.total = total
-        out.append(LevelChanged(symbol, side, price, total, len(level_orders)))
+        out.append(_LevelChanged(symbol, side, price, total, len(level_orders)))
     return None
 
 def _replace_and_trigger(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
@@ -163,7 +169,7 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
         return engine._reject(out, cmd, order_id, R_POST_ONLY,
                             f"post-only order {order_id} at {price} would take liquidity")
     if engine._gated:  # kill switch or a risk limit (risk.py): the exact check only when
-        risk = engine._accounts.get(account)  # the replace may breach one (the engine's
+        risk = book.exposures.get(account)  # the replace may breach one (the engine's
         if risk is not None and (  # fast pass; a disabled account's caps are 0: checked)
                 quantity > order.quantity or price * quantity > risk.max_notional) and (
                 engine._pretrade_replace(cmd, order, price, quantity, out)):
@@ -186,10 +192,10 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
         level.total -= old_leaves - leaves
         order.leaves = leaves
         order.quantity = quantity
-        out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                            side, price, quantity, leaves, True))
+        out.append(_Replaced(order_id, account, order.client_order_id, symbol,
+                             side, price, quantity, leaves, True))
         if leaves != old_leaves:
-            out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
+            out.append(_LevelChanged(symbol, side, price, level.total, len(level.orders)))
         return None
     # Out of its old level (inlined BookSide.remove) ...
     level_orders = level.orders
@@ -197,16 +203,16 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
     total = level.total - old_leaves
     level.total = total
     if level_orders:
-        out.append(LevelChanged(symbol, side, old_price, total, len(level_orders)))
+        out.append(_LevelChanged(symbol, side, old_price, total, len(level_orders)))
     else:
         own_side.drop_level(old_price)
-        out.append(LevelChanged(symbol, side, old_price, 0, 0))
+        out.append(_LevelChanged(symbol, side, old_price, 0, 0))
     order.price = price
     order.quantity = quantity
     order.leaves = leaves
     order.priority = cmd.seq
-    out.append(Replaced(order_id, account, order.client_order_id, symbol,
-                        side, price, quantity, leaves, False))
+    out.append(_Replaced(order_id, account, order.client_order_id, symbol,
+                         side, price, quantity, leaves, False))
     if crosses:
         engine._match(opposite, order, engine._protect(book, opposite, limit_key), out)
         if order.leaves == 0:  # filled, or cancelled by self-trade prevention
@@ -217,7 +223,7 @@ def replace_general(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> N
             return None
     # ... and onto the back of its new one.
     level = own_side.add(order)
-    out.append(LevelChanged(symbol, side, price, level.total, len(level.orders)))
+    out.append(_LevelChanged(symbol, side, price, level.total, len(level.orders)))
     return None
 
 

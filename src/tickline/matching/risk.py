@@ -40,34 +40,37 @@ limit.
 *Positions* are net filled quantity per ``(account, symbol)`` (buys minus sells), updated on
 every trade for both parties; they are engine state (snapshot, digest). They are tracked only
 when some account has ``max_position`` (and open-order counts only when some account has
-``max_open_orders``: those are derived from the live orders).
+``max_position`` or ``max_open_orders``: those are derived from the live orders).
+
+*State layout.* The per-account state lives in native objects, not in dicts keyed by
+account: an :class:`~tickline.matching.book.AccountRisk` per account (thresholds, live-order
+count) and an :class:`~tickline.matching.book.Exposure` per account and symbol (net
+position, a copy of the thresholds), which the symbol's book indexes
+(``OrderBook.exposures``) and every live order of that account there points at
+(``Order.exposure``). A new order finds its exposure in one int-keyed lookup; a fill
+updates the maker's position through ``maker.exposure`` and the taker's once per match;
+finishing an order decrements ``order.exposure.risk.open``. Nothing on those paths
+allocates under mypyc (native ``int`` fields: no boxed int, no dict entry written).
 
 *Cost.* An engine without limits pays one flag test per new order, one ``is None`` test per
-match, rest and finish, and one comparison per price-only move (the move price floor). With
+fill, match and finish, and one comparison per price-only move (the move price floor). With
 all four limits on every account, new orders (and general replaces) take an inline fast pass
 against thresholds clamped to ``FAST_CAP`` (one-digit ints: CPython 3.11 compares those on
 its specialized path, and only inside an ``if``); the exact check, with its reject texts,
-runs only for an order that may breach a limit. Trades update the makers' positions and the
-taker's once per match; new resting orders and finishes update the open counts.
+runs only for an order that may breach a limit.
 
-Measured (issue 13 lane, 2026-12-02; docs/benchmarks.md has the commands): instructions per
-command by ``valgrind --tool=callgrind`` on a fixed 40,000-command exchange-core workload,
-loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000 accounts vs none:
-+5.59% before this work, **+5.2-5.3%** now (quantity only +1.8%, open orders adds +1.5%,
-position tracking alone +4.2%). CPU time of paired 5,000-command slices (``thread_time``,
-same process, GC off) shows far more, a median of +11-17% (p25..p75 about +4..+30% on this
-shared 2-core VM), and experiments put most of that gap on the two position-dict updates in
-``_match`` (whole runs with position limits only: +17% CPU time; without those updates
-+0.3%; with them storing 0, +24%), though the time shows up in unrelated functions: a
-machine-level effect the instruction counts do not show, unexplained so far. The issue's
-< 5% target is therefore **not met** yet; the next step is the position tracking. One
-``__slots__`` state object per account instead of the caps tuple and the open-count dict
-was measured earlier and saved nothing.
+Measured (issue 9, 2026-12-02; docs/benchmarks.md "Risk limits" has the commands):
+instructions per command by ``valgrind --tool=callgrind`` on a fixed 40,000-command
+exchange-core workload, loop minus setup, ``PYTHONHASHSEED=0``, generous limits on all 1,000
+accounts vs none: compiled build **+0.40%** (was +4.96% with the positions and open counts
+in dicts keyed by account), pure build **+2.89%** (was +5.22%). The dicts cost more than
+their instructions in CPU time (a boxed int allocated per update, a random probe into a
+1,000-entry table per fill): most of the old CPU-time gap.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tickline.matching.book import (
     EMPTY,
@@ -101,17 +104,17 @@ from tickline.matching.types import (
 if TYPE_CHECKING:
     from tickline.matching.commands import Cancel, Command, SetTradingStatus
 
-R_DISABLED = int(RejectReason.ACCOUNT_DISABLED)
-R_RISK_QTY = int(RejectReason.RISK_MAX_QUANTITY)
-R_RISK_NOTIONAL = int(RejectReason.RISK_MAX_NOTIONAL)
-R_RISK_OPEN = int(RejectReason.RISK_MAX_OPEN_ORDERS)
-R_RISK_POSITION = int(RejectReason.RISK_MAX_POSITION)
-R_CANCEL_REASON = int(RejectReason.INVALID_CANCEL_REASON)
-R_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
-R_SIDE = int(RejectReason.INVALID_SIDE)
+R_DISABLED: Final = int(RejectReason.ACCOUNT_DISABLED)
+R_RISK_QTY: Final = int(RejectReason.RISK_MAX_QUANTITY)
+R_RISK_NOTIONAL: Final = int(RejectReason.RISK_MAX_NOTIONAL)
+R_RISK_OPEN: Final = int(RejectReason.RISK_MAX_OPEN_ORDERS)
+R_RISK_POSITION: Final = int(RejectReason.RISK_MAX_POSITION)
+R_CANCEL_REASON: Final = int(RejectReason.INVALID_CANCEL_REASON)
+R_UNKNOWN_SYMBOL: Final = int(RejectReason.UNKNOWN_SYMBOL)
+R_SIDE: Final = int(RejectReason.INVALID_SIDE)
 
-C_MASS = int(CancelReason.MASS_CANCEL)
-C_KILL = int(CancelReason.KILL_SWITCH)
+C_MASS: Final = int(CancelReason.MASS_CANCEL)
+C_KILL: Final = int(CancelReason.KILL_SWITCH)
 
 ACCOUNT_CANCEL_REASONS: frozenset[int] = frozenset(
     int(r) for r in (CancelReason.USER, CancelReason.MASS_CANCEL,
@@ -129,6 +132,18 @@ both fit one 30-bit digit; a comparison with a bigger int (``10**12``, ``1 << 62
 the generic path at about twice the cost, on every order. A clamped threshold is still
 safe: a value above it is only *suspect* and gets the exact check, which uses the real
 limits."""
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Rejected: Final = Rejected
+_LevelChanged: Final = LevelChanged
+_MassCancelled: Final = MassCancelled
+_AccountStatusChanged: Final = AccountStatusChanged
+_MassCancel: Final = MassCancel
+_CancelOrders: Final = CancelOrders
+_SetAccountStatus: Final = SetAccountStatus
+
 
 def market_reach_price(opposite: BookSide, side: int, quantity: int, band_key: int) -> int:
     """The price a market order of ``quantity`` on ``side`` is valued at for the notional
@@ -251,9 +266,13 @@ class RiskControls:
         self._update_gate()
         self._on_instruments()
 
-    def _on_instruments(self) -> None:
-        """After the instruments changed: ``_move_price_floor``, which depends on the
-        instruments' max quantities."""
+    def _on_instruments(self, symbol: str = "") -> None:
+        """After the instruments changed (``symbol`` added; "" any): the limited and
+        disabled accounts' exposures in the new book, and ``_move_price_floor``, which
+        depends on the instruments' max quantities."""
+        for account in (*self._limits, *self._disabled):
+            for name in (symbol,) if symbol else self.books:
+                self._exposure(account, name)
         quantities = [book.instrument.max_quantity for book in self.books.values()]
         largest = max(quantities) if quantities and all(quantities) else 0
         floor = NO_CAP
@@ -265,23 +284,29 @@ class RiskControls:
 
     def _update_gate(self) -> None:
         """Recompute ``_gated`` and the accounts' thresholds after the disabled set
-        changed."""
+        changed. A limited or disabled account has an exposure in every book (the fast
+        pass finds it there); another account gets one on its first order while exposures
+        are tracked, and keeps it (with no thresholds: ``FAST_CAP``, ``FAST_CAP``, 0, 0);
+        untracked, an account whose kill switch goes off without limits loses its."""
         self._gated = bool(self._limits or self._disabled)
         cap = FAST_CAP
-        accounts = self._accounts
-        for account in list(accounts):  # back to "no limit" (none, or a switch turned off)
+        for account in list(self._accounts):
             if account in self._limits or account in self._disabled:
                 continue
-            if self._tracking:
-                _set_caps(accounts[account], cap, cap, 0, 0)
-            else:  # nothing hangs on it: the fast pass need not see this account
-                del accounts[account]
+            if self._tracking:  # no limit (any more): the switch is off
+                self._accounts[account].set_caps(cap, cap, 0, 0)
+            else:  # its kill switch made it, and the switch cancelled every order of it
+                risk = self._accounts.pop(account)  # (and rejected all since): nothing
+                for symbol in risk.by_symbol:  # hangs on it
+                    del self.books[symbol].exposures[account]
         for account, lim in self._limits.items():
-            _set_caps(self._account_risk(account), min(lim.max_order_quantity or cap, cap),
-                      min(lim.max_order_notional or cap, cap), min(lim.max_open_orders, cap),
-                      min(lim.max_position, cap))
+            self._account_risk(account).set_caps(
+                min(lim.max_order_quantity or cap, cap), min(lim.max_order_notional or cap, cap),
+                min(lim.max_open_orders, cap), min(lim.max_position, cap))
         for account in self._disabled:  # every order is suspect: the exact check
-            _set_caps(self._account_risk(account), 0, 0, 0, 0)
+            self._account_risk(account).set_caps(0, 0, 0, 0)
+            for symbol in self.books:
+                self._exposure(account, symbol)
 
     def _account_risk(self, account: int) -> AccountRisk:
         """The state of ``account`` (created without limits: the caller sets them)."""
@@ -291,19 +316,25 @@ class RiskControls:
         return risk
 
     def _exposure(self, account: int, symbol: str) -> Exposure:
-        """``account``'s exposure in ``symbol`` (created flat); only while tracked."""
-        return self._account_risk(account).exposure(symbol)
+        """``account``'s exposure in ``symbol`` (created flat, with the account's
+        thresholds, and entered in the book's ``exposures``)."""
+        risk = self._account_risk(account)
+        exposure = risk.by_symbol.get(symbol)
+        if exposure is None:
+            exposure = risk.by_symbol[symbol] = Exposure(risk, symbol)
+            self.books[symbol].exposures[account] = exposure
+        return exposure
 
     # -- commands -------------------------------------------------------------------------
 
     def _account_command(self, cmd: Command, out: list[Event]) -> None:
         """Dispatch a command of tags 30-39; ``TypeError`` for anything else."""
         kind = type(cmd)
-        if kind is MassCancel:
+        if kind is _MassCancel:
             self._mass_cancel(cmd, out)  # type: ignore[arg-type]
-        elif kind is CancelOrders:
+        elif kind is _CancelOrders:
             self._cancel_orders(cmd, out)  # type: ignore[arg-type]
-        elif kind is SetAccountStatus:
+        elif kind is _SetAccountStatus:
             self._set_account_status(cmd, out)  # type: ignore[arg-type]
         else:
             raise TypeError(f"not a command: {cmd!r}")
@@ -320,16 +351,16 @@ class RiskControls:
         targets = [o for o in self.orders.values() if o.account == account
                    and (not symbol or o.symbol == symbol) and (not side or o.side == side)]
         count = self._cancel_all(targets, C_MASS, out)
-        out.append(MassCancelled(account, symbol, side, C_MASS, count))
+        out.append(_MassCancelled(account, symbol, side, C_MASS, count))
         return None
 
     def _cancel_orders(self, cmd: CancelOrders, out: list[Event]) -> None:
         account = cmd.account
         reason = cmd.reason
         if reason not in ACCOUNT_CANCEL_REASONS:
-            out.append(Rejected(account, "", "", 0, R_CANCEL_REASON,
-                                f"cancel reason must be one of "
-                                f"{sorted(ACCOUNT_CANCEL_REASONS)}, got {reason}"))
+            out.append(_Rejected(account, "", "", 0, R_CANCEL_REASON,
+                                 f"cancel reason must be one of "
+                                 f"{sorted(ACCOUNT_CANCEL_REASONS)}, got {reason}"))
             return
         orders = self.orders
         targets = []
@@ -338,7 +369,7 @@ class RiskControls:
             if order is not None and order.account == account:
                 targets.append(order)
         count = self._cancel_all(targets, reason, out)
-        out.append(MassCancelled(account, "", 0, reason, count))
+        out.append(_MassCancelled(account, "", 0, reason, count))
 
     def _set_account_status(self, cmd: SetAccountStatus, out: list[Event]) -> None:
         account = cmd.account
@@ -350,7 +381,7 @@ class RiskControls:
             count = self._cancel_all([o for o in self.orders.values() if o.account == account],
                                      C_KILL, out)
         self._update_gate()
-        out.append(AccountStatusChanged(account, cmd.enabled, count))
+        out.append(_AccountStatusChanged(account, cmd.enabled, count))
 
     def _cancel_all(self, targets: list[Order], reason: int, out: list[Event]) -> int:
         """Cancel live ``targets`` (symbol, then order id) as a user cancel does: out of the
@@ -363,8 +394,8 @@ class RiskControls:
                 continue
             level = books[order.symbol].side(order.side).remove(order)
             self._cancel_rest(order, out, reason)
-            out.append(LevelChanged(order.symbol, order.side, level.price, level.total,
-                                    len(level.orders)))
+            out.append(_LevelChanged(order.symbol, order.side, level.price, level.total,
+                                     len(level.orders)))
         return len(targets)
 
     # -- pre-trade checks -----------------------------------------------------------------
@@ -489,16 +520,17 @@ class RiskControls:
     # -- state: snapshots, digest, invariants ---------------------------------------------
 
     def _recount_open(self) -> None:
-        """After a restore: attach every live order's exposure and rebuild the open-order
-        counts from the live orders (while tracked)."""
-        if not self._tracking:
-            return
+        """After a restore: attach every live order's exposure (tracked: created if need
+        be; else only a limited or disabled account has one) and rebuild the open-order
+        counts from the live orders."""
         for risk in self._accounts.values():
             risk.open = 0
         for order in self.orders.values():
-            exposure = self._exposure(order.account, order.symbol)
+            exposure = (self._exposure(order.account, order.symbol) if self._tracking
+                        else self.books[order.symbol].exposures.get(order.account))
             order.exposure = exposure
-            exposure.risk.open += 1
+            if exposure is not None:
+                exposure.risk.open += 1
 
     def _risk_digest(self) -> bytes:
         """The account-control state for :meth:`MatchingEngine.digest` (empty when there is
@@ -513,41 +545,38 @@ class RiskControls:
         return b"|".join(parts)
 
     def _check_risk(self) -> None:
-        """Invariants: while tracked, every live order carries its account's exposure in
-        its symbol, the open counts equal the live orders per account, and per symbol the
-        positions sum to zero (every trade has a buyer and a seller); untracked, no order
-        carries one; a disabled account has no live order."""
-        if self._tracking:
-            counts: dict[int, int] = {}
-            for order in self.orders.values():
-                counts[order.account] = counts.get(order.account, 0) + 1
-                risk = self._accounts.get(order.account)
-                assert risk is not None and order.exposure is not None and (
-                    order.exposure is risk.by_symbol.get(order.symbol)), (
-                    f"order {order.order_id} does not carry its account's exposure")
-            opened = {a: r.open for a, r in self._accounts.items() if r.open}
-            assert opened == counts, f"open counts {opened} != live {counts}"
-            sums: dict[str, int] = {}
-            for account, risk in self._accounts.items():
-                assert risk.account == account
-                for symbol, exposure in risk.by_symbol.items():
-                    assert exposure.risk is risk and exposure.symbol == symbol
-                    sums[symbol] = sums.get(symbol, 0) + exposure.net
-            assert not any(sums.values()), f"positions do not net to zero: {sums}"
-        else:
-            for order in self.orders.values():
-                assert order.exposure is None, f"order {order.order_id} carries an exposure"
+        """Invariants: every live order carries its account's exposure in its symbol (the
+        book's; always one while exposures are tracked), an account's open count is its
+        live orders that carry one, the books' exposures are the accounts' with their
+        thresholds, per symbol the positions sum to zero (every trade has a buyer and a
+        seller), and a disabled account has no live order."""
+        counts: dict[int, int] = {}
         for order in self.orders.values():
+            exposure = self.books[order.symbol].exposures.get(order.account)
+            assert order.exposure is exposure and (exposure is not None
+                                                   or not self._tracking), (
+                f"order {order.order_id} does not carry its account's exposure")
+            if exposure is not None:
+                counts[order.account] = counts.get(order.account, 0) + 1
             assert order.account not in self._disabled, (
                 f"disabled account {order.account} has live order {order.order_id}")
-
-
-def _set_caps(risk: AccountRisk, quantity: int, notional: int, open_orders: int,
-              position: int) -> None:
-    risk.max_quantity = quantity
-    risk.max_notional = notional
-    risk.max_open = open_orders
-    risk.max_position = position
+        opened = {a: r.open for a, r in self._accounts.items() if r.open}
+        assert opened == counts, f"open counts {opened} != live {counts}"
+        sums: dict[str, int] = {}
+        for account, risk in self._accounts.items():
+            assert risk.account == account
+            for symbol, exposure in risk.by_symbol.items():
+                assert exposure.risk is risk and exposure.symbol == symbol
+                assert self.books[symbol].exposures[account] is exposure
+                assert (exposure.max_quantity, exposure.max_notional, exposure.max_open,
+                        exposure.max_position) == (risk.max_quantity, risk.max_notional,
+                                                   risk.max_open, risk.max_position)
+                sums[symbol] = sums.get(symbol, 0) + exposure.net
+        for symbol, book in self.books.items():
+            for account, exposure in book.exposures.items():
+                assert self._accounts[account].by_symbol[symbol] is exposure
+        if self._track_positions:
+            assert not any(sums.values()), f"positions do not net to zero: {sums}"
 
 
 def _symbol_then_id(order: Order) -> tuple[str, int]:

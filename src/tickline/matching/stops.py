@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tickline.matching.book import Order, OrderBook
 from tickline.matching.commands import NewOrder, Replace
@@ -71,14 +71,21 @@ from tickline.matching.validation import (
 if TYPE_CHECKING:
     from tickline.matching.engine import MatchingEngine
 
-_NO_BUY = 1 << 62  # the buy trigger of a stop book without buy stops: above every price
-_NO_LIMIT = -(1 << 62)  # a key below every real key: "match at any price"
-C_USER = int(CancelReason.USER)
-C_IOC = int(CancelReason.IOC_REMAINDER)
-C_FOK = int(CancelReason.FOK_UNFILLABLE)
-C_MARKET = int(CancelReason.MARKET_REMAINDER)
-C_PROTECTION = int(CancelReason.PRICE_PROTECTION)
-C_TRIGGER_LIMIT = int(CancelReason.STOP_TRIGGER_LIMIT)
+_NO_BUY: Final = 1 << 62  # the buy trigger of a stop book without buy stops: above every price
+_NO_LIMIT: Final = -(1 << 62)  # a key below every real key: "match at any price"
+C_USER: Final = int(CancelReason.USER)
+C_IOC: Final = int(CancelReason.IOC_REMAINDER)
+C_FOK: Final = int(CancelReason.FOK_UNFILLABLE)
+C_MARKET: Final = int(CancelReason.MARKET_REMAINDER)
+C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
+C_TRIGGER_LIMIT: Final = int(CancelReason.STOP_TRIGGER_LIMIT)
+
+# Compiled by mypyc, a module-level name is looked up in the module's dict on every use
+# unless it is ``Final`` (then a C static): the classes and constants the hot paths use
+# are Final (pure Python reads both kinds the same way).
+_Accepted: Final = Accepted
+_Replaced: Final = Replaced
+_Triggered: Final = Triggered
 
 
 class StopBook:
@@ -213,10 +220,10 @@ def accept_stop(engine: MatchingEngine, cmd: NewOrder, order_type: int, price: i
     order = Order(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side, price,
                   cmd.quantity, cmd.quantity, 0, tif, cmd.expire_time if tif == GTD else 0,
                   False, stp, cmd.seq, 0, 0, cmd.stop_price, True)
-    if engine._tracking:
-        order.exposure = engine._exposure(cmd.account, cmd.symbol)
-    out.append(Accepted(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side,
-                        order_type, tif, price, cmd.quantity, cmd.stop_price, 0))
+    order.exposure = (engine._exposure(cmd.account, cmd.symbol) if engine._tracking
+                      else engine.books[cmd.symbol].exposures.get(cmd.account))
+    out.append(_Accepted(order_id, cmd.account, cmd.client_order_id, cmd.symbol, cmd.side,
+                         order_type, tif, price, cmd.quantity, cmd.stop_price, 0))
     if cmd.client_order_id:
         engine._live_client_ids[(cmd.account, cmd.client_order_id)] = order_id
     _arm(engine, order)
@@ -298,9 +305,9 @@ def _enter(engine: MatchingEngine, book: OrderBook, order: Order, out: list[Even
     tif = order.tif
     if market and tif != FOK:
         tif = IOC
-    out.append(Triggered(order.order_id, order.account, order.client_order_id, order.symbol,
-                         order.side, MARKET if market else LIMIT, price, stop_price,
-                         order.leaves))
+    out.append(_Triggered(order.order_id, order.account, order.client_order_id, order.symbol,
+                          order.side, MARKET if market else LIMIT, price, stop_price,
+                          order.leaves))
     if order.side == BUY:
         opposite = book.asks
         limit_key = _NO_LIMIT if market else -price
@@ -384,8 +391,8 @@ def replace_stop(engine: MatchingEngine, cmd: Replace, order: Order, out: list[E
     if not kept:
         order.priority = cmd.seq
     _arm(engine, order)
-    out.append(Replaced(order_id, order.account, order.client_order_id, order.symbol,
-                        order.side, price, quantity, order.leaves, kept, stop_price, 0))
+    out.append(_Replaced(order_id, order.account, order.client_order_id, order.symbol,
+                         order.side, price, quantity, order.leaves, kept, stop_price, 0))
 
 
 __all__ = ["StopBook", "accept_stop", "cancel_stop", "replace_stop", "restore_stops",
