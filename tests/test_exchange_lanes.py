@@ -333,7 +333,16 @@ def test_match_and_publish_deadline_misses_are_counted_logged_and_exported(
 
 
 def test_default_deadlines_never_fire_on_a_healthy_exchange() -> None:
-    ex = Exchange([ABC])
+    """The default deadlines (1 s queue, 100 ms match, 200 ms publish) against a healthy
+    pace: every clock read is 10 µs after the previous one (a deterministic stand-in for
+    fast work; wall-clock stalls of a shared machine are not what this test is about)."""
+    mono = Mono()
+
+    def tick() -> int:
+        mono.now += 10_000
+        return mono.now
+
+    ex = Exchange([ABC], monotonic=tick, clock=tick)
     for i in range(2000):
         ex.submit(order(1 + i % 3, 90 + i % 20, BUY if i % 2 else SELL))
         if i % 100 == 99:
