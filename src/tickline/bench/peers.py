@@ -36,14 +36,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from tickline.bench.workload import Workload
 from tickline.matching import BUY, Accepted, Cancel, NewOrder, Replace, TimeInForce
 
-CHUNK = 50_000
 IOC = int(TimeInForce.IOC)
 
 VARIANTS = ("pure", "compiled", "liquibook_listener", "liquibook")
@@ -143,46 +141,17 @@ def liquibook_book(listener: bool) -> tuple[Any, Any, list[tuple[int, int, int, 
     return (book, keep), apply, fills
 
 
-def _timed(run: Any, items: list[Any]) -> tuple[float, float]:
-    """Commands per wall-clock second and per CPU second of ``run(chunk)`` over ``items``
-    in chunks of :data:`CHUNK` (slicing is not timed)."""
-    wall_clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
-    wall = cpu = 0
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start:start + CHUNK]
-        w0, c0 = wall_clock(), cpu_clock()
-        run(chunk)
-        cpu += cpu_clock() - c0
-        wall += wall_clock() - w0
-    n = len(items)
-    return n / (max(1, wall) / 1e9), n / (max(1, cpu) / 1e9)
-
-
 def _time_liquibook(prefill: list[tuple[Any, ...]], ops: list[tuple[Any, ...]],
                     listener: bool) -> tuple[float, float, int]:
     """Commands per wall and per CPU second of liquibook over ``ops``; fills seen by the
     listener."""
+    from tickline.bench.matching import timed_chunks
+
     _alive, apply, fills = liquibook_book(listener)
     apply(prefill)
     fills.clear()
-    wall, cpu = _timed(apply, ops)
+    wall, cpu = timed_chunks(apply, ops)
     return wall, cpu, len(fills)
-
-
-def _time_tickline(workload: Workload) -> tuple[float, float, Any]:
-    """Commands per wall and per CPU second of a plain ``process`` loop (every event
-    produced and dropped) on a prefilled engine; the engine."""
-    engine = workload.engine()
-    process = engine.process
-    for cmd in workload.prefill:
-        process(cmd)
-
-    def run(chunk: list[Any]) -> None:
-        for cmd in chunk:
-            process(cmd)
-
-    wall, cpu = _timed(run, workload.commands)
-    return wall, cpu, engine
 
 
 def worker(variant: str, path: str) -> None:
@@ -196,8 +165,9 @@ def worker(variant: str, path: str) -> None:
                           "fills": fills}))
         return
     from tickline._build import describe
+    from tickline.bench.matching import run_throughput_clocks
 
-    wall, cpu, engine = _time_tickline(data["workload"])
+    wall, cpu, engine = run_throughput_clocks(data["workload"])
     print(json.dumps({"commands_per_second": wall, "cpu_commands_per_second": cpu,
                       "build": describe(), "digest": engine.digest()}))
 
