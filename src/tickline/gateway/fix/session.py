@@ -627,8 +627,7 @@ class FixSession(asyncio.Protocol):
             return
         ts = codec.sending_time()
         self.send_app("8", app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid), ts)
-        if r.seq and self.store is not None:
-            self.store.delivered(r.seq)
+        self._delivered(r)
 
     def _delivered(self, r: ExecReport) -> None:
         if r.seq and self.store is not None:
