@@ -97,7 +97,9 @@ class FixSession(asyncio.Protocol):
         self.resend_until = 0  # a ResendRequest we sent is open up to this MsgSeqNum
         self.staged: list[Command] = []
         self.staged_ctx: list[tuple[str, dict[int, str]]] = []
-        self.pending: deque[tuple[str, dict[int, str]]] = deque()
+        # per request in flight, what its answer needs, as atoms the gc does not keep
+        # tracking: "D" for an order, (MsgType, ClOrdID, OrigClOrdID, OrderID) otherwise
+        self.pending: deque[str | tuple[str, str, str, str]] = deque()
         limits = gateway.config.limits
         self.rate = TokenBucket(limits.orders_per_second, limits.burst, now)
         self.max_in_flight = limits.max_in_flight
@@ -469,8 +471,9 @@ class FixSession(asyncio.Protocol):
         now = codec.sending_time()
         gap_start = 0
         seq = begin
+        messages = store.stored(begin, end)
         while seq <= end:
-            stored = store.sent.get(seq)
+            stored = messages.get(seq)
             if stored is None:
                 if not gap_start:
                     gap_start = seq
@@ -577,18 +580,30 @@ class FixSession(asyncio.Protocol):
         self.staged = []
         self.staged_ctx = []
         n, code, text = submit_all(self.gw.exchange, cmds, self._on_reply, self.port)
-        self.pending.extend(ctx[:n])
+        pending = self.pending
+        for i in range(n):
+            mt, values = ctx[i]
+            if mt == "D":
+                pending.append("D")  # its reports carry everything the answer needs
+            else:
+                pending.append((mt, values.get(11, ""), values.get(41, ""),
+                                values.get(37, "")))
         self.gw.orders += n
         for mt, values in ctx[n:]:
             self._refuse_order(mt, values, code, text)
 
     def _on_reply(self, cmd: Command, _events: list[Event], reports: list[ExecReport]) -> None:
-        mt, values = self.pending.popleft()
+        entry = self.pending.popleft()
         if self.closed:
             return
-        if mt != "D" and reports and reports[0].kind == _REJECTED and (
-                type(cmd) is not NewOrder):
+        if isinstance(entry, str):  # "D"
+            for r in reports:
+                self._report(r)
+            return
+        _mt, clid, orig, oid = entry
+        if reports and reports[0].kind == _REJECTED and type(cmd) is not NewOrder:
             first = reports[0]
+            values = {11: clid, 41: orig, 37: oid}
             self.send_app("9", app.cancel_reject(values, "1" if type(cmd) is Cancel else "2",
                                                  first.reason, first.text or
                                                  app.reject_name(first.reason),
@@ -597,12 +612,6 @@ class FixSession(asyncio.Protocol):
             for r in reports[1:]:
                 self._report(r)
             return
-        if mt == "D":
-            for r in reports:
-                self._report(r)
-            return
-        clid = values.get(11, "")
-        orig = values.get(41, "")
         for r in reports:
             kind = r.kind
             if kind == int(ExecKind.CANCELLED) or kind == int(ExecKind.REPLACED):

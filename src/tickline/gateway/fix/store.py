@@ -15,6 +15,13 @@ from the session's output flush, *before* the bytes go to the socket: a message 
 before the peer can see it), and ``fsync``-ed when ``fsync`` is on. Opening a store replays the
 file; :meth:`reset` truncates it. The file is compacted when it passes ``max_bytes``: only the
 latest ``keep`` application messages are kept (older ones are gap-filled on a resend).
+
+Memory is bounded too: :attr:`SessionStore.sent` holds only the latest ``window`` application
+messages (default 10,000), each as **one** ``bytes`` (``MsgType SendingTime body``): an atom
+the garbage collector does not track, so a long session's store neither grows the heap nor
+adds to what a collection walks. :meth:`stored` serves a resend from memory when the range is
+in the window and reads the file for older messages; a store without a directory (no file)
+gap-fills what fell out of its window.
 """
 
 from __future__ import annotations
@@ -33,15 +40,20 @@ class SessionStore:
     to send/expect; ``last_report`` the account report number delivered last."""
 
     def __init__(self, directory: Path | str | None, name: str, *, fsync: bool = False,
-                 max_bytes: int = 64 << 20, keep: int = 100_000) -> None:
+                 max_bytes: int = 64 << 20, keep: int = 100_000,
+                 window: int = 10_000) -> None:
+        if window < 1 or keep < 1:
+            raise ValueError(f"window and keep must be >= 1, got {window}, {keep}")
         self.next_out = 1
         self.next_in = 1
         self.last_report = 0
         self.fsync = fsync
         self.max_bytes = max_bytes
         self.keep = keep
-        # seq -> (MsgType, SendingTime, body) of application messages
-        self.sent: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self.window = window
+        # seq -> b"MsgType SendingTime body" of the latest ``window`` application messages
+        self.sent: dict[int, bytes] = {}
+        self._floor = 1  # no message below this seq is in ``sent``
         self._pending = bytearray()
         self._in_dirty = False  # next_in / last_report changed since the last flush
         self._report_dirty = False
@@ -72,7 +84,8 @@ class SessionStore:
                     seq, size = int(parts[1]), int(parts[4])
                     if pos + size + 1 > n:
                         break
-                    self.sent[seq] = (parts[2], parts[3], data[pos:pos + size])
+                    self._keep(seq, b"%s %s %s" % (parts[2], parts[3],
+                                                   data[pos:pos + size]))
                     pos += size + 1
                     self.next_out = seq + 1
                 elif kind == b"A":
@@ -83,14 +96,78 @@ class SessionStore:
                     self.last_report = int(parts[1])
                 elif kind == b"Z":
                     self.sent.clear()
+                    self._floor = 1
                     self.next_out = self.next_in = 1
             except (IndexError, ValueError):
                 break
 
+    def _keep(self, seq: int, record: bytes) -> None:
+        """Put one message in the memory window, dropping the oldest past ``window`` (each
+        seq is stepped over once: amortised O(1))."""
+        sent = self.sent
+        sent[seq] = record
+        if len(sent) > self.window:
+            floor = self._floor
+            while sent.pop(floor, None) is None:
+                floor += 1
+            self._floor = floor + 1
+
+    # -- reading --------------------------------------------------------------------------
+
+    def message(self, seq: int) -> tuple[bytes, bytes, bytes] | None:
+        """(MsgType, SendingTime, body) of application message ``seq`` if it is stored
+        (memory or file), else None (an admin message, or one no longer kept)."""
+        return self.stored(seq, seq).get(seq)
+
+    def stored(self, begin: int, end: int) -> dict[int, tuple[bytes, bytes, bytes]]:
+        """The stored application messages with ``begin <= seq <= end``: from memory when
+        the window reaches back to ``begin``, else read from the file (a resend of old
+        messages: rare); without a file, what the window has."""
+        out: dict[int, tuple[bytes, bytes, bytes]] = {}
+        if begin < self._floor and self.path is not None and self._fd >= 0:
+            self.flush()
+            older = self._read_file(begin, min(end, self._floor - 1))
+            for seq in sorted(older):
+                out[seq] = older[seq]
+        sent = self.sent
+        for seq in range(max(begin, self._floor), end + 1):
+            record = sent.get(seq)
+            if record is not None:
+                mt, ts, body = record.split(b" ", 2)
+                out[seq] = (mt, ts, body)
+        return out
+
+    def _read_file(self, begin: int, end: int) -> dict[int, tuple[bytes, bytes, bytes]]:
+        """The application messages in ``begin..end`` the file holds (after its last reset)."""
+        assert self.path is not None
+        data = self.path.read_bytes()
+        found: dict[int, tuple[bytes, bytes, bytes]] = {}
+        pos = 0
+        n = len(data)
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            parts = data[pos:nl].split(b" ")
+            pos = nl + 1
+            if parts[0] == b"O":
+                try:
+                    seq, size = int(parts[1]), int(parts[4])
+                except (IndexError, ValueError):
+                    break
+                if pos + size + 1 > n:
+                    break
+                if begin <= seq <= end:
+                    found[seq] = (parts[2], parts[3], data[pos:pos + size])
+                pos += size + 1
+            elif parts[0] == b"Z":
+                found.clear()
+        return found
+
     # -- recording ------------------------------------------------------------------------
 
     def sent_app(self, seq: int, msg_type: bytes, ts: bytes, body: bytes) -> None:
-        self.sent[seq] = (msg_type, ts, body)
+        self._keep(seq, b"%s %s %s" % (msg_type, ts, body))
         self.next_out = seq + 1
         if self._fd >= 0:
             self._pending += b"O %d %s %s %d\n%s\n" % (seq, msg_type, ts, len(body), body)
@@ -116,6 +193,7 @@ class SessionStore:
         """Both sequence numbers back to 1, stored messages dropped (ResetSeqNumFlag)."""
         self.flush()
         self.sent.clear()
+        self._floor = 1
         self.next_out = self.next_in = 1
         if self._fd >= 0:
             os.ftruncate(self._fd, 0)
@@ -150,14 +228,25 @@ class SessionStore:
             self._compact()
 
     def _compact(self) -> None:
-        """Rewrite the file with the state and the latest ``keep`` application messages."""
+        """Rewrite the file with the state and the latest ``keep`` application messages (read
+        back from the file when they reach past the memory window)."""
         assert self.path is not None
-        seqs = sorted(self.sent)
-        for seq in seqs[:-self.keep] if len(seqs) > self.keep else ():
-            del self.sent[seq]
+        sent = self.sent
+        kept: dict[int, tuple[bytes, bytes, bytes]]
+        if len(sent) >= self.keep or self._floor <= 1:
+            kept = {}
+            for seq in sorted(sent)[-self.keep:]:
+                mt, ts, body = sent[seq].split(b" ", 2)
+                kept[seq] = (mt, ts, body)
+        else:
+            everything = self._read_file(1, self.next_out)
+            kept = {seq: everything[seq] for seq in sorted(everything)[-self.keep:]}
+        for seq in [s for s in sent if s not in kept]:
+            del sent[seq]
+        if kept:
+            self._floor = max(self._floor, min(kept))
         out = bytearray(b"Z\n")
-        for seq in sorted(self.sent):
-            mt, ts, body = self.sent[seq]
+        for seq, (mt, ts, body) in kept.items():
             out += b"O %d %s %s %d\n%s\n" % (seq, mt, ts, len(body), body)
         out += b"A %d\nI %d\nR %d\n" % (self.next_out - 1, self.next_in, self.last_report)
         tmp = self.path.with_suffix(".tmp")
