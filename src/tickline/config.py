@@ -12,6 +12,7 @@ replaces any part of it::
     durability = "batch"      # none | batch | interval
     interval_ms = 5
     snapshot_every = 100000
+    gc_freeze = true          # gc.freeze() of the start-up heap once serving (docs/fix.md)
     gc_tuning = false         # gc.freeze() after start-up + raised thresholds (no gain measured)
     admin_key = ""            # POST /admin/halt|resume|kill|enable with "Bearer <key>"; "" = off
     report_history = 4096     # reports per account kept in memory for resume (older: journal)
@@ -136,6 +137,7 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     snapshot_every: int = 100_000
     inbound_capacity: int = 65_536
     max_batch: int = 1_024
+    gc_freeze: bool = True  # freeze the start-up heap once serving: short full collections
     gc_tuning: bool = False  # freeze the warm heap, raise GC thresholds: measured no gain
     admin_key: str = ""  # the HTTP admin endpoint's key; "" = the endpoint is off
     report_history: int = 4096  # reports kept in memory per account for resume (0: journal only)
