@@ -531,8 +531,9 @@ def parse_valid(raw: bytes) -> FixMessage | None:
             return None
         shapes = _SHAPES[mt] = {}
     key = "=".join(flat[0::2])  # the tags in order ("=" cannot be in a tag)
-    plan = shapes.get(key, _UNKNOWN)
-    if plan is _UNKNOWN:
+    try:
+        plan = shapes[key]
+    except KeyError:  # (not a sentinel compared with "is": compiled, a tuple is a value)
         plan = _shape_plan(mt, tuple(flat[0::2]))
         if len(shapes) < _MAX_SHAPES:
             shapes[key] = plan
@@ -543,9 +544,6 @@ def parse_valid(raw: bytes) -> FixMessage | None:
         if not check(vals[pos]):
             return None
     return FixMessage(None, raw, dict(zip(plan[0], vals, strict=True)))
-
-
-_UNKNOWN: tuple[tuple[int, ...], tuple[tuple[int, _Check], ...]] = ((), ())
 
 
 def _shape_plan(mt: str, key: tuple[str, ...]) -> tuple[tuple[int, ...],

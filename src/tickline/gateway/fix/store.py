@@ -17,7 +17,7 @@ file; :meth:`reset` truncates it. The file is compacted when it passes ``max_byt
 latest ``keep`` application messages are kept (older ones are gap-filled on a resend).
 
 Memory is bounded too: :attr:`SessionStore.sent` holds only the latest ``window`` application
-messages (default 10,000), each as **one** ``bytes`` (``MsgType SendingTime body``): an atom
+messages (default 10,000), each as **one** ``bytes`` (its file record): an atom
 the garbage collector does not track, so a long session's store neither grows the heap nor
 adds to what a collection walks. :meth:`stored` serves a resend from memory when the range is
 in the window and reads the file for older messages; a store without a directory (no file)
@@ -33,6 +33,13 @@ from pathlib import Path
 __all__ = ["SessionStore"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _unpack(record: bytes) -> tuple[bytes, bytes, bytes]:
+    """(MsgType, SendingTime, body) of one ``O`` record."""
+    head, body = record.split(b"\n", 1)
+    parts = head.split(b" ")
+    return parts[2], parts[3], body[:-1]
 
 
 class SessionStore:
@@ -51,7 +58,8 @@ class SessionStore:
         self.max_bytes = max_bytes
         self.keep = keep
         self.window = window
-        # seq -> b"MsgType SendingTime body" of the latest ``window`` application messages
+        # seq -> the file record (b"O <seq> <MsgType> <SendingTime> <len>\n<body>\n") of the
+        # latest ``window`` application messages
         self.sent: dict[int, bytes] = {}
         self._floor = 1  # no message below this seq is in ``sent``
         self._pending = bytearray()
@@ -78,15 +86,15 @@ class SessionStore:
                 break  # a torn last record (crash mid-write): ignored
             parts = data[pos:nl].split(b" ")
             kind = parts[0]
+            start = pos
             pos = nl + 1
             try:
                 if kind == b"O":
                     seq, size = int(parts[1]), int(parts[4])
                     if pos + size + 1 > n:
                         break
-                    self._keep(seq, b"%s %s %s" % (parts[2], parts[3],
-                                                   data[pos:pos + size]))
                     pos += size + 1
+                    self._keep(seq, data[start:pos])
                     self.next_out = seq + 1
                 elif kind == b"A":
                     self.next_out = int(parts[1]) + 1
@@ -133,8 +141,7 @@ class SessionStore:
         for seq in range(max(begin, self._floor), end + 1):
             record = sent.get(seq)
             if record is not None:
-                mt, ts, body = record.split(b" ", 2)
-                out[seq] = (mt, ts, body)
+                out[seq] = _unpack(record)
         return out
 
     def _read_file(self, begin: int, end: int) -> dict[int, tuple[bytes, bytes, bytes]]:
@@ -167,10 +174,11 @@ class SessionStore:
     # -- recording ------------------------------------------------------------------------
 
     def sent_app(self, seq: int, msg_type: bytes, ts: bytes, body: bytes) -> None:
-        self._keep(seq, b"%s %s %s" % (msg_type, ts, body))
+        record = b"O %d %s %s %d\n%s\n" % (seq, msg_type, ts, len(body), body)
+        self._keep(seq, record)  # the file's record is the memory's too: one format
         self.next_out = seq + 1
         if self._fd >= 0:
-            self._pending += b"O %d %s %s %d\n%s\n" % (seq, msg_type, ts, len(body), body)
+            self._pending += record
 
     def sent_admin(self, seq: int) -> None:
         self.next_out = seq + 1
@@ -236,8 +244,7 @@ class SessionStore:
         if len(sent) >= self.keep or self._floor <= 1:
             kept = {}
             for seq in sorted(sent)[-self.keep:]:
-                mt, ts, body = sent[seq].split(b" ", 2)
-                kept[seq] = (mt, ts, body)
+                kept[seq] = _unpack(sent[seq])
         else:
             everything = self._read_file(1, self.next_out)
             kept = {seq: everything[seq] for seq in sorted(everything)[-self.keep:]}
