@@ -225,13 +225,21 @@ def bench_cluster(
         "--send-interval", help="Load generator: 0 spins to each planned send time; > 0 "
         "sends what is due every this many seconds (the wait counts in the round trip).")
     ] = 0.0,
+    loadgen_wait: Annotated[str, typer.Option(
+        "--loadgen-wait", help="Load generator between planned sends (loadgen --wait): "
+        "sleep (in the kernel; leaves the shared cores to the cluster) or spin.")] = "sleep",
     json_path: JsonOption = None,
 ) -> None:
     """Cluster mode on this machine: loadgen through NATS JetStream, and failover time."""
     from tickline.bench.cluster import run
 
+    if loadgen_wait not in ("spin", "sleep"):
+        typer.echo(f"error: --loadgen-wait must be spin or sleep, not {loadgen_wait!r}",
+                   err=True)
+        raise typer.Exit(2)
     run(rates=rate or [10_000.0], duration=duration, runs=runs, failovers=failovers,
-        lease=lease, sessions=sessions, json_path=json_path, send_interval=send_interval)
+        lease=lease, sessions=sessions, json_path=json_path, send_interval=send_interval,
+        wait=loadgen_wait)
 
 
 @app.command("demo")
@@ -289,6 +297,10 @@ def loadgen_command(
         "--send-interval", help="0: spin to each planned send time; > 0: send what is due "
         "every this many seconds (leaves the CPU to the server; the wait is counted in the "
         "round trip). Both protocols.")] = 0.0,
+    wait: Annotated[str, typer.Option(
+        help="Binary sender, between planned sends under ~1 ms apart: spin (yield to the "
+             "loop; keeps a core busy) or sleep (in the kernel until the planned time; "
+             "for a generator sharing the cores with the server).")] = "spin",
     json_path: JsonOption = None,
     protocol: Annotated[str, typer.Option(
         help="binary, fix, or both (binary then FIX, same rate: latency ratios).")] = "binary",
@@ -303,9 +315,12 @@ def loadgen_command(
     if protocol not in ("binary", "fix", "both"):
         typer.echo("error: --protocol must be binary, fix or both", err=True)
         raise typer.Exit(2)
+    if wait not in ("spin", "sleep"):
+        typer.echo(f"error: --wait must be spin or sleep, not {wait!r}", err=True)
+        raise typer.Exit(2)
     cfg = LoadConfig(host=host, port=port, key=key, rate=rate, duration=duration,
                      sessions=sessions, symbol=symbol, warmup=warmup, seed=seed,
-                     send_interval=send_interval)
+                     send_interval=send_interval, wait=wait)
     raise typer.Exit(run(cfg, json_path, protocol=protocol, fix_port=fix_port,
                          fix_sessions=fix_sessions))
 

@@ -120,17 +120,19 @@ def test_sigkill_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path: Pa
         second.close()
 
 
-@pytest.mark.parametrize("send_interval", ["0", "0.002"])
-def test_loadgen_cli_against_tickline_serve(tmp_path: Path, send_interval: str) -> None:
-    """Spinning to each planned send time (0) or sending what is due on a 2 ms timer: the
-    offered rate is kept either way."""
+@pytest.mark.parametrize(("send_interval", "wait"),
+                         [("0", "spin"), ("0", "sleep"), ("0.002", "spin")])
+def test_loadgen_cli_against_tickline_serve(tmp_path: Path, send_interval: str,
+                                            wait: str) -> None:
+    """Spinning to each planned send time (0), sleeping in the kernel until it (0, sleep) or
+    sending what is due on a 2 ms timer: the offered rate is kept either way."""
     server = Served(tmp_path / "journal", "--durability", "none")
     try:
         out = tmp_path / "lg.json"
         result = subprocess.run(
             [*TICKLINE, "loadgen", "--port", str(server.port), "--rate", "2000",
              "--duration", "1.5", "--warmup", "0.5", "--sessions", "2", "--json", str(out),
-             "--send-interval", send_interval],
+             "--send-interval", send_interval, "--wait", wait],
             capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert result.returncode == 0, result.stderr
         data = json.loads(out.read_text())
