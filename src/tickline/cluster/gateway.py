@@ -340,18 +340,39 @@ class ClusterExchange(Exchange):
 
     def submit_many(self, cmds: Sequence[Command], reply: Reply | None = None,
                     origin: ReportPort | None = None) -> int:
-        n = 0
-        for cmd in cmds:
-            try:
-                self._enqueue(cmd, reply, origin)
-            except ClusterUnavailable:
-                if n == 0:
-                    raise
-                break
-            except ExchangeBusy:
-                break
-            n += 1
-        return n
+        """:meth:`submit` each of ``cmds`` in order; returns how many were taken (a prefix:
+        it stops at a full queue, or at an unavailable shard after the first). One shard
+        (the usual gateway): one availability check per call and one wait per command,
+        without the general routing (measured: the gateway's submit path was ~7% of its
+        CPU at 20,000 orders/s)."""
+        if self.map.shards != 1:
+            n = 0
+            for cmd in cmds:
+                try:
+                    self._enqueue(cmd, reply, origin)
+                except ClusterUnavailable:
+                    if n == 0:
+                        raise
+                    break
+                except ExchangeBusy:
+                    break
+                n += 1
+            return n
+        if self._stopping:
+            raise ExchangeStopped("the exchange is stopping")
+        order = self._order
+        room = self.max_pending - len(order)
+        if room <= 0 or not cmds:
+            return 0
+        self._check_available(0)
+        take = cmds if len(cmds) <= room else cmds[:room]
+        to_publish = self._to_publish
+        for cmd in take:
+            w = _Wait(0, cmd, reply, origin)
+            order.append(w)
+            to_publish.append(w)
+        self._publish_wake.set()
+        return len(take)
 
     def submit_deferred(self, make: Callable[[], Command | None], reply: Reply | None = None,
                         origin: ReportPort | None = None) -> None:
@@ -485,37 +506,46 @@ class ClusterExchange(Exchange):
         mine = self._mine
         gid = self.gateway_id
         applied = self._applied[shard]
-        fresh = [d for d in out.done if d.cmd.seq > applied]  # (a takeover re-publishes)
+        fresh = out.done
+        if fresh and fresh[0].cmd.seq <= applied:  # a takeover re-publishes: drop the known
+            fresh = [d for d in fresh if d.cmd.seq > applied]
         if fresh:
             try:  # market data first, as the one-process exchange does
                 self.publisher.publish_batch([(d.cmd.seq, d.cmd.ts, d.events) for d in fresh])
             except Exception:
                 log.exception("market data publish failed for shard %d", shard)
+            applied = fresh[-1].cmd.seq  # in order: the last is the highest
+        released = self._released_ticket[shard]
+        batches = self._batches
         for done in fresh:
             cmd = done.cmd
-            applied = cmd.seq
-            reports = build(cmd.seq, cmd.ts, done.events)
+            events = done.events
+            reports = build(cmd.seq, cmd.ts, events)
             record(reports)
             w = mine.pop(done.ticket, None) if done.gateway == gid else None
-            if w is not None:
-                if w.ticket > self._released_ticket[shard]:
-                    self._released_ticket[shard] = w.ticket
-                b = w.batch
-                if b is not None:
-                    b.left -= 1
-                    if not b.left:
-                        del self._batches[b.ticket]
+            if w is None:  # another gateway's command (or one re-published): route only
+                try:
+                    route(reports, getattr(cmd, "account", 0), None)
+                except Exception:
+                    log.exception("report delivery failed for seq %d", cmd.seq)
+                continue
+            if w.ticket > released:
+                released = w.ticket
+            b = w.batch
+            if b is not None:
+                b.left -= 1
+                if not b.left:
+                    del batches[b.ticket]
             try:
-                own = route(reports, getattr(cmd, "account", 0),
-                            w.origin if w is not None else None)
+                own = route(reports, getattr(cmd, "account", 0), w.origin)
             except Exception:
                 log.exception("report delivery failed for seq %d", cmd.seq)
                 own = []
-            if w is not None:
-                w.cmd = cmd
-                w.events = done.events
-                w.reports = own
-                w.done = True
+            w.cmd = cmd
+            w.events = events
+            w.reports = own
+            w.done = True
+        self._released_ticket[shard] = released
         self._applied[shard] = applied
         self.engine.last_seq = sum(self._applied)
         self.commands += len(out.done)
