@@ -40,7 +40,15 @@ from collections.abc import Iterable
 from typing import Final
 
 from tickline.matching import state
-from tickline.matching.book import EMPTY, BookSide, Exposure, Level, Order, OrderBook
+from tickline.matching.book import (
+    EMPTY,
+    SHORT_INT_MAX,
+    BookSide,
+    Exposure,
+    Level,
+    Order,
+    OrderBook,
+)
 from tickline.matching.commands import (
     Cancel,
     Command,
@@ -108,7 +116,7 @@ from tickline.matching.validation import (
 )
 
 _NO_LIMIT: Final = -(1 << 62)  # a key below every real key: "match at any price" (market orders)
-_NEVER: Final = 1 << 62  # an engine time after every real one
+_NEVER: Final = SHORT_INT_MAX  # an engine time after every real one (unboxed when compiled)
 
 C_USER: Final = int(CancelReason.USER)
 C_IOC: Final = int(CancelReason.IOC_REMAINDER)
@@ -454,7 +462,7 @@ class MatchingEngine(RiskControls):
         traded_at = 0
         stop = False  # self-trade prevention cancelled the taker
         while opposite.best >= limit_key:
-            price = opposite.best * sign
+            price = opposite.best if sign == 1 else -opposite.best
             level = levels[price]
             level_orders = level.orders
             total_before = level.total
@@ -671,7 +679,7 @@ class MatchingEngine(RiskControls):
     def next_expiry(self) -> int | None:
         """The engine time at which the next GTD order expires, or ``None``: the sequencer
         sends a :class:`~tickline.matching.commands.TimeTick` then, if nothing else arrives."""
-        return None if self._next_expiry == _NEVER else self._next_expiry
+        return self._next_expiry if self._expiry else None
 
     def order(self, order_id: int) -> Order | None:
         """The live order with this id, or ``None`` if it is unknown or finished."""

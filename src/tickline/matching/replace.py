@@ -64,7 +64,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         own_side = book.asks
         crosses = book.bids.best >= price
     if (crosses or price == old_price or book.halted or price < book.min_price
-            or price > book.max_price or price % book.tick_size
+            or price > book.move_max_price or price % book.tick_size
             or price > engine._move_price_floor):  # the move may breach a notional limit
         return _replace_and_trigger(engine, cmd, out)
     order_id = order.order_id
@@ -89,7 +89,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         to = own_side.new_level(price)
         to.orders[order_id] = order
         to.total = leaves
-        key = price * own_side.sign
+        key = price if own_side.sign == 1 else -price
         if key > own_side.best:
             own_side.best = key
         out.append(_LevelChanged(symbol, side, price, leaves, 1))
