@@ -164,3 +164,13 @@ def test_the_engine_provides_every_method_its_risk_mixin_declares() -> None:
         assert getattr(MatchingEngine, name) is not getattr(RiskControls, name), name
     engine = MatchingEngine([])
     assert engine.books == {} and engine.orders == {}  # the declared attributes are set
+
+
+def test_the_move_fast_path_knows_which_build_runs_it() -> None:
+    """replace.COMPILED picks how the move fast path reads a command's fields (astuple
+    compiled, attributes interpreted); both builds pass the same tests, and the encodings
+    test above checks they emit the same bytes."""
+    from tickline.matching import replace
+
+    compiled = "tickline.matching.replace" in _build.build_info()["compiled"]
+    assert replace.COMPILED is compiled

@@ -396,9 +396,10 @@ class OrderBook:
         self.tick_size = instrument.tick_size
         self.min_price = max(instrument.min_price, 1)  # also rejects price <= 0
         self.max_price = instrument.max_price or (1 << 62)
-        # the move fast path's bound (replace.py): the same, but at most SHORT_INT_MAX, so a
-        # compiled comparison with it stays on native ints (a price above it takes the
-        # general path, which checks against max_price)
+        # the move fast path's one upper bound (replace.py): max_price, at most SHORT_INT_MAX
+        # (so a compiled comparison stays on native ints) and, set by the engine's risk
+        # controls, at most its move price floor (risk.py); a price above it takes the
+        # general path, which checks against max_price and the limits
         self.move_max_price = min(self.max_price, SHORT_INT_MAX)
         self.bids = BookSide(BUY, instrument.tick_size)
         self.asks = BookSide(SELL, instrument.tick_size)

@@ -10,7 +10,10 @@ kept out of :mod:`tickline.matching.engine` only for size.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from types import FunctionType
+from typing import TYPE_CHECKING, Final, cast
+
+import msgspec
 
 from tickline.matching.commands import Replace
 from tickline.matching.events import Event, LevelChanged, Replaced
@@ -38,6 +41,21 @@ C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
 # are Final (pure Python reads both kinds the same way).
 _Replaced: Final = Replaced
 _LevelChanged: Final = LevelChanged
+_astuple: Final = msgspec.structs.astuple
+
+
+def _probe() -> None:
+    """(A function: compiled by mypyc, it is a builtin, not a Python function.)"""
+
+
+COMPILED: Final = not isinstance(_probe, FunctionType)
+_ReplaceFields = tuple[int, int, int, str, int, str, int, int, str, int, int]
+"""A :class:`~tickline.matching.commands.Replace` as :func:`msgspec.structs.astuple` gives
+it: seq, ts, account, symbol, order_id, orig_client_order_id, price, quantity,
+client_order_id, stop_price, display_quantity."""
+"""True when this module runs compiled (mypyc). The move fast path reads a command's fields
+by :func:`msgspec.structs.astuple` there and by attribute reads interpreted: each is the
+cheaper one of its build (issue 13, docs/benchmarks.md)."""
 
 
 def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
@@ -47,14 +65,25 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     crossing moves, quantity, client-id, stop price or display changes, icebergs and armed
     stops (``Order.special``), every reject — takes :func:`replace_general`. Inlined by
     profile (each Python call and each line costs here); the contract is the same."""
-    order = engine.orders.get(cmd.order_id)
-    if (order is None or cmd.quantity or cmd.client_order_id or order.special
-            or order.account != cmd.account or order.symbol != cmd.symbol
-            or cmd.stop_price or cmd.display_quantity):
-        return _replace_and_trigger(engine, cmd, out)
-    symbol = order.symbol
+    if COMPILED:  # every field in one C call (each ``cmd.x`` is a generic lookup there),
+        f = cast(_ReplaceFields, _astuple(cmd))  # unboxed once into a native tuple
+        order = engine.orders.get(f[4])
+        if (order is None or f[7] or f[8] or order.special or order.account != f[2]
+                or order.symbol != f[3] or f[9] or f[10]):
+            return _replace_and_trigger(engine, cmd, out)
+        symbol = f[3]
+        price = f[6]
+        seq = f[0]
+    else:  # interpreted, specialized attribute reads, as few locals as can be, are cheaper
+        order = engine.orders.get(cmd.order_id)
+        if (order is None or cmd.quantity or cmd.client_order_id or order.special
+                or order.account != cmd.account or order.symbol != cmd.symbol
+                or cmd.stop_price or cmd.display_quantity):
+            return _replace_and_trigger(engine, cmd, out)
+        symbol = order.symbol
+        price = cmd.price
+        seq = cmd.seq
     book = engine.books[symbol]
-    price = cmd.price
     old_price = order.price
     side = order.side
     if side == BUY:
@@ -64,8 +93,8 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         own_side = book.asks
         crosses = book.bids.best >= price
     if (crosses or price == old_price or book.halted or price < book.min_price
-            or price > book.move_max_price or price % book.tick_size
-            or price > engine._move_price_floor):  # the move may breach a notional limit
+            or price > book.move_max_price  # (and the move may breach a notional limit)
+            or price % book.tick_size):
         return _replace_and_trigger(engine, cmd, out)
     order_id = order.order_id
     leaves = order.leaves
@@ -81,7 +110,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         own_side.drop_level(old_price)
         out.append(_LevelChanged(symbol, side, old_price, 0, 0))
     order.price = price
-    order.priority = cmd.seq
+    order.priority = seq
     out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side,
                          price, order.quantity, leaves, False))
     to = levels.get(price)

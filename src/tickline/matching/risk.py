@@ -218,7 +218,8 @@ class RiskControls:
       the largest quantity being the account's ``max_order_quantity``, else the largest
       instrument ``max_quantity`` (0 — every move takes the exact path — when neither
       bounds it). The engine's fast replace path (a price-only move, the commonest command)
-      then pays one comparison, with or without limits. (A disabled account never has a
+      then pays no comparison for it, with or without limits: every book's
+      ``move_max_price`` includes it. (A disabled account never has a
       live order to replace: the switch cancels them all, and ``check()`` asserts it.)
     """
 
@@ -281,6 +282,8 @@ class RiskControls:
                 bound = limits.max_order_quantity or largest
                 floor = min(floor, limits.max_order_notional // bound if bound else 0)
         self._move_price_floor = min(floor, FAST_CAP)
+        for book in self.books.values():  # one bound for the move fast path (replace.py)
+            book.move_max_price = min(book.max_price, self._move_price_floor)
 
     def _update_gate(self) -> None:
         """Recompute ``_gated`` and the accounts' thresholds after the disabled set
