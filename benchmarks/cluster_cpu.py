@@ -7,7 +7,7 @@ sent, in microseconds per order — what a change saves where, independent of ho
 shared machine's other jobs keep the cores (wall-clock latency is not). ``--gc-off`` starts
 the tickline processes with the cyclic collector disabled (an experiment: is a tail the
 collector's?); ``--py-spy DIR`` records a py-spy flame graph of each tickline process during
-the run (py-spy must be installed)::
+the run (py-spy must be installed); ``--standby-nice N`` renices the standby engine::
 
     python benchmarks/cluster_cpu.py --rate 10000 --duration 5
     python benchmarks/cluster_cpu.py --rate 10000 --rounds 3 --send-interval 0.0005
@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--send-interval", type=float, default=0.0)
     ap.add_argument("--wait", default="spin", choices=["spin", "sleep"])
     ap.add_argument("--gc-off", action="store_true")
+    ap.add_argument("--standby-nice", type=int, default=0,
+                    help="renice the standby engine (an experiment: off the latency path)")
     ap.add_argument("--py-spy", type=Path, default=None)
     ap.add_argument("--keep-logs", type=Path, default=None)
     args = ap.parse_args()
@@ -84,6 +86,8 @@ def main() -> None:
             port = procs["gateway"].field("port")
             pids = {name: p.proc.pid for name, p in procs.items()}
             pids["nats"] = nats.proc.pid
+            if args.standby_nice:
+                os.setpriority(os.PRIO_PROCESS, pids["standby"], args.standby_nice)
             try:
                 for _ in range(args.rounds):
                     for rate in rates:
