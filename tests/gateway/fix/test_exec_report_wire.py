@@ -108,3 +108,18 @@ def test_units_and_avg_formatting_are_unchanged(units: int, decimals: int) -> No
     inst = Instrument(symbol="AAPL", tick_size=1, lot_size=1, price_decimals=decimals)
     for q in (1, 2, 3, 7, 8, 1000, -3):
         assert app.fmt_avg(units, q, inst) == _ref_avg(units, q, inst)
+
+
+@given(REPORTS, st.none() | st.text("q1", max_size=3), st.sampled_from(["", "", "o2"]))
+@settings(max_examples=800, deadline=None)
+def test_exec_report_bytes_are_unchanged_for_cents_and_lots(r: ExecReport, clid: str | None,
+                                                            orig: str) -> None:
+    """The demo instruments' shape (2 price decimals, whole lots): the common report's own
+    format gives the same bytes."""
+    inst = Instrument(symbol="AAPL", tick_size=1, lot_size=1, price_decimals=2, qty_decimals=0)
+    for text in ("", r.text):
+        case = ExecReport(**{**{f: getattr(r, f) for f in r.__struct_fields__}, "text": text})
+        got = app.exec_report(case, inst, b"20260101-00:00:00.000", clid=clid, orig_clid=orig)
+        want = _ref_exec_report(case, inst, b"20260101-00:00:00.000", clid=clid,
+                                orig_clid=orig)
+        assert got == want

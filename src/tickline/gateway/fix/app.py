@@ -301,6 +301,31 @@ def exec_report(r: ExecReport, inst: Instrument, transact_time: bytes, *,
     cl = r.client_order_id if clid is None else clid
     order_id = r.order_id
     seq = r.seq
+    quantity = r.quantity
+    price = r.price
+    if (seq and order_id and cl and quantity and price and not orig_clid and not r.stop_price
+            and not r.text and kind != _REJECTED):
+        # the common report (new, fill, cancel of a numbered limit order): one format
+        if qd == 0 and pd == 2:
+            qty_b = b"%d" % quantity
+            px_b = b"%d.%02d" % divmod(price, 100) if price > 0 else units_bytes(price, 2)
+        else:
+            qty_b = units_bytes(quantity, qd)
+            px_b = units_bytes(price, pd)
+        side = r.side if r.side in (1, 2) else 1
+        avg = avg_bytes(r.cum_notional, cum, inst) if cum else b"0"
+        if kind == _FILL:
+            return (b"37=%d\x0111=%s\x0117=%d-%d\x01%s55=%s\x0154=%d\x0138=%s\x0144=%s\x01"
+                    b"32=%s\x0131=%s\x01151=%s\x0114=%s\x016=%s\x0160=%s\x01" % (
+                        order_id, cl.encode(), r.account, seq, head, r.symbol.encode(), side,
+                        qty_b, px_b, units_bytes(r.last_quantity, qd),
+                        units_bytes(r.last_price, pd), units_bytes(leaves, qd),
+                        units_bytes(cum, qd), avg, transact_time))
+        return (b"37=%d\x0111=%s\x0117=%d-%d\x01%s55=%s\x0154=%d\x0138=%s\x0144=%s\x01"
+                b"151=%s\x0114=%s\x016=%s\x0160=%s\x01" % (
+                    order_id, cl.encode(), r.account, seq, head, r.symbol.encode(), side,
+                    qty_b, px_b, units_bytes(leaves, qd), units_bytes(cum, qd), avg,
+                    transact_time))
     out = b"37=%d\x01" % order_id if order_id else b"37=NONE\x01"
     if cl:
         out += b"11=%s\x01" % cl.encode()
@@ -312,10 +337,10 @@ def exec_report(r: ExecReport, inst: Instrument, transact_time: bytes, *,
     else:  # not numbered (an unsequenced reject): an id of its own
         out += b"17=R%d-%d\x01%s55=%s\x0154=%d\x01" % (
             r.account, unique_ns(), head, r.symbol.encode(), r.side if r.side in (1, 2) else 1)
-    if r.quantity:
-        out += b"38=%s\x01" % units_bytes(r.quantity, qd)
-    if r.price:
-        out += b"44=%s\x01" % units_bytes(r.price, pd)
+    if quantity:
+        out += b"38=%s\x01" % units_bytes(quantity, qd)
+    if price:
+        out += b"44=%s\x01" % units_bytes(price, pd)
     if r.stop_price:
         out += b"99=%s\x01" % units_bytes(r.stop_price, pd)
     if kind == _FILL:

@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -66,6 +67,7 @@ log = logging.getLogger("tickline.gateway.fix")
 __all__ = ["FixSession"]
 
 _ADMIN = frozenset("0123456A")
+_MSG_TYPE_BYTES = {t: t.encode() for t in ("8", "9", "j", "r", "W", "X", "Y")}
 _APP_HANDLED = frozenset("DFGHqV")
 _REJECTED = int(ExecKind.REJECTED)
 _THROTTLED = int(RejectReason.THROTTLED)
@@ -103,6 +105,7 @@ class FixSession(asyncio.Protocol):
         limits = gateway.config.limits
         self.rate = TokenBucket(limits.orders_per_second, limits.burst, now)
         self.max_in_flight = limits.max_in_flight
+        self.clid_limit = limits.max_client_order_id_bytes
         self.held: list[ExecReport] | None = None
         self.md_subscriptions: dict[str, object] = {}
         self.status_seq = 0
@@ -265,6 +268,14 @@ class FixSession(asyncio.Protocol):
         self.send_admin("3", body)
 
     def _sending_time_ok(self, value: str) -> bool:
+        tolerance = self.gw.config.fix.sending_time_tolerance
+        now = time.time()
+        sec = int(now)
+        window = _st_window
+        if window[0] != sec or window[1] != tolerance:
+            window = _sending_window(sec, tolerance)
+        if window[2] <= value[:17] <= window[3]:
+            return True  # every instant of that second is within the tolerance of now
         try:
             t = codec.parse_timestamp(value)
         except (ValueError, IndexError):
@@ -544,7 +555,7 @@ class FixSession(asyncio.Protocol):
             gw.rate_limited += 1
             self._refuse_order(mt, values, _RATE_LIMITED, "rate limit exceeded")
             return
-        clid_limit = gw.config.limits.max_client_order_id_bytes
+        clid_limit = self.clid_limit
         if len(values.get(11, "")) > clid_limit or len(values.get(41, "")) > clid_limit:
             self._refuse_order(mt, values, int(RejectReason.CLIENT_ORDER_ID_TOO_LONG),
                                f"ClOrdID longer than {clid_limit} bytes")
@@ -722,7 +733,7 @@ class FixSession(asyncio.Protocol):
         seq = store.next_out
         if ts is None:
             ts = codec.sending_time()
-        store.sent_app(seq, msg_type.encode(), ts, body)
+        store.sent_app(seq, _MSG_TYPE_BYTES.get(msg_type) or msg_type.encode(), ts, body)
         self.out += self.encoder.encode(msg_type, seq, body, now=ts)
         self.gw.messages_out += 1
         self._mark()
@@ -792,6 +803,28 @@ class FixSession(asyncio.Protocol):
         if self.entry is not None and gw.active.get(self.entry.sender_comp_id) is self:
             del gw.active[self.entry.sender_comp_id]
         gw.sessions.discard(self)
+
+
+# (second, tolerance, lowest, highest SendingTime second "YYYYMMDD-HH:MM:SS" that is within
+# the tolerance of every instant of that second); a value outside takes the exact check
+_st_window: tuple[int, float, str, str] = (-1, 0.0, "~", "")
+
+
+def _sending_window(sec: int, tolerance: float) -> tuple[int, float, str, str]:
+    """The SendingTime seconds S with ``|now - t| <= tolerance`` for every ``now`` in
+    ``[sec, sec + 1)`` and every ``t`` in ``[S, S + 1)``: ``sec + 1 - tolerance <= S`` and
+    ``S <= sec + tolerance - 1`` (fixed-width text compares like the times)."""
+    global _st_window
+    lo = math.ceil(sec + 1 - tolerance)
+    hi = math.floor(sec + tolerance - 1)
+    if lo > hi or lo < 0:
+        window = (sec, tolerance, "~", "")  # nothing is certain: always the exact check
+    else:
+        fmt = "%Y%m%d-%H:%M:%S"
+        window = (sec, tolerance, time.strftime(fmt, time.gmtime(lo)),
+                  time.strftime(fmt, time.gmtime(hi)))
+    _st_window = window
+    return window
 
 
 def _raw_field(raw: bytes, tag: bytes) -> str:
