@@ -35,7 +35,7 @@ pure: $(STAMP)
 demo: build
 	$(BIN)/tickline demo
 
-# the whole suite on the default build, then the engine, journal and exchange tests again
+# the whole suite on the default build, then the engine, journal, exchange and FIX tests again
 # on the pure-Python modules (both builds must pass the same tests)
 test: build
 	$(BIN)/ruff check src tests benchmarks
@@ -43,7 +43,7 @@ test: build
 	$(BIN)/tickline --version
 	$(BIN)/python -m pytest
 	TICKLINE_PURE=1 $(BIN)/python -m pytest -q tests/matching tests/journal \
-		tests/test_exchange.py tests/build
+		tests/test_exchange.py tests/build tests/gateway/fix
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -57,6 +57,8 @@ CANDIDATES: tuple[str, ...] = (
     "tickline.matching.state",
     "tickline.matching.stops",
     "tickline.matching.validation",
+    "tickline.gateway.fix.codec",
+    "tickline.gateway.fix.app",
 )
 """Modules the compiled build compiles, if they compile: the engine's hot path. Extend the
 list as modules become compilable (plain classes with exact types, no Struct definitions,
