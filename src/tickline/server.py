@@ -31,7 +31,7 @@ from tickline.config import ServerConfig
 from tickline.core.gctune import (
     REALTIME_THRESHOLDS,
     GcPauseMonitor,
-    freeze_after_warmup,
+    frozen_heap,
     realtime_thresholds,
 )
 from tickline.core.metrics import FamiliesCollector, metric_families
@@ -224,14 +224,14 @@ async def serve(config: ServerConfig, *, ready: Any = None) -> int:
             # every time -- 30-70 ms of CPU each, a FIX p99 of tens of ms at 10,000/s.
             # Frozen, a full collection walks only what was built since (a few ms). The
             # thresholds stay the default ones: nothing is deferred, garbage is still found.
-            frozen = freeze_after_warmup()
+            frozen = gc_settings.enter_context(frozen_heap())
             log.info("gc: %d start-up objects frozen", frozen)
         if config.server.gc_tuning:
             # Measured (docs/benchmarks.md, binary order entry): the recovered books and
             # everything built at start-up are long-lived; freezing them takes them out of
             # every later collection, and raised thresholds keep full collections out of
             # the hot path.
-            frozen = freeze_after_warmup()
+            frozen = gc_settings.enter_context(frozen_heap())
             gc_settings.enter_context(realtime_thresholds())
             log.info("gc: %d start-up objects frozen, thresholds %s", frozen,
                      REALTIME_THRESHOLDS)

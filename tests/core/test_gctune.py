@@ -6,7 +6,12 @@ import gc
 
 import pytest
 
-from tickline.core.gctune import GcPauseMonitor, freeze_after_warmup, realtime_thresholds
+from tickline.core.gctune import (
+    GcPauseMonitor,
+    freeze_after_warmup,
+    frozen_heap,
+    realtime_thresholds,
+)
 
 
 def test_monitor_times_every_collection() -> None:
@@ -38,3 +43,25 @@ def test_freeze_after_warmup_moves_objects_to_the_permanent_generation() -> None
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+class _Cycle:
+    """An object in a reference cycle: only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_frozen_heap_gives_the_heap_back_so_cycles_built_before_it_are_freed() -> None:
+    import weakref
+
+    cycle = _Cycle()
+    alive = weakref.ref(cycle)
+    with frozen_heap() as frozen:
+        assert frozen > 0 and gc.get_freeze_count() > 0
+        del cycle
+        gc.collect()
+        assert alive() is not None  # frozen: the collector does not look at it
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None
