@@ -7,17 +7,19 @@ the deterministic companion of its wall-clock figures.
 
 ``measure`` runs the loop under ``valgrind --tool=callgrind`` with all ``N`` commands and with
 the first :data:`BASE` only (start-up, prefill, journal creation, warm-up), ``PYTHONHASHSEED=0``,
+the loaded workload frozen out of the collector (``gc.freeze()``), engine time and the stage
+clock ticking 1 µs per read (``run_loop(deterministic=True)``: no wall-clock deadline missed
+because valgrind is slow, so every run takes the same paths),
 for the build in use and for the pure-Python modules (``TICKLINE_PURE=1``); instructions per
 command = (total with ``N`` - total with ``BASE``) / (``N`` - ``BASE``), and the same for a
-plain engine loop (``match only``) on the same commands. The loop's deadlines are wall-clock
-(a log line at most once a second when the slow valgrind run misses one), so the loop's
-count repeats less exactly than the engine's. ``run PATH N DURABILITY loop|engine`` is what
-each valgrind run executes.
+plain engine loop (``match only``) on the same commands. ``run PATH N DURABILITY
+loop|engine`` is what each valgrind run executes.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import pickle
 import re
@@ -42,6 +44,12 @@ def run(path: str, n: int, durability: str, what: str) -> None:
     with open(path, "rb") as f:
         workload = pickle.load(f)  # our own file
     workload.commands = workload.commands[:n]
+    # The loaded workload out of every later collection: otherwise whether a full
+    # collection (a walk of the whole heap, ~20M instructions here) falls inside the N run
+    # or the BASE run is a step that moved "per command" by +-10,000 between two trees.
+    # The loop's own young-generation collections still count.
+    gc.collect()
+    gc.freeze()
     if what == "engine":
         engine = workload.engine()
         process = engine.process
@@ -53,7 +61,7 @@ def run(path: str, n: int, durability: str, what: str) -> None:
     from tickline.bench.exchange import run_loop
 
     with tempfile.TemporaryDirectory(prefix="ex-cg-") as tmp:
-        run_loop(workload, durability, 64, Path(tmp))
+        run_loop(workload, durability, 64, Path(tmp), deterministic=True)
 
 
 def _instructions(path: str, n: int, durability: str, what: str, pure: bool) -> int:
