@@ -49,6 +49,7 @@ RECORD = PACKAGE_DIR / "_compiled.json"
 """The build record: compiler, and each compiled module's source hash."""
 
 CANDIDATES: tuple[str, ...] = (
+    "tickline.loop",
     "tickline.matching.book",
     "tickline.matching.engine",
     "tickline.matching.iceberg",
@@ -59,8 +60,16 @@ CANDIDATES: tuple[str, ...] = (
     "tickline.matching.validation",
     "tickline.gateway.fix.codec",
     "tickline.gateway.fix.app",
+    "tickline.stream.bars",
+    "tickline.stream.history",
+    "tickline.stream.publisher",
+    "tickline.stream.reports",
+    "tickline.stream.routing",
 )
-"""Modules the compiled build compiles, if they compile: the engine's hot path. Extend the
+"""Modules the compiled build compiles, if they compile: the engine's hot path, and the
+exchange loop's per-command path (``loop``, the publisher and its bars, the report builder,
+history and router; their Structs live in ``stream.messages`` and ``stream.report_types``,
+which stay pure). Extend the
 list as modules become compilable (plain classes with exact types, no Struct definitions,
 every attribute and method a class uses declared in its body: mypyc rejects an
 ``if TYPE_CHECKING:`` block in a class body); ``python -m tickline._build compile`` skips,

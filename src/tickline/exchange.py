@@ -86,8 +86,8 @@ from tickline.core.metrics import (
 )
 from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
+from tickline.loop import HighInbound, Inbound, commands_of, match_results, publish_items, release
 from tickline.matching import (
-    Accepted,
     Cancel,
     CancelOrders,
     Command,
@@ -151,28 +151,10 @@ _ACCOUNT = attrgetter("account")
 _NEVER = 1 << 62  # a disabled deadline (ns): no comparison ever exceeds it
 
 
-class _Inbound:
-    """One accepted command waiting in the inbound ring (``make``: a command built only when
-    the sequencer reaches it, from the state at that point; None = nothing to do; ``mark``,
-    set for those only: how many high-lane commands had been accepted before it)."""
-
-    __slots__ = ("cmd", "make", "mark", "origin", "reply")
-
-    def __init__(self, cmd: Command | None, reply: Reply | None, origin: ReportPort | None,
-                 make: Callable[[], Command | None] | None = None) -> None:
-        self.cmd: Command = cmd  # type: ignore[assignment]  # None: make() sets it
-        self.reply = reply
-        self.origin = origin
-        self.make = make
-
-    mark: int  # set for ``make`` ones only (no per-command store on the common path)
-
-
-class _HighInbound(_Inbound):
-    """A command in the high-priority lane: its own type, so the processor dispatches it to
-    a handler without the normal lane's checks (no per-command flag)."""
-
-    __slots__ = ()
+_Inbound = Inbound
+"""One accepted command waiting in the inbound ring (:class:`tickline.loop.Inbound`)."""
+_HighInbound = HighInbound
+"""A command in the high-priority lane (:class:`tickline.loop.HighInbound`)."""
 
 
 class _Query:
@@ -623,7 +605,7 @@ class Exchange:
         self._stale_in_batch += 1
         order_id = cmd.order_id if type(cmd) is Replace else 0
         self._pending.append((item, [Rejected(
-            cmd.account, cmd.client_order_id, cmd.symbol, order_id, _STALE,  # type: ignore[union-attr]
+            cmd.account, cmd.client_order_id, cmd.symbol, order_id, _STALE,
             f"waited longer than max_queue_ms={self.max_queue_ns / 1e6:g} in the inbound "
             f"queue")]))
 
@@ -678,12 +660,8 @@ class Exchange:
             self._stopping = True
             log.critical("the matching engine failed; the exchange stops", exc_info=exc)
             raise
-        pending = self._pending
-        for item, events in zip(sequenced, results, strict=True):
-            pending.append((item, events))
-            origin = item.origin
-            if origin is not None and events and type(events[0]) is Accepted:
-                origin.orders.add(events[0].order_id)  # its own from now (cancel on disconnect)
+        # pairs in _pending; an accepted order is its session's own (cancel on disconnect)
+        match_results(sequenced, results, self._pending)
         sequenced.clear()
 
     # -- stages 3 and 4 (per batch) -----------------------------------------------------
@@ -706,12 +684,11 @@ class Exchange:
         if match_ns > self.match_deadline_ns:
             self._match_missed(match_ns, len(pending))
         stale = self._stale_in_batch
-        sequenced = [p for p in pending if p[0].cmd.seq] if stale else pending
         # 3 JOURNAL
         journal = self.journal
         if journal is not None:
             try:
-                journal.append_many([item.cmd for item, _ in sequenced])
+                journal.append_many(commands_of(pending, stale))
                 journal.commit()
             except BaseException as exc:
                 # Fatal: nothing of this batch is released, and nothing more is accepted
@@ -725,13 +702,36 @@ class Exchange:
         # 4 RELEASE: market data for the whole batch at once (one publish per topic
         # touched); then per command, in sequence order: its reports, the other sessions'
         # share through the router, the submitter's own with its reply.
-        self.publisher.publish_batch([(item.cmd.seq, item.cmd.ts, events)
-                                      for item, events in sequenced])
+        self.publisher.publish_batch(publish_items(pending, stale))
+        queries = self._queries
+        if not queries:
+            events_out = release(pending, self.reports, self.history, self.router,
+                                 self._stale_report)
+        else:
+            events_out = self._release_with_queries(pending, queries)
+        self._publish_took(self._mono() - t2)
+        self._slow = False
+        self._stale_left = 0
+        self._guard = False
+        done_cmds = len(pending) - stale
+        self.commands += done_cmds
+        self.events += events_out
+        self._since_snapshot += done_cmds
+        self._stale_in_batch = 0
+        pending.clear()
+        while queries:
+            self._answer(queries.popleft())
+        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+            self.snapshot(wait=False)
+
+    def _release_with_queries(self, pending: list[tuple[_Inbound, list[Event]]],
+                              queries: deque[_Query]) -> int:
+        """4 RELEASE (see :func:`tickline.loop.release`) with queries among the batch: each
+        answered in its place, after the commands submitted before it."""
         events_out = 0
         build = self.reports.build
         route = self.router.route
         record = self.history.record
-        queries = self._queries
         for done, (item, events) in enumerate(pending):
             while queries and queries[0].after == done:
                 self._answer(queries.popleft())
@@ -748,20 +748,7 @@ class Exchange:
                     item.reply(cmd, events, own)
             except Exception:  # a broken session must not stop the exchange
                 log.exception("report delivery failed for seq %d", cmd.seq)
-        self._publish_took(self._mono() - t2)
-        self._slow = False
-        self._stale_left = 0
-        self._guard = False
-        done_cmds = len(pending) - stale
-        self.commands += done_cmds
-        self.events += events_out
-        self._since_snapshot += done_cmds
-        self._stale_in_batch = 0
-        pending.clear()
-        while queries:
-            self._answer(queries.popleft())
-        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
-            self.snapshot(wait=False)
+        return events_out
 
     def _match_missed(self, match_ns: int, commands: int) -> None:
         """Hard deadline on the match stage: count and log the miss (the batch goes on:

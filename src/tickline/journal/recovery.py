@@ -249,7 +249,9 @@ class Follower(Protocol):
     snapshot's ``attachments``; a snapshot without it is not used (the replay starts
     earlier, from a snapshot that has it or from the beginning)."""
 
-    key: str
+    @property
+    def key(self) -> str:
+        """The name of its state in a snapshot (a class attribute will do)."""
 
     def restore(self, state: bytes | None, orders: Iterable[Order]) -> None:
         """Start from ``state`` (None: from nothing) and the restored engine's live orders

@@ -4,9 +4,10 @@ Topics, sequencing and snapshot rules are in :mod:`tickline.stream.marketdata`; 
 messages in :mod:`tickline.stream.messages`; bars in :mod:`tickline.stream.bars`.
 
 **Shape of a publish call.** :meth:`MarketDataPublisher.publish_batch` walks the batch's
-events once and hands each to the handler of its kind, looked up in a table keyed by event
-type (``type(event)`` -> bound method; one dict lookup per event instead of a chain of
-``is`` tests)::
+events once and hands each to the handler of its kind: ``LevelChanged`` and ``Replaced``
+(most events: a move makes one ``Replaced`` and two ``LevelChanged``) by a direct call (a
+native call in the compiled build), the others through a table keyed by event type
+(``type(event)`` -> bound method)::
 
     Accepted                -> _on_accepted       the order is in flight in this command
     Rejected                -> _on_rejected       nothing changed: no market data
@@ -50,9 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import msgspec
+from typing import Any, Final, cast
 
 from tickline.matching.book import EMPTY, OrderBook, next_best_key
 from tickline.matching.events import (
@@ -91,9 +90,25 @@ from tickline.stream.messages import (
 
 __all__ = ["MarketDataPublisher", "PublisherStatistics"]
 
-_L3_CANCELLED = int(L3Reason.CANCELLED)
-_L3_EXPIRED = int(L3Reason.EXPIRED)
-_L3_REPLACED = int(L3Reason.REPLACED)
+# ``Final`` aliases: the compiled build reads them as C statics, not from the module dict.
+_Accepted: Final = Accepted
+_Expired: Final = Expired
+_LevelChanged: Final = LevelChanged
+_Replaced: Final = Replaced
+_AccountStatusChanged: Final = AccountStatusChanged
+_TradeTick: Final = TradeTick
+_Bbo: Final = Bbo
+_DepthDelta: Final = DepthDelta
+_OrderAdded: Final = OrderAdded
+_OrderDeleted: Final = OrderDeleted
+_OrderExecuted: Final = OrderExecuted
+_OrderModified: Final = OrderModified
+_BUY: Final = BUY
+_EMPTY: Final = EMPTY
+
+_L3_CANCELLED: Final = int(L3Reason.CANCELLED)
+_L3_EXPIRED: Final = int(L3Reason.EXPIRED)
+_L3_REPLACED: Final = int(L3Reason.REPLACED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,23 +129,29 @@ class PublisherStatistics:
 # --- the mirror --------------------------------------------------------------------------------
 
 
-class _Order(msgspec.Struct, gc=False):
+class _Order:
     """The publisher's view of a live order (resting, or in flight within one command).
-    A ``gc=False`` struct: built in C (one per accepted order), never scanned by the GC.
     ``leaves`` is the visible slice of a resting order (the whole open quantity while in
     flight), ``hidden`` an iceberg's reserve while it rests, ``display`` its display
-    quantity (0: all visible)."""
+    quantity (0: all visible). A plain slots class: a native class in the compiled build
+    (its fields read and written in C), as cheap as a Struct to read in pure Python."""
 
-    order_id: int
-    account: int
-    client_order_id: str
-    side: int
-    price: int
-    quantity: int
-    leaves: int
-    resting: bool
-    display: int = 0
-    hidden: int = 0
+    __slots__ = ("account", "client_order_id", "display", "hidden", "leaves", "order_id",
+                 "price", "quantity", "resting", "side")
+
+    def __init__(self, order_id: int, account: int, client_order_id: str, side: int,
+                 price: int, quantity: int, leaves: int, resting: bool, display: int = 0,
+                 hidden: int = 0) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.client_order_id = client_order_id
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.leaves = leaves
+        self.resting = resting
+        self.display = display
+        self.hidden = hidden
 
 
 class _Symbol:
@@ -341,22 +362,30 @@ class MarketDataPublisher:
             if ts >= bars.next_close:
                 bars.close(ts, has_subs)
             n_events += len(events)
-            for ev in events:
+            for ev in cast(list[Any], events):
                 try:
-                    st = symbols.get(ev.symbol)  # type: ignore[union-attr]
+                    st = symbols.get(ev.symbol)
                 except AttributeError:  # an account-level event
-                    if type(ev) is AccountStatusChanged:
+                    if type(ev) is _AccountStatusChanged:
                         self._on_account_status(ev, ts)
                     continue
                 if st is None:
                     continue
                 if st.epoch != epoch:
                     enter(st, epoch)
-                try:
-                    handler = handlers[type(ev)]
-                except KeyError:
-                    raise TypeError(f"not an engine event: {type(ev).__name__}") from None
-                handler(st, ev, ts)
+                # The two kinds of most events (a move: Replaced and two LevelChanged) by a
+                # direct call (a native call when compiled), the others through the table.
+                kind = type(ev)
+                if kind is _LevelChanged:
+                    self._on_level_changed(st, ev, ts)
+                elif kind is _Replaced:
+                    self._on_replaced(st, ev, ts)
+                else:
+                    try:
+                        handler = handlers[kind]
+                    except KeyError:
+                        raise TypeError(f"not an engine event: {kind.__name__}") from None
+                    handler(st, ev, ts)
             # End of command. Inlined, not methods: these run for most commands, and two
             # calls per command cost ~5% of publish_batch's instructions (callgrind).
             if pending:
@@ -371,7 +400,7 @@ class MarketDataPublisher:
                         bbo = st.bbo
                         if bbo is not None:
                             st.bbo_seq += 1
-                            bbo.append(Bbo(st.bbo_seq, ts, st.symbol, *best))
+                            bbo.append(_Bbo(st.bbo_seq, ts, st.symbol, *best))
                 bbo_dirty.clear()
         if n_commands:
             self.last_seq = seq
@@ -403,12 +432,16 @@ class MarketDataPublisher:
     def _on_accepted(self, st: _Symbol, ev: Accepted | Triggered, ts: int) -> None:
         """A new order (or a stop that triggered): live, not yet resting (it may trade away
         within its command). An armed stop is invisible until it triggers: nothing."""
-        if type(ev) is Accepted and ev.stop_price:
-            return
-        order = _Order(ev.order_id, ev.account, ev.client_order_id, ev.side,
-                       ev.price, ev.quantity, ev.quantity, False,
-                       ev.display_quantity if type(ev) is Accepted else 0)
-        st.orders[ev.order_id] = order
+        display = 0
+        if type(ev) is _Accepted:
+            if ev.stop_price:
+                return
+            display = ev.display_quantity
+        order_id = ev.order_id
+        quantity = ev.quantity
+        order = _Order(order_id, ev.account, ev.client_order_id, ev.side, ev.price, quantity,
+                       quantity, False, display)
+        st.orders[order_id] = order
         self._pending.append((st, order))
 
     def _on_rejected(self, st: _Symbol, ev: Rejected, ts: int) -> None:
@@ -420,34 +453,38 @@ class MarketDataPublisher:
         back of the level; both orders' open quantity."""
         price = ev.price
         qty = ev.quantity
+        trade_id = ev.trade_id
         trades = st.trades
         if trades is not None:
             st.trades_seq += 1
-            trades.append(TradeTick(st.trades_seq, ts, st.symbol, ev.trade_id,
-                                    price, qty, ev.aggressor_side))
+            trades.append(_TradeTick(st.trades_seq, ts, st.symbol, trade_id,
+                                     price, qty, ev.aggressor_side))
         self._bars.trade(st.bars, ts, price, qty)
         orders = st.orders
         maker_leaves = ev.maker_leaves
-        maker = orders.get(ev.maker_order_id)
+        maker_id = ev.maker_order_id
+        maker = orders.get(maker_id)
         if maker is not None:
             hidden = maker.hidden
             if hidden:  # an iceberg with a reserve: only the slice is visible
                 maker_leaves -= hidden
             maker.leaves = maker_leaves
             if maker_leaves == 0 and not hidden:
-                del orders[ev.maker_order_id]
+                del orders[maker_id]
             l3 = st.l3
             if l3 is not None:
                 st.l3_seq += 1
-                l3.append(OrderExecuted(st.l3_seq, ts, st.symbol, ev.maker_order_id,
-                                        maker.side, price, qty, maker_leaves, ev.trade_id))
+                l3.append(_OrderExecuted(st.l3_seq, ts, st.symbol, maker_id,
+                                         maker.side, price, qty, maker_leaves, trade_id))
             if maker_leaves == 0 and hidden:
                 self._refill(st, maker, ts)
-        taker = orders.get(ev.taker_order_id)
+        taker_id = ev.taker_order_id
+        taker = orders.get(taker_id)
         if taker is not None:
-            taker.leaves = ev.taker_leaves
-            if ev.taker_leaves == 0:
-                del orders[ev.taker_order_id]
+            taker_leaves = ev.taker_leaves
+            taker.leaves = taker_leaves
+            if taker_leaves == 0:
+                del orders[taker_id]
 
     @staticmethod
     def _refill(st: _Symbol, order: _Order, ts: int) -> None:
@@ -464,17 +501,18 @@ class MarketDataPublisher:
         l3 = st.l3
         if l3 is not None:
             st.l3_seq += 1
-            l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id, order.side,
-                                 order.price, qty))
+            l3.append(_OrderAdded(st.l3_seq, ts, st.symbol, order.order_id, order.side,
+                                  order.price, qty))
 
     def _on_left_book(self, st: _Symbol, ev: Cancelled | Expired, ts: int) -> None:
         """An order (or its remainder) is gone: an L3 delete if it was resting."""
-        order = st.orders.pop(ev.order_id, None)
+        order_id = ev.order_id
+        order = st.orders.pop(order_id, None)
         l3 = st.l3
         if order is not None and order.resting and l3 is not None:
             st.l3_seq += 1
-            l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, ev.order_id, ev.side, ev.price,
-                                   _L3_EXPIRED if type(ev) is Expired else _L3_CANCELLED))
+            l3.append(_OrderDeleted(st.l3_seq, ts, st.symbol, order_id, ev.side, ev.price,
+                                    _L3_EXPIRED if type(ev) is _Expired else _L3_CANCELLED))
 
     def _on_replaced(self, st: _Symbol, ev: Replaced, ts: int) -> None:
         """Kept priority: an L3 modify if the open quantity changed. Lost it: an L3 delete,
@@ -500,15 +538,15 @@ class MarketDataPublisher:
                 order.leaves = leaves
                 if l3 is not None and order.resting:
                     st.l3_seq += 1
-                    l3.append(OrderModified(st.l3_seq, ts, st.symbol, order.order_id,
-                                            order.side, order.price, leaves))
+                    l3.append(_OrderModified(st.l3_seq, ts, st.symbol, order.order_id,
+                                             order.side, order.price, leaves))
             return
         if order.resting:
             order.resting = False
             if l3 is not None:
                 st.l3_seq += 1
-                l3.append(OrderDeleted(st.l3_seq, ts, st.symbol, order.order_id, order.side,
-                                       order.price, _L3_REPLACED))
+                l3.append(_OrderDeleted(st.l3_seq, ts, st.symbol, order.order_id, order.side,
+                                        order.price, _L3_REPLACED))
         order.price = ev.price
         order.leaves = ev.leaves  # in flight: all of it takes; the slice is cut on rest
         order.hidden = 0
@@ -533,8 +571,8 @@ class MarketDataPublisher:
                 l3 = st.l3
                 if l3 is not None:
                     st.l3_seq += 1
-                    l3.append(OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
-                                         order.side, price, order.leaves))
+                    l3.append(_OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
+                                          order.side, price, order.leaves))
                 return
 
     def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: int) -> None:
@@ -542,12 +580,15 @@ class MarketDataPublisher:
         delta, and the symbol marked for a BBO check at the end of the command; an order in
         flight at this level rests now (:meth:`_rest`)."""
         price = ev.price
-        if self._pending and ev.order_count:
-            self._rest(st, ev.side, price, ts)
-        if ev.side == BUY:
+        side = ev.side
+        quantity = ev.quantity
+        count = ev.order_count
+        if count and self._pending:
+            self._rest(st, side, price, ts)
+        if side == _BUY:
             levels = st.bids
-            if ev.order_count:
-                levels[price] = (ev.quantity, ev.order_count)
+            if count:
+                levels[price] = (quantity, count)
                 if price > st.bid_best:
                     st.bid_best = price
             elif price in levels:
@@ -556,8 +597,8 @@ class MarketDataPublisher:
                     st.bid_best = next_best_key(levels, price, 1, st.step)
         else:
             levels = st.asks
-            if ev.order_count:
-                levels[price] = (ev.quantity, ev.order_count)
+            if count:
+                levels[price] = (quantity, count)
                 if -price > st.ask_best:
                     st.ask_best = -price
             elif price in levels:
@@ -567,8 +608,8 @@ class MarketDataPublisher:
         depth = st.depth
         if depth is not None:
             st.depth_seq += 1
-            depth.append(DepthDelta(st.depth_seq, ts, st.symbol, ev.side, price,
-                                    ev.quantity, ev.order_count))
+            depth.append(_DepthDelta(st.depth_seq, ts, st.symbol, side, price, quantity,
+                                     count))
         if st.bbo is not None and st.bbo_mark != self._cmd_no:
             st.bbo_mark = self._cmd_no
             self._bbo_dirty.append(st)

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from enum import IntEnum
-from fractions import Fraction
-from typing import Any, cast
+from typing import Any, ClassVar, Final, cast
 
 import msgspec
 
@@ -61,112 +59,39 @@ from tickline.matching.events import (
     Trade,
     Triggered,
 )
+from tickline.stream.report_types import (
+    ExecKind,
+    ExecReport,
+    OrderState,
+    OrderStatus,
+    ReportBuilderState,
+)
+
+_NEW: Final = int(ExecKind.NEW)
+_REJECTED: Final = int(ExecKind.REJECTED)
+_FILL: Final = int(ExecKind.FILL)
+_CANCELLED: Final = int(ExecKind.CANCELLED)
+_REPLACED: Final = int(ExecKind.REPLACED)
+_EXPIRED: Final = int(ExecKind.EXPIRED)
+_TRIGGERED: Final = int(ExecKind.TRIGGERED)
+_OS_NEW: Final = int(OrderStatus.NEW)
+_PARTIAL: Final = int(OrderStatus.PARTIALLY_FILLED)
+_OS_FILLED: Final = int(OrderStatus.FILLED)
+_OS_CANCELLED: Final = int(OrderStatus.CANCELLED)
+_OS_EXPIRED: Final = int(OrderStatus.EXPIRED)
 
 __all__ = ["ExecKind", "ExecReport", "OrderState", "OrderStatus", "ReportBuilder",
            "ReportBuilderState"]
 
-
-class ExecKind(IntEnum):
-    """What an :class:`ExecReport` reports (stable codes)."""
-
-    NEW = 1
-    REJECTED = 2
-    FILL = 3
-    CANCELLED = 4
-    REPLACED = 5
-    EXPIRED = 6
-    TRIGGERED = 7
-
-
-_NEW = int(ExecKind.NEW)
-_REJECTED = int(ExecKind.REJECTED)
-_FILL = int(ExecKind.FILL)
-_CANCELLED = int(ExecKind.CANCELLED)
-_REPLACED = int(ExecKind.REPLACED)
-_EXPIRED = int(ExecKind.EXPIRED)
-_TRIGGERED = int(ExecKind.TRIGGERED)
-
-
-class ExecReport(msgspec.Struct, tag="exec", gc=False):
-    """One execution report, for the owning account only.
-
-    ``seq`` is the account's report sequence number; ``command_seq``/``ts`` those of the
-    command that caused it. ``price``/``quantity`` are the order's limit price and total
-    quantity, ``leaves`` its open quantity after this report, ``cum_quantity`` and
-    ``cum_notional`` its fills so far. For fills ``last_price``/``last_quantity``/``trade_id``
-    describe the execution. ``reason``/``text`` explain rejects (``RejectReason``) and cancels
-    (``CancelReason``). ``order_id`` is 0 for a rejected new order. ``stop_price`` is the
-    stop's on a ``TRIGGERED`` report (0 on the others).
-    """
-
-    seq: int
-    ts: int
-    account: int
-    kind: int
-    symbol: str
-    order_id: int
-    client_order_id: str
-    side: int
-    price: int
-    quantity: int
-    leaves: int
-    last_price: int = 0
-    last_quantity: int = 0
-    trade_id: int = 0
-    reason: int = 0
-    text: str = ""
-    cum_quantity: int = 0
-    cum_notional: int = 0
-    command_seq: int = 0
-    stop_price: int = 0
-
-    @property
-    def avg_price(self) -> Fraction | None:
-        """The exact average fill price in ticks (None before the first fill)."""
-        if not self.cum_quantity:
-            return None
-        return Fraction(self.cum_notional, self.cum_quantity)
-
-    @property
-    def ends_order(self) -> bool:
-        """True when the order is finished after this report (filled, cancelled or
-        expired)."""
-        kind = self.kind
-        return ((kind == _FILL and self.leaves == 0) or kind == _CANCELLED
-                or kind == _EXPIRED)
-
-
-class OrderStatus(IntEnum):
-    """An order's state as :meth:`ReportBuilder.order_state` tells it (stable codes)."""
-
-    NEW = 1
-    PARTIALLY_FILLED = 2
-    FILLED = 3
-    CANCELLED = 4
-    EXPIRED = 5
-
-
-class OrderState(msgspec.Struct, array_like=True, gc=False):
-    """One order's current state (also its wire form in the binary protocol): ``leaves`` is
-    the open quantity, ``cum_quantity``/``cum_notional`` its fills (exact average price
-    :attr:`avg_price`)."""
-
-    order_id: int
-    account: int
-    client_order_id: str
-    symbol: str
-    side: int
-    status: int
-    price: int
-    quantity: int
-    leaves: int
-    cum_quantity: int
-    cum_notional: int
-
-    @property
-    def avg_price(self) -> Fraction | None:
-        """Exact average fill price in ticks (None before the first fill)."""
-        return Fraction(self.cum_notional, self.cum_quantity) if self.cum_quantity else None
+_ExecReport: Final = ExecReport
+_OrderState: Final = OrderState
+_Accepted: Final = Accepted
+_Trade: Final = Trade
+_Cancelled: Final = Cancelled
+_Expired: Final = Expired
+_Replaced: Final = Replaced
+_Triggered: Final = Triggered
+_Rejected: Final = Rejected
 
 
 class _Live:
@@ -189,26 +114,10 @@ class _Live:
         self.cum_notional = cum_notional
 
     def state(self, order_id: int, status: int) -> OrderState:
-        return OrderState(order_id, self.account, self.client_order_id, self.symbol, self.side,
+        return _OrderState(order_id, self.account, self.client_order_id, self.symbol, self.side,
                           status, self.price, self.quantity,
                           self.leaves if status <= _PARTIAL else 0, self.cum_quantity,
                           self.cum_notional)
-
-
-_OS_NEW = int(OrderStatus.NEW)
-_PARTIAL = int(OrderStatus.PARTIALLY_FILLED)
-_OS_FILLED = int(OrderStatus.FILLED)
-_OS_CANCELLED = int(OrderStatus.CANCELLED)
-_OS_EXPIRED = int(OrderStatus.EXPIRED)
-
-
-class ReportBuilderState(msgspec.Struct, array_like=True, gc=False):
-    """What a snapshot must keep for :class:`ReportBuilder` beyond the engine's books."""
-
-    report_seqs: list[tuple[int, int]]
-    """``(account, last report number)`` for every account that has had a report."""
-    notionals: list[tuple[int, int]]
-    """``(order_id, cumulative notional)`` of live orders with fills."""
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -223,7 +132,7 @@ class ReportBuilder:
     recovery); ``state``: the :meth:`state` saved with the snapshot those books came from.
     """
 
-    key = "reports"
+    key: ClassVar[str] = "reports"
     """The name of this component's state inside a journal snapshot."""
 
     def __init__(self, orders: Iterable[Order] | None = None,
@@ -317,21 +226,61 @@ class ReportBuilder:
         orders = self._orders
         seqs = self._seqs
         append = out.append
+        # Every ExecReport is built with positional arguments (seq, ts, account, kind,
+        # symbol, order_id, client_order_id, side, price, quantity, leaves, last_price,
+        # last_quantity, trade_id, reason, text, cum_quantity, cum_notional, command_seq,
+        # stop_price): keywords cost a name match per argument. Replaced first: most
+        # events of the exchange-core mix are moves.
         for ev in cast(list[Any], events):
             kind = type(ev)
-            if kind is Accepted:
+            if kind is _Replaced:
                 account = ev.account
-                orders[ev.order_id] = _Live(account, ev.client_order_id, ev.symbol, ev.side,
-                                            ev.price, ev.quantity, ev.quantity)
-                if ev.client_order_id:
-                    self._clids[(account, ev.client_order_id)] = ev.order_id
-                n = seqs[account] = seqs.get(account, 0) + 1
-                append(ExecReport(n, ts, account, _NEW, ev.symbol, ev.order_id,
-                                  ev.client_order_id, ev.side, ev.price, ev.quantity,
-                                  ev.quantity, command_seq=command_seq))
-            elif kind is Trade:
+                order_id = ev.order_id
+                clid = ev.client_order_id
+                price = ev.price
+                quantity = ev.quantity
+                leaves = ev.leaves
+                o = orders.get(order_id)
+                cum_q = cum_n = 0
+                if o is not None:
+                    if o.client_order_id != clid:
+                        clids = self._clids
+                        if clids.get((account, o.client_order_id)) == order_id:
+                            del clids[(account, o.client_order_id)]
+                        if clid:
+                            clids[(account, clid)] = order_id
+                    o.client_order_id = clid
+                    o.price = price
+                    o.quantity = quantity
+                    o.leaves = leaves
+                    cum_q = o.cum_quantity
+                    cum_n = o.cum_notional
+                n = seqs.get(account, 0) + 1
+                seqs[account] = n
+                append(_ExecReport(n, ts, account, _REPLACED, ev.symbol, order_id, clid,
+                                   ev.side, price, quantity, leaves, 0, 0, 0, 0, "", cum_q,
+                                   cum_n, command_seq, 0))
+            elif kind is _Accepted:
+                account = ev.account
+                order_id = ev.order_id
+                clid = ev.client_order_id
+                symbol = ev.symbol
+                side = ev.side
+                price = ev.price
+                quantity = ev.quantity
+                orders[order_id] = _Live(account, clid, symbol, side, price, quantity,
+                                         quantity)
+                if clid:
+                    self._clids[(account, clid)] = order_id
+                n = seqs.get(account, 0) + 1
+                seqs[account] = n
+                append(_ExecReport(n, ts, account, _NEW, symbol, order_id, clid, side, price,
+                                   quantity, quantity, 0, 0, 0, 0, "", 0, 0, command_seq, 0))
+            elif kind is _Trade:
                 price = ev.price
                 qty = ev.quantity
+                symbol = ev.symbol
+                trade_id = ev.trade_id
                 for oid, account, leaves in ((ev.maker_order_id, ev.maker_account,
                                               ev.maker_leaves),
                                              (ev.taker_order_id, ev.taker_account,
@@ -345,64 +294,49 @@ class ReportBuilder:
                     if leaves == 0:
                         del orders[oid]
                         self._finish(oid, o, _OS_FILLED)
-                    n = seqs[account] = seqs.get(account, 0) + 1
-                    append(ExecReport(n, ts, account, _FILL, ev.symbol, oid,
-                                      o.client_order_id, o.side, o.price, o.quantity, leaves,
-                                      price, qty, ev.trade_id, 0, "", o.cum_quantity,
-                                      o.cum_notional, command_seq))
-            elif kind is Cancelled or kind is Expired:
+                    n = seqs.get(account, 0) + 1
+                    seqs[account] = n
+                    append(_ExecReport(n, ts, account, _FILL, symbol, oid, o.client_order_id,
+                                       o.side, o.price, o.quantity, leaves, price, qty,
+                                       trade_id, 0, "", o.cum_quantity, o.cum_notional,
+                                       command_seq, 0))
+            elif kind is _Cancelled or kind is _Expired:
                 account = ev.account
-                o = orders.pop(ev.order_id, None)
-                n = seqs[account] = seqs.get(account, 0) + 1
-                expired = kind is Expired
+                order_id = ev.order_id
+                o = orders.pop(order_id, None)
+                n = seqs.get(account, 0) + 1
+                seqs[account] = n
+                expired = kind is _Expired
                 if o is not None:
-                    self._finish(ev.order_id, o, _OS_EXPIRED if expired else _OS_CANCELLED)
-                append(ExecReport(
-                    n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
-                    ev.order_id, o.client_order_id if o is not None else "", ev.side,
-                    ev.price, o.quantity if o is not None else ev.quantity, 0,
-                    reason=0 if expired else ev.reason,
-                    cum_quantity=o.cum_quantity if o is not None else 0,
-                    cum_notional=o.cum_notional if o is not None else 0,
-                    command_seq=command_seq))
-            elif kind is Replaced:
+                    self._finish(order_id, o, _OS_EXPIRED if expired else _OS_CANCELLED)
+                    append(_ExecReport(
+                        n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
+                        order_id, o.client_order_id, ev.side, ev.price, o.quantity, 0, 0, 0,
+                        0, 0 if expired else ev.reason, "", o.cum_quantity, o.cum_notional,
+                        command_seq, 0))
+                else:
+                    append(_ExecReport(
+                        n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
+                        order_id, "", ev.side, ev.price, ev.quantity, 0, 0, 0, 0,
+                        0 if expired else ev.reason, "", 0, 0, command_seq, 0))
+            elif kind is _Triggered:
                 account = ev.account
                 o = orders.get(ev.order_id)
-                cum_q = cum_n = 0
-                if o is not None:
-                    if o.client_order_id != ev.client_order_id:
-                        clids = self._clids
-                        if clids.get((account, o.client_order_id)) == ev.order_id:
-                            del clids[(account, o.client_order_id)]
-                        if ev.client_order_id:
-                            clids[(account, ev.client_order_id)] = ev.order_id
-                    o.client_order_id = ev.client_order_id
-                    o.price = ev.price
-                    o.quantity = ev.quantity
-                    o.leaves = ev.leaves
-                    cum_q = o.cum_quantity
-                    cum_n = o.cum_notional
-                n = seqs[account] = seqs.get(account, 0) + 1
-                append(ExecReport(n, ts, account, _REPLACED, ev.symbol, ev.order_id,
-                                  ev.client_order_id, ev.side, ev.price, ev.quantity,
-                                  ev.leaves, cum_quantity=cum_q, cum_notional=cum_n,
-                                  command_seq=command_seq))
-            elif kind is Triggered:
-                account = ev.account
-                o = orders.get(ev.order_id)
-                n = seqs[account] = seqs.get(account, 0) + 1
-                append(ExecReport(n, ts, account, _TRIGGERED, ev.symbol, ev.order_id,
-                                  ev.client_order_id, ev.side, ev.price,
-                                  o.quantity if o is not None else ev.quantity, ev.quantity,
-                                  command_seq=command_seq, stop_price=ev.stop_price))
-            elif kind is Rejected:
+                n = seqs.get(account, 0) + 1
+                seqs[account] = n
+                append(_ExecReport(n, ts, account, _TRIGGERED, ev.symbol, ev.order_id,
+                                   ev.client_order_id, ev.side, ev.price,
+                                   o.quantity if o is not None else ev.quantity, ev.quantity,
+                                   0, 0, 0, 0, "", 0, 0, command_seq, ev.stop_price))
+            elif kind is _Rejected:
                 account = ev.account
                 if not account:
                     continue
-                n = seqs[account] = seqs.get(account, 0) + 1
-                append(ExecReport(n, ts, account, _REJECTED, ev.symbol, ev.order_id,
-                                  ev.client_order_id, 0, 0, 0, 0, reason=ev.reason,
-                                  text=ev.text, command_seq=command_seq))
+                n = seqs.get(account, 0) + 1
+                seqs[account] = n
+                append(_ExecReport(n, ts, account, _REJECTED, ev.symbol, ev.order_id,
+                                   ev.client_order_id, 0, 0, 0, 0, 0, 0, 0, ev.reason,
+                                   ev.text, 0, 0, command_seq, 0))
         # MassCancelled / AccountStatusChanged (and depth, status) make no report: the
         # Cancelled events before them did.
         # Orders that finished inside this command without a report that ends them (an

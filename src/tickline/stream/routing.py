@@ -25,6 +25,7 @@ numbered and re-derivable from the journal (see :mod:`tickline.stream.reports`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from tickline.stream.reports import ExecKind, ExecReport
 
@@ -34,8 +35,11 @@ Unsolicited = Callable[[list[ExecReport]], None]
 """A session's handler for reports it did not ask for (called on the exchange loop; must
 not block: a gateway queues them on its connection)."""
 
-_NEW = int(ExecKind.NEW)
-_REJECTED = int(ExecKind.REJECTED)
+_NEW: Final = int(ExecKind.NEW)
+_REJECTED: Final = int(ExecKind.REJECTED)
+_FILL: Final = int(ExecKind.FILL)
+_CANCELLED: Final = int(ExecKind.CANCELLED)
+_EXPIRED: Final = int(ExecKind.EXPIRED)
 
 
 class ReportPort:
@@ -107,11 +111,14 @@ class ReportRouter:
         copies = self._copies
         out: dict[ReportPort, list[ExecReport]] = {}  # insertion order: first reached
 
+        drop_copies = self._drop_copies
         for r in reports:
             oid = r.order_id
-            if r.kind == _REJECTED:
+            kind = r.kind
+            if kind == _REJECTED:
                 owner = None  # a refused request: only its submitter hears of it
-            elif r.ends_order:
+            elif ((kind == _FILL and r.leaves == 0) or kind == _CANCELLED
+                  or kind == _EXPIRED):  # r.ends_order, inline (no property call)
                 owner = owners.pop(oid, None)
                 if owner is not None:
                     owner.orders.discard(oid)
@@ -122,25 +129,27 @@ class ReportRouter:
                 if owner is not None and not owner.open:
                     owners.pop(oid, None)
                     owner = None
-            if r.account == account:
+            r_account = r.account
+            if r_account == account:
                 own.append(r)
-                if origin is not None and r.kind == _NEW and r.leaves:
+                if origin is not None and kind == _NEW and r.leaves:
                     owners[oid] = origin
                     origin.orders.add(oid)
                 if owner is not None:
                     if owner is not origin:
                         _send(out, owner, r)
                 elif origin is None:
-                    for port in by_account.get(r.account, ()):
+                    for port in by_account.get(r_account, ()):
                         _send(out, port, r)
             elif owner is not None:
                 _send(out, owner, r)
             else:
-                for port in by_account.get(r.account, ()):
+                for port in by_account.get(r_account, ()):
                     _send(out, port, r)
-            for port in copies.get(r.account, ()):
-                _send(out, port, r)
-            for port in self._drop_copies:
+            if copies:
+                for port in copies.get(r_account, ()):
+                    _send(out, port, r)
+            for port in drop_copies:
                 _send(out, port, r)
         self.routed += len(reports)
         for port, msgs in out.items():

@@ -1,0 +1,127 @@
+"""The exchange loop's per-command hot path, compiled in the compiled build.
+
+:class:`~tickline.exchange.Exchange` wires the stages (see its module doc); what runs once
+per command in them lives here, so that the compiled build runs it as native code with
+native calls into the compiled publisher, report builder, history and router instead of
+an interpreted loop calling each of them through the generic call protocol:
+
+* :class:`Inbound` (and :class:`HighInbound`): one accepted command waiting in the inbound
+  ring (a native class: built in C by ``submit_many``, its fields read in C here);
+* :func:`match_results`: 2 MATCH's bookkeeping after ``process_many`` (pending pairs,
+  the orders a session entered);
+* :func:`commands_of`, :func:`publish_items`: the batch's commands for 3 JOURNAL and its
+  ``(seq, ts, events)`` for the publisher;
+* :func:`release`: 4 RELEASE per command: its reports built, recorded and routed, and the
+  submitter's reply.
+
+No state of its own: every function works on what the exchange passes in. Single writer:
+the exchange loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from tickline.matching.events import Accepted
+from tickline.stream.history import ReportHistory
+from tickline.stream.reports import ExecReport, ReportBuilder
+from tickline.stream.routing import ReportPort, ReportRouter
+
+__all__ = ["HighInbound", "Inbound", "commands_of", "match_results", "publish_items",
+           "release"]
+
+log = logging.getLogger("tickline.exchange")
+
+_Accepted: Final = Accepted
+
+Pending = list[tuple["Inbound", list[Any]]]
+"""The batch's matched commands with their events, in sequence order."""
+
+
+class Inbound:
+    """One accepted command waiting in the inbound ring (``make``: a command built only when
+    the sequencer reaches it, from the state at that point; None = nothing to do; ``mark``,
+    set for those only: how many high-lane commands had been accepted before it).
+    ``cmd`` is None until ``make()`` sets it for those."""
+
+    __slots__ = ("cmd", "make", "mark", "origin", "reply")
+
+    def __init__(self, cmd: Any, reply: Callable[[Any, list[Any], list[ExecReport]], None]
+                 | None, origin: ReportPort | None,
+                 make: Callable[[], Any] | None = None) -> None:
+        self.cmd: Any = cmd
+        self.reply = reply
+        self.origin = origin
+        self.make = make
+
+    mark: int  # set for ``make`` ones only (no per-command store on the common path)
+
+
+class HighInbound(Inbound):
+    """A command in the high-priority lane: its own type, so the processor dispatches it to
+    a handler without the normal lane's checks (no per-command flag)."""
+
+    __slots__ = ()
+
+
+def match_results(sequenced: list[Inbound], results: list[list[Any]],
+                  pending: Pending) -> None:
+    """Pair each sequenced command with its events (appended to ``pending``), and remember
+    an accepted order as its session's own (cancel on disconnect)."""
+    if len(sequenced) != len(results):
+        raise ValueError(f"{len(results)} results for {len(sequenced)} commands")
+    for i, item in enumerate(sequenced):
+        events = results[i]
+        pending.append((item, events))
+        origin = item.origin
+        if origin is not None and events:
+            first = events[0]
+            if type(first) is _Accepted:
+                origin.orders.add(first.order_id)
+
+
+def commands_of(pending: Pending, stale: int) -> list[Any]:
+    """The commands of the batch that were sequenced (``stale``: how many were not: their
+    ``seq`` is 0), for the journal."""
+    if stale:
+        return [item.cmd for item, _ in pending if item.cmd.seq]
+    return [item.cmd for item, _ in pending]
+
+
+def publish_items(pending: Pending, stale: int) -> list[tuple[int, int, list[Any]]]:
+    """``(seq, ts, events)`` of each sequenced command of the batch, for the publisher."""
+    out: list[tuple[int, int, list[Any]]] = []
+    for item, events in pending:
+        cmd = item.cmd
+        seq: int = cmd.seq
+        if seq or not stale:
+            out.append((seq, cmd.ts, events))
+    return out
+
+
+def release(pending: Pending, reports: ReportBuilder, history: ReportHistory,
+            router: ReportRouter, stale_report: Callable[[Any, Any], ExecReport]) -> int:
+    """4 RELEASE, per command in sequence order: its reports (numbered), kept for resume,
+    the other sessions' share routed, the submitter's own with its reply (a stale command:
+    its unnumbered reject only). A failing reply is logged and the batch goes on. Returns
+    the number of events released."""
+    events_out = 0
+    for item, events in pending:
+        events_out += len(events)
+        cmd = item.cmd
+        try:
+            seq: int = cmd.seq
+            if seq:
+                out = reports.build(seq, cmd.ts, events)
+                history.record(out)
+                own = router.route(out, getattr(cmd, "account", 0), item.origin)
+            else:  # stale: its unnumbered reject, for the submitter only
+                own = [stale_report(cmd, events[0])]
+            reply = item.reply
+            if reply is not None:
+                reply(cmd, events, own)
+        except Exception:  # a broken session must not stop the exchange
+            log.exception("report delivery failed for seq %d", cmd.seq)
+    return events_out
