@@ -37,7 +37,9 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final, cast
+
+import msgspec
 
 from tickline.matching import state
 from tickline.matching.book import (
@@ -70,7 +72,7 @@ from tickline.matching.events import (
     Trade,
 )
 from tickline.matching.instruments import Instrument
-from tickline.matching.replace import replace_order
+from tickline.matching.replace import COMPILED, replace_order
 from tickline.matching.risk import RiskControls
 from tickline.matching.stops import (
     StopBook,
@@ -140,6 +142,13 @@ _NewOrder: Final = NewOrder
 _Cancel: Final = Cancel
 _SetTradingStatus: Final = SetTradingStatus
 _TimeTick: Final = TimeTick
+_astuple: Final = msgspec.structs.astuple
+_NewOrderFields = tuple[int, int, int, str, int, int, int, int, int, str, int, bool, int, int,
+                        int]
+"""A :class:`~tickline.matching.commands.NewOrder` as :func:`msgspec.structs.astuple` gives
+it (its fields in declaration order: seq, ts, account, symbol, side, quantity, price,
+order_type, tif, client_order_id, expire_time, post_only, stp, stop_price,
+display_quantity)."""
 
 
 class MatchingEngine(RiskControls):
@@ -155,7 +164,7 @@ class MatchingEngine(RiskControls):
     """
 
     __slots__ = (
-        "_account_stp", "_default_stp", "_expiry", "_live_client_ids", "_next_expiry",
+        "_account_stp", "_default_stp", "_expiry", "_fields", "_live_client_ids", "_next_expiry",
         "_recent_client_ids", "_recent_client_order", "books", "config", "last_prices",
         "last_seq", "next_order_id", "next_trade_id", "now", "order_id_step", "orders", "stops",
     )  # and RiskControls' own
@@ -185,6 +194,10 @@ class MatchingEngine(RiskControls):
         self._default_stp = self.config.default_stp
         self.stops: dict[str, StopBook] = {}  # armed stops by symbol; only non-empty books
         self.last_prices: dict[str, int] = {}  # last trade price by symbol (0/absent: none)
+        # compiled only: the command being applied, as msgspec.structs.astuple(cmd) (one C
+        # call; each ``cmd.x`` is a generic attribute lookup there), for process() and the
+        # move and new-order paths (replace.COMPILED); interpreted, they read attributes
+        self._fields: tuple[Any, ...] = ()
 
     def add_instrument(self, instrument: Instrument) -> OrderBook:
         """Add a symbol (configuration, not a command). Raises ``ValueError`` if known."""
@@ -204,9 +217,14 @@ class MatchingEngine(RiskControls):
         itself is applied.
         """
         out: list[Event] = []
-        ts = cmd.ts
+        if COMPILED:  # every field in one C call, for the callees too (replace.COMPILED)
+            fields = self._fields = _astuple(cmd)
+            ts: int = fields[1]
+            self.last_seq = fields[0]
+        else:
+            ts = cmd.ts
+            self.last_seq = cmd.seq
         self.now = ts
-        self.last_seq = cmd.seq
         if ts >= self._next_expiry:
             self._expire(ts, out)
         kind = type(cmd)
@@ -238,9 +256,14 @@ class MatchingEngine(RiskControls):
         append = results.append
         for cmd in commands:
             out: list[Event] = []
-            ts = cmd.ts
+            if COMPILED:  # every field in one C call, for the callees too (replace.COMPILED)
+                fields = self._fields = _astuple(cmd)
+                ts: int = fields[1]
+                self.last_seq = fields[0]
+            else:
+                ts = cmd.ts
+                self.last_seq = cmd.seq
             self.now = ts
-            self.last_seq = cmd.seq
             if ts >= self._next_expiry:
                 self._expire(ts, out)
             kind = type(cmd)
@@ -262,34 +285,53 @@ class MatchingEngine(RiskControls):
     # -- new orders ---------------------------------------------------------------------
 
     def _new_order(self, cmd: NewOrder, out: list[Event]) -> None:
-        account = cmd.account
-        clid = cmd.client_order_id
-        symbol = cmd.symbol
+        if COMPILED:  # ``cmd``'s fields, read by process(); unboxed once, a native tuple
+            f = cast(_NewOrderFields, self._fields)
+            account = f[2]
+            symbol = f[3]
+            side = f[4]
+            quantity = f[5]
+            price = f[6]
+            order_type = f[7]
+            tif = f[8]
+            clid = f[9]
+            post_only = f[11]
+            stp = f[12]
+            stop_price = f[13]
+            display = f[14]
+        else:
+            account = cmd.account
+            symbol = cmd.symbol
+            side = cmd.side
+            quantity = cmd.quantity
+            price = cmd.price
+            order_type = cmd.order_type
+            tif = cmd.tif
+            clid = cmd.client_order_id
+            post_only = cmd.post_only
+            stp = cmd.stp
+            stop_price = cmd.stop_price
+            display = cmd.display_quantity
         book = self.books.get(symbol)
         if book is None:
             return self._reject(out, cmd, 0, R_UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         if book.halted:
             return self._reject(out, cmd, 0, R_HALTED, f"{symbol} is halted")
-        side = cmd.side
         if side != BUY and side != SELL:
             return self._reject(out, cmd, 0, R_SIDE,
                                 f"side must be 1 (buy) or 2 (sell), got {side}")
-        order_type = cmd.order_type
-        tif = cmd.tif
         if tif < GTC or tif > GTD:
             return self._reject(out, cmd, 0, R_TIF, f"time in force must be 1..4, got {tif}")
         instrument = book.instrument
-        quantity = cmd.quantity
         reason = check_quantity(instrument, quantity)
         if reason:
             return self._reject(out, cmd, 0, reason, quantity_text(instrument, quantity))
-        price = cmd.price
         if order_type == LIMIT or order_type == STOP_LIMIT:
             reason = check_price(instrument, price)
             if reason:
                 return self._reject(out, cmd, 0, reason, price_text(instrument, price))
         elif order_type == MARKET:
-            if cmd.post_only:
+            if post_only:
                 return self._reject(out, cmd, 0, R_MARKET, "a market order cannot be post-only")
             price = 0
             if tif != FOK:
@@ -301,10 +343,9 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_TYPE, f"order type must be 1 (limit), 2 (market), 3 (stop) or "
                 f"4 (stop-limit), got {order_type}"
             )
-        if cmd.stop_price or cmd.display_quantity or order_type > MARKET:
+        if stop_price or display or order_type > MARKET:
             reason, text = check_new_order_extras(
-                instrument, order_type, tif, cmd.stop_price, cmd.display_quantity, quantity,
-                cmd.post_only)
+                instrument, order_type, tif, stop_price, display, quantity, post_only)
             if reason:
                 return self._reject(out, cmd, 0, reason, text)
         if tif == GTD and cmd.expire_time <= cmd.ts:
@@ -312,7 +353,6 @@ class MatchingEngine(RiskControls):
                 out, cmd, 0, R_EXPIRE,
                 f"expire_time {cmd.expire_time} is not after engine time {cmd.ts}",
             )
-        stp = cmd.stp
         if stp == STP_ACCOUNT_DEFAULT:
             stp = self._account_stp.get(account, self._default_stp)
         elif stp < STP_CANCEL_NEWEST or stp > STP_OFF:
@@ -323,7 +363,7 @@ class MatchingEngine(RiskControls):
         if order_type > MARKET:  # an armed stop: outside the book until triggered
             if self._gated and book.exposures.get(account) is not None:
                 # kill switch and limits, at its limit price (stop-limit) or stop price
-                at = price or cmd.stop_price
+                at = price or stop_price
                 if self._pretrade_new(cmd, book, book.asks if side == BUY else book.bids, at,
                                       tif, -at if side == BUY else at, out):
                     return None
@@ -335,7 +375,7 @@ class MatchingEngine(RiskControls):
             opposite = book.bids
             limit_key = price if order_type == LIMIT else _NO_LIMIT
         crosses = opposite.best >= limit_key
-        if cmd.post_only and crosses:
+        if post_only and crosses:
             return self._reject(
                 out, cmd, 0, R_POST_ONLY,
                 f"post-only {'buy' if side == BUY else 'sell'} at {price} would take liquidity",
@@ -375,13 +415,12 @@ class MatchingEngine(RiskControls):
         self.next_order_id = order_id + self.order_id_step
         order = Order(
             order_id, account, clid, symbol, side, price, quantity, quantity, 0,
-            tif, cmd.expire_time if tif == GTD else 0, cmd.post_only, stp, cmd.seq,
-            cmd.display_quantity,
+            tif, cmd.expire_time if tif == GTD else 0, post_only, stp, self.last_seq, display,
         )
         if exposure is not None:
             order.exposure = exposure
         out.append(_Accepted(order_id, account, clid, symbol, side, order_type, tif, price,
-                             quantity, 0, cmd.display_quantity))
+                             quantity, 0, display))
         if clid:
             self._live_client_ids[(account, clid)] = order_id
 
@@ -639,6 +678,7 @@ class MatchingEngine(RiskControls):
             self._reject(out, cmd, 0, R_UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
             return
         book.halted = cmd.halted
+        self._set_move_bound(book)
         out.append(_StatusChanged(cmd.symbol, cmd.halted))
 
     # -- validation helpers ---------------------------------------------------------------

@@ -11,9 +11,7 @@ kept out of :mod:`tickline.matching.engine` only for size.
 from __future__ import annotations
 
 from types import FunctionType
-from typing import TYPE_CHECKING, Final, cast
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from tickline.matching.commands import Replace
 from tickline.matching.events import Event, LevelChanged, Replaced
@@ -41,7 +39,6 @@ C_PROTECTION: Final = int(CancelReason.PRICE_PROTECTION)
 # are Final (pure Python reads both kinds the same way).
 _Replaced: Final = Replaced
 _LevelChanged: Final = LevelChanged
-_astuple: Final = msgspec.structs.astuple
 
 
 def _probe() -> None:
@@ -55,7 +52,9 @@ it: seq, ts, account, symbol, order_id, orig_client_order_id, price, quantity,
 client_order_id, stop_price, display_quantity."""
 """True when this module runs compiled (mypyc). The move fast path reads a command's fields
 by :func:`msgspec.structs.astuple` there and by attribute reads interpreted: each is the
-cheaper one of its build (issue 13, docs/benchmarks.md)."""
+cheaper one of its build (issue 13, docs/benchmarks.md). Compiled, the engine reads the
+tuple once per command (``MatchingEngine._fields``: it needs ``seq`` and ``ts`` first), and
+this fast path and the new-order path take theirs from it."""
 
 
 def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:
@@ -65,15 +64,22 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     crossing moves, quantity, client-id, stop price or display changes, icebergs and armed
     stops (``Order.special``), every reject — takes :func:`replace_general`. Inlined by
     profile (each Python call and each line costs here); the contract is the same."""
-    if COMPILED:  # every field in one C call (each ``cmd.x`` is a generic lookup there),
-        f = cast(_ReplaceFields, _astuple(cmd))  # unboxed once into a native tuple
-        order = engine.orders.get(f[4])
+    # Compiled, ``order_id`` and ``price_`` are the command's own int objects, kept as
+    # they are for the dict keys and the events (a native int is boxed anew at each such
+    # use); ``price`` is the same value as a native int, for the comparisons.
+    order_id: Any
+    price_: Any
+    if COMPILED:  # ``cmd``'s fields, read in one C call by the engine (each ``cmd.x`` is a
+        fields = engine._fields  # generic lookup); unboxed once into a native tuple
+        f = cast(_ReplaceFields, fields)
+        order_id = fields[4]
+        order = engine.orders.get(order_id)
         if (order is None or f[7] or f[8] or order.special or order.account != f[2]
                 or order.symbol != f[3] or f[9] or f[10]):
             return _replace_and_trigger(engine, cmd, out)
         symbol = f[3]
         price = f[6]
-        seq = f[0]
+        price_ = fields[6]
     else:  # interpreted, specialized attribute reads, as few locals as can be, are cheaper
         order = engine.orders.get(cmd.order_id)
         if (order is None or cmd.quantity or cmd.client_order_id or order.special
@@ -81,8 +87,8 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
                 or cmd.stop_price or cmd.display_quantity):
             return _replace_and_trigger(engine, cmd, out)
         symbol = order.symbol
-        price = cmd.price
-        seq = cmd.seq
+        price = price_ = cmd.price
+        order_id = order.order_id  # (the dict's own key object: found by identity)
     book = engine.books[symbol]
     old_price = order.price
     side = order.side
@@ -92,11 +98,10 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
     else:
         own_side = book.asks
         crosses = book.bids.best >= price
-    if (crosses or price == old_price or book.halted or price < book.min_price
-            or price > book.move_max_price  # (and the move may breach a notional limit)
+    if (crosses or price == old_price or price < book.min_price
+            or price > book.move_max_price  # (0 while halted; and the notional limits)
             or price % book.tick_size):
         return _replace_and_trigger(engine, cmd, out)
-    order_id = order.order_id
     leaves = order.leaves
     levels = own_side.levels
     level = levels[old_price]
@@ -110,10 +115,10 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         own_side.drop_level(old_price)
         out.append(_LevelChanged(symbol, side, old_price, 0, 0))
     order.price = price
-    order.priority = seq
+    order.priority = engine.last_seq  # (the command's seq, set by the engine)
     out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side,
-                         price, order.quantity, leaves, False))
-    to = levels.get(price)
+                         price_, order.quantity, leaves, False))
+    to = levels.get(price_)
     if to is None:
         to = own_side.new_level(price)
         to.orders[order_id] = order
@@ -121,13 +126,13 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         key = price if own_side.sign == 1 else -price
         if key > own_side.best:
             own_side.best = key
-        out.append(_LevelChanged(symbol, side, price, leaves, 1))
+        out.append(_LevelChanged(symbol, side, price_, leaves, 1))
     else:
         level_orders = to.orders
         level_orders[order_id] = order
         total = to.total + leaves
         to.total = total
-        out.append(_LevelChanged(symbol, side, price, total, len(level_orders)))
+        out.append(_LevelChanged(symbol, side, price_, total, len(level_orders)))
     return None
 
 def _replace_and_trigger(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> None:

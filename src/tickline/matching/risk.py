@@ -282,8 +282,15 @@ class RiskControls:
                 bound = limits.max_order_quantity or largest
                 floor = min(floor, limits.max_order_notional // bound if bound else 0)
         self._move_price_floor = min(floor, FAST_CAP)
-        for book in self.books.values():  # one bound for the move fast path (replace.py)
-            book.move_max_price = min(book.max_price, self._move_price_floor)
+        for book in self.books.values():
+            self._set_move_bound(book)
+
+    def _set_move_bound(self, book: OrderBook) -> None:
+        """The one upper price bound of the move fast path (replace.py) in ``book``: its
+        max price and the move price floor, or 0 while it is halted (every move then takes
+        the general path, which rejects it). Called when either changes."""
+        book.move_max_price = 0 if book.halted else min(book.max_price,
+                                                        self._move_price_floor)
 
     def _update_gate(self) -> None:
         """Recompute ``_gated`` and the accounts' thresholds after the disabled set

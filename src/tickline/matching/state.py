@@ -88,7 +88,9 @@ def restore(engine: MatchingEngine, snap: EngineSnapshot) -> None:
     engine.next_order_id = snap.next_order_id
     engine.next_trade_id = snap.next_trade_id
     for symbol in snap.halted:
-        engine.book(symbol).halted = True
+        book = engine.book(symbol)
+        book.halted = True
+        engine._set_move_bound(book)
     for record in snap.orders:
         order = record.to_order()
         book = engine.book(order.symbol)
