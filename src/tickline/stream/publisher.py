@@ -51,7 +51,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any, Final, cast
+
+import msgspec
 
 from tickline.matching.book import EMPTY, OrderBook, next_best_key
 from tickline.matching.events import (
@@ -105,6 +108,21 @@ _OrderExecuted: Final = OrderExecuted
 _OrderModified: Final = OrderModified
 _BUY: Final = BUY
 _EMPTY: Final = EMPTY
+
+_astuple: Final = msgspec.structs.astuple
+_LevelFields = tuple[str, int, int, int, int]
+"""A :class:`~tickline.matching.events.LevelChanged` as :func:`msgspec.structs.astuple`
+gives it: symbol, side, price, quantity, order_count."""
+
+
+def _probe() -> None:
+    """(A function: compiled by mypyc, it is a builtin, not a Python function.)"""
+
+
+COMPILED: Final = not isinstance(_probe, FunctionType)
+"""True when this module runs compiled (mypyc): the level-change handler then reads an
+event's fields by one :func:`msgspec.structs.astuple` (each ``ev.x`` is a generic attribute
+lookup there, ~160 instructions), interpreted by specialized attribute reads (cheaper)."""
 
 _L3_CANCELLED: Final = int(L3Reason.CANCELLED)
 _L3_EXPIRED: Final = int(L3Reason.EXPIRED)
@@ -579,10 +597,17 @@ class MarketDataPublisher:
         """The mirror's level and best key (next best by the engine's own scan), a depth
         delta, and the symbol marked for a BBO check at the end of the command; an order in
         flight at this level rests now (:meth:`_rest`)."""
-        price = ev.price
-        side = ev.side
-        quantity = ev.quantity
-        count = ev.order_count
+        if COMPILED:  # every field in one C call, unboxed once into a native tuple
+            f = cast(_LevelFields, _astuple(ev))
+            side = f[1]
+            price = f[2]
+            quantity = f[3]
+            count = f[4]
+        else:
+            price = ev.price
+            side = ev.side
+            quantity = ev.quantity
+            count = ev.order_count
         if count and self._pending:
             self._rest(st, side, price, ts)
         if side == _BUY:
