@@ -45,7 +45,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from types import TracebackType
 from typing import Any, cast
 
@@ -364,7 +364,7 @@ class Client:
 
     # -- unsolicited reports -----------------------------------------------------------------
 
-    async def reports(self) -> AsyncIterator[p.Report]:
+    async def reports(self) -> AsyncGenerator[p.Report, None]:
         """Unsolicited reports in arrival order; ends when the session closes."""
         while True:
             while self._reports:
@@ -377,6 +377,32 @@ class Client:
             waiter = self._report_waiter = loop.create_future()
             await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
             self._report_waiter = None
+
+    async def take_reports(self, count: int, timeout: float = 5.0) -> list[p.Report]:
+        """Wait for the next ``count`` unsolicited reports and return them in arrival order.
+
+        Raises ``TimeoutError`` (naming how many arrived) if they do not all arrive within
+        ``timeout`` seconds, or ``ClientError`` if the session closes first; the reports that
+        did arrive stay counted in ``last_report_seq``. Use it instead of sleeping and then
+        calling ``reports_nowait()``: a fixed sleep is a guess at how busy the server is.
+        """
+        out: list[p.Report] = []
+
+        async def gather() -> None:
+            async with contextlib.aclosing(self.reports()) as stream:
+                async for report in stream:
+                    out.append(report)
+                    if len(out) >= count:
+                        return
+            raise ClientError(f"session closed after {len(out)} of {count} reports")
+
+        if count <= 0:
+            return out
+        try:
+            await asyncio.wait_for(gather(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{len(out)} of {count} reports within {timeout} s") from None
+        return out
 
     def reports_nowait(self) -> list[p.Report]:
         """Take every queued unsolicited report."""

@@ -119,6 +119,36 @@ def test_report_iterator_ends_when_the_session_closes(server: ServerThread) -> N
     run(scenario())
 
 
+def test_take_reports_waits_for_exactly_the_count_or_says_how_many_came(
+        server: ServerThread) -> None:
+    async def scenario() -> None:
+        async with await Client.connect("127.0.0.1", server.port, "alice-key") as alice, \
+                await Client.connect("127.0.0.1", server.port, "bob-key-3") as bob:
+            ask = await alice.new_order("AAPL", "sell", 5, "100.00")
+            for _ in range(3):
+                await bob.new_order("AAPL", "buy", 1, "100.00", tif="ioc")
+            fills = await alice.take_reports(2)
+            assert [(type(r), r.order_id) for r in fills] == [(p.Fill, ask.order_id)] * 2
+            assert [r.leaves for r in fills] == [4, 3]  # type: ignore[union-attr]
+            assert alice.last_report_seq == fills[-1].exec_seq
+            with pytest.raises(TimeoutError, match=r"1 of 2 reports within 0\.3 s"):
+                await alice.take_reports(2, timeout=0.3)
+            assert alice.last_report_seq == fills[-1].exec_seq + 1  # the third was counted
+            assert await alice.take_reports(0) == []
+    run(scenario())
+
+
+def test_take_reports_fails_when_the_session_closes_first(server: ServerThread) -> None:
+    async def scenario() -> None:
+        c = await Client.connect("127.0.0.1", server.port, "alice-key")
+        task = asyncio.create_task(c.take_reports(1, timeout=5))
+        await asyncio.sleep(0.01)
+        await c.logout()
+        with pytest.raises(ClientError, match="session closed after 0 of 1 reports"):
+            await task
+    run(scenario())
+
+
 def test_connect_to_nothing_fails_cleanly() -> None:
     import socket
     with socket.socket() as s:

@@ -49,8 +49,7 @@ def test_resume_delivers_exactly_the_missed_reports(tmp_path: Path, history: int
             alice = await Client.connect(HOST, server.port, ALICE)
             ack = await alice.new_order("AAPL", "sell", 10, "100.00", client_order_id="s1")
             await fill_alice(server.port, 3)
-            await asyncio.sleep(0.05)
-            seen = alice.reports_nowait()
+            seen = await alice.take_reports(3)
             assert [type(r) for r in seen] == [p.Fill] * 3
             mark = alice.last_report_seq
             assert mark == seen[-1].exec_seq == ack.accepted.exec_seq + 3
@@ -59,8 +58,7 @@ def test_resume_delivers_exactly_the_missed_reports(tmp_path: Path, history: int
             await fill_alice(server.port, 4)  # missed: nobody of alice's is connected
             back = await Client.connect(HOST, server.port, ALICE, resume_from=mark)
             assert back.ack is not None and back.ack.last_report_seq == mark + 4
-            await asyncio.sleep(0.1)
-            missed = back.reports_nowait()
+            missed = await back.take_reports(4)
             assert seqs(missed) == list(range(mark + 1, mark + 5))
             assert [r.leaves for r in missed] == [6, 5, 4, 3]  # type: ignore[union-attr]
             # then live, numbered above: no gap, no duplicate
@@ -69,8 +67,7 @@ def test_resume_delivers_exactly_the_missed_reports(tmp_path: Path, history: int
             assert live.exec_seq == mark + 5 and back.last_report_seq == mark + 5
             # resume_from 0 = none processed: everything, from the first report
             full = await Client.connect(HOST, server.port, ALICE, resume_from=0)
-            await asyncio.sleep(0.1)
-            assert seqs(full.reports_nowait()) == list(range(1, mark + 6))
+            assert seqs(await full.take_reports(mark + 5)) == list(range(1, mark + 6))
             with pytest.raises(ClientError, match="resume_from=999 but account 2's last "
                                                   "report is 9"):
                 await Client.connect(HOST, server.port, ALICE, resume_from=999)
@@ -90,8 +87,7 @@ def test_resume_across_a_sigkill_and_restart_of_a_real_server(tmp_path: Path) ->
             alice = await Client.connect(HOST, server.port, ALICE)
             await alice.new_order("AAPL", "sell", 20, "100.00")
             await fill_alice(server.port, 2)
-            await asyncio.sleep(0.05)
-            alice.reports_nowait()
+            await alice.take_reports(2)
             mark = alice.last_report_seq
             alice.close()
             await alice.wait_closed()
@@ -105,8 +101,7 @@ def test_resume_across_a_sigkill_and_restart_of_a_real_server(tmp_path: Path) ->
         async def after() -> None:
             back = await Client.connect(HOST, server.port, ALICE, resume_from=mark)
             assert back.ack is not None and back.ack.last_report_seq == mark + 5
-            await asyncio.sleep(0.2)
-            missed = back.reports_nowait()
+            missed = await back.take_reports(5)
             assert seqs(missed) == list(range(mark + 1, mark + 6))
             assert [r.leaves for r in missed] == [17, 16, 15, 14, 13]  # type: ignore[union-attr]
             await fill_alice(server.port, 1)
@@ -212,12 +207,11 @@ def test_drop_copies_see_every_report_and_cannot_trade() -> None:
                     await Client.connect(HOST, server.port, BOB) as bob:
                 a = await alice.new_order("AAPL", "sell", 5, "100.00")
                 b = await bob.new_order("AAPL", "buy", 2, "100.00")
-                await asyncio.sleep(0.1)
-                got = copy.reports_nowait()
+                got = await copy.take_reports(2)
                 assert [(type(r), r.order_id) for r in got] == [
                     (p.OrderAccepted, a.order_id), (p.Fill, a.order_id)]
                 assert seqs(got) == [1, 2]
-                all_ids = [(type(r), r.order_id) for r in everything.reports_nowait()]
+                all_ids = [(type(r), r.order_id) for r in await everything.take_reports(4)]
                 assert all_ids == [(p.OrderAccepted, a.order_id), (p.OrderAccepted, b.order_id),
                                    (p.Fill, a.order_id), (p.Fill, b.order_id)]
                 with pytest.raises(OrderRejectedError) as ro:
@@ -266,8 +260,7 @@ def test_stop_orders_over_the_binary_gateway_report_their_trigger() -> None:
                     "bids": [], "asks": []}
                 await mm.new_order("AAPL", "sell", 5, "101.00")
                 await bob.new_order("AAPL", "buy", 1, "101.00")  # last trade 101: triggers
-                await asyncio.sleep(0.1)
-                got = alice.reports_nowait()
+                got = await alice.take_reports(2)
                 assert [type(r).__name__ for r in got] == ["OrderTriggered", "Fill"]
                 trig, fill = got
                 assert isinstance(trig, p.OrderTriggered) and isinstance(fill, p.Fill)
@@ -299,8 +292,7 @@ def test_icebergs_over_the_binary_gateway_show_only_their_slice() -> None:
                 # bob takes 4: slice 1 (3) and 1 of the refilled slice, in one command
                 take = await bob.new_order("AAPL", "buy", 4, "105.00")
                 assert take.status == "filled"
-                await asyncio.sleep(0.05)
-                fills = [r for r in alice.reports_nowait() if isinstance(r, p.Fill)]
+                fills = [r for r in await alice.take_reports(2) if isinstance(r, p.Fill)]
                 assert [(f.last_quantity, f.leaves, f.cum_quantity) for f in fills] == [
                     (3, 7, 3), (1, 6, 4)]
                 # keep priority, show 1 lot at a time; the open quantity (6) is unchanged
