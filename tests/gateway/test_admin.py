@@ -63,8 +63,7 @@ def test_halt_resume_kill_enable_over_http_and_the_cli(server: Served) -> None:
             status, body = post(server, "/admin/kill?account=2", KEY)
             assert status == 200 and body["cancelled"] == 3 and body["command"] == \
                 "SetAccountStatus"
-            await asyncio.sleep(0.1)
-            cancelled = {r.order_id for r in alice.reports_nowait()}
+            cancelled = {r.order_id for r in await alice.take_reports(3)}
             assert cancelled == {a.order_id for a in resting}
             with pytest.raises(OrderRejectedError) as disabled:
                 await alice.new_order("AAPL", "buy", 1, "90.00")

@@ -84,10 +84,10 @@ def test_pipelined_orders_each_get_one_response_in_order(server: ServerThread) -
             resps = await asyncio.gather(*futs)
             assert [r.request_id for r in resps[:300]] == list(range(1, 301))
             assert all(isinstance(r.reports[0], p.OrderAccepted) for r in resps)
-            bob_filled = sum(f.last_quantity for r in resps[300:] for f in r.reports
-                             if isinstance(f, p.Fill))
-            await asyncio.sleep(0.1)
-            passive = [r for r in a.reports_nowait() if isinstance(r, p.Fill)]
+            bob_fills = [f for r in resps[300:] for f in r.reports if isinstance(f, p.Fill)]
+            bob_filled = sum(f.last_quantity for f in bob_fills)
+            passive = [r for r in await a.take_reports(len(bob_fills)) if isinstance(r, p.Fill)]
+            assert len(passive) == len(bob_fills)
             assert sum(f.last_quantity for f in passive) == bob_filled
             assert len({f.exec_seq for f in passive}) == len(passive)
     run(scenario())
