@@ -97,6 +97,9 @@ _CROSS_SHARD = int(RejectReason.CROSS_SHARD_UNSUPPORTED)
 _EXEC_REJECTED = int(ExecKind.REJECTED)
 
 
+_NONE: list[Any] = []
+"""A wait's events and reports until it is released (shared, never appended to)."""
+
 _MAX_BATCH = 1024
 """Commands per input message at most (and fewer if it would exceed NATS max_payload)."""
 
@@ -134,8 +137,8 @@ class _Wait:
         self.origin = origin
         self.shard = 0
         self.done = False
-        self.events: list[Event] = []
-        self.reports: list[ExecReport] = []
+        self.events: list[Event] = _NONE  # set when released (not on the fast path)
+        self.reports: list[ExecReport] = _NONE
         self.ask: Callable[[], Any] | None = None
         self.make: Callable[[], Command | None] | None = None
         self.batch: _Batch | None = None
@@ -515,8 +518,13 @@ class ClusterExchange(Exchange):
             except Exception:
                 log.exception("market data publish failed for shard %d", shard)
             applied = fresh[-1].cmd.seq  # in order: the last is the highest
+        # the mirror's position first: the replies below may run before the batch ends
+        self._applied[shard] = applied
+        self.engine.last_seq = sum(self._applied)
+        self.commands += len(out.done)
         released = self._released_ticket[shard]
         batches = self._batches
+        order = self._order
         for done in fresh:
             cmd = done.cmd
             events = done.events
@@ -541,14 +549,24 @@ class ClusterExchange(Exchange):
             except Exception:
                 log.exception("report delivery failed for seq %d", cmd.seq)
                 own = []
+            if order and order[0] is w:
+                # The oldest submission waiting: answer it now (what the one-process loop
+                # does per command), without storing the results on the wait for
+                # _release's second pass over the batch.
+                order.popleft()
+                self.released += 1
+                reply = w.reply
+                if reply is not None:
+                    try:
+                        reply(cmd, events, own)
+                    except Exception:
+                        log.exception("reply failed for ticket %d", w.ticket)
+                continue
             w.cmd = cmd
             w.events = events
             w.reports = own
             w.done = True
         self._released_ticket[shard] = released
-        self._applied[shard] = applied
-        self.engine.last_seq = sum(self._applied)
-        self.commands += len(out.done)
         self._release()
 
     def _release(self) -> None:
