@@ -50,6 +50,7 @@ RECORD = PACKAGE_DIR / "_compiled.json"
 
 CANDIDATES: tuple[str, ...] = (
     "tickline.loop",
+    "tickline.journal.framing",
     "tickline.matching.book",
     "tickline.matching.engine",
     "tickline.matching.iceberg",

@@ -86,7 +86,17 @@ from tickline.core.metrics import (
 )
 from tickline.core.processor import EventProcessor, ProcessorFull
 from tickline.journal import DirectoryLock, Journal, RecoveryReport, recover
-from tickline.loop import HighInbound, Inbound, commands_of, match_results, publish_items, release
+from tickline.loop import (
+    HighInbound,
+    Inbound,
+    commands_of,
+    commands_of_items,
+    inbound_items,
+    match_results,
+    publish_items,
+    release,
+    sequence_run,
+)
 from tickline.matching import (
     Cancel,
     CancelOrders,
@@ -262,6 +272,8 @@ class Exchange:
         # Priority lanes: 0 = cancels and admin commands (``high_capacity`` slots: a ring's
         # slots cost every full GC pass a visit, and cancels drain first), 1 = the rest
         # (``lanes=False``: one lane, 0, for everything). Deadlines in ns (0 ms = off).
+        own_stage = (type(self)._sequence_and_match is Exchange._sequence_and_match
+                     and type(self)._sequence_high is Exchange._sequence_high)
         if type(self)._sequence_and_match is not Exchange._sequence_and_match:
             # A subclass with its own per-command stage (sharded, cluster) has none of the
             # checks that keep per-account order across lanes: one lane for it.
@@ -278,6 +290,8 @@ class Exchange:
             else capacity, max_batch=max_batch, policy="reject",
             clock=monotonic, batch_end=self._end_of_batch, batch_start=self._start_of_batch,
             lanes=2 if lanes else 1, starvation_bound=starvation_bound, combine_lanes=True,
+            # 1 SEQUENCE of a taken run in one call (a subclass's own stage: per command)
+            batch_dispatch=self._sequence_part if own_stage else None,
         )
         self.processor.register(_Inbound, self._sequence_and_match)
         self.processor.register(_HighInbound, self._sequence_high)
@@ -379,8 +393,7 @@ class Exchange:
             raise ExchangeStopped("the exchange is stopping")
         if not self.lanes:
             try:
-                return self.processor.submit_many([_Inbound(cmd, reply, origin)
-                                                   for cmd in cmds])
+                return self.processor.submit_many(inbound_items(cmds, reply, origin))
             except ProcessorFull:
                 return 0
         flags = list(map(_IS_HIGH, map(type, cmds)))  # C loops: no bytecode per command
@@ -388,8 +401,7 @@ class Exchange:
             return self._submit_mixed(cmds, flags, reply, origin)
         # The common case: nothing for the high lane, one ring operation.
         try:
-            n = self.processor.submit_many([_Inbound(cmd, reply, origin) for cmd in cmds],
-                                           lane=1)
+            n = self.processor.submit_many(inbound_items(cmds, reply, origin), lane=1)
         except ProcessorFull:
             return 0
         self._mark_low(cmds[:n] if n < len(cmds) else cmds)
@@ -445,10 +457,9 @@ class Exchange:
         processor = self.processor
         try:
             if low_cmds:
-                processor.submit_many([_Inbound(c, reply, origin) for c in low_cmds], lane=1)
+                processor.submit_many(inbound_items(low_cmds, reply, origin), lane=1)
             if high_cmds:
-                processor.submit_many([_HighInbound(c, reply, origin) for c in high_cmds],
-                                      lane=0)
+                processor.submit_many(inbound_items(high_cmds, reply, origin, True), lane=0)
         except ProcessorFull:  # pragma: no cover - room was checked on this thread
             return 0
         self._mark_low(low_cmds)
@@ -615,6 +626,28 @@ class Exchange:
         item.after = len(self._pending) + len(self._sequenced)
         self._queries.append(item)
 
+    def _sequence_part(self, items: list[_Inbound | _Query],
+                       segs: list[tuple[int, int]]) -> None:
+        """The processor's dispatch of one taken part of a batch: with no per-command checks
+        to make (``_slow`` unset), 1 SEQUENCE of its plain commands in runs
+        (:func:`~tickline.loop.sequence_run`: what :meth:`_sequence_and_match` does for one,
+        without a handler call each); the rest (queries, deferred commands, a flagged
+        batch's commands) through the handler table, one at a time, in their place."""
+        if self._slow:
+            self.processor.dispatch_each(items, segs)
+            return
+        n = len(items)
+        i = 0
+        sequenced = self._sequenced
+        clock = self._clock
+        while True:
+            i, self._seq, self._last_ts = sequence_run(items, i, self._seq, self._last_ts,
+                                                       clock, sequenced)
+            if i >= n:
+                return
+            self.processor.dispatch_each(items[i:i + 1], segs)
+            i += 1
+
     def _sequence_high(self, item: _HighInbound) -> None:
         """A high-lane command: never stale, never deferred."""
         if self._slow:  # the flags are the normal lane's part of this batch
@@ -654,7 +687,7 @@ class Exchange:
         if not sequenced:
             return
         try:
-            results = self.engine.process_many([item.cmd for item in sequenced])
+            results = self.engine.process_many(commands_of_items(sequenced))
         except BaseException as exc:
             self.failure = exc
             self._stopping = True

@@ -7,6 +7,10 @@ an interpreted loop calling each of them through the generic call protocol:
 
 * :class:`Inbound` (and :class:`HighInbound`): one accepted command waiting in the inbound
   ring (a native class: built in C by ``submit_many``, its fields read in C here);
+* :func:`inbound_items`: ``submit_many``'s ring items for a read's commands;
+* :func:`sequence_run`: 1 SEQUENCE for a run of a taken batch (the common case: plain
+  commands in a batch without per-command checks), without a handler call per command;
+* :func:`commands_of_items`: the sequenced commands, for ``process_many``;
 * :func:`match_results`: 2 MATCH's bookkeeping after ``process_many`` (pending pairs,
   the orders a session entered);
 * :func:`commands_of`, :func:`publish_items`: the batch's commands for 3 JOURNAL and its
@@ -21,7 +25,7 @@ the exchange loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from tickline.matching.events import Accepted
@@ -29,8 +33,8 @@ from tickline.stream.history import ReportHistory
 from tickline.stream.reports import ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
-__all__ = ["HighInbound", "Inbound", "commands_of", "match_results", "publish_items",
-           "release"]
+__all__ = ["HighInbound", "Inbound", "commands_of", "commands_of_items", "inbound_items",
+           "match_results", "publish_items", "release", "sequence_run"]
 
 log = logging.getLogger("tickline.exchange")
 
@@ -64,6 +68,48 @@ class HighInbound(Inbound):
     a handler without the normal lane's checks (no per-command flag)."""
 
     __slots__ = ()
+
+
+def inbound_items(cmds: Sequence[Any], reply: Callable[[Any, list[Any], list[ExecReport]],
+                                                       None] | None,
+                  origin: ReportPort | None, high: bool = False) -> list[Inbound]:
+    """One ring item per command of ``cmds`` (:class:`HighInbound` if ``high``), all with
+    the same ``reply`` and ``origin`` (one socket read's frames)."""
+    if high:
+        return [HighInbound(cmd, reply, origin) for cmd in cmds]
+    return [Inbound(cmd, reply, origin) for cmd in cmds]
+
+
+def sequence_run(items: list[Any], start: int, seq: int, last_ts: int,
+                 clock: Callable[[], int], sequenced: list[Inbound]) -> tuple[int, int, int]:
+    """1 SEQUENCE for ``items[start:]`` up to the first that is not a plain command
+    (an :class:`Inbound` or :class:`HighInbound` with no ``make``): each gets the next
+    sequence number after ``seq`` and the engine time (``clock()``, strictly increasing
+    after ``last_ts``: one ns past it when the clock has not moved on), and is appended to
+    ``sequenced`` (matched at the batch end). The caller has checked that the batch needs
+    no per-command checks. Returns ``(stop, seq, last_ts)``: the index of the first item
+    not taken (``len(items)`` if all were) and the new ``seq`` and ``last_ts``."""
+    n = len(items)
+    i = start
+    while i < n:
+        item = items[i]
+        if not isinstance(item, Inbound) or item.make is not None:
+            break
+        cmd = item.cmd
+        seq += 1
+        now = clock()
+        ts = now if now > last_ts else last_ts + 1
+        last_ts = ts
+        cmd.seq = seq
+        cmd.ts = ts
+        sequenced.append(item)
+        i += 1
+    return i, seq, last_ts
+
+
+def commands_of_items(items: list[Inbound]) -> list[Any]:
+    """The commands of ``items`` (sequenced, not yet matched), for ``process_many``."""
+    return [item.cmd for item in items]
 
 
 def match_results(sequenced: list[Inbound], results: list[list[Any]],

@@ -199,7 +199,11 @@ class EventProcessor(Generic[E]):
     first, and are not kept waiting by the lower ones' take), and one batch end (one
     journal commit, one flush) covers all of it;
     ``wait`` is how the :meth:`start` thread waits when idle
-    (default :class:`~tickline.core.wait.BlockingWait`).
+    (default :class:`~tickline.core.wait.BlockingWait`); ``batch_dispatch(events, segments)``,
+    when given and no deadline is registered, replaces the per-event dispatch of each taken
+    part of a batch (a consumer that handles a run of events in one call, e.g. the exchange's
+    sequencer); it must route every event itself, handing those it does not handle to
+    :meth:`dispatch_each` (the handler table).
     """
 
     def __init__(
@@ -221,6 +225,7 @@ class EventProcessor(Generic[E]):
         batch_start: Callable[[int, list[tuple[int, int]], int], None] | None = None,
         combine_lanes: bool = False,
         wait: WaitStrategy | None = None,
+        batch_dispatch: Callable[[list[E], list[tuple[int, int]]], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch!r}")
@@ -252,6 +257,7 @@ class EventProcessor(Generic[E]):
         self._dispatch = Dispatcher(name=name, type_of=type_of, timestamp_of=timestamp_of,
                                     clock=clock, on_deadline_miss=on_deadline_miss,
                                     on_error=on_error)
+        self._batch_dispatch = batch_dispatch
         self._consumer_locks = self.backpressure.consumer_locks
         self._thread: ThreadDriver | None = None
         self._stopping = False
@@ -272,6 +278,18 @@ class EventProcessor(Generic[E]):
         """Route events with ``type_of(event) == event_type`` to ``handler(event)``; events
         with no handler are counted as ``unhandled`` and dropped."""
         self._dispatch.register(event_type, handler, deadline)
+
+    def dispatch_each(self, events: list[E], segments: list[tuple[int, int]]) -> None:
+        """Route each of ``events`` (taken, with their ``(count, enqueue_ns)`` runs) to its
+        handler, applying deadlines: the per-event dispatch, for a ``batch_dispatch``."""
+        self._dispatch.dispatch(events, segments)
+
+    def _dispatch_part(self, events: list[E], segments: list[tuple[int, int]]) -> None:
+        bd = self._batch_dispatch
+        if bd is not None and not self._dispatch.deadlines:
+            bd(events, segments)
+        else:
+            self._dispatch.dispatch(events, segments)
 
     # -- producer side (intake) ----------------------------------------------------------
 
@@ -402,7 +420,7 @@ class EventProcessor(Generic[E]):
         if bs is not None:
             bs(ln.index, segs, t0)
         try:
-            dispatch.dispatch(items, segs)
+            self._dispatch_part(items, segs)
             if self._combine and n < max_batch:
                 n = self._fill_up(ln, n, segs, max_batch)
         except DeadlineMissed as err:
@@ -432,7 +450,7 @@ class EventProcessor(Generic[E]):
                 bs(other.index, more_segs, self._clock())
             segs.extend(more_segs)
             n += len(more)
-            self._dispatch.dispatch(more, more_segs)
+            self._dispatch_part(more, more_segs)
             if n >= max_batch:
                 break
         return n

@@ -11,7 +11,8 @@ Write path, designed around per-record Python overhead (see docs/benchmarks.md):
 
 * a command is encoded with one reused ``msgspec.msgpack.Encoder``; its frame is built with
   two precompiled ``struct.Struct`` packs and one CRC32C call, appended to a ``bytearray``
-  batch buffer (``append_many`` frames a whole batch in one loop with locals bound);
+  batch buffer (``append_many`` frames a whole batch in one call of
+  :func:`~tickline.journal.framing.frame_commands`, compiled in the compiled build);
 * :meth:`Journal.commit` copies the buffer into the mapped segment with a single slice
   assignment, then applies the durability policy: ``batch`` msyncs the dirty pages before
   returning, ``interval`` only if ``interval_ms`` passed since the last sync, ``none`` leaves
@@ -53,6 +54,7 @@ from tickline.journal.format import (
     segment_name,
     unpack_segment_header,
 )
+from tickline.journal.framing import frame_commands
 from tickline.journal.lock import DirectoryLock
 from tickline.journal.snapshot import (
     JournalMeta,
@@ -409,33 +411,11 @@ class Journal:
         self.append(cmd.seq, RECORD_COMMAND, self._encode(cmd))
 
     def append_many(self, cmds: Iterable[Command]) -> int:
-        """Frame many commands (each ``seq`` increasing) into the batch in one loop; returns
-        how many. Equivalent to ``append_command`` for each, about 1.5x faster."""
-        last = self.last_seq
-        encode = self._encode
-        pack_body = BODY_HEADER.pack
-        pack_lc = LENGTH_CRC.pack
-        crc = crc32c
-        buf = self._buf
-        room = self._limit - self._pos
-        count = 0
-        try:
-            for cmd in cmds:
-                seq = cmd.seq
-                if seq <= last:
-                    raise JournalError(f"sequence numbers must increase: got {seq} after {last}")
-                body = pack_body(seq, 1, 0, 0) + encode(cmd)
-                n = len(body) + 8
-                if len(buf) + n > room:
-                    self._roll(n, last)
-                    room = self._limit - self._pos
-                buf += pack_lc(n, crc(body))
-                buf += body
-                last = seq
-                count += 1
-        finally:
-            self.last_seq = last
-        return count
+        """Frame many commands (each ``seq`` increasing) into the batch in one call; returns
+        how many. The same bytes as ``append_command`` for each, about 1.5x faster
+        (:func:`~tickline.journal.framing.frame_commands`, compiled in the compiled
+        build)."""
+        return frame_commands(self, cmds, self._encode, self._roll)
 
     def append(self, seq: int, record_type: int, payload: bytes) -> None:
         """Frame a raw record (``record_type`` 1 .. 0xFFFE; 1 means the payload is a
