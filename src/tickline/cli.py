@@ -298,7 +298,7 @@ def loadgen_command(
         "every this many seconds (leaves the CPU to the server; the wait is counted in the "
         "round trip). Both protocols.")] = 0.0,
     wait: Annotated[str, typer.Option(
-        help="Binary sender, between planned sends under ~1 ms apart: spin (yield to the "
+        help="Both senders, between planned sends under ~1 ms apart: spin (yield to the "
              "loop; keeps a core busy) or sleep (in the kernel until the planned time; "
              "for a generator sharing the cores with the server).")] = "spin",
     json_path: JsonOption = None,

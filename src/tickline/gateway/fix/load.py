@@ -181,6 +181,7 @@ class _FixRun:
         clock = time.perf_counter_ns
         self.start_ns = start = clock()
         period = 1e9 / self.cfg.rate
+        sleep_wait = getattr(self.cfg, "wait", "spin") == "sleep"
         while self.next_i < self.total:
             now = clock()
             due = min(self.total, int((now - start) / period) + 1)
@@ -211,7 +212,17 @@ class _FixRun:
                 await asyncio.sleep(self.cfg.send_interval)
                 continue
             delay = (start + i * period - clock()) / 1e9
-            await asyncio.sleep(delay - 0.001 if delay > 0.0011 else 0)
+            if delay > 0.0011:
+                await asyncio.sleep(delay - 0.001)
+                continue
+            await asyncio.sleep(0)  # serve the answers that have arrived
+            if sleep_wait:
+                # LoadConfig.wait "sleep", as the binary sender: block in the kernel until
+                # the planned time (at most 1 ms) instead of spinning on the loop, which kept
+                # one of the machine's two cores busy and took CPU from the server under test
+                delay = (start + i * period - clock()) / 1e9
+                if delay > 0:
+                    time.sleep(min(delay, 0.001))
 
 
 async def run_fix_load(cfg: Any, fix_port: int, sessions: str = DEFAULT_SESSIONS,
