@@ -61,6 +61,7 @@ CANDIDATES: tuple[str, ...] = (
     "tickline.matching.validation",
     "tickline.gateway.fix.codec",
     "tickline.gateway.fix.app",
+    "tickline.gateway.fix.store",
     "tickline.stream.bars",
     "tickline.stream.history",
     "tickline.stream.publisher",

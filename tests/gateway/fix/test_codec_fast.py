@@ -144,3 +144,51 @@ def test_a_superscript_digit_on_a_live_session_gets_a_reject(tmp_path: Path) -> 
         assert (reject.get(373), reject.get(371)) == ("6", "38")
         c.send("1", [(112, "still here")])
         assert c.expect("0").get(112) == "still here"
+
+
+# -- the session rules' common case (codec.routine, codec.sending_time_certain) -------------
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+
+
+@given(now_ms=st.integers(0, 86_400_000), offset_ms=st.integers(-300_000, 300_000),
+       tolerance=st.sampled_from([0.5, 1.0, 2.0, 30.0, 120.0]))
+def test_a_certain_sending_time_is_within_the_tolerance(now_ms: int, offset_ms: int,
+                                                        tolerance: float) -> None:
+    now = T0 + now_ms / 1000
+    value = codec.sending_time(now + offset_ms / 1000).decode()
+    if codec.sending_time_certain(value, tolerance, now):
+        assert abs(codec.parse_timestamp(value) - now) <= tolerance
+    if abs(offset_ms) <= tolerance * 1000 - 2000:  # well inside: the text check is enough
+        assert codec.sending_time_certain(value, tolerance, now)
+
+
+def _header(sender: str = "ALICE", target: str = "TICKLINE", seq: str = "7",
+            st_: str = "", extra: str = "", mt: str = "D") -> codec.FixMessage:
+    sending = st_ or codec.sending_time(T0 + 10.25).decode()
+    body = ("11=c1\x0155=AAPL\x0154=1\x0160=" + sending + "\x0138=1\x0140=2\x0144=1.5\x01"
+            "59=1\x01") if mt == "D" else "123=Y\x0136=9\x01"
+    payload = (f"35={mt}\x0149={sender}\x0156={target}\x0134={seq}\x01{extra}"
+               f"52={sending}\x01{body}")
+    head = f"8=FIX.4.4\x019={len(payload.encode())}\x01{payload}".encode()
+    msg = codec.parse_valid(head + b"10=%03d\x01" % codec.checksum(head))
+    assert msg is not None
+    return msg
+
+
+@pytest.mark.parametrize(("variant", "routine"), [
+    ({}, True),
+    ({"sender": "BOB"}, False),
+    ({"target": "OTHER"}, False),
+    ({"seq": "8"}, False),
+    ({"seq": "6"}, False),
+    ({"seq": "007"}, True),  # the same number: the full rules compare int(34) too
+    ({"extra": "43=Y\x01122=20260101-00:00:09\x01"}, False),
+    ({"extra": "43=N\x01"}, False),  # legal, but left to the full rules
+    ({"st_": "20260101-00:05:00.000"}, False),  # five minutes off
+    ({"mt": "4"}, False),  # SequenceReset: its own rules
+])
+def test_routine_accepts_only_the_plain_expected_message(variant: dict[str, str],
+                                                         routine: bool) -> None:
+    msg = _header(**variant)
+    assert codec.routine(msg, "ALICE", "TICKLINE", 7, 30.0, T0 + 10.5) is routine

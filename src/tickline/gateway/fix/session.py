@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -158,6 +157,16 @@ class FixSession(asyncio.Protocol):
         if self.logged_on:
             valid = codec.parse_valid(raw)  # the common case in one pass, else None
             if valid is not None:
+                store = self.store
+                entry = self.entry
+                assert store is not None and entry is not None
+                expected = store.next_in
+                if codec.routine(valid, entry.sender_comp_id, self.gw.comp_id, expected,
+                                 self.gw.config.fix.sending_time_tolerance, time.time()):
+                    # what _session_checks decides for it, in one compiled call
+                    self._consume(expected)
+                    self._dispatch(valid)
+                    return
                 self._session_checks(valid)
                 return
         try:
@@ -269,12 +278,7 @@ class FixSession(asyncio.Protocol):
 
     def _sending_time_ok(self, value: str) -> bool:
         tolerance = self.gw.config.fix.sending_time_tolerance
-        now = time.time()
-        sec = int(now)
-        window = _st_window
-        if window[0] != sec or window[1] != tolerance:
-            window = _sending_window(sec, tolerance)
-        if window[2] <= value[:17] <= window[3]:
+        if codec.sending_time_certain(value, tolerance, time.time()):
             return True  # every instant of that second is within the tolerance of now
         try:
             t = codec.parse_timestamp(value)
@@ -645,9 +649,21 @@ class FixSession(asyncio.Protocol):
         inst = self.gw.instruments.get(r.symbol)
         if inst is None:
             return
+        store = self.store
+        encoder = self.encoder
         ts = codec.sending_time()
-        self.send_app("8", app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid), ts)
-        self._delivered(r)
+        if not self.closed and encoder is not None and store is not None:
+            # send_app("8", ...) inlined: one report per command and more, the hottest send
+            body = app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid)
+            seq = store.next_out
+            store.sent_app(seq, b"8", ts, body)
+            self.out += encoder.encode("8", seq, body, now=ts)
+            self.gw.messages_out += 1
+            if not self.dirty:
+                self.dirty = True
+                self.gw.mark_dirty(self)
+        if r.seq and store is not None:
+            store.delivered(r.seq)
 
     def _delivered(self, r: ExecReport) -> None:
         if r.seq and self.store is not None:
@@ -803,28 +819,6 @@ class FixSession(asyncio.Protocol):
         if self.entry is not None and gw.active.get(self.entry.sender_comp_id) is self:
             del gw.active[self.entry.sender_comp_id]
         gw.sessions.discard(self)
-
-
-# (second, tolerance, lowest, highest SendingTime second "YYYYMMDD-HH:MM:SS" that is within
-# the tolerance of every instant of that second); a value outside takes the exact check
-_st_window: tuple[int, float, str, str] = (-1, 0.0, "~", "")
-
-
-def _sending_window(sec: int, tolerance: float) -> tuple[int, float, str, str]:
-    """The SendingTime seconds S with ``|now - t| <= tolerance`` for every ``now`` in
-    ``[sec, sec + 1)`` and every ``t`` in ``[S, S + 1)``: ``sec + 1 - tolerance <= S`` and
-    ``S <= sec + tolerance - 1`` (fixed-width text compares like the times)."""
-    global _st_window
-    lo = math.ceil(sec + 1 - tolerance)
-    hi = math.floor(sec + tolerance - 1)
-    if lo > hi or lo < 0:
-        window = (sec, tolerance, "~", "")  # nothing is certain: always the exact check
-    else:
-        fmt = "%Y%m%d-%H:%M:%S"
-        window = (sec, tolerance, time.strftime(fmt, time.gmtime(lo)),
-                  time.strftime(fmt, time.gmtime(hi)))
-    _st_window = window
-    return window
 
 
 def _raw_field(raw: bytes, tag: bytes) -> str:
