@@ -70,8 +70,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import compress, repeat
-from operator import attrgetter, not_
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ from tickline.loop import (
     publish_items,
     release,
     sequence_run,
+    split_lanes,
 )
 from tickline.matching import (
     Cancel,
@@ -421,31 +422,15 @@ class Exchange:
                       origin: ReportPort | None) -> int:
         """:meth:`submit_many` for a read with cancels or admin commands in it (``flags``:
         which): split it into the two lanes (order kept within each) and submit each part
-        with one ring operation. An account's cancel stays in the normal lane, in its place,
-        if :meth:`_lane_of` says so or the same read has a normal-lane command of that
-        account before it. If either part does not fit whole, one command at a time
-        instead, stopping at the first that does not fit (the accepted ones a prefix)."""
-        own = _OWN_CANCELS
-        low_accounts: set[int] = set()
-        done = 0
-        for i in compress(range(len(cmds)), flags):  # the few high-lane candidates
-            cmd = cmds[i]
-            if type(cmd) in own:
-                before = compress(cmds[done:i], map(not_, flags[done:i]))
-                try:
-                    low_accounts.update(map(_ACCOUNT, before))
-                except AttributeError:  # a time tick among them
-                    low_accounts.update(getattr(c, "account", 0)
-                                        for c in compress(cmds[done:i], map(not_, flags[done:i])))
-                done = i
-                if cmd.account in low_accounts:  # type: ignore[union-attr]
-                    self.held_back += 1
-                    flags[i] = False
-                    continue
-            if self._lane_of(cmd):
-                flags[i] = False
-        low_cmds = list(compress(cmds, map(not_, flags)))
-        high_cmds = list(compress(cmds, flags))
+        with one ring operation (:func:`~tickline.loop.split_lanes`). An account's cancel
+        stays in the normal lane, in its place, if :meth:`_lane_of` would say so or the same
+        read has a normal-lane command of that account before it. If either part does not
+        fit whole, one command at a time instead, stopping at the first that does not fit
+        (the accepted ones a prefix)."""
+        low_cmds, high_cmds, held = split_lanes(cmds, flags, _OWN_CANCELS, self._low_last,
+                                                self._low_lane.ring.head,
+                                                self._deferred_accounts)
+        self.held_back += held
         if (self._high_lane.ring.free() < len(high_cmds)
                 or self._low_lane.ring.free() < len(low_cmds)):
             for i, cmd in enumerate(cmds):

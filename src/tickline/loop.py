@@ -8,6 +8,7 @@ an interpreted loop calling each of them through the generic call protocol:
 * :class:`Inbound` (and :class:`HighInbound`): one accepted command waiting in the inbound
   ring (a native class: built in C by ``submit_many``, its fields read in C here);
 * :func:`inbound_items`: ``submit_many``'s ring items for a read's commands;
+* :func:`split_lanes`: ``submit_many``'s split of a read with cancels into the two lanes;
 * :func:`sequence_run`: 1 SEQUENCE for a run of a taken batch (the common case: plain
   commands in a batch without per-command checks), without a handler call per command;
 * :func:`commands_of_items`: the sequenced commands, for ``process_many``;
@@ -34,7 +35,7 @@ from tickline.stream.reports import ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
 __all__ = ["HighInbound", "Inbound", "commands_of", "commands_of_items", "inbound_items",
-           "match_results", "publish_items", "release", "sequence_run"]
+           "match_results", "publish_items", "release", "sequence_run", "split_lanes"]
 
 log = logging.getLogger("tickline.exchange")
 
@@ -78,6 +79,37 @@ def inbound_items(cmds: Sequence[Any], reply: Callable[[Any, list[Any], list[Exe
     if high:
         return [HighInbound(cmd, reply, origin) for cmd in cmds]
     return [Inbound(cmd, reply, origin) for cmd in cmds]
+
+
+def split_lanes(cmds: Sequence[Any], flags: list[bool], own: frozenset[type],
+                low_last: dict[int, int], low_head: int,
+                deferred_accounts: dict[int, int]) -> tuple[list[Any], list[Any], int]:
+    """``submit_many``'s split of one read into the two lanes (order kept within each):
+    ``flags`` says which commands are high-lane candidates (cancels and admin commands).
+    An account's own cancel (a type in ``own``) stays in the normal lane, in its place, if
+    the same read has a normal-lane command of that account before it, or the account has
+    normal-lane work still waiting (its ``low_last`` mark above ``low_head``, the lane's
+    ring head) or deferred. Returns ``(normal, high, held_back)``: the normal lane's
+    commands, the high lane's, and how many cancels were held back."""
+    low: list[Any] = []
+    high: list[Any] = []
+    low_accounts: set[int] = set()
+    held = 0
+    for i, cmd in enumerate(cmds):
+        if not flags[i]:
+            low.append(cmd)
+            low_accounts.add(getattr(cmd, "account", 0))
+            continue
+        if type(cmd) in own:
+            account: int = cmd.account
+            if (account in low_accounts or low_last.get(account, 0) > low_head
+                    or account in deferred_accounts):
+                held += 1
+                low.append(cmd)
+                low_accounts.add(account)
+                continue
+        high.append(cmd)
+    return low, high, held
 
 
 def sequence_run(items: list[Any], start: int, seq: int, last_ts: int,
