@@ -113,6 +113,10 @@ _astuple: Final = msgspec.structs.astuple
 _LevelFields = tuple[str, int, int, int, int]
 """A :class:`~tickline.matching.events.LevelChanged` as :func:`msgspec.structs.astuple`
 gives it: symbol, side, price, quantity, order_count."""
+_ReplacedFields = tuple[int, int, str, str, int, int, int, int, bool, int, int]
+"""A :class:`~tickline.matching.events.Replaced` as :func:`msgspec.structs.astuple` gives
+it: order_id, account, client_order_id, symbol, side, price, quantity, leaves,
+kept_priority, stop_price, display_quantity."""
 
 
 def _probe() -> None:
@@ -120,8 +124,8 @@ def _probe() -> None:
 
 
 COMPILED: Final = not isinstance(_probe, FunctionType)
-"""True when this module runs compiled (mypyc): the level-change handler then reads an
-event's fields by one :func:`msgspec.structs.astuple` (each ``ev.x`` is a generic attribute
+"""True when this module runs compiled (mypyc): the level-change and replace handlers then
+read an event's fields by one :func:`msgspec.structs.astuple` (each ``ev.x`` is a generic attribute
 lookup there, ~160 instructions), interpreted by specialized attribute reads (cheaper)."""
 
 _L3_CANCELLED: Final = int(L3Reason.CANCELLED)
@@ -535,17 +539,33 @@ class MarketDataPublisher:
     def _on_replaced(self, st: _Symbol, ev: Replaced, ts: int) -> None:
         """Kept priority: an L3 modify if the open quantity changed. Lost it: an L3 delete,
         and the order is in flight again (re-added at the end of the command if open)."""
-        order = st.orders.get(ev.order_id)
-        if order is None:
-            return
-        l3 = st.l3
-        order.client_order_id = ev.client_order_id
-        order.quantity = ev.quantity
-        display = ev.display_quantity
-        order.display = display
-        if ev.kept_priority:
-            # the slice shrinks at most (iceberg.py): min(old slice, display, open)
+        if COMPILED:  # every field in one C call, unboxed once into a native tuple
+            f = cast(_ReplacedFields, _astuple(ev))
+            order = st.orders.get(f[0])
+            if order is None:
+                return
+            clid = f[2]
+            price = f[5]
+            quantity = f[6]
+            open_qty = f[7]
+            kept = f[8]
+            display = f[10]
+        else:
+            order = st.orders.get(ev.order_id)
+            if order is None:
+                return
+            clid = ev.client_order_id
+            price = ev.price
+            quantity = ev.quantity
             open_qty = ev.leaves
+            kept = ev.kept_priority
+            display = ev.display_quantity
+        l3 = st.l3
+        order.client_order_id = clid
+        order.quantity = quantity
+        order.display = display
+        if kept:
+            # the slice shrinks at most (iceberg.py): min(old slice, display, open)
             leaves = order.leaves
             if open_qty < leaves:
                 leaves = open_qty
@@ -565,8 +585,8 @@ class MarketDataPublisher:
                 st.l3_seq += 1
                 l3.append(_OrderDeleted(st.l3_seq, ts, st.symbol, order.order_id, order.side,
                                         order.price, _L3_REPLACED))
-        order.price = ev.price
-        order.leaves = ev.leaves  # in flight: all of it takes; the slice is cut on rest
+        order.price = price
+        order.leaves = open_qty  # in flight: all of it takes; the slice is cut on rest
         order.hidden = 0
         self._pending.append((st, order))
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from types import FunctionType
 from typing import Any, ClassVar, Final, cast
 
 import msgspec
@@ -66,6 +67,19 @@ from tickline.stream.report_types import (
     OrderStatus,
     ReportBuilderState,
 )
+
+_astuple: Final = msgspec.structs.astuple
+
+
+def _probe() -> None:
+    """(A function: compiled by mypyc, it is a builtin, not a Python function.)"""
+
+
+COMPILED: Final = not isinstance(_probe, FunctionType)
+"""True when this module runs compiled (mypyc): :meth:`ReportBuilder.build` then reads a
+``Replaced`` by one :func:`msgspec.structs.astuple` (compiled code reads each ``ev.x`` by
+the generic attribute lookup, ~180 instructions), interpreted by specialized attribute
+reads (cheaper there); the probe :mod:`tickline.matching.replace` uses."""
 
 _NEW: Final = int(ExecKind.NEW)
 _REJECTED: Final = int(ExecKind.REJECTED)
@@ -234,12 +248,25 @@ class ReportBuilder:
         for ev in cast(list[Any], events):
             kind = type(ev)
             if kind is _Replaced:
-                account = ev.account
-                order_id = ev.order_id
-                clid = ev.client_order_id
-                price = ev.price
-                quantity = ev.quantity
-                leaves = ev.leaves
+                if COMPILED:  # every field in one C call (each ev.x is a generic lookup)
+                    f = _astuple(ev)
+                    account = f[1]
+                    order_id = f[0]
+                    clid = f[2]
+                    symbol = f[3]
+                    side = f[4]
+                    price = f[5]
+                    quantity = f[6]
+                    leaves = f[7]
+                else:
+                    account = ev.account
+                    order_id = ev.order_id
+                    clid = ev.client_order_id
+                    price = ev.price
+                    quantity = ev.quantity
+                    leaves = ev.leaves
+                    symbol = ev.symbol
+                    side = ev.side
                 o = orders.get(order_id)
                 cum_q = cum_n = 0
                 if o is not None:
@@ -257,8 +284,8 @@ class ReportBuilder:
                     cum_n = o.cum_notional
                 n = seqs.get(account, 0) + 1
                 seqs[account] = n
-                append(_ExecReport(n, ts, account, _REPLACED, ev.symbol, order_id, clid,
-                                   ev.side, price, quantity, leaves, 0, 0, 0, 0, "", cum_q,
+                append(_ExecReport(n, ts, account, _REPLACED, symbol, order_id, clid,
+                                   side, price, quantity, leaves, 0, 0, 0, 0, "", cum_q,
                                    cum_n, command_seq, 0))
             elif kind is _Accepted:
                 account = ev.account
