@@ -13,7 +13,9 @@ import asyncio
 import signal
 import statistics
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,6 +28,8 @@ from tickline.cluster.node import leader_key
 from tickline.cluster.wire import decode_output
 from tickline.config import default_config
 from tickline.gateway.binary import BinaryGateway
+
+T = TypeVar("T")
 
 LEASE = 0.6
 ROUNDS = 20
@@ -106,6 +110,15 @@ async def outputs(url: str) -> list[tuple[int, list[int]]]:
         await nc.close()
 
 
+async def bounded(step: str, awaitable: Awaitable[T], seconds: float = 30) -> T:
+    """``awaitable``'s result, or a failure that names the step that did not finish (this
+    test once hung after its 20 rounds, until the per-test timeout, without saying where)."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise AssertionError(f"{step} did not finish within {seconds} s") from None
+
+
 def check_outputs_fenced(outs: list[tuple[int, list[int]]]) -> None:
     """Epochs never go back, and each input sequence is published once, in order."""
     epochs = [e for e, _ in outs]
@@ -157,15 +170,15 @@ def test_leader_sigkill_standby_takes_over_20_times(nats_server: NatsServer,
         assert not load.errors, load.errors[:3]
         assert len(load.acked) == load.sent
         # every acknowledged order is live exactly once in the engine the gateway mirrors
-        opened = await client.open_orders("AAPL")
+        opened = await bounded("open_orders", client.open_orders("AAPL"))
         clids = [o.client_order_id for o in opened]
         assert len(clids) == len(set(clids))
         assert set(clids) == set(load.acked)
         assert {o.order_id for o in opened} == set(load.acked.values())
         client.close()
-        await gw.close()
-        await ex.stop()
-        check_outputs_fenced(await outputs(url))
+        await bounded("gateway close", gw.close())
+        await bounded("exchange stop", ex.stop())
+        check_outputs_fenced(await bounded("reading the outputs", outputs(url), 60))
 
     try:
         asyncio.run(main())
