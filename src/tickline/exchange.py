@@ -91,12 +91,14 @@ from tickline.loop import (
     Inbound,
     commands_of,
     commands_of_items,
+    holds_back,
     inbound_items,
     match_results,
     publish_items,
     release,
     sequence_run,
     split_lanes,
+    stamp,
 )
 from tickline.matching import (
     Cancel,
@@ -367,8 +369,8 @@ class Exchange:
             return 1
         if t in _OWN_CANCELS:
             account: int = cmd.account  # type: ignore[union-attr]
-            if (self._low_last.get(account, 0) > self._low_lane.ring.head
-                    or account in self._deferred_accounts):
+            if holds_back(account, self._low_last, self._low_lane.ring.head,
+                          self._deferred_accounts):
                 self.held_back += 1
                 return 1
         return 0
@@ -523,8 +525,8 @@ class Exchange:
         stale = 0
         limit = taken - self.max_queue_ns
         if self.max_queue_ns and segs[0][1] < limit:
-            for count, stamp in segs:
-                if stamp >= limit:
+            for count, enqueued in segs:
+                if enqueued >= limit:
                     break
                 stale += count
         self._stale_left = stale
@@ -654,11 +656,7 @@ class Exchange:
         cmd = item.cmd
         # 1 SEQUENCE
         self._seq += 1
-        now = self._clock()
-        ts = now if now > self._last_ts else self._last_ts + 1
-        self._last_ts = ts
-        cmd.seq = self._seq
-        cmd.ts = ts
+        self._last_ts = stamp(cmd, self._seq, self._last_ts, self._clock())
         self._sequenced.append(item)  # 2 MATCH: for the whole batch at once, in _match
 
     def _match(self) -> None:

@@ -9,6 +9,7 @@ an interpreted loop calling each of them through the generic call protocol:
   ring (a native class: built in C by ``submit_many``, its fields read in C here);
 * :func:`inbound_items`: ``submit_many``'s ring items for a read's commands;
 * :func:`split_lanes`: ``submit_many``'s split of a read with cancels into the two lanes;
+* :func:`stamp`: 1 SEQUENCE of one command (sequence number, strictly increasing engine time);
 * :func:`sequence_run`: 1 SEQUENCE for a run of a taken batch (the common case: plain
   commands in a batch without per-command checks), without a handler call per command;
 * :func:`commands_of_items`: the sequenced commands, for ``process_many``;
@@ -34,8 +35,9 @@ from tickline.stream.history import ReportHistory
 from tickline.stream.reports import ExecReport, ReportBuilder
 from tickline.stream.routing import ReportPort, ReportRouter
 
-__all__ = ["HighInbound", "Inbound", "commands_of", "commands_of_items", "inbound_items",
-           "match_results", "publish_items", "release", "sequence_run", "split_lanes"]
+__all__ = ["HighInbound", "Inbound", "commands_of", "commands_of_items", "holds_back",
+           "inbound_items", "match_results", "publish_items", "release", "sequence_run",
+           "split_lanes", "stamp"]
 
 log = logging.getLogger("tickline.exchange")
 
@@ -81,6 +83,15 @@ def inbound_items(cmds: Sequence[Any], reply: Callable[[Any, list[Any], list[Exe
     return [Inbound(cmd, reply, origin) for cmd in cmds]
 
 
+def holds_back(account: int, low_last: dict[int, int], low_head: int,
+               deferred_accounts: dict[int, int]) -> bool:
+    """Whether an account's own cancel must stay in the normal lane: the account has
+    normal-lane work still waiting there (its ``low_last`` mark above ``low_head``, the
+    lane's ring head) or deferred, and the cancel must not overtake it. The one place this
+    rule is written (:meth:`tickline.exchange.Exchange._lane_of` and :func:`split_lanes`)."""
+    return low_last.get(account, 0) > low_head or account in deferred_accounts
+
+
 def split_lanes(cmds: Sequence[Any], flags: list[bool], own: frozenset[type],
                 low_last: dict[int, int], low_head: int,
                 deferred_accounts: dict[int, int]) -> tuple[list[Any], list[Any], int]:
@@ -102,14 +113,26 @@ def split_lanes(cmds: Sequence[Any], flags: list[bool], own: frozenset[type],
             continue
         if type(cmd) in own:
             account: int = cmd.account
-            if (account in low_accounts or low_last.get(account, 0) > low_head
-                    or account in deferred_accounts):
+            if account in low_accounts or holds_back(account, low_last, low_head,
+                                                     deferred_accounts):
                 held += 1
                 low.append(cmd)
                 low_accounts.add(account)
                 continue
         high.append(cmd)
     return low, high, held
+
+
+def stamp(cmd: Any, seq: int, last_ts: int, now: int) -> int:
+    """1 SEQUENCE one command: ``cmd.seq = seq`` and ``cmd.ts`` the engine time ``now``, or
+    one ns past ``last_ts`` when the clock has not moved past it (engine time strictly
+    increases, whatever the clock does). Returns the ``ts`` given: the caller's next
+    ``last_ts``. The one place this rule is written (the exchange, the sharded exchange
+    and :func:`sequence_run` call it)."""
+    ts = now if now > last_ts else last_ts + 1
+    cmd.seq = seq
+    cmd.ts = ts
+    return ts
 
 
 def sequence_run(items: list[Any], start: int, seq: int, last_ts: int,
@@ -127,13 +150,8 @@ def sequence_run(items: list[Any], start: int, seq: int, last_ts: int,
         item = items[i]
         if not isinstance(item, Inbound) or item.make is not None:
             break
-        cmd = item.cmd
         seq += 1
-        now = clock()
-        ts = now if now > last_ts else last_ts + 1
-        last_ts = ts
-        cmd.seq = seq
-        cmd.ts = ts
+        last_ts = stamp(item.cmd, seq, last_ts, clock())
         sequenced.append(item)
         i += 1
     return i, seq, last_ts

@@ -54,6 +54,7 @@ import msgspec
 from tickline.core.shm_ring import BackoffWait, SpscShmRing
 from tickline.exchange import Exchange, _Inbound
 from tickline.journal import RecoveryReport
+from tickline.loop import stamp
 from tickline.matching import (
     Accepted,
     Command,
@@ -393,11 +394,7 @@ class ShardedExchange(Exchange):
             self._pending.append((item, [_unavailable(cmd)]))
             return
         self._seq += 1
-        now = self._clock()
-        ts = now if now > self._last_ts else self._last_ts + 1
-        self._last_ts = ts
-        cmd.seq = self._seq
-        cmd.ts = ts
+        self._last_ts = ts = stamp(cmd, self._seq, self._last_ts, self._clock())
         for k, sub in targets:
             if sub is not cmd:
                 sub.seq = cmd.seq
