@@ -554,13 +554,7 @@ class ClusterExchange(Exchange):
                 # does per command), without storing the results on the wait for
                 # _release's second pass over the batch.
                 order.popleft()
-                self.released += 1
-                reply = w.reply
-                if reply is not None:
-                    try:
-                        reply(cmd, events, own)
-                    except Exception:
-                        log.exception("reply failed for ticket %d", w.ticket)
+                self._reply_released(w, cmd, events, own)
                 continue
             w.cmd = cmd
             w.events = events
@@ -590,12 +584,18 @@ class ClusterExchange(Exchange):
             if not w.done:
                 return
             order.popleft()
-            self.released += 1
-            if w.reply is not None:
-                try:
-                    w.reply(w.cmd, w.events, w.reports)
-                except Exception:
-                    log.exception("reply failed for ticket %d", w.ticket)
+            self._reply_released(w, w.cmd, w.events, w.reports)
+
+    def _reply_released(self, w: _Wait, cmd: Command | None, events: list[Event],
+                        reports: list[ExecReport]) -> None:
+        """Reply to a released submission (taken off ``_order`` by the caller)."""
+        self.released += 1
+        reply = w.reply
+        if reply is not None:
+            try:
+                reply(cmd, events, reports)
+            except Exception:
+                log.exception("reply failed for ticket %d", w.ticket)
 
     # -- observability ---------------------------------------------------------------------
 
