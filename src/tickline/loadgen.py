@@ -264,27 +264,33 @@ class _Run:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            # Waiting strategy: the event loop's timers have ~1 ms resolution, so a wait of
-            # more than 1.1 ms sleeps on a timer until ~1 ms before the planned time and a
-            # shorter one yields to the loop (sleep(0), serving responses) and checks again.
-            # Cost: near the planned time this task keeps its core busy; benefit: send lag
-            # (reported as send_lag_us) stays in microseconds instead of up to a millisecond.
-            if cfg.send_interval > 0:  # a timer, not a spin: see LoadConfig.send_interval
-                await asyncio.sleep(cfg.send_interval)
-                continue
-            delay = (start + i * period_ns - clock()) / 1e9
-            if delay > 0.0011:
-                await asyncio.sleep(delay - 0.001)
-                continue
-            await asyncio.sleep(0)  # serve the responses that have arrived
-            if sleep_wait:
-                # "sleep": block the loop in the kernel until the planned time (at most
-                # the gap to the next send, <= 1 ms) instead of spinning: responses that
-                # arrive meanwhile wait at most that long, and it is counted in their
-                # round trip
-                delay = (start + i * period_ns - clock()) / 1e9
-                if delay > 0:
-                    time.sleep(min(delay, 0.001))
+            await pace(start + i * period_ns, cfg.send_interval, sleep_wait)
+
+
+async def pace(planned_ns: float, send_interval: float, sleep_wait: bool) -> None:
+    """Wait towards ``planned_ns`` (``time.perf_counter_ns``), the planned time of a
+    sender's next order; the caller then checks what is due. Both senders (binary here, FIX
+    in :mod:`tickline.gateway.fix.load`) wait this way.
+
+    ``send_interval > 0``: a timer of that length (:attr:`LoadConfig.send_interval`).
+    Otherwise: the event loop's timers have ~1 ms resolution, so a wait of more than 1.1 ms
+    sleeps on a timer until ~1 ms before the planned time, and a shorter one yields to the
+    loop (``sleep(0)``, serving the answers that have arrived); then ``sleep_wait``
+    (:attr:`LoadConfig.wait` "sleep") blocks in the kernel until the planned time (at most
+    1 ms: answers arriving meanwhile wait that long, counted in their round trip), else
+    the caller spins back here, keeping its core busy but the send lag in microseconds."""
+    if send_interval > 0:
+        await asyncio.sleep(send_interval)
+        return
+    delay = (planned_ns - time.perf_counter_ns()) / 1e9
+    if delay > 0.0011:
+        await asyncio.sleep(delay - 0.001)
+        return
+    await asyncio.sleep(0)
+    if sleep_wait:
+        delay = (planned_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            time.sleep(min(delay, 0.001))
 
 
 async def _cancel_leftovers(sessions: list[_Session], symbol: str) -> int:

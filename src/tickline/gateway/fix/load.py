@@ -26,6 +26,7 @@ from tickline.bench.report import machine, percentiles
 from tickline.core.gctune import freeze_after_warmup, realtime_thresholds
 from tickline.core.metrics import LatencyRecorder
 from tickline.gateway.fix import codec
+from tickline.loadgen import pace
 
 __all__ = ["DEFAULT_SESSIONS", "run_fix_load"]
 
@@ -208,21 +209,7 @@ class _FixRun:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            if self.cfg.send_interval > 0:  # a timer, not a spin (LoadConfig.send_interval)
-                await asyncio.sleep(self.cfg.send_interval)
-                continue
-            delay = (start + i * period - clock()) / 1e9
-            if delay > 0.0011:
-                await asyncio.sleep(delay - 0.001)
-                continue
-            await asyncio.sleep(0)  # serve the answers that have arrived
-            if sleep_wait:
-                # LoadConfig.wait "sleep", as the binary sender: block in the kernel until
-                # the planned time (at most 1 ms) instead of spinning on the loop, which kept
-                # one of the machine's two cores busy and took CPU from the server under test
-                delay = (start + i * period - clock()) / 1e9
-                if delay > 0:
-                    time.sleep(min(delay, 0.001))
+            await pace(start + i * period, self.cfg.send_interval, sleep_wait)
 
 
 async def run_fix_load(cfg: Any, fix_port: int, sessions: str = DEFAULT_SESSIONS,
