@@ -649,21 +649,9 @@ class FixSession(asyncio.Protocol):
         inst = self.gw.instruments.get(r.symbol)
         if inst is None:
             return
-        store = self.store
-        encoder = self.encoder
         ts = codec.sending_time()
-        if not self.closed and encoder is not None and store is not None:
-            # send_app("8", ...) inlined: one report per command and more, the hottest send
-            body = app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid)
-            seq = store.next_out
-            store.sent_app(seq, b"8", ts, body)
-            self.out += encoder.encode("8", seq, body, now=ts)
-            self.gw.messages_out += 1
-            if not self.dirty:
-                self.dirty = True
-                self.gw.mark_dirty(self)
-        if r.seq and store is not None:
-            store.delivered(r.seq)
+        self.send_app("8", app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid), ts)
+        self._delivered(r)
 
     def _delivered(self, r: ExecReport) -> None:
         if r.seq and self.store is not None:
