@@ -7,7 +7,11 @@ sent, in microseconds per order — what a change saves where, independent of ho
 shared machine's other jobs keep the cores (wall-clock latency is not). ``--gc-off`` starts
 the tickline processes with the cyclic collector disabled (an experiment: is a tail the
 collector's?); ``--py-spy DIR`` records a py-spy flame graph of each tickline process during
-the run (py-spy must be installed); ``--standby-nice N`` renices the standby engine::
+the run (py-spy must be installed; its samples are wall time: a process waiting for a core
+shows where it was preempted, often a socket write); ``--profile DIR`` runs the leader,
+standby and gateway under cProfile timed by CPU (``DIR/<name>.prof``, whole process life:
+start-up and prefill included, the profiler's own cost too); ``--standby-nice N`` renices
+the standby engine::
 
     python benchmarks/cluster_cpu.py --rate 10000 --duration 5
     python benchmarks/cluster_cpu.py --rate 10000 --rounds 3 --send-interval 0.0005
@@ -36,7 +40,13 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _argv(gc_off: bool) -> list[str]:
+def _argv(gc_off: bool, profile: Path | None = None, name: str = "") -> list[str]:
+    if profile is not None:  # cProfile on CPU time, written when the process exits
+        out = profile / f"{name}.prof"
+        return [sys.executable, "-c",
+                "import atexit, cProfile, sys, time; p = cProfile.Profile(time.process_time); "
+                f"atexit.register(lambda: (p.disable(), p.dump_stats({str(out)!r}))); "
+                "from tickline.cli import main; sys.argv[0] = 'tickline'; p.enable(); main()"]
     if not gc_off:
         return list(_TICKLINE)
     return [sys.executable, "-c",
@@ -69,19 +79,24 @@ def main() -> None:
                     help="renice the standby engine (an experiment: off the latency path)")
     ap.add_argument("--py-spy", type=Path, default=None)
     ap.add_argument("--keep-logs", type=Path, default=None)
+    ap.add_argument("--profile", type=Path, default=None)
     args = ap.parse_args()
     tl = _argv(args.gc_off)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     rates = args.rate or [10_000.0]
     with tempfile.TemporaryDirectory(prefix="tickline-cluster-cpu-") as d:
         tmp = Path(d)
         with NatsServer(tmp / "nats") as nats:
             assert nats.proc is not None
             procs = {
-                name: _Proc([*tl, "cluster-engine", "--cluster", nats.url, "--lease", "1.0",
+                name: _Proc([*_argv(args.gc_off, args.profile, name), "cluster-engine",
+                             "--cluster", nats.url, "--lease", "1.0",
                              "--node-id", name, "--snapshot-every", "100000"],
                             tmp / f"{name}.log")
                 for name in ("leader", "standby")}
-            procs["gateway"] = _Proc([*tl, "serve", "--cluster", nats.url, "--port", "0",
+            procs["gateway"] = _Proc([*_argv(args.gc_off, args.profile, "gateway"), "serve",
+                                      "--cluster", nats.url, "--port", "0",
                                       "--http-port", "0"], tmp / "gateway.log")
             port = procs["gateway"].field("port")
             pids = {name: p.proc.pid for name, p in procs.items()}

@@ -11,10 +11,12 @@ node's utime+stime over the run per message and per command. Wall-clock pacing m
 natural batches depend on the machine's load: compare trees interleaved, several rounds.
 ``--callgrind F`` runs the node under ``valgrind --tool=callgrind`` with the counters zeroed
 at the start of the load and dumped after it (``F.<n>``: its ``summary`` line is the
-instructions of the load window)::
+instructions of the load window); ``--profile F`` runs cProfile in the node for the load
+window only (SIGUSR1 starts it, SIGUSR2 writes ``F``, a ``pstats`` file)::
 
     python benchmarks/cluster_node_cost.py --commands 1 --rate 1000 --messages 4000
     python benchmarks/cluster_node_cost.py --commands 4 --rate 50 --messages 300 --callgrind /tmp/cg
+    python benchmarks/cluster_node_cost.py --role leader --commands 16 --profile /tmp/leader.prof
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +34,7 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 _NODE = r'''
-import asyncio, sys
+import asyncio, cProfile, signal, sys, time
 from tickline.bench.workload import exchange_core_mix
 from tickline.cluster.node import EngineNode
 from tickline.server import run_event_loop
@@ -41,6 +44,12 @@ async def main() -> None:
     node = EngineNode(sys.argv[1], work.instruments, standby_only=sys.argv[2] == "standby",
                       node_id=sys.argv[2])
     await node.start()
+    if sys.argv[3]:  # --profile: the load window only
+        prof = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, prof.enable)
+        loop.add_signal_handler(signal.SIGUSR2,
+                                lambda: (prof.disable(), prof.dump_stats(sys.argv[3])))
     print("READY", flush=True)
     await asyncio.Event().wait()
 
@@ -85,7 +94,7 @@ async def _run(args: argparse.Namespace) -> None:
         await nc.flush()
         vg = (["valgrind", "--tool=callgrind", f"--callgrind-out-file={args.callgrind}"]
               if args.callgrind else [])
-        node = _spawn([*vg, sys.executable, "-c", _NODE, nats.url, args.role])
+        node = _spawn([*vg, sys.executable, "-c", _NODE, nats.url, args.role, args.profile])
         try:
             assert node.stdout is not None
             node.stdout.readline()
@@ -97,6 +106,8 @@ async def _run(args: argparse.Namespace) -> None:
                     break
             if args.callgrind:
                 _callgrind(node.pid, "-z")
+            if args.profile:
+                node.send_signal(signal.SIGUSR1)
             before = _cpu_s(node.pid)
             start = time.monotonic()
             for n in range(m):
@@ -113,6 +124,9 @@ async def _run(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.5)
             if args.callgrind:
                 _callgrind(node.pid, "-d")
+            if args.profile:
+                node.send_signal(signal.SIGUSR2)
+                await asyncio.sleep(0.5)
             cpu = _cpu_s(node.pid) - before
             print(f"{args.role}, {m} messages of {k} commands at {args.rate:g}/s: "
                   f"{cpu / m * 1e6:,.0f} µs per message, {cpu / (m * k) * 1e6:,.1f} µs per "
@@ -131,6 +145,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--role", choices=["standby", "leader"], default="standby")
     ap.add_argument("--callgrind", default="", help="callgrind output file of the node")
+    ap.add_argument("--profile", default="", help="cProfile stats file of the node")
     asyncio.run(_run(ap.parse_args()))
 
 
