@@ -50,6 +50,7 @@ RECORD = PACKAGE_DIR / "_compiled.json"
 
 CANDIDATES: tuple[str, ...] = (
     "tickline.loop",
+    "tickline.cluster.release",
     "tickline.journal.framing",
     "tickline.matching.book",
     "tickline.matching.engine",
@@ -70,9 +71,9 @@ CANDIDATES: tuple[str, ...] = (
 )
 """Modules the compiled build compiles, if they compile: the engine's hot path, and the
 exchange loop's per-command path (``loop``, the publisher and its bars, the report builder,
-history and router; their Structs live in ``stream.messages`` and ``stream.report_types``,
-which stay pure). Extend the
-list as modules become compilable (plain classes with exact types, no Struct definitions,
+history and router; ``cluster.release``, the cluster gateway's; their Structs live in
+``stream.messages``, ``stream.report_types`` and ``cluster.wire``, which stay pure). Extend
+the list as modules become compilable (plain classes with exact types, no Struct definitions,
 every attribute and method a class uses declared in its body: mypyc rejects an
 ``if TYPE_CHECKING:`` block in a class body); ``python -m tickline._build compile`` skips,
 with a reason, any that defines a Struct."""

@@ -66,13 +66,24 @@ from tickline.cluster.jetstream import (
     snapshot_store,
 )
 from tickline.cluster.node import leader_key, load_snapshot
+from tickline.cluster.release import (
+    Batch,
+    Wait,
+    answer,
+    commands,
+    publish_items,
+    release,
+    ticket,
+    unseen,
+    waits_for,
+)
 from tickline.cluster.shardmap import (
     ShardMap,
     in_subject,
     out_stream,
     out_subject,
 )
-from tickline.cluster.wire import Logged, decode_output, encode
+from tickline.cluster.wire import Logged, decode_output_rows, encode
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped, Reply
 from tickline.matching import (
     CancelOrders,
@@ -97,51 +108,8 @@ _CROSS_SHARD = int(RejectReason.CROSS_SHARD_UNSUPPORTED)
 _EXEC_REJECTED = int(ExecKind.REJECTED)
 
 
-_NONE: list[Any] = []
-"""A wait's events and reports until it is released (shared, never appended to)."""
-
 _MAX_BATCH = 1024
 """Commands per input message at most (and fewer if it would exceed NATS max_payload)."""
-
-
-class _Batch:
-    """One input message: commands of one shard taken in one loop turn, tickets
-    ``ticket .. last``; re-sent whole (same bytes, same ``Nats-Msg-Id``) when lost."""
-
-    __slots__ = ("first_sent", "last", "left", "msg_id", "payload", "sent", "shard",
-                 "ticket")
-
-    def __init__(self, ticket: int, last: int, shard: int, payload: bytes,
-                 msg_id: str) -> None:
-        self.ticket = ticket
-        self.last = last
-        self.left = last - ticket + 1
-        self.shard = shard
-        self.payload = payload
-        self.msg_id = msg_id
-        self.sent = self.first_sent = time.monotonic()
-
-
-class _Wait:
-    """One submission waiting for its release (a command, a query or a deferred make).
-    A command's ``ticket`` is given when it is batched for publishing (0 before)."""
-
-    __slots__ = ("ask", "batch", "cmd", "done", "events", "make", "origin", "reply",
-                 "reports", "shard", "ticket")
-
-    def __init__(self, ticket: int, cmd: Command | None, reply: Any,
-                 origin: ReportPort | None) -> None:
-        self.ticket = ticket
-        self.cmd = cmd
-        self.reply = reply
-        self.origin = origin
-        self.shard = 0
-        self.done = False
-        self.events: list[Event] = _NONE  # set when released (not on the fast path)
-        self.reports: list[ExecReport] = _NONE
-        self.ask: Callable[[], Any] | None = None
-        self.make: Callable[[], Command | None] | None = None
-        self.batch: _Batch | None = None
 
 
 class ClusterExchange(Exchange):
@@ -166,11 +134,11 @@ class ClusterExchange(Exchange):
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._ticket = 0
-        self._mine: dict[int, _Wait] = {}
-        self._order: deque[_Wait] = deque()
-        self._to_publish: list[_Wait] = []
-        self._to_resend: list[_Batch] = []
-        self._batches: dict[int, _Batch] = {}  # first ticket -> batch not fully released
+        self._mine: dict[int, Wait] = {}
+        self._order: deque[Wait] = deque()
+        self._to_publish: list[Wait] = []
+        self._to_resend: list[Batch] = []
+        self._batches: dict[int, Batch] = {}  # first ticket -> batch not fully released
         self._max_payload = 900_000
         self._publish_wake = asyncio.Event()
         self._applied = [0] * shards
@@ -310,7 +278,7 @@ class ClusterExchange(Exchange):
         text = (f"{type(cmd).__name__} spans shards: not supported with "
                 f"{self.map.shards} cluster shards (send it per symbol)")
         cmd.seq = 0
-        w = _Wait(0, cmd, reply, origin)
+        w = Wait(0, cmd, reply, origin)
         w.events = [Rejected(account, "", "", 0, _CROSS_SHARD, text)]
         w.reports = [ExecReport(0, time.time_ns(), account, _EXEC_REJECTED, "", 0, "", 0, 0,
                                 0, 0, reason=_CROSS_SHARD, text=text)]
@@ -331,7 +299,7 @@ class ClusterExchange(Exchange):
             self._check_available(shard)
         last = len(parts) - 1
         for i, (shard, part) in enumerate(parts):
-            w = _Wait(0, part, reply if i == last else None, origin)
+            w = Wait(0, part, reply if i == last else None, origin)
             w.shard = shard
             self._order.append(w)
             self._to_publish.append(w)
@@ -369,11 +337,7 @@ class ClusterExchange(Exchange):
             return 0
         self._check_available(0)
         take = cmds if len(cmds) <= room else cmds[:room]
-        to_publish = self._to_publish
-        for cmd in take:
-            w = _Wait(0, cmd, reply, origin)
-            order.append(w)
-            to_publish.append(w)
+        waits_for(take, reply, origin, order, self._to_publish)
         self._publish_wake.set()
         return len(take)
 
@@ -381,7 +345,7 @@ class ClusterExchange(Exchange):
                         origin: ReportPort | None = None) -> None:
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
-        w = _Wait(0, None, reply, origin)
+        w = Wait(0, None, reply, origin)
         w.make = make
         self._order.append(w)
         self._release()
@@ -389,7 +353,7 @@ class ClusterExchange(Exchange):
     def query(self, ask: Callable[[], Any], reply: Callable[[Any], None]) -> None:
         if self._stopping:
             raise ExchangeStopped("the exchange is stopping")
-        w = _Wait(0, None, reply, None)
+        w = Wait(0, None, reply, None)
         w.ask = ask
         self._order.append(w)
         self._release()
@@ -423,7 +387,7 @@ class ClusterExchange(Exchange):
             if self.map.shards == 1:
                 groups = [fresh]
             else:
-                by_shard: dict[int, list[_Wait]] = {}
+                by_shard: dict[int, list[Wait]] = {}
                 for w in fresh:
                     by_shard.setdefault(w.shard, []).append(w)
                 groups = list(by_shard.values())
@@ -434,25 +398,18 @@ class ClusterExchange(Exchange):
                                          headers={"Nats-Msg-Id": b.msg_id})
             self.published += len(fresh)
 
-    def _make_batches(self, waits: list[_Wait]) -> list[_Batch]:
+    def _make_batches(self, waits: list[Wait]) -> list[Batch]:
         """Ticket ``waits`` (one shard's, in order) and encode them as one batch, or as
         several when one would exceed NATS max_payload."""
         ts = time.time_ns()
-        payload = encode(Logged(self.gateway_id, self._ticket + 1, ts,
-                                [w.cmd for w in waits]))  # type: ignore[misc]
+        payload = encode(Logged(self.gateway_id, self._ticket + 1, ts, commands(waits)))
         if len(payload) > self._max_payload and len(waits) > 1:
             half = len(waits) // 2
             return self._make_batches(waits[:half]) + self._make_batches(waits[half:])
         first = self._ticket + 1
         self._ticket += len(waits)
-        b = _Batch(first, self._ticket, waits[0].shard, payload, f"{self.gateway_id}:{first}")
-        mine = self._mine
-        ticket = first
-        for w in waits:
-            w.ticket = ticket
-            w.batch = b
-            mine[ticket] = w
-            ticket += 1
+        b = Batch(first, self._ticket, waits[0].shard, payload, f"{self.gateway_id}:{first}")
+        ticket(waits, first, b, self._mine)
         self._batches[first] = b
         self.batches += 1
         return [b]
@@ -498,69 +455,30 @@ class ClusterExchange(Exchange):
         return handle
 
     def _on_output(self, shard: int, data: bytes) -> None:
-        out = decode_output(data)
+        """One output message of ``shard``: market data, then per command (compiled:
+        :func:`tickline.cluster.release.release`) its reports built, recorded and routed
+        and the oldest submissions answered; then whatever that unblocked."""
+        epoch, _, rows = decode_output_rows(data)
         self._output_seen[shard] = time.monotonic()
-        if out.epoch < self._epochs[shard]:
+        if epoch < self._epochs[shard]:
             self.stale_outputs += 1  # a fenced-off leader's (cannot normally land)
-        self._epochs[shard] = max(self._epochs[shard], out.epoch)
-        build = self.reports.build
-        record = self.history.record
-        route = self.router.route
-        mine = self._mine
-        gid = self.gateway_id
+        self._epochs[shard] = max(self._epochs[shard], epoch)
         applied = self._applied[shard]
-        fresh = out.done
-        if fresh and fresh[0].cmd.seq <= applied:  # a takeover re-publishes: drop the known
-            fresh = [d for d in fresh if d.cmd.seq > applied]
+        fresh = unseen(rows, applied)  # a takeover re-publishes: drop the known
         if fresh:
             try:  # market data first, as the one-process exchange does
-                self.publisher.publish_batch([(d.cmd.seq, d.cmd.ts, d.events) for d in fresh])
+                self.publisher.publish_batch(publish_items(fresh))
             except Exception:
                 log.exception("market data publish failed for shard %d", shard)
-            applied = fresh[-1].cmd.seq  # in order: the last is the highest
+            applied = fresh[-1][2].seq  # in order: the last is the highest
         # the mirror's position first: the replies below may run before the batch ends
         self._applied[shard] = applied
         self.engine.last_seq = sum(self._applied)
-        self.commands += len(out.done)
-        released = self._released_ticket[shard]
-        batches = self._batches
-        order = self._order
-        for done in fresh:
-            cmd = done.cmd
-            events = done.events
-            reports = build(cmd.seq, cmd.ts, events)
-            record(reports)
-            w = mine.pop(done.ticket, None) if done.gateway == gid else None
-            if w is None:  # another gateway's command (or one re-published): route only
-                try:
-                    route(reports, getattr(cmd, "account", 0), None)
-                except Exception:
-                    log.exception("report delivery failed for seq %d", cmd.seq)
-                continue
-            if w.ticket > released:
-                released = w.ticket
-            b = w.batch
-            if b is not None:
-                b.left -= 1
-                if not b.left:
-                    del batches[b.ticket]
-            try:
-                own = route(reports, getattr(cmd, "account", 0), w.origin)
-            except Exception:
-                log.exception("report delivery failed for seq %d", cmd.seq)
-                own = []
-            if order and order[0] is w:
-                # The oldest submission waiting: answer it now (what the one-process loop
-                # does per command), without storing the results on the wait for
-                # _release's second pass over the batch.
-                order.popleft()
-                self._reply_released(w, cmd, events, own)
-                continue
-            w.cmd = cmd
-            w.events = events
-            w.reports = own
-            w.done = True
-        self._released_ticket[shard] = released
+        self.commands += len(rows)
+        self._released_ticket[shard], answered = release(
+            fresh, self.gateway_id, self._mine, self._order, self._batches, self.reports,
+            self.history, self.router, self._released_ticket[shard])
+        self.released += answered
         self._release()
 
     def _release(self) -> None:
@@ -586,16 +504,11 @@ class ClusterExchange(Exchange):
             order.popleft()
             self._reply_released(w, w.cmd, w.events, w.reports)
 
-    def _reply_released(self, w: _Wait, cmd: Command | None, events: list[Event],
+    def _reply_released(self, w: Wait, cmd: Command | None, events: list[Event],
                         reports: list[ExecReport]) -> None:
         """Reply to a released submission (taken off ``_order`` by the caller)."""
         self.released += 1
-        reply = w.reply
-        if reply is not None:
-            try:
-                reply(cmd, events, reports)
-            except Exception:
-                log.exception("reply failed for ticket %d", w.ticket)
+        answer(w, cmd, events, reports)
 
     # -- observability ---------------------------------------------------------------------
 
