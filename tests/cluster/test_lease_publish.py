@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from tickline.cluster.node import EngineNode
@@ -30,18 +29,20 @@ class FakeKV:
 
 
 class FakeJS:
+    """The leader's output publisher (:class:`~tickline.cluster.publish.AckedPublisher`)."""
+
     def __init__(self) -> None:
         self.published: list[tuple[float, dict[str, str]]] = []
 
-    async def publish(self, subject: str, payload: bytes, **kw: Any) -> Any:
+    async def publish(self, subject: str, payload: bytes, **kw: Any) -> int:
         self.published.append((time.monotonic(), kw["headers"]))
-        return SimpleNamespace(seq=len(self.published))
+        return len(self.published)
 
 
 def leader(renewed_ago: float, kv_delay: float) -> tuple[EngineNode, FakeKV, FakeJS]:
     node = EngineNode("nats://unused", [Instrument(symbol="ABC")], lease_s=LEASE)
     kv, js = FakeKV(kv_delay), FakeJS()
-    node.kv, node.js = kv, js  # type: ignore[assignment]
+    node.kv, node._output = kv, js  # type: ignore[assignment]
     node.leader = True
     node._revision = 7
     node._renewed = time.monotonic() - renewed_ago

@@ -63,6 +63,7 @@ from tickline.cluster.jetstream import (
     log_command,
     snapshot_store,
 )
+from tickline.cluster.publish import AckedPublisher
 from tickline.cluster.replica import Replica
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
 from tickline.cluster.wire import (
@@ -146,6 +147,7 @@ class EngineNode:
         self.js: JetStreamContext | None = None
         self.kv: KeyValue | None = None
         self.store: ObjectStore | None = None
+        self._output: AckedPublisher | None = None
         self._follower: Follower | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._publisher_task: asyncio.Task[None] | None = None
@@ -175,6 +177,8 @@ class EngineNode:
         self.nc = await connect(self.url, name=f"tickline-engine-{self.shard}-{self.node_id}")
         self._max_payload = int(self.nc.max_payload * 0.9)
         js = self.js = self.nc.jetstream()
+        self._output = AckedPublisher(self.nc)
+        await self._output.start()
         await ensure_shard(js, self.shard, replicas=self.replicas)
         self.kv = await leader_kv(js, lease_s=self.lease_s, replicas=self.replicas)
         self.store = await snapshot_store(js, replicas=self.replicas)
@@ -275,9 +279,9 @@ class EngineNode:
                 while len(payload) > self._max_payload and len(batch) > 1:
                     batch = batch[:len(batch) // 2]  # one NATS message: below max_payload
                     payload = encode(Output(self.epoch, self.shard, batch))
-                assert self.js is not None
+                assert self._output is not None
                 try:
-                    ack = await self.js.publish(
+                    out_seq = await self._output.publish(
                         out_subject(self.shard), payload,
                         stream=out_stream(self.shard), timeout=2.0,
                         headers={"Nats-Expected-Last-Sequence": str(self.out_seq)})
@@ -289,7 +293,7 @@ class EngineNode:
                         await self._resync_output()
                         continue
                     raise
-                self.out_seq = ack.seq
+                self.out_seq = out_seq
                 self.published_seq = batch[-1].cmd.seq
                 for _ in range(len(batch)):
                     self._unpublished.popleft()
