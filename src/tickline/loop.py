@@ -186,12 +186,12 @@ def commands_of(pending: Pending, stale: int) -> list[Any]:
     return [item.cmd for item, _ in pending]
 
 
-def publish_items(pending: Pending, stale: int) -> list[tuple[int, int, list[Any]]]:
+def publish_items(pending: Pending, stale: int) -> list[tuple[Any, Any, list[Any]]]:
     """``(seq, ts, events)`` of each sequenced command of the batch, for the publisher."""
-    out: list[tuple[int, int, list[Any]]] = []
+    out: list[tuple[Any, Any, list[Any]]] = []
     for item, events in pending:
         cmd = item.cmd
-        seq: int = cmd.seq
+        seq = cmd.seq  # seq, ts: the command's own int objects (``Any``), passed on as they are
         if seq or not stale:
             out.append((seq, cmd.ts, events))
     return out
@@ -208,7 +208,7 @@ def release(pending: Pending, reports: ReportBuilder, history: ReportHistory,
         events_out += len(events)
         cmd = item.cmd
         try:
-            seq: int = cmd.seq
+            seq = cmd.seq  # the command's own int objects (``Any``): passed on unboxed
             if seq:
                 out = reports.build(seq, cmd.ts, events)
                 history.record(out)

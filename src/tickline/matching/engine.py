@@ -253,7 +253,6 @@ class MatchingEngine(RiskControls):
         have been applied, and their events are lost with the batch.
         """
         results: list[list[Event]] = []
-        append = results.append
         for cmd in commands:
             out: list[Event] = []
             if COMPILED:  # every field in one C call, for the callees too (replace.COMPILED)
@@ -279,7 +278,7 @@ class MatchingEngine(RiskControls):
                 self._set_status(cmd, out)  # type: ignore[arg-type]
             elif kind is not _TimeTick:
                 self._account_command(cmd, out)
-            append(out)
+            results.append(out)  # (compiled: the list primitive, not a bound-method call)
         return results
 
     # -- new orders ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
+from typing import Any, cast
 
 from tickline.stream.reports import ExecReport
 
@@ -31,11 +32,12 @@ class ReportHistory:
         """Keep ``reports`` (one command's, in report order)."""
         if not self.per_account:
             return
-        recent = self._recent
-        for r in reports:
-            q = recent.get(r.account)
+        recent: dict[Any, deque[ExecReport]] = self._recent
+        for r in cast(Sequence[Any], reports):  # (``Any``: the account object as it is)
+            account = r.account
+            q = recent.get(account)
             if q is None:
-                q = recent[r.account] = deque(maxlen=self.per_account)
+                q = recent[account] = deque(maxlen=self.per_account)
             q.append(r)
 
     def after(self, account: int, after: int, upto: int) -> list[ExecReport] | None:

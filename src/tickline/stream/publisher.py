@@ -110,13 +110,7 @@ _BUY: Final = BUY
 _EMPTY: Final = EMPTY
 
 _astuple: Final = msgspec.structs.astuple
-_LevelFields = tuple[str, int, int, int, int]
-"""A :class:`~tickline.matching.events.LevelChanged` as :func:`msgspec.structs.astuple`
-gives it: symbol, side, price, quantity, order_count."""
-_ReplacedFields = tuple[int, int, str, str, int, int, int, int, bool, int, int]
-"""A :class:`~tickline.matching.events.Replaced` as :func:`msgspec.structs.astuple` gives
-it: order_id, account, client_order_id, symbol, side, price, quantity, leaves,
-kept_priority, stop_price, display_quantity."""
+"""One C call for all of an event's fields (a tuple of the event's own objects)."""
 
 
 def _probe() -> None:
@@ -156,13 +150,15 @@ class _Order:
     ``leaves`` is the visible slice of a resting order (the whole open quantity while in
     flight), ``hidden`` an iceberg's reserve while it rests, ``display`` its display
     quantity (0: all visible). A plain slots class: a native class in the compiled build
-    (its fields read and written in C), as cheap as a Struct to read in pure Python."""
+    (its fields read and written in C), as cheap as a Struct to read in pure Python.
+    ``order_id`` and ``price`` are ``Any``: compiled, they hold the event's own int objects
+    (dict keys and message fields as they came, never boxed anew per use)."""
 
     __slots__ = ("account", "client_order_id", "display", "hidden", "leaves", "order_id",
                  "price", "quantity", "resting", "side")
 
-    def __init__(self, order_id: int, account: int, client_order_id: str, side: int,
-                 price: int, quantity: int, leaves: int, resting: bool, display: int = 0,
+    def __init__(self, order_id: Any, account: int, client_order_id: str, side: int,
+                 price: Any, quantity: int, leaves: int, resting: bool, display: int = 0,
                  hidden: int = 0) -> None:
         self.order_id = order_id
         self.account = account
@@ -256,7 +252,7 @@ class _Symbol:
         return sorted(self.asks)
 
 
-_Handler = Callable[[_Symbol, Any, int], None]
+_Handler = Callable[[_Symbol, Any, Any], None]
 """``handler(symbol state, event, ts)``: one event's effect on the mirror and the streams."""
 
 
@@ -356,12 +352,16 @@ class MarketDataPublisher:
         Synchronous; never awaits."""
         self.publish_batch(((seq, ts, events),))
 
-    def publish_batch(self, batch: Iterable[tuple[int, int, list[Event]]]) -> None:
+    def publish_batch(self, batch: Iterable[tuple[int, Any, list[Event]]]) -> None:
         """Publish the market data of many commands, in order: one ``publish_many`` per
         topic touched, so fan-out costs per batch rather than per message. Synchronous.
         An event of a symbol the publisher does not know is skipped; anything that is not
         an engine event raises :class:`TypeError`. Cost: O(events) plus O(topics touched x
-        subscribers)."""
+        subscribers).
+
+        ``ts`` is ``Any`` here and in the handlers: compiled, the command's own int object
+        goes into every message as it is (an ``int`` would be unboxed once and boxed anew
+        for each message; the same for the event fields the handlers pass on)."""
         self._epoch += 1
         epoch = self._epoch
         has_subs = self.bus.has_subscribers
@@ -377,12 +377,14 @@ class MarketDataPublisher:
         n_events = 0
         n_commands = 0
         base = self.commands  # global command number, marks "BBO already queued for check"
-        seq = ts = 0
+        seq = 0
+        ts: Any = 0
         for seq, ts, events in batch:  # noqa: B007 -- the last seq is kept below
             n_commands += 1
             self._cmd_no = base + n_commands
-            if ts >= bars.next_close:
-                bars.close(ts, has_subs)
+            now: int = ts  # (unboxed once, for the comparison)
+            if now >= bars.next_close:
+                bars.close(now, has_subs)
             n_events += len(events)
             for ev in cast(list[Any], events):
                 try:
@@ -451,7 +453,7 @@ class MarketDataPublisher:
 
     # -- one handler per event kind ----------------------------------------------------------
 
-    def _on_accepted(self, st: _Symbol, ev: Accepted | Triggered, ts: int) -> None:
+    def _on_accepted(self, st: _Symbol, ev: Accepted | Triggered, ts: Any) -> None:
         """A new order (or a stop that triggered): live, not yet resting (it may trade away
         within its command). An armed stop is invisible until it triggers: nothing."""
         display = 0
@@ -466,10 +468,10 @@ class MarketDataPublisher:
         st.orders[order_id] = order
         self._pending.append((st, order))
 
-    def _on_rejected(self, st: _Symbol, ev: Rejected, ts: int) -> None:
+    def _on_rejected(self, st: _Symbol, ev: Rejected, ts: Any) -> None:
         """A rejected command changed nothing: no market data."""
 
-    def _on_trade(self, st: _Symbol, ev: Trade, ts: int) -> None:
+    def _on_trade(self, st: _Symbol, ev: Trade, ts: Any) -> None:
         """A trade tick; the bars; the maker's L3 execution (its visible slice: the open
         quantity less the reserve) and, for an iceberg whose slice is gone, the refill at the
         back of the level; both orders' open quantity."""
@@ -509,7 +511,7 @@ class MarketDataPublisher:
                 del orders[taker_id]
 
     @staticmethod
-    def _refill(st: _Symbol, order: _Order, ts: int) -> None:
+    def _refill(st: _Symbol, order: _Order, ts: Any) -> None:
         """An iceberg's slice filled: the next slice (``min(display, reserve)``, as the
         engine) goes to the back of its level now (see the module doc for why not at the end
         of the command)."""
@@ -526,7 +528,7 @@ class MarketDataPublisher:
             l3.append(_OrderAdded(st.l3_seq, ts, st.symbol, order.order_id, order.side,
                                   order.price, qty))
 
-    def _on_left_book(self, st: _Symbol, ev: Cancelled | Expired, ts: int) -> None:
+    def _on_left_book(self, st: _Symbol, ev: Cancelled | Expired, ts: Any) -> None:
         """An order (or its remainder) is gone: an L3 delete if it was resting."""
         order_id = ev.order_id
         order = st.orders.pop(order_id, None)
@@ -536,20 +538,20 @@ class MarketDataPublisher:
             l3.append(_OrderDeleted(st.l3_seq, ts, st.symbol, order_id, ev.side, ev.price,
                                     _L3_EXPIRED if type(ev) is _Expired else _L3_CANCELLED))
 
-    def _on_replaced(self, st: _Symbol, ev: Replaced, ts: int) -> None:
+    def _on_replaced(self, st: _Symbol, ev: Replaced, ts: Any) -> None:
         """Kept priority: an L3 modify if the open quantity changed. Lost it: an L3 delete,
         and the order is in flight again (re-added at the end of the command if open)."""
-        if COMPILED:  # every field in one C call, unboxed once into a native tuple
-            f = cast(_ReplacedFields, _astuple(ev))
+        if COMPILED:  # every field in one C call; the ids and price stay objects
+            f = _astuple(ev)
             order = st.orders.get(f[0])
             if order is None:
                 return
-            clid = f[2]
-            price = f[5]
-            quantity = f[6]
-            open_qty = f[7]
-            kept = f[8]
-            display = f[10]
+            clid: str = f[2]
+            price: Any = f[5]
+            quantity: int = f[6]
+            open_qty: int = f[7]
+            kept: bool = f[8]
+            display: int = f[10]
         else:
             order = st.orders.get(ev.order_id)
             if order is None:
@@ -590,9 +592,10 @@ class MarketDataPublisher:
         order.hidden = 0
         self._pending.append((st, order))
 
-    def _rest(self, st: _Symbol, side: int, price: int, ts: int) -> None:
+    def _rest(self, st: _Symbol, side: int, price: Any, ts: Any) -> None:
         """The level change of an order in flight at ``side``/``price``: it rests now, at the
-        back of its level (an iceberg shows one slice, as in the engine's ``_rest``)."""
+        back of its level (an iceberg shows one slice, as in the engine's ``_rest``).
+        ``price``: the event's own object (compared with the order's by value)."""
         pending = self._pending
         for i, (pst, order) in enumerate(pending):
             if (pst is st and order.price == price and order.side == side
@@ -604,62 +607,68 @@ class MarketDataPublisher:
                     order.hidden = order.leaves - display
                     order.leaves = display
                 orders = st.orders
-                del orders[order.order_id]  # re-insert: arrival order at its level
-                orders[order.order_id] = order
+                order_id = order.order_id
+                del orders[order_id]  # re-insert: arrival order at its level
+                orders[order_id] = order
                 l3 = st.l3
                 if l3 is not None:
                     st.l3_seq += 1
-                    l3.append(_OrderAdded(st.l3_seq, ts, st.symbol, order.order_id,
-                                          order.side, price, order.leaves))
+                    l3.append(_OrderAdded(st.l3_seq, ts, st.symbol, order_id, order.side,
+                                          price, order.leaves))
                 return
 
-    def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: int) -> None:
+    def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: Any) -> None:
         """The mirror's level and best key (next best by the engine's own scan), a depth
         delta, and the symbol marked for a BBO check at the end of the command; an order in
-        flight at this level rests now (:meth:`_rest`)."""
-        if COMPILED:  # every field in one C call, unboxed once into a native tuple
-            f = cast(_LevelFields, _astuple(ev))
-            side = f[1]
-            price = f[2]
-            quantity = f[3]
-            count = f[4]
+        flight at this level rests now (:meth:`_rest`). The price, quantity and count go
+        into the mirror and the delta as the event's own objects (``Any``); only side,
+        price and count are unboxed, for the comparisons."""
+        if COMPILED:  # every field in one C call
+            f = _astuple(ev)
+            side_o: Any = f[1]
+            price_o: Any = f[2]
+            quantity: Any = f[3]
+            count_o: Any = f[4]
         else:
-            price = ev.price
-            side = ev.side
+            side_o = ev.side
+            price_o = ev.price
             quantity = ev.quantity
-            count = ev.order_count
+            count_o = ev.order_count
+        side: int = side_o
+        price: int = price_o
+        count: int = count_o
         if count and self._pending:
-            self._rest(st, side, price, ts)
+            self._rest(st, side, price_o, ts)
         if side == _BUY:
             levels = st.bids
             if count:
-                levels[price] = (quantity, count)
+                levels[price_o] = (quantity, count_o)
                 if price > st.bid_best:
                     st.bid_best = price
-            elif price in levels:
-                del levels[price]
+            elif price_o in levels:
+                del levels[price_o]
                 if price == st.bid_best:
                     st.bid_best = next_best_key(levels, price, 1, st.step)
         else:
             levels = st.asks
             if count:
-                levels[price] = (quantity, count)
+                levels[price_o] = (quantity, count_o)
                 if -price > st.ask_best:
                     st.ask_best = -price
-            elif price in levels:
-                del levels[price]
+            elif price_o in levels:
+                del levels[price_o]
                 if -price == st.ask_best:
                     st.ask_best = next_best_key(levels, -price, -1, st.step)
         depth = st.depth
         if depth is not None:
             st.depth_seq += 1
-            depth.append(_DepthDelta(st.depth_seq, ts, st.symbol, side, price, quantity,
-                                     count))
+            depth.append(_DepthDelta(st.depth_seq, ts, st.symbol, side_o, price_o, quantity,
+                                     count_o))
         if st.bbo is not None and st.bbo_mark != self._cmd_no:
             st.bbo_mark = self._cmd_no
             self._bbo_dirty.append(st)
 
-    def _on_status_changed(self, st: _Symbol, ev: StatusChanged, ts: int) -> None:
+    def _on_status_changed(self, st: _Symbol, ev: StatusChanged, ts: Any) -> None:
         """Halt or resume: a status update, if anyone listens."""
         if self.bus.has_subscribers(st.t_status):
             if st.status is None:
@@ -667,7 +676,7 @@ class MarketDataPublisher:
             st.status_seq += 1
             st.status.append(StatusUpdate(st.status_seq, ts, st.symbol, ev.halted))
 
-    def _on_account_status(self, ev: AccountStatusChanged, ts: int) -> None:
+    def _on_account_status(self, ev: AccountStatusChanged, ts: Any) -> None:
         """The kill switch was set or lifted: an update on every symbol's status topic that
         has subscribers (the switch applies to all symbols)."""
         has_subs = self.bus.has_subscribers

@@ -109,13 +109,15 @@ _Rejected: Final = Rejected
 
 
 class _Live:
-    """The builder's view of one live order."""
+    """The builder's view of one live order. ``account``, ``price`` and ``quantity`` are
+    ``Any``: compiled, they hold the event's own int objects, which every report about the
+    order passes on as they are (a native ``int`` field would be boxed anew per report)."""
 
     __slots__ = ("account", "client_order_id", "cum_notional", "cum_quantity", "leaves",
                  "price", "quantity", "side", "symbol")
 
-    def __init__(self, account: int, client_order_id: str, symbol: str, side: int, price: int,
-                 quantity: int, leaves: int, cum_quantity: int = 0,
+    def __init__(self, account: Any, client_order_id: str, symbol: str, side: int, price: Any,
+                 quantity: Any, leaves: int, cum_quantity: int = 0,
                  cum_notional: int = 0) -> None:
         self.account = account
         self.client_order_id = client_order_id
@@ -231,15 +233,19 @@ class ReportBuilder:
         """Every account's last report number (a copy)."""
         return dict(self._seqs)
 
-    def build(self, command_seq: int, ts: int, events: Sequence[Event]) -> list[ExecReport]:
+    def build(self, command_seq: Any, ts: Any, events: Sequence[Event]) -> list[ExecReport]:
         """The reports of one command's ``events``, in engine order, numbered per account.
-        Must be called for every command, in sequence order (numbering depends on it)."""
+        Must be called for every command, in sequence order (numbering depends on it).
+
+        ``command_seq``/``ts`` (the command's int objects) and the event fields passed on
+        are ``Any`` here: compiled, each report takes the objects as they came (an ``int``
+        would be unboxed on the way in and boxed anew for every report); only the fields
+        that arithmetic or a branch needs are unboxed."""
         out: list[ExecReport] = []
         if not events:
             return out
-        orders = self._orders
-        seqs = self._seqs
-        append = out.append
+        orders: dict[Any, _Live] = self._orders
+        seqs: dict[Any, Any] = self._seqs
         # Every ExecReport is built with positional arguments (seq, ts, account, kind,
         # symbol, order_id, client_order_id, side, price, quantity, leaves, last_price,
         # last_quantity, trade_id, reason, text, cum_quantity, cum_notional, command_seq,
@@ -250,14 +256,14 @@ class ReportBuilder:
             if kind is _Replaced:
                 if COMPILED:  # every field in one C call (each ev.x is a generic lookup)
                     f = _astuple(ev)
-                    account = f[1]
-                    order_id = f[0]
-                    clid = f[2]
-                    symbol = f[3]
-                    side = f[4]
-                    price = f[5]
-                    quantity = f[6]
-                    leaves = f[7]
+                    account: Any = f[1]
+                    order_id: Any = f[0]
+                    clid: str = f[2]
+                    symbol: Any = f[3]
+                    side: Any = f[4]
+                    price: Any = f[5]
+                    quantity: Any = f[6]
+                    leaves: Any = f[7]
                 else:
                     account = ev.account
                     order_id = ev.order_id
@@ -268,7 +274,8 @@ class ReportBuilder:
                     symbol = ev.symbol
                     side = ev.side
                 o = orders.get(order_id)
-                cum_q = cum_n = 0
+                cum_q: Any = 0
+                cum_n: Any = 0
                 if o is not None:
                     if o.client_order_id != clid:
                         clids = self._clids
@@ -284,7 +291,7 @@ class ReportBuilder:
                     cum_n = o.cum_notional
                 n = seqs.get(account, 0) + 1
                 seqs[account] = n
-                append(_ExecReport(n, ts, account, _REPLACED, symbol, order_id, clid,
+                out.append(_ExecReport(n, ts, account, _REPLACED, symbol, order_id, clid,
                                    side, price, quantity, leaves, 0, 0, 0, 0, "", cum_q,
                                    cum_n, command_seq, 0))
             elif kind is _Accepted:
@@ -301,7 +308,7 @@ class ReportBuilder:
                     self._clids[(account, clid)] = order_id
                 n = seqs.get(account, 0) + 1
                 seqs[account] = n
-                append(_ExecReport(n, ts, account, _NEW, symbol, order_id, clid, side, price,
+                out.append(_ExecReport(n, ts, account, _NEW, symbol, order_id, clid, side, price,
                                    quantity, quantity, 0, 0, 0, 0, "", 0, 0, command_seq, 0))
             elif kind is _Trade:
                 price = ev.price
@@ -323,7 +330,7 @@ class ReportBuilder:
                         self._finish(oid, o, _OS_FILLED)
                     n = seqs.get(account, 0) + 1
                     seqs[account] = n
-                    append(_ExecReport(n, ts, account, _FILL, symbol, oid, o.client_order_id,
+                    out.append(_ExecReport(n, ts, account, _FILL, symbol, oid, o.client_order_id,
                                        o.side, o.price, o.quantity, leaves, price, qty,
                                        trade_id, 0, "", o.cum_quantity, o.cum_notional,
                                        command_seq, 0))
@@ -336,13 +343,13 @@ class ReportBuilder:
                 expired = kind is _Expired
                 if o is not None:
                     self._finish(order_id, o, _OS_EXPIRED if expired else _OS_CANCELLED)
-                    append(_ExecReport(
+                    out.append(_ExecReport(
                         n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
                         order_id, o.client_order_id, ev.side, ev.price, o.quantity, 0, 0, 0,
                         0, 0 if expired else ev.reason, "", o.cum_quantity, o.cum_notional,
                         command_seq, 0))
                 else:
-                    append(_ExecReport(
+                    out.append(_ExecReport(
                         n, ts, account, _EXPIRED if expired else _CANCELLED, ev.symbol,
                         order_id, "", ev.side, ev.price, ev.quantity, 0, 0, 0, 0,
                         0 if expired else ev.reason, "", 0, 0, command_seq, 0))
@@ -351,7 +358,7 @@ class ReportBuilder:
                 o = orders.get(ev.order_id)
                 n = seqs.get(account, 0) + 1
                 seqs[account] = n
-                append(_ExecReport(n, ts, account, _TRIGGERED, ev.symbol, ev.order_id,
+                out.append(_ExecReport(n, ts, account, _TRIGGERED, ev.symbol, ev.order_id,
                                    ev.client_order_id, ev.side, ev.price,
                                    o.quantity if o is not None else ev.quantity, ev.quantity,
                                    0, 0, 0, 0, "", 0, 0, command_seq, ev.stop_price))
@@ -361,7 +368,7 @@ class ReportBuilder:
                     continue
                 n = seqs.get(account, 0) + 1
                 seqs[account] = n
-                append(_ExecReport(n, ts, account, _REJECTED, ev.symbol, ev.order_id,
+                out.append(_ExecReport(n, ts, account, _REJECTED, ev.symbol, ev.order_id,
                                    ev.client_order_id, 0, 0, 0, 0, 0, 0, 0, ev.reason,
                                    ev.text, 0, 0, command_seq, 0))
         # MassCancelled / AccountStatusChanged (and depth, status) make no report: the

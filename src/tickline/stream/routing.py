@@ -25,7 +25,10 @@ numbered and re-derivable from the journal (see :mod:`tickline.stream.reports`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from types import FunctionType
+from typing import Any, Final, cast
+
+import msgspec
 
 from tickline.stream.reports import ExecKind, ExecReport
 
@@ -34,6 +37,19 @@ __all__ = ["ReportPort", "ReportRouter", "Unsolicited"]
 Unsolicited = Callable[[list[ExecReport]], None]
 """A session's handler for reports it did not ask for (called on the exchange loop; must
 not block: a gateway queues them on its connection)."""
+
+_astuple: Final = msgspec.structs.astuple
+
+
+def _probe() -> None:
+    """(A function: compiled by mypyc, it is a builtin, not a Python function.)"""
+
+
+COMPILED: Final = not isinstance(_probe, FunctionType)
+"""True when this module runs compiled (mypyc): :meth:`ReportRouter.route` then reads a
+report's kind, order id, leaves and account by one :func:`msgspec.structs.astuple` (each
+``r.x`` is a generic attribute lookup there), interpreted by attribute reads (cheaper); the
+probe :mod:`tickline.matching.replace` uses."""
 
 _NEW: Final = int(ExecKind.NEW)
 _REJECTED: Final = int(ExecKind.REJECTED)
@@ -99,10 +115,14 @@ class ReportRouter:
         if port.account is not None and not ports:
             (self._copies if port.drop_copy else self._by_account).pop(port.account, None)
 
-    def route(self, reports: Sequence[ExecReport], account: int,
+    def route(self, reports: Sequence[ExecReport], account: Any,
               origin: ReportPort | None) -> list[ExecReport]:
         """Deliver one command's ``reports`` (the submitter's ``account``; ``origin`` is its
-        port, if any) and return the submitting account's own reports for its reply."""
+        port, if any) and return the submitting account's own reports for its reply.
+
+        The reports' order ids and accounts are read as ``Any`` (and ``account`` is one):
+        compiled, the dict operations and comparisons take the reports' own int objects
+        instead of unboxing each and boxing it anew."""
         own: list[ExecReport] = []
         if not reports:
             return own
@@ -112,12 +132,21 @@ class ReportRouter:
         out: dict[ReportPort, list[ExecReport]] = {}  # insertion order: first reached
 
         drop_copies = self._drop_copies
-        for r in reports:
-            oid = r.order_id
-            kind = r.kind
+        for r in cast(Sequence[Any], reports):
+            if COMPILED:  # the four fields in one C call (each r.x is a generic lookup)
+                f = _astuple(r)
+                oid = f[5]
+                kind: int = f[3]
+                leaves: int = f[10]
+                r_account = f[2]
+            else:
+                oid = r.order_id
+                kind = r.kind
+                leaves = r.leaves
+                r_account = r.account
             if kind == _REJECTED:
                 owner = None  # a refused request: only its submitter hears of it
-            elif ((kind == _FILL and r.leaves == 0) or kind == _CANCELLED
+            elif ((kind == _FILL and leaves == 0) or kind == _CANCELLED
                   or kind == _EXPIRED):  # r.ends_order, inline (no property call)
                 owner = owners.pop(oid, None)
                 if owner is not None:
@@ -129,10 +158,9 @@ class ReportRouter:
                 if owner is not None and not owner.open:
                     owners.pop(oid, None)
                     owner = None
-            r_account = r.account
             if r_account == account:
                 own.append(r)
-                if origin is not None and kind == _NEW and r.leaves:
+                if origin is not None and kind == _NEW and leaves:
                     owners[oid] = origin
                     origin.orders.add(oid)
                 if owner is not None:
