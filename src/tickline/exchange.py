@@ -656,7 +656,7 @@ class Exchange:
         cmd = item.cmd
         # 1 SEQUENCE
         self._seq += 1
-        self._last_ts = stamp(cmd, self._seq, self._last_ts, self._clock())
+        self._last_ts = stamp(cmd, self._seq, self._last_ts, self._clock(), item)
         self._sequenced.append(item)  # 2 MATCH: for the whole batch at once, in _match
 
     def _match(self) -> None:

@@ -117,6 +117,22 @@ def test_both_builds_write_the_same_journal_and_wire_bytes() -> None:
         assert pure[key] == default[key], key
 
 
+def test_both_builds_hand_out_the_same_loop_output() -> None:
+    """The whole exchange loop (stops, icebergs, session ports, a drop copy, a journal) under
+    the default build and with TICKLINE_PURE=1: the same market-data messages, replies,
+    unsolicited reports and journal bytes. The compiled release path passes the commands'
+    and events' own int objects on (``Any``) where the interpreted one reads attributes: the
+    bytes must not tell them apart."""
+    code = ("import runpy; runpy.run_path('tests/build/loop_child.py', "
+            "run_name='__main__')")
+    pure = json.loads(_child(code, pure=True))
+    default = json.loads(_child(code, pure=False))
+    assert pure["build"].startswith("pure")
+    assert pure["counts"]["unsolicited"] > 0 and pure["counts"]["messages"] > 0
+    for key in ("market", "replies", "unsolicited", "journal", "counts"):
+        assert pure[key] == default[key], key
+
+
 def test_a_changed_source_never_runs_its_stale_compiled_module(tmp_path: Path) -> None:
     """Only with a compiled build present (``make test`` builds it): copy the tree, change
     one compiled module's source, and the copy imports every candidate from source."""

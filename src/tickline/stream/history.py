@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
-from typing import Any, cast
+from typing import Any
 
 from tickline.stream.reports import ExecReport
 
@@ -33,7 +33,8 @@ class ReportHistory:
         if not self.per_account:
             return
         recent: dict[Any, deque[ExecReport]] = self._recent
-        for r in cast(Sequence[Any], reports):  # (``Any``: the account object as it is)
+        rs: Sequence[Any] = reports  # (Any: the account object as it is, compiled; no
+        for r in rs:                 # runtime cast() call interpreted)
             account = r.account
             q = recent.get(account)
             if q is None:

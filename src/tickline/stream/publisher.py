@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FunctionType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgspec
 
@@ -352,7 +352,7 @@ class MarketDataPublisher:
         Synchronous; never awaits."""
         self.publish_batch(((seq, ts, events),))
 
-    def publish_batch(self, batch: Iterable[tuple[int, Any, list[Event]]]) -> None:
+    def publish_batch(self, batch: Iterable[tuple[int, Any, list[Any]]]) -> None:
         """Publish the market data of many commands, in order: one ``publish_many`` per
         topic touched, so fan-out costs per batch rather than per message. Synchronous.
         An event of a symbol the publisher does not know is skipped; anything that is not
@@ -361,7 +361,9 @@ class MarketDataPublisher:
 
         ``ts`` is ``Any`` here and in the handlers: compiled, the command's own int object
         goes into every message as it is (an ``int`` would be unboxed once and boxed anew
-        for each message; the same for the event fields the handlers pass on)."""
+        for each message; the same for the event fields the handlers pass on). The events
+        are ``Any`` too: compiled, no per-event type check against the union of event
+        types; interpreted, no ``cast()`` call per command."""
         self._epoch += 1
         epoch = self._epoch
         has_subs = self.bus.has_subscribers
@@ -386,7 +388,24 @@ class MarketDataPublisher:
             if now >= bars.next_close:
                 bars.close(now, has_subs)
             n_events += len(events)
-            for ev in cast(list[Any], events):
+            for ev in events:
+                if COMPILED:
+                    # The two kinds of most events (a move: Replaced and two LevelChanged)
+                    # read whole by one astuple, their symbol from it (each ev.x is a
+                    # generic attribute lookup compiled), and handled by a native call.
+                    kind = type(ev)
+                    if kind is _LevelChanged or kind is _Replaced:
+                        f = _astuple(ev)
+                        st = symbols.get(f[0] if kind is _LevelChanged else f[3])
+                        if st is None:
+                            continue
+                        if st.epoch != epoch:
+                            enter(st, epoch)
+                        if kind is _LevelChanged:
+                            self._on_level_changed(st, ev, ts, f)
+                        else:
+                            self._on_replaced(st, ev, ts, f)
+                        continue
                 try:
                     st = symbols.get(ev.symbol)
                 except AttributeError:  # an account-level event
@@ -538,11 +557,14 @@ class MarketDataPublisher:
             l3.append(_OrderDeleted(st.l3_seq, ts, st.symbol, order_id, ev.side, ev.price,
                                     _L3_EXPIRED if type(ev) is _Expired else _L3_CANCELLED))
 
-    def _on_replaced(self, st: _Symbol, ev: Replaced, ts: Any) -> None:
+    def _on_replaced(self, st: _Symbol, ev: Replaced, ts: Any,
+                     f: tuple[Any, ...] | None = None) -> None:
         """Kept priority: an L3 modify if the open quantity changed. Lost it: an L3 delete,
-        and the order is in flight again (re-added at the end of the command if open)."""
+        and the order is in flight again (re-added at the end of the command if open).
+        ``f``: ``ev``'s fields if the caller has them (compiled, :meth:`publish_batch`)."""
         if COMPILED:  # every field in one C call; the ids and price stay objects
-            f = _astuple(ev)
+            if f is None:
+                f = _astuple(ev)
             order = st.orders.get(f[0])
             if order is None:
                 return
@@ -617,14 +639,17 @@ class MarketDataPublisher:
                                           price, order.leaves))
                 return
 
-    def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: Any) -> None:
+    def _on_level_changed(self, st: _Symbol, ev: LevelChanged, ts: Any,
+                          f: tuple[Any, ...] | None = None) -> None:
         """The mirror's level and best key (next best by the engine's own scan), a depth
         delta, and the symbol marked for a BBO check at the end of the command; an order in
         flight at this level rests now (:meth:`_rest`). The price, quantity and count go
         into the mirror and the delta as the event's own objects (``Any``); only side,
-        price and count are unboxed, for the comparisons."""
+        price and count are unboxed, for the comparisons. ``f``: ``ev``'s fields if the
+        caller has them (compiled, :meth:`publish_batch`)."""
         if COMPILED:  # every field in one C call
-            f = _astuple(ev)
+            if f is None:
+                f = _astuple(ev)
             side_o: Any = f[1]
             price_o: Any = f[2]
             quantity: Any = f[3]
