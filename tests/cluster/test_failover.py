@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import statistics
 import time
@@ -113,10 +114,26 @@ async def outputs(url: str) -> list[tuple[int, list[int]]]:
 async def bounded(step: str, awaitable: Awaitable[T], seconds: float = 30) -> T:
     """``awaitable``'s result, or a failure that names the step that did not finish (this
     test once hung after its 20 rounds, until the per-test timeout, without saying where)."""
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except TimeoutError:
-        raise AssertionError(f"{step} did not finish within {seconds} s") from None
+    task = asyncio.ensure_future(awaitable)
+    # asyncio.wait, not wait_for: on 3.11 wait_for waits for the cancelled step to finish,
+    # so it bounds nothing when the step itself hangs
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        stacks = _task_stacks()
+        task.cancel()
+        raise AssertionError(f"{step} did not finish within {seconds} s; pending tasks:\n"
+                             f"{stacks}")
+    return task.result()
+
+
+def _task_stacks() -> str:
+    """Every pending task of the running loop with where it waits (what the gdb dump of
+    the hang had to find by hand)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"--- {task!r} cancelling={task.cancelling()}", file=out)
+        task.print_stack(file=out)
+    return out.getvalue()
 
 
 def check_outputs_fenced(outs: list[tuple[int, list[int]]]) -> None:

@@ -83,6 +83,7 @@ from tickline.cluster.shardmap import (
     out_stream,
     out_subject,
 )
+from tickline.cluster.tasks import finish_within, stop_tasks
 from tickline.cluster.wire import Logged, decode_output_rows, encode
 from tickline.exchange import Exchange, ExchangeBusy, ExchangeStopped, Reply
 from tickline.matching import (
@@ -217,15 +218,13 @@ class ClusterExchange(Exchange):
             await asyncio.sleep(0.01)
         self._closed = True
         self._closed_event.set()
-        for t in self._tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        # bounded whatever the tasks do: one that loses its cancel in a request (the leader
+        # watch polls the KV bucket every lease/4) is cancelled again (issue 12)
+        await stop_tasks(*self._tasks, what="cluster gateway")
         for f in self._followers:
             await f.stop()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            await finish_within(self.nc.close(), 5.0, "cluster gateway: closing NATS")
 
     def close(self) -> None:
         self._stopping = True

@@ -33,6 +33,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
+from tickline.cluster.tasks import finish_within, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +110,21 @@ def stream_seq(reply: str | None) -> int:
 class Follower:
     """A stream reader: a task and its current subscription; :meth:`stop` ends both."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "follower") -> None:
+        self.name = name
         self.sub: Any = None
         self.task: asyncio.Task[None] | None = None
         self.watchdog: asyncio.Task[None] | None = None
         self.resets = 0
 
-    async def stop(self) -> None:
-        for task in (self.watchdog, self.task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    async def stop(self, timeout: float = 5.0) -> None:
+        """End the reader and its watchdog, then drop the subscription, in bounded time
+        whatever they are doing: the reader may be inside a request (``stream_info``,
+        resubscribing) that loses its cancel — :func:`~tickline.cluster.tasks.stop_tasks`
+        cancels again until it is done (issue 12: awaiting it once waited for ever)."""
+        await stop_tasks(self.watchdog, self.task, timeout=timeout, what=self.name)
         if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.unsubscribe()
+            await finish_within(self.sub.unsubscribe(), 2.0, f"{self.name}: unsubscribe")
 
 
 _WAKE: Any = object()
@@ -148,7 +149,7 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
     behind), not by a timeout around every wait for the queue: ``asyncio.wait_for`` costs
     a task and a timer per wait — measured ~12 µs per natural batch under uvloop, paid by
     every engine node and gateway for every batch they follow."""
-    follower = Follower()
+    follower = Follower(f"follow-{stream}")
     state = {"next": max(1, start_seq), "taken": 0}
 
     async def subscribe() -> asyncio.Queue[Msg]:

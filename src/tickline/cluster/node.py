@@ -66,6 +66,7 @@ from tickline.cluster.jetstream import (
 from tickline.cluster.publish import AckedPublisher
 from tickline.cluster.replica import Replica
 from tickline.cluster.shardmap import in_stream, in_subject, out_stream, out_subject
+from tickline.cluster.tasks import finish_within, stop_tasks
 from tickline.cluster.wire import (
     Done,
     Logged,
@@ -197,21 +198,21 @@ class EngineNode:
         self._lease_task = loop.create_task(self._lease_loop())
 
     async def stop(self) -> None:
-        """Stop following and leading; the key is deleted so a standby takes over at once."""
-        for task in (self._lease_task, self._publisher_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Stop following and leading; the key is deleted so a standby takes over at once
+        (when connected: while NATS is unreachable the delete could only time out, and
+        the key expires with the lease anyway). Bounded whatever the tasks do: a lease
+        renewal or an output publish that loses its cancel is cancelled again (issue 12)."""
+        what = f"shard {self.shard} node {self.node_id}"
+        await stop_tasks(self._lease_task, self._publisher_task, what=what)
         if self._follower is not None:
             await self._follower.stop()
-        if self.leader and self.kv is not None:
-            with contextlib.suppress(Exception):
-                await self.kv.delete(leader_key(self.shard), last=self._revision)
+        nc = self.nc
+        if self.leader and self.kv is not None and nc is not None and nc.is_connected:
+            await finish_within(self.kv.delete(leader_key(self.shard), last=self._revision),
+                                2.0, f"{what}: giving up the leader key")
         self.leader = False
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+        if nc is not None:
+            await finish_within(nc.close(), 5.0, f"{what}: closing NATS")
 
     # -- input -----------------------------------------------------------------------------
 
