@@ -141,14 +141,18 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
     An ephemeral push consumer without acknowledgements or flow control (nats-py answers a
     flow-control request only every 250 ms when the application drains its queue itself,
     which stalls a busy stream); order is checked here instead: a gap (a message lost to a
-    slow-consumer drop or a reconnect) or silence past the heartbeats recreates the consumer
-    from the next expected sequence.
+    slow-consumer drop or a reconnect) or a stream that is ahead of a silent reader recreates
+    the consumer from the next expected sequence.
 
     Silence is checked by a watchdog task every ``silence_s`` (nothing taken from the
     queue since its last look: it wakes the reader, which asks the stream whether it is
     behind), not by a timeout around every wait for the queue: ``asyncio.wait_for`` costs
     a task and a timer per wait — measured ~12 µs per natural batch under uvloop, paid by
-    every engine node and gateway for every batch they follow."""
+    every engine node and gateway for every batch they follow. The consumer's idle
+    heartbeats never reach the queue (nats-py keeps control messages to itself), so an idle
+    stream's reader asks every ``silence_s`` — which also finds a tail lost in a
+    reconnect while nothing new arrives. That request is one a stop may catch in flight:
+    :meth:`Follower.stop` is bounded all the same."""
     follower = Follower(f"follow-{stream}")
     state = {"next": max(1, start_seq), "taken": 0}
 
@@ -185,7 +189,7 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                 msg = queue.get_nowait()
             except asyncio.QueueEmpty:
                 msg = await queue.get()
-            if msg is _WAKE:  # the watchdog: nothing (not even a heartbeat) for a while
+            if msg is _WAKE:  # the watchdog: no message for a while (idle, or lost)
                 try:
                     info = await js.stream_info(stream)
                 except Exception:

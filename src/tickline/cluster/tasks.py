@@ -48,10 +48,15 @@ async def stop_tasks(*tasks: asyncio.Task[Any] | None, timeout: float = 5.0,
     pending = {t for t in tasks if t is not None and not t.done()}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    first = True
     while pending:
         left = deadline - loop.time()
         if left <= 0:
             break
+        if not first:  # harmless now, but worth seeing when a stop takes long
+            log.debug("%s: cancelling %s again (a cancel was lost)", what,
+                      ", ".join(sorted(t.get_name() for t in pending)))
+        first = False
         for t in pending:
             t.cancel()
         _, pending = await asyncio.wait(pending, timeout=min(RECANCEL_S, left))
