@@ -142,11 +142,13 @@ def test_gateway_stop_ends_a_task_that_lost_its_cancel(nats_server: NatsServer,
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("call", ["kv.update", "js.publish"])
+@pytest.mark.parametrize("call", ["kv.update", "output.publish"])
 def test_engine_stop_ends_a_task_that_lost_its_cancel(nats_server: NatsServer,
                                                      call: str) -> None:
-    """The leader's lease loop (a renewal: ``kv.update``) or its publisher (an output
-    message: ``js.publish``) loses the cancel of ``EngineNode.stop``."""
+    """The leader's lease loop (a renewal: ``kv.update``, a request: ``wait_for``) or its
+    publisher (an output message: ``AckedPublisher.publish``, whose ``nc.publish`` may wait
+    in nats-py's ``_flush_pending``, which catches ``CancelledError``) loses the cancel of
+    ``EngineNode.stop``."""
     async def main() -> None:
         cfg = default_config()
         node = EngineNode(nats_server.url, cfg.instruments, cfg.engine_config(),
@@ -154,11 +156,11 @@ def test_engine_stop_ends_a_task_that_lost_its_cancel(nats_server: NatsServer,
         await node.start()
         assert node.leader
         owner_name, attr = call.split(".")
-        owner = node.kv if owner_name == "kv" else node.js
+        owner = node.kv if owner_name == "kv" else node._output
         slow = LoseFirstCancel(getattr(owner, attr))
         setattr(owner, attr, slow)
         ex = None
-        if call == "js.publish":  # give the leader something to publish
+        if call == "output.publish":  # give the leader something to publish
             ex = ClusterExchange(nats_server.url, cfg.instruments, lease_s=0.6)
             await ex.start()
             ex.submit(_order(cfg))
