@@ -172,6 +172,19 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
 
     queue = await subscribe()
 
+    async def resubscribe() -> None:
+        """A new consumer from the next expected sequence. If that fails (NATS reconnecting,
+        JetStream slow to answer) the reader lives on: the stream is ahead of it, so the
+        watchdog's next wake tries again (an exception here used to end the reader for
+        good: nothing followed the stream any more, silently)."""
+        nonlocal queue
+        follower.resets += 1
+        try:
+            queue = await subscribe()
+        except Exception as e:
+            log.warning("%s: resubscribing from %d failed (%r); retrying in %.1f s", stream,
+                        state["next"], e, silence_s)
+
     async def watchdog() -> None:
         seen = -1
         while True:
@@ -195,8 +208,7 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                 except Exception:
                     continue
                 if info.state.last_seq >= state["next"]:  # silent but behind: resubscribe
-                    follower.resets += 1
-                    queue = await subscribe()
+                    await resubscribe()
                 continue
             state["taken"] += 1
             batch = [msg]
@@ -231,8 +243,7 @@ async def follow(js: JetStreamContext, stream: str, subject: str, start_seq: int
                     await asyncio.sleep(0)  # let the other tasks run between batches
             if gap:
                 log.warning("%s: gap before %d; resubscribing", stream, state["next"])
-                follower.resets += 1
-                queue = await subscribe()
+                await resubscribe()
 
     loop = asyncio.get_running_loop()
     follower.task = loop.create_task(pump(), name=f"follow-{stream}")
