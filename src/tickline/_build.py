@@ -63,6 +63,7 @@ CANDIDATES: tuple[str, ...] = (
     "tickline.gateway.fix.codec",
     "tickline.gateway.fix.app",
     "tickline.gateway.fix.store",
+    "tickline.gateway.fix.fast",
     "tickline.stream.bars",
     "tickline.stream.history",
     "tickline.stream.publisher",

@@ -27,7 +27,7 @@ from typing import Final
 from tickline.gateway.fix import spec
 
 __all__ = ["SOH", "Encoder", "FieldError", "FixMessage", "FixReader", "Garbled",
-           "byte_sum", "checksum", "parse", "parse_valid", "routine", "sending_time",
+           "byte_sum", "checksum", "frame_at", "parse", "parse_valid", "routine", "sending_time",
            "sending_time_certain", "sending_window", "validate"]
 
 
@@ -153,22 +153,12 @@ class FixReader:
             # fast path: a complete, well-framed message with the right CheckSum starts right
             # here (the common case); anything else takes the general path below, which
             # decides exactly as if the fast path did not exist
-            if fast and buf.startswith(b"8=FIX.4.4\x019=", pos):
-                len_end = buf.find(SOH, pos + 12, pos + 21)
-                if len_end > 0:
-                    length = buf[pos + 12:len_end]
-                    if length.isdigit() and int(length) <= max_body:
-                        body_end = len_end + 1 + int(length)
-                        end = body_end + 7
-                        if (end <= n and buf.startswith(b"35=", len_end + 1)
-                                and buf.startswith(b"10=", body_end) and buf[end - 1] == 1):
-                            msg = bytes(buf[pos:end])
-                            trailer = msg[-4:-1]
-                            if trailer.isdigit() and int(trailer) == (
-                                    byte_sum(msg) - byte_sum(msg[-7:])) & 0xFF:
-                                out.append(msg)
-                                pos = end
-                                continue
+            if fast:
+                msg = frame_at(buf, pos, n, max_body)
+                if msg is not None:
+                    out.append(msg)
+                    pos += len(msg)
+                    continue
             start = buf.find(b"8=FIX", pos)
             if start < 0:
                 # keep a tail that may be the start of "8=FIX" split across reads
@@ -235,6 +225,31 @@ class FixReader:
         if pos:
             del buf[:pos]
         return out
+
+
+def frame_at(buf: bytearray, pos: int, n: int, max_body: int) -> bytes | None:
+    """The complete, well-framed message with the right CheckSum that starts at ``pos`` of
+    ``buf`` (``n`` bytes long), or None: the framer's fast branch (the common case), also the
+    session's fast path (:mod:`tickline.gateway.fix.fast`). None decides nothing: the general
+    framing of :meth:`FixReader.feed` then decides, as if this did not exist."""
+    if not buf.startswith(b"8=FIX.4.4\x019=", pos):
+        return None
+    len_end = buf.find(SOH, pos + 12, pos + 21)
+    if len_end <= 0:
+        return None
+    length = buf[pos + 12:len_end]
+    if not length.isdigit() or int(length) > max_body:
+        return None
+    body_end = len_end + 1 + int(length)
+    end = body_end + 7
+    if (end > n or not buf.startswith(b"35=", len_end + 1)
+            or not buf.startswith(b"10=", body_end) or buf[end - 1] != 1):
+        return None
+    msg = bytes(buf[pos:end])
+    trailer = msg[-4:-1]
+    if trailer.isdigit() and int(trailer) == (byte_sum(msg) - byte_sum(msg[-7:])) & 0xFF:
+        return msg
+    return None
 
 
 def parse(raw: bytes) -> FixMessage:

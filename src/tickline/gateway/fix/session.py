@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, cast
 from tickline.config import Account, FixSessionConfig
 from tickline.core.ratelimit import TokenBucket
 from tickline.exchange import ExchangeBusy, ExchangeStopped, ExchangeUnavailable
-from tickline.gateway.fix import app, codec
+from tickline.gateway.fix import app, codec, fast
 from tickline.gateway.fix.codec import FieldError, FixMessage, Garbled
 from tickline.gateway.fix.store import SessionStore
 from tickline.gateway.submit import submit_all
@@ -66,7 +66,6 @@ log = logging.getLogger("tickline.gateway.fix")
 __all__ = ["FixSession"]
 
 _ADMIN = frozenset("0123456A")
-_MSG_TYPE_BYTES = {t: t.encode() for t in ("8", "9", "j", "r", "W", "X", "Y")}
 _APP_HANDLED = frozenset("DFGHqV")
 _REJECTED = int(ExecKind.REJECTED)
 _THROTTLED = int(RejectReason.THROTTLED)
@@ -109,6 +108,7 @@ class FixSession(asyncio.Protocol):
         self.md_subscriptions: dict[str, object] = {}
         self.status_seq = 0
         self.login_timer: asyncio.TimerHandle | None = None
+        self.inbound: fast.Inbound | None = None  # the compiled common case, from logon on
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -139,6 +139,19 @@ class FixSession(asyncio.Protocol):
         self.gw.bytes_in += len(data)
         self.last_rx = time.monotonic()
         self.test_pending = False
+        inbound = self.inbound
+        if (inbound is not None and not self.resend_until and self.gw.accepting
+                and not self.logout_sent):
+            # the plain messages at the front of the buffer in one compiled call (what the
+            # full path below decides for them); it leaves the first other one and the rest
+            self.gw.messages_in += inbound.read(data, time.time(), self.last_rx,
+                                                len(self.pending), self.staged,
+                                                self.staged_ctx)
+            data = b""
+            if not self.reader.buf:
+                if self.staged:
+                    self._submit_staged()
+                return
         for item in self.reader.feed(data):
             if self.closed:
                 return
@@ -353,6 +366,10 @@ class FixSession(asyncio.Protocol):
         self.heartbeat = int(hb_text)
         self.logged_on = True
         gw.active[sender] = self
+        self.inbound = fast.Inbound(self.reader, store, sender, gw.comp_id,
+                                    gw.config.fix.sending_time_tolerance, account.id,
+                                    gw.instruments, self.rate, self.max_in_flight,
+                                    self.clid_limit)
         gw.logons += 1
         answer = b"98=0\x01108=%d\x01" % self.heartbeat
         if reset:
@@ -649,9 +666,15 @@ class FixSession(asyncio.Protocol):
         inst = self.gw.instruments.get(r.symbol)
         if inst is None:
             return
-        ts = codec.sending_time()
-        self.send_app("8", app.exec_report(r, inst, ts, clid=clid, orig_clid=orig_clid), ts)
-        self._delivered(r)
+        store = self.store
+        encoder = self.encoder
+        if self.closed or encoder is None or store is None:
+            self._delivered(r)  # nothing sent (as send_app would)
+            return
+        # body, header, store record and delivery in one compiled call (fast.send's path)
+        fast.report(self.out, store, encoder, r, inst, clid, orig_clid)
+        self.gw.messages_out += 1
+        self._mark()
 
     def _delivered(self, r: ExecReport) -> None:
         if r.seq and self.store is not None:
@@ -731,14 +754,12 @@ class FixSession(asyncio.Protocol):
     def send_app(self, msg_type: str, body: bytes, ts: bytes | None = None) -> None:
         """Send an application message (stored for resend); ``ts``: its SendingTime, when
         the caller has it already (else the clock's)."""
-        if self.closed or self.encoder is None or self.store is None:
-            return
         store = self.store
-        seq = store.next_out
-        if ts is None:
-            ts = codec.sending_time()
-        store.sent_app(seq, _MSG_TYPE_BYTES.get(msg_type) or msg_type.encode(), ts, body)
-        self.out += self.encoder.encode(msg_type, seq, body, now=ts)
+        encoder = self.encoder
+        if self.closed or encoder is None or store is None:
+            return
+        fast.send(self.out, store, encoder, msg_type, body,
+                  codec.sending_time() if ts is None else ts)
         self.gw.messages_out += 1
         self._mark()
 
