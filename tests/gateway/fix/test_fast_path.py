@@ -317,3 +317,44 @@ def test_one_send_path_for_reports_and_other_messages() -> None:
         assert s.store.message(seq) == (b"8", ts.group(), body)
 
     asyncio.run(run())
+
+
+def _frame_at_reference(buf: bytearray, pos: int, n: int, max_body: int) -> bytes | None:
+    """:func:`codec.frame_at` as the framer's fast branch had it (slices, ``startswith``,
+    ``isdigit``, two byte sums): the byte-by-byte version must decide the same."""
+    if not buf.startswith(b"8=FIX.4.4\x019=", pos):
+        return None
+    len_end = buf.find(b"\x01", pos + 12, pos + 21)
+    if len_end <= 0:
+        return None
+    length = buf[pos + 12:len_end]
+    if not length.isdigit() or int(length) > max_body:
+        return None
+    body_end = len_end + 1 + int(length)
+    end = body_end + 7
+    if (end > n or not buf.startswith(b"35=", len_end + 1)
+            or not buf.startswith(b"10=", body_end) or buf[end - 1] != 1):
+        return None
+    msg = bytes(buf[pos:end])
+    trailer = msg[-4:-1]
+    if trailer.isdigit() and int(trailer) == (codec.byte_sum(msg) - codec.byte_sum(msg[-7:])) \
+            & 0xFF:
+        return msg
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["D", "F", "G", "heartbeat", "test request", "bad CheckSum",
+                        "BodyLength short", "BodyLength long", "junk"]),
+       st.lists(st.tuples(st.integers(min_value=0, max_value=300), st.integers(0, 255)),
+                max_size=3),
+       st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=3),
+       st.sampled_from([200, 1 << 16]))
+def test_frame_at_decides_like_the_reference(name: str, flips: list[tuple[int, int]],
+                                             cut: int, pos: int, max_body: int) -> None:
+    data = bytearray(b"x" * pos + VARIANTS[name](2)[0] + VARIANTS["D"](3)[0])
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    n = min(len(data), pos + cut) if cut else len(data)
+    assert codec.frame_at(data, pos, n, max_body) == _frame_at_reference(data, pos, n, max_body)
