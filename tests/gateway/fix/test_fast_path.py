@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import tempfile
 import types
 from typing import Any
@@ -106,6 +107,13 @@ class _Side:
             "store": _norm(path.read_bytes()),
         }
 
+    def close(self) -> None:
+        """Close the session store's file (hundreds of sides per run: no leaked fds, which
+        pushed a later test's QuickFIX socket past select()'s 1024)."""
+        for store in self.gw.stores.values():
+            store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 _STAMP = re.compile(rb"\d{8}-\d\d:\d\d:\d\d\.\d{3}")
 _CHECKSUM = re.compile(rb"\x0110=\d{3}\x01")
@@ -196,6 +204,7 @@ def _compare(stream: bytes, cuts: list[int]) -> dict[str, Any]:
                 side.feed(stream[prev:cut])
                 prev = cut
             states.append(side.state())
+            side.close()
         return states[0], states[1]
 
     fast_state, full_state = asyncio.run(run())
@@ -224,6 +233,7 @@ def test_plain_orders_take_the_fast_path() -> None:
         assert [mt for mt, _ in ctx] == ["D", "F", "G"]
         assert side.gw.messages_in == before  # counted by the session, not here
         assert side.s.store is not None and side.s.store.next_in == 6
+        side.close()
 
     asyncio.run(run())
 
@@ -238,6 +248,7 @@ def test_the_fast_path_stops_at_the_first_unusual_message() -> None:
         staged: list[Command] = []
         assert inbound.read(stream, WALL, 1000.0, 0, staged, []) == 1
         assert bytes(side.s.reader.buf) == stream[first:]  # left for the full path, as is
+        side.close()
 
     asyncio.run(run())
 
@@ -315,6 +326,7 @@ def test_one_send_path_for_reports_and_other_messages() -> None:
         assert bytes(out) == s.encoder.encode("8", seq, body, now=ts.group())
         assert s.store.next_out == seq + 1 and s.store.last_report == 5
         assert s.store.message(seq) == (b"8", ts.group(), body)
+        side.close()
 
     asyncio.run(run())
 
