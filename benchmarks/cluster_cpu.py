@@ -3,8 +3,10 @@ the layout of ``tickline bench cluster`` (a private nats-server, leader and stan
 shard 0, one gateway) with ``tickline loadgen`` as its own process at each offered rate.
 
 Per process: utime + stime (``/proc/PID/stat``) over the load run, divided by the orders
-sent, in microseconds per order — what a change saves where, independent of how busy the
-shared machine's other jobs keep the cores (wall-clock latency is not). ``--gc-off`` starts
+sent, in microseconds per order, and the input messages the gateway published (with the
+commands per message: the batches, from its ``/health``) — what a change saves where,
+independent of how busy the shared machine's other jobs keep the cores (wall-clock latency
+is not). ``--gc-off`` starts
 the tickline processes with the cyclic collector disabled (an experiment: is a tail the
 collector's?); ``--py-spy DIR`` records a py-spy flame graph of each tickline process during
 the run (py-spy must be installed; its samples are wall time: a process waiting for a core
@@ -27,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tickline.bench.cluster import _TICKLINE, _Proc
 from tickline.cluster.natsserver import NatsServer
@@ -54,6 +58,13 @@ def _argv(gc_off: bool, profile: Path | None = None, name: str = "") -> list[str
             "import tickline.core.gctune as g; g.realtime_thresholds = "
             "__import__('contextlib').nullcontext; "
             "from tickline.cli import main; sys.argv[0] = 'tickline'; main()"]
+
+
+def _cluster_stats(http_port: str) -> dict[str, Any]:
+    """The gateway's ``/health`` cluster section (``published`` commands, ``batches``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=5) as r:
+        stats: dict[str, Any] = json.loads(r.read())["cluster"]
+    return stats
 
 
 def _spies(out: Path, pids: dict[str, int], rate: float, duration: float
@@ -99,6 +110,7 @@ def main() -> None:
                                       "--cluster", nats.url, "--port", "0",
                                       "--http-port", "0"], tmp / "gateway.log")
             port = procs["gateway"].field("port")
+            http_port = procs["gateway"].field("http_port")
             pids = {name: p.proc.pid for name, p in procs.items()}
             pids["nats"] = nats.proc.pid
             if args.standby_nice:
@@ -108,6 +120,7 @@ def main() -> None:
                     for rate in rates:
                         out = tmp / "load.json"
                         before = {n: _cpu_s(pid) for n, pid in pids.items()}
+                        stats0 = _cluster_stats(http_port)
                         spies = [] if args.py_spy is None else _spies(args.py_spy, pids,
                                                                       rate, args.duration)
                         t0 = time.monotonic()
@@ -126,6 +139,9 @@ def main() -> None:
                         wall = time.monotonic() - t0
                         res = json.loads(out.read_text())
                         after = {n: _cpu_s(pid) for n, pid in pids.items()}
+                        stats1 = _cluster_stats(http_port)
+                        batches = stats1["batches"] - stats0["batches"]
+                        per_msg = (stats1["published"] - stats0["published"]) / max(1, batches)
                         for s in spies:
                             s.wait()
                         orders = res["orders"]
@@ -141,6 +157,8 @@ def main() -> None:
                             "errors": res["errors"],
                             "cpu_us_per_order": cpu,
                             "loadgen_cpu_us": round(loadgen_cpu / orders * 1e6, 1),
+                            "input_messages": batches,
+                            "commands_per_input_message": round(per_msg, 1),
                             "wall_s": round(wall, 1), "load": os.getloadavg()[0]}),
                             flush=True)
                         if lg.returncode:

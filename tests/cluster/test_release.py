@@ -2,10 +2,14 @@
 the compiled build) without a server: the output rows are the same message as the
 ``Output`` structs; the gateway answers its submissions in submission order with the
 reports the engine's own builder numbered, only routes other gateways' commands, counts
-each command off its batch, and drops what a takeover re-published."""
+each command off its batch, and drops what a takeover re-published; the publisher holds a
+shard's new commands while a batch of it is in flight (they travel as one message when it
+comes back, or after the bound)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickline.bench.workload import exchange_core_mix
-from tickline.cluster.gateway import ClusterExchange
+from tickline.cluster.gateway import _HOLD_S, ClusterExchange
 from tickline.cluster.release import Batch, Wait, publish_items, release, ticket, unseen
 from tickline.cluster.replica import Replica
 from tickline.cluster.wire import (
@@ -143,3 +147,83 @@ def test_a_republished_output_is_released_once() -> None:
     assert got == list(range(1, 21))
     assert ex.reports.state() == replica.reports.state()
     assert ex.statistics()["epochs"] == [2]
+
+
+class _FakeNC:
+    """What the publisher uses of a NATS connection: ``publish`` (recorded)."""
+
+    is_connected = True
+    max_payload = 1 << 20
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def publish(self, subject: str, payload: bytes, **kw: Any) -> None:
+        self.sent.append(payload)
+
+
+def _order(i: int) -> NewOrder:
+    return NewOrder(account=1, symbol=WORK.instruments[0].symbol, side=BUY,
+                    price=WORK.prefill[0].price, quantity=1, client_order_id=f"w{i}")
+
+
+def test_commands_wait_for_a_batch_in_flight_and_travel_together() -> None:
+    async def main() -> None:
+        ex = ClusterExchange("nats://unused", WORK.instruments, batches_in_flight=1)
+        nc = _FakeNC()
+        ex.nc = nc  # type: ignore[assignment]
+        ex._leader_seen = [float("inf")]
+        task = asyncio.get_running_loop().create_task(ex._publisher())
+        replica = Replica(WORK.instruments)
+        got: list[str] = []
+        try:
+            for i in range(4):  # four loop turns
+                ex.submit(_order(i), lambda cmd, _e, _r: got.append(cmd.client_order_id))
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            assert len(nc.sent) == 1 and ex.held_back >= 1  # the rest waits for it
+            done = replica.apply(1, decode_logged(nc.sent[0]))
+            ex._on_output(0, encode(Output(1, 0, done)))  # it came back: the rest goes
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert len(nc.sent) == 2
+            assert [c.client_order_id for c in decode_logged(nc.sent[1]).cmds] == [
+                "w1", "w2", "w3"]  # one message
+            ex._on_output(0, encode(Output(1, 0, replica.apply(2, decode_logged(
+                nc.sent[1])))))
+            assert got == ["w0", "w1", "w2", "w3"]
+            # nothing comes back (a lost batch, a failover): held at most _HOLD_S
+            ex.submit(_order(4), lambda *_: None)
+            await asyncio.sleep(0)
+            ex.submit(_order(5), lambda *_: None)
+            await asyncio.sleep(0)
+            assert len(nc.sent) == 3
+            await asyncio.sleep(_HOLD_S * 2)
+            assert len(nc.sent) == 4
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+
+
+def test_no_window_publishes_every_turn() -> None:
+    async def main() -> None:
+        ex = ClusterExchange("nats://unused", WORK.instruments, batches_in_flight=0)
+        nc = _FakeNC()
+        ex.nc = nc  # type: ignore[assignment]
+        ex._leader_seen = [float("inf")]
+        task = asyncio.get_running_loop().create_task(ex._publisher())
+        try:
+            for i in range(3):
+                ex.submit(_order(i), lambda *_: None)
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            assert len(nc.sent) == 3 and ex.held_back == 0
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
