@@ -122,9 +122,10 @@ def unseen(rows: list[Row], applied: int) -> list[Row]:
     return [r for r in rows if r[2].seq > applied]
 
 
-def publish_items(rows: list[Row]) -> list[tuple[int, int, list[Any]]]:
-    """``(seq, ts, events)`` of each row, for the market-data publisher."""
-    out: list[tuple[int, int, list[Any]]] = []
+def publish_items(rows: list[Row]) -> list[tuple[Any, Any, list[Any]]]:
+    """``(seq, ts, events)`` of each row, for the market-data publisher (the command's own
+    int objects passed on: compiled, an ``int`` here would be unboxed and boxed again)."""
+    out: list[tuple[Any, Any, list[Any]]] = []
     for r in rows:
         cmd = r[2]
         out.append((cmd.seq, cmd.ts, r[3]))
@@ -155,7 +156,7 @@ def release(rows: list[Row], gateway: str, mine: dict[int, Wait], order: deque[W
     for row in rows:
         cmd = row[2]
         events = row[3]
-        seq: int = cmd.seq
+        seq = cmd.seq  # Any: the int object passed on as it is (see publish_items)
         out = reports.build(seq, cmd.ts, events)
         history.record(out)
         w = mine.pop(row[1], None) if row[0] == gateway else None
