@@ -80,6 +80,7 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         symbol = f[3]
         price = f[6]
         price_ = fields[6]
+        account: Any = fields[2]  # (== order.account, checked above)
     else:  # interpreted, specialized attribute reads, as few locals as can be, are cheaper
         order = engine.orders.get(cmd.order_id)
         if (order is None or cmd.quantity or cmd.client_order_id or order.special
@@ -89,8 +90,10 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         symbol = order.symbol
         price = price_ = cmd.price
         order_id = order.order_id  # (the dict's own key object: found by identity)
+        account = order.account
     book = engine.books[symbol]
     old_price = order.price
+    old_price_: Any = old_price  # compiled: boxed once, for the dict lookup and the event
     side = order.side
     if side == BUY:
         own_side = book.bids
@@ -104,19 +107,19 @@ def replace_order(engine: MatchingEngine, cmd: Replace, out: list[Event]) -> Non
         return _replace_and_trigger(engine, cmd, out)
     leaves = order.leaves
     levels = own_side.levels
-    level = levels[old_price]
+    level = levels[old_price_]
     level_orders = level.orders
     del level_orders[order_id]
     if level_orders:
         total = level.total - leaves
         level.total = total
-        out.append(_LevelChanged(symbol, side, old_price, total, len(level_orders)))
+        out.append(_LevelChanged(symbol, side, old_price_, total, len(level_orders)))
     else:
         own_side.drop_level(old_price)
-        out.append(_LevelChanged(symbol, side, old_price, 0, 0))
+        out.append(_LevelChanged(symbol, side, old_price_, 0, 0))
     order.price = price
     order.priority = engine.last_seq  # (the command's seq, set by the engine)
-    out.append(_Replaced(order_id, order.account, order.client_order_id, symbol, side,
+    out.append(_Replaced(order_id, account, order.client_order_id, symbol, side,
                          price_, order.quantity, leaves, False))
     to = levels.get(price_)
     if to is None:

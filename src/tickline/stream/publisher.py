@@ -477,6 +477,16 @@ class MarketDataPublisher:
         within its command). An armed stop is invisible until it triggers: nothing."""
         display = 0
         if type(ev) is _Accepted:
+            if COMPILED:  # one C call, not seven generic lookups; the ids stay objects
+                f = _astuple(ev)
+                if f[9]:  # stop_price
+                    return
+                quantity: int = f[8]
+                order = _Order(f[0], f[1], f[2], f[4], f[7], quantity, quantity, False,
+                               f[10])
+                st.orders[f[0]] = order
+                self._pending.append((st, order))
+                return
             if ev.stop_price:
                 return
             display = ev.display_quantity

@@ -299,13 +299,23 @@ class ReportBuilder:
                                    side, price, quantity, leaves, 0, 0, 0, 0, "", cum_q,
                                    cum_n, command_seq, 0))
             elif kind is _Accepted:
-                account = ev.account
-                order_id = ev.order_id
-                clid = ev.client_order_id
-                symbol = ev.symbol
-                side = ev.side
-                price = ev.price
-                quantity = ev.quantity
+                if COMPILED:  # as for Replaced: one C call, not seven generic lookups
+                    f = _astuple(ev)
+                    order_id = f[0]
+                    account = f[1]
+                    clid = f[2]
+                    symbol = f[3]
+                    side = f[4]
+                    price = f[7]
+                    quantity = f[8]
+                else:
+                    account = ev.account
+                    order_id = ev.order_id
+                    clid = ev.client_order_id
+                    symbol = ev.symbol
+                    side = ev.side
+                    price = ev.price
+                    quantity = ev.quantity
                 orders[order_id] = _Live(account, clid, symbol, side, price, quantity,
                                          quantity)
                 if clid:
@@ -315,14 +325,21 @@ class ReportBuilder:
                 out.append(_ExecReport(n, ts, account, _NEW, symbol, order_id, clid, side, price,
                                    quantity, quantity, 0, 0, 0, 0, "", 0, 0, command_seq, 0))
             elif kind is _Trade:
-                price = ev.price
-                qty = ev.quantity
-                symbol = ev.symbol
-                trade_id = ev.trade_id
-                for oid, account, leaves in ((ev.maker_order_id, ev.maker_account,
-                                              ev.maker_leaves),
-                                             (ev.taker_order_id, ev.taker_account,
-                                              ev.taker_leaves)):
+                if COMPILED:  # as for Replaced: one C call, not ten generic lookups
+                    f = _astuple(ev)
+                    trade_id = f[0]
+                    symbol = f[1]
+                    price = f[2]
+                    qty: Any = f[3]
+                    parties = ((f[5], f[6], f[7]), (f[8], f[9], f[10]))
+                else:
+                    price = ev.price
+                    qty = ev.quantity
+                    symbol = ev.symbol
+                    trade_id = ev.trade_id
+                    parties = ((ev.maker_order_id, ev.maker_account, ev.maker_leaves),
+                               (ev.taker_order_id, ev.taker_account, ev.taker_leaves))
+                for oid, account, leaves in parties:
                     o = orders.get(oid)
                     if o is None:  # pragma: no cover - the engine never trades an unknown id
                         continue
