@@ -4,7 +4,9 @@ reports (across snapshots and restarts), queries in sequence, deferred commands,
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import time
 from pathlib import Path
 
 import msgspec
@@ -155,3 +157,51 @@ def test_drop_copies_see_every_report_of_their_account() -> None:
     r2 = ExecReport(1, 1, 2, 1, "ABC", 6, "", BUY, 1, 1, 1)
     assert router.route([r1, r2], 1, p) == [r1]
     assert session == [] and copy1 == [r1] and copy2 == [r2] and everything == [r1, r2]
+
+
+def test_a_journal_resume_runs_in_a_worker_process_and_its_errors_come_back(
+        tmp_path: Path) -> None:
+    """The replay is CPU-bound Python: it runs in a worker process (a thread would hold the
+    GIL against the exchange loop). Same reports as the thread, errors typed, worker
+    stopped by close."""
+    ex = Exchange(INSTRUMENTS, journal_dir=tmp_path, durability="none", report_history=0)
+    live = run(ex, flow(random.Random(11), 300))
+    mine = [r for r in live if r.account == 2]
+    n, last = len(mine), ex.engine.last_seq
+
+    async def both() -> tuple[list[ExecReport], list[ExecReport], int]:
+        by_process = await ex.resumer.missed(2, 3, n, last)
+        assert ex.resumer._pool is not None
+        worker_pid = await asyncio.get_running_loop().run_in_executor(ex.resumer._pool,
+                                                                      os.getpid)
+        ex.resumer.in_process = False
+        by_thread = await ex.resumer.missed(2, 3, n, last)
+        ex.resumer.in_process = True
+        with pytest.raises(ResumeError, match=r"not 4\.\.99999"):
+            await ex.resumer.missed(2, 3, 99_999, last)  # raised in the worker, typed here
+        return by_process, by_thread, worker_pid
+
+    by_process, by_thread, worker_pid = asyncio.run(both())
+    assert worker_pid != os.getpid()
+    assert [encode(r) for r in by_process] == [encode(r) for r in mine[3:]]
+    assert [encode(r) for r in by_thread] == [encode(r) for r in mine[3:]]
+    assert ex.resumer.from_journal == 2
+    pool = ex.resumer._pool
+    assert pool is not None
+    workers = list(pool._processes.values())
+    ex.close()
+    assert ex.resumer._pool is None
+    for process in workers:  # the executor's own thread reaps them: wait until it has
+        assert process.pid is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _exists(process.pid):
+            time.sleep(0.02)
+        assert not _exists(process.pid), "the resume worker outlived Exchange.close()"
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

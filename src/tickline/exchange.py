@@ -914,6 +914,7 @@ class Exchange:
         """Stop accepting, drain synchronously (this thread is the consumer), wake a
         :meth:`run` task so it returns, and close the journal after a final sync."""
         self._stopping = True
+        self.resumer.close()
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
