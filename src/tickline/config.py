@@ -22,6 +22,7 @@ replaces any part of it::
     shard_map = {}            # SYMBOL = shard index: pins (--shards, or cluster_shards in cluster)
     cluster = ""              # cluster mode: NATS URL(s) of the JetStream cluster ("" = off)
     cluster_shards = 1        # cluster mode: shards (input streams), >= 1 (docs/cluster.md)
+    cluster_batches_in_flight = 4  # cluster mode: a shard's input batches on the way at once
 
     [limits]
     max_frame_bytes = 4096
@@ -145,6 +146,8 @@ class ServerSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shard_map: dict[str, int] = msgspec.field(default_factory=dict)  # SYMBOL = shard index
     cluster: str = ""  # cluster mode: NATS URL(s) of the JetStream cluster ("" = one process)
     cluster_shards: int = 1  # cluster mode: shards (input streams) symbols are spread over
+    cluster_batches_in_flight: int = 4  # cluster mode: a shard's new commands wait while this
+    # many of its batches are on the way, then go as one message (0: one message per batch)
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -338,6 +341,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.server.shards and self.server.cluster:
             raise ConfigError("server.shards (one machine) and server.cluster (NATS) are two "
                               "different scale-out modes: choose one")
+        if self.server.cluster_batches_in_flight < 0:
+            raise ConfigError(f"server.cluster_batches_in_flight must be >= 0, got "
+                              f"{self.server.cluster_batches_in_flight}")
         if self.server.cluster_shards < 1:
             raise ConfigError(f"server.cluster_shards must be >= 1, got "
                               f"{self.server.cluster_shards}")

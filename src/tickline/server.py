@@ -71,7 +71,8 @@ class Server:
                 section.cluster, config.instruments, engine_config=config.engine_config(),
                 shards=section.cluster_shards, overrides=section.shard_map,
                 report_history=section.report_history,
-                max_pending=section.inbound_capacity)
+                max_pending=section.inbound_capacity,
+                batches_in_flight=section.cluster_batches_in_flight)
         else:
             self.exchange = Exchange(
                 config.instruments, engine_config=config.engine_config(),

@@ -68,3 +68,16 @@ def test_a_pinned_symbol_goes_to_its_shard(nats_server: NatsServer, tmp_path: Pa
     finally:
         for e in engines:
             e.close()
+
+
+def test_batches_in_flight_is_configured_and_checked_at_load(tmp_path: Path) -> None:
+    """``[server] cluster_batches_in_flight`` reaches the gateway (0: a message per batch);
+    a negative window is refused when the file is loaded."""
+    url = 'cluster = "nats://127.0.0.1:1"\n'
+    assert load_config(_write(tmp_path, url)).server.cluster_batches_in_flight == 4
+    for n in (0, 9):
+        cfg = load_config(_write(tmp_path, url + f"cluster_batches_in_flight = {n}\n"))
+        exchange = Server(cfg).exchange
+        assert isinstance(exchange, ClusterExchange) and exchange.batches_in_flight == n
+    with pytest.raises(ConfigError, match="cluster_batches_in_flight must be >= 0, got -1"):
+        load_config(_write(tmp_path, url + "cluster_batches_in_flight = -1\n"))
