@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -200,8 +202,46 @@ def test_a_journal_resume_runs_in_a_worker_process_and_its_errors_come_back(
 
 
 def _exists(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+_KILLED_PARENT = """
+import asyncio, os, random, sys, time
+sys.path.insert(0, {tests!r})
+from test_resume import INSTRUMENTS, flow, run
+from tickline.exchange import Exchange
+ex = Exchange(INSTRUMENTS, journal_dir={journal!r}, durability="none", report_history=0)
+n = len([r for r in run(ex, flow(random.Random(5), 200)) if r.account == 1])
+asyncio.run(ex.resumer.missed(1, 0, n, ex.engine.last_seq))
+print(next(iter(ex.resumer._pool._processes)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_resume_worker_exits_when_its_server_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed server's resume worker must not live on (it would keep the server's
+    stdout open, and a supervisor reading it until end-of-file would wait forever)."""
+    code = _KILLED_PARENT.format(tests=str(Path(__file__).parent), journal=str(tmp_path))
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert _exists(worker)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _exists(worker):
+            time.sleep(0.05)
+        assert not _exists(worker), "the resume worker outlived its SIGKILLed server"
+        assert parent.stdout.read() == ""  # end-of-file: nobody holds the pipe any more
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()

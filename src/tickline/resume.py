@@ -27,6 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -105,6 +108,18 @@ def replay_reports(directory: Path | str, account: int, after: int, upto: int,
     return got
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Initializer of the resume worker: exit as soon as the server that started it is gone.
+    A process-pool worker outlives a SIGKILLed parent (it holds its call queue's write end
+    itself, so it never sees end-of-file), keeping the server's stdout and stderr open."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="resume-parent-watch", daemon=True).start()
+
+
 def replay_reports_encoded(directory: Path | str, account: int, after: int, upto: int,
                            to_command_seq: int) -> bytes:
     """:func:`replay_reports` as msgpack bytes: what the worker process sends back (one
@@ -132,7 +147,8 @@ class Resumer:
         next ones (``spawn``: a fork of a running server would copy its threads' locks)."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def close(self) -> None:
