@@ -228,6 +228,9 @@ def bench_cluster(
     loadgen_wait: Annotated[str, typer.Option(
         "--loadgen-wait", help="Load generator between planned sends (loadgen --wait): "
         "sleep (in the kernel; leaves the shared cores to the cluster) or spin.")] = "sleep",
+    batches_in_flight: Annotated[int | None, typer.Option(
+        "--batches-in-flight", min=0, help="The gateway's [server] cluster_batches_in_flight "
+        "(default: the configuration's).")] = None,
     json_path: JsonOption = None,
 ) -> None:
     """Cluster mode on this machine: loadgen through NATS JetStream, and failover time."""
@@ -239,7 +242,7 @@ def bench_cluster(
         raise typer.Exit(2)
     run(rates=rate or [10_000.0], duration=duration, runs=runs, failovers=failovers,
         lease=lease, sessions=sessions, json_path=json_path, send_interval=send_interval,
-        wait=loadgen_wait)
+        wait=loadgen_wait, batches_in_flight=batches_in_flight)
 
 
 @app.command("demo")

@@ -16,6 +16,9 @@ generator): the figures are for this layout, not for separate machines. The load
 waits between planned sends in the kernel by default (``loadgen --wait sleep``, bench
 ``--loadgen-wait``): spinning kept about half of one of the two cores busy at 10,000/s,
 taken from the processes under test; ``--loadgen-wait spin`` measures as before.
+``batches_in_flight`` (bench ``--batches-in-flight``) starts the gateway with that
+``[server] cluster_batches_in_flight`` (default: the configuration's, 4), to compare windows
+on one tree.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def _median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(*, rates: list[float], duration: float, runs: int, failovers: int, lease: float,
         sessions: int, json_path: Path | None, send_interval: float = 0.0,
-        wait: str = "sleep") -> dict[str, Any]:
+        wait: str = "sleep", batches_in_flight: int | None = None) -> dict[str, Any]:
     from tickline.loadgen import LoadConfig, run_load
     from tickline.server import run_event_loop
 
@@ -156,12 +159,19 @@ def run(*, rates: list[float], duration: float, runs: int, failovers: int, lease
                                        "loadavg_at_start": os.getloadavg()},
                            "lease_s": lease, "sessions": sessions, "duration_s": duration,
                            "send_interval_s": send_interval, "loadgen_wait": wait}
+    if batches_in_flight is not None:
+        out["batches_in_flight"] = batches_in_flight
     with tempfile.TemporaryDirectory(prefix="tickline-bench-cluster-") as d:
         tmp = Path(d)
         with NatsServer(tmp / "nats") as nats:
             engines = {name: _engine(nats.url, tmp, name, lease) for name in ("e0", "e1")}
-            gateway = _Proc([*_TICKLINE, "serve", "--cluster", nats.url, "--port", "0",
-                             "--http-port", "0"], tmp / "gateway.log")
+            argv = [*_TICKLINE, "serve", "--cluster", nats.url, "--port", "0",
+                    "--http-port", "0"]
+            if batches_in_flight is not None:
+                toml = tmp / "gateway.toml"
+                toml.write_text(f"[server]\ncluster_batches_in_flight = {batches_in_flight}\n")
+                argv += ["--config", str(toml)]
+            gateway = _Proc(argv, tmp / "gateway.log")
             try:
                 port = int(gateway.field("port"))
                 load: dict[str, Any] = {}
