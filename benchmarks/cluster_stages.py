@@ -230,7 +230,8 @@ def run(d: Path, argv: list[str]) -> None:
 
 def _trace_nats(d: Path) -> None:
     """Start the bench's nats-server with ``GODEBUG=gctrace=1`` (Go's collector cycles on
-    stderr, timed from the process start, which is written first) and ``$CLSTAGES_GOGC``."""
+    stderr, timed from the process start, which is written first), ``$CLSTAGES_GOGC`` and
+    ``$CLSTAGES_NATS_NICE`` (run it under ``nice -n N``: is the tail its scheduling?)."""
     import subprocess
 
     from tickline.cluster import natsserver as ns
@@ -246,6 +247,8 @@ def _trace_nats(d: Path) -> None:
             err.write(f"start {time.time_ns()}\n")
             err.flush()
             kw.update(stderr=err, env=env)
+            if os.environ.get("CLSTAGES_NATS_NICE"):
+                argv = ["nice", "-n", os.environ["CLSTAGES_NATS_NICE"], *argv]
         return real(argv, *a, **kw)
 
     ns.subprocess.Popen = popen  # type: ignore[misc]
