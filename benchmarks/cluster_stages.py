@@ -14,7 +14,8 @@ so an input batch is named by its logged ``ts`` everywhere; the load generator's
     -> release (reports, routing, answers) -> back (the reply's write, the generator's read)
 
 Each process also logs its collections (``gc.callbacks``), late event-loop wake-ups (a 1 ms
-timer more than 3 ms late: the process busy or not scheduled) and lease renewals.
+timer more than 3 ms late: the process busy or not scheduled), lease renewals and every
+node's lease tick (``#tick``).
 
     python benchmarks/cluster_stages.py run DIR --rate 10000 --duration 3 --runs 3
     python benchmarks/cluster_stages.py join DIR
@@ -145,6 +146,7 @@ def _install_node() -> None:
     cls = nd.EngineNode
     orig_on_input = cls._on_input
     orig_renew = cls._renew
+    orig_tick = cls._lease_tick
     orig_start = cls.start
 
     async def on_input(self: Any, items: Any) -> None:
@@ -160,6 +162,11 @@ def _install_node() -> None:
         t0 = _now()
         await orig_renew(self)
         out.write(f"#renew\t{t0}\t{_now() - t0}\n")
+
+    async def lease_tick(self: Any) -> None:
+        t0 = _now()
+        await orig_tick(self)
+        out.write(f"#tick\t{t0}\t{_now() - t0}\n")
 
     async def start(self: Any) -> None:
         await orig_start(self)
@@ -177,6 +184,7 @@ def _install_node() -> None:
     nd.decode_logged = decode_logged
     cls._on_input = on_input  # type: ignore[method-assign]
     cls._renew = renew  # type: ignore[method-assign]
+    cls._lease_tick = lease_tick  # type: ignore[method-assign]
     cls.start = start  # type: ignore[method-assign]
     pb.AckedPublisher.publish = publish  # type: ignore[method-assign]
 
