@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import pickle
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from types import SimpleNamespace
 from typing import Any
+
+import callgrind
 
 BASE = 2_000
 """Commands of the baseline run (subtracted): start-up, prefill and warm-up cancel."""
@@ -144,19 +142,7 @@ def run(path: str, n: int) -> None:
 
 
 def _instructions(path: str, n: int, pure: bool) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env.pop("TICKLINE_PURE", None)
-    if pure:
-        env["TICKLINE_PURE"] = "1"
-    with tempfile.TemporaryDirectory(prefix="cgw-cg-") as tmp:
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-             sys.executable, __file__, "run", path, str(n)],
-            env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(__file__, ["run", path, str(n)], pure=pure)
 
 
 def measure(path: str, builds: str) -> None:

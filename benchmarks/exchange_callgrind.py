@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import pickle
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 BASE = 1_000
 """Commands of the baseline run (subtracted)."""
@@ -65,19 +63,7 @@ def run(path: str, n: int, durability: str, what: str) -> None:
 
 
 def _instructions(path: str, n: int, durability: str, what: str, pure: bool) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env.pop("TICKLINE_PURE", None)
-    if pure:
-        env["TICKLINE_PURE"] = "1"
-    with tempfile.TemporaryDirectory(prefix="ex-cg-out-") as tmp:
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-             sys.executable, __file__, "run", path, str(n), durability, what],
-            env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(__file__, ["run", path, str(n), durability, what], pure=pure)
 
 
 def measure(path: str, durability: str) -> None:

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import re
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 VARIANTS = ("compiled", "pure", "liquibook_listener", "liquibook")
 
@@ -66,19 +63,8 @@ def run(path: str, variant: str, n: int) -> None:
 
 
 def _instructions(path: str, variant: str, n: int) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env.pop("TICKLINE_PURE", None)
-    if variant == "pure":
-        env["TICKLINE_PURE"] = "1"
-    with tempfile.TemporaryDirectory(prefix="peers-cg-") as tmp:
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-             sys.executable, __file__, "run", path, variant, str(n)],
-            env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total for {variant} {n}:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(__file__, ["run", path, variant, str(n)],
+                                  pure=variant == "pure")
 
 
 def measure(path: str, json_path: str | None) -> None:
