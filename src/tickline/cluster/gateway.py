@@ -92,7 +92,6 @@ from tickline.matching import (
     CancelOrders,
     Command,
     EngineConfig,
-    Event,
     Instrument,
     MatchingEngine,
     Rejected,
@@ -566,13 +565,8 @@ class ClusterExchange(Exchange):
             if not w.done:
                 return
             order.popleft()
-            self._reply_released(w, w.cmd, w.events, w.reports)
-
-    def _reply_released(self, w: Wait, cmd: Command | None, events: list[Event],
-                        reports: list[ExecReport]) -> None:
-        """Reply to a released submission (taken off ``_order`` by the caller)."""
-        self.released += 1
-        answer(w, cmd, events, reports)
+            self.released += 1
+            answer(w, w.cmd, w.events, w.reports)
 
     # -- observability ---------------------------------------------------------------------
 
